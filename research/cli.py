@@ -1,0 +1,70 @@
+"""What every entry point shares: the parser builder, banners, and clean errors.
+
+Scripts build their parser with ``make_parser`` (which adds ``--config``, one flag
+per config field and ``key=value`` overrides) and run their stage through
+``run_cli``, which turns the errors a user can fix (a bad config, missing weights,
+mismatched features) into one readable paragraph and a non-zero exit code instead
+of a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.rule import Rule
+
+from research.config import ConfigError, add_config_arguments
+
+console = Console(stderr=True)
+
+
+class UserError(RuntimeError):
+    """An error whose message tells the user what to do; printed without a traceback."""
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    from research.backbones import WeightsNotFoundError
+
+    return (UserError, ConfigError, WeightsNotFoundError, FileNotFoundError)
+
+
+def make_parser(doc: str | None, config_cls: type) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    return add_config_arguments(parser, config_cls)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
+        force=True,
+    )
+    for noisy in ("alembic", "mlflow", "urllib3", "matplotlib", "PIL", "h5py"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def banner(title: str) -> None:
+    """A rule between the phases of a long job, so the log reads as a recipe."""
+    console.print(Rule(f"[bold]{title}"))
+
+
+def run_cli(main: Callable[[], Any]) -> None:
+    """Run a script's main; user-fixable errors exit 2 with their message only."""
+    try:
+        result = main()
+    except user_errors() as err:
+        console.print(f"[bold red]error:[/bold red] {err}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]: finished work is kept; re-run the same command to resume")
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)

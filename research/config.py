@@ -1,0 +1,308 @@
+"""Stage configs: dataclasses loaded from YAML, overridden from the command line.
+
+Precedence is CLI > YAML > dataclass default. A YAML file has one section per
+stage (``extract:``, ``train:``, ``evaluate:``, ``search:``) and may name a
+``base:`` file it is a delta over, so experiment configs stay small. Unknown
+keys, in YAML or on the command line, are rejected with the list of valid ones.
+
+Every field becomes a ``--flag`` of the script that owns the config (one parser
+builder, reused by every entry point), and ``key=value`` positional overrides
+are accepted too, so ``train.py --seed 3`` and ``train.py seed=3`` mean the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+C = TypeVar("C")
+
+SECTIONS = ("extract", "train", "evaluate", "search")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit its dataclass."""
+
+
+def opt(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's name
+    """A dataclass field with a help text (the reason for its default)."""
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+# ---------------------------------------------------------------------------- YAML
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a config file, following its ``base:`` chain (paths relative to the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
+    base = data.pop("base", None)
+    unknown = set(data) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; valid sections: {list(SECTIONS)}")
+    if base is None:
+        return data
+    merged = read_yaml(path.parent / base)
+    for section, values in data.items():
+        merged[section] = {**merged.get(section, {}), **(values or {})}
+    return merged
+
+
+# ---------------------------------------------------------------------- coercion
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; convert where it is lossless."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{key}: cannot be None")
+    if tp is Any:
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item_tp, key) for v in value]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as YAML (``lr=3e-4``, ``scales=[1.0,0.85]``)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip().lstrip("-").replace("-", "_")
+    return key, yaml.safe_load(raw) if raw.strip() else ""
+
+
+def build_config(cls: type[C], values: dict[str, Any], source: str = "config") -> C:
+    """Instantiate ``cls`` from a mapping, rejecting unknown keys, checking types."""
+    types_ = _field_types(cls)
+    unknown = sorted(set(values) - set(types_))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {unknown} for {cls.__name__}; valid keys: {sorted(types_)}"
+        )
+    coerced = {k: _coerce(v, types_[k], f"{source}: {k}") for k, v in values.items()}
+    cfg = cls(**coerced)
+    check = getattr(cfg, "validate", None)
+    if check is not None:
+        check()
+    return cfg
+
+
+def load_config(
+    cls: type[C],
+    section: str,
+    config_path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> C:
+    """Defaults, then the YAML section, then overrides (the CLI)."""
+    values: dict[str, Any] = {}
+    if config_path is not None:
+        values.update(read_yaml(config_path).get(section) or {})
+    source = f"{config_path or 'defaults'} [{section}]"
+    if overrides:
+        # Check override keys on their own so the error names the CLI as the culprit.
+        build_config(cls, {**values, **overrides}, source=f"{source} + command line")
+        values.update(overrides)
+    return build_config(cls, values, source=source)
+
+
+# ------------------------------------------------------------------------ output
+
+
+def to_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """A flat ``{dotted.key: scalar}`` view for MLflow params and tables."""
+    out: dict[str, Any] = {}
+    items = dataclasses.asdict(cfg).items() if dataclasses.is_dataclass(cfg) else cfg.items()
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(to_flat_dict(value, prefix=f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            out[name] = json.dumps(list(value))
+        else:
+            out[name] = value
+    return out
+
+
+def to_yaml(cfg: Any, section: str) -> str:
+    """The resolved config as a YAML file that ``load_config`` reads back."""
+    return yaml.safe_dump({section: dataclasses.asdict(cfg)}, sort_keys=False)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> argparse.ArgumentParser:
+    """Add ``--config``, one ``--flag`` per field of ``cls`` and ``key=value`` overrides."""
+    parser.add_argument("--config", type=Path, default=None, help="YAML experiment config (see experiments/)")
+    group = parser.add_argument_group(f"{cls.__name__} fields (CLI beats YAML beats defaults)")
+    types_ = _field_types(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        if flag in parser._option_string_actions:  # a script defined its own spelling
+            continue
+        tp = types_[f.name]
+        help_ = f.metadata.get("help", "")
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_}
+        base = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_args(tp) else [tp]
+        inner = base[0] if len(base) == 1 else tp
+        if inner is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif typing.get_origin(inner) in (list, tuple):
+            (item_tp, *_) = typing.get_args(inner) or (str,)
+            group.add_argument(flag, nargs="+", type=item_tp if item_tp in (int, float, str) else str, **kwargs)
+        elif inner in (int, float, str):
+            group.add_argument(flag, type=inner, **kwargs)
+        else:  # dicts and other structures: YAML text
+            group.add_argument(flag, type=yaml.safe_load, **kwargs)
+    parser.add_argument("overrides", nargs="*", default=[], help="key=value overrides, e.g. lr=3e-4")
+    return parser
+
+
+def config_from_args(cls: type[C], section: str, args: argparse.Namespace) -> C:
+    """Resolve a config from parsed arguments: YAML, then flags and key=value overrides."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    overrides = {k: v for k, v in vars(args).items() if k in names}
+    for text in getattr(args, "overrides", []) or []:
+        key, value = parse_override(text)
+        overrides[key] = value
+    return load_config(cls, section, getattr(args, "config", None), overrides)
+
+
+# ------------------------------------------------------------------- stage configs
+
+
+@dataclasses.dataclass
+class ExtractConfig:
+    """``extract.py``: videos -> frozen-CNN frame features in HDF5."""
+
+    data_dir: str = opt("data/demo", "input root: {split}/{category}/{subcategory}/*.mp4 or processed_data.pt")
+    out_dir: str = opt("features/demo", "where {split}_features[_multiscale].h5 are written")
+    splits: list[str] = opt(["train", "val", "test"], "the seed's three splits")
+    backbone: str = opt("efficientnet_v2_s", "seed 001: the production checkpoints used EfficientNet-V2 (1280-d)")
+    random_weights: bool = opt(False, "explicit opt-in to an untrained backbone (timing, tests); never a fallback")
+    frames: int = opt(64, "seed 000/001: 64 uniformly sampled frames per video")
+    image_size: int = opt(256, "seed 000/001: frames resized to 256x256")
+    clip_seconds: float | None = opt(10.0, "seed 001: clip_duration 10 s; null = the whole video")
+    sampling: str = opt("uniform", "where frames come from: uniform | center | dense (see research.video)")
+    sampling_per_subcategory: dict = opt({}, "{subcategory: strategy}, as the seed's preprocessor asked per subcategory")
+    scales: list[float] = opt([1.0, 0.85, 1.15], "seed 000: temporal scales averaged into the multi-scale file")
+    outputs: list[str] = opt(["single", "multi"], "files to write from one CNN pass: single and/or multi")
+    batch_size: int = opt(64, "frames per CNN call, batched across videos (seed: 24 on an A100 MIG slice)")
+    num_workers: int = opt(1, "decoding processes beside the CNN; 1 overlaps decode with compute on 2 cores")
+    device: str = opt("auto", "auto = cuda when available, else cpu")
+    amp: bool = opt(True, "bf16/fp16 autocast for the CNN on CUDA (ignored on CPU, where it is slower)")
+    flush_every: int = opt(16, "videos per committed part file: at most this much work is lost on a crash")
+    overwrite: bool = opt(False, "recompute even if the final file exists")
+    frame_index: str | None = opt(None, "CSV/Parquet of (video, timestamp_sec) rows: one feature per row (seed 002)")
+    experiment: str = opt("extract", "MLflow experiment name")
+    tracking_uri: str | None = opt(None, "MLflow store; default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")
+
+    def validate(self) -> None:
+        from research.video import SAMPLING_STRATEGIES
+
+        for name in [self.sampling, *self.sampling_per_subcategory.values()]:
+            if name not in SAMPLING_STRATEGIES:
+                raise ConfigError(f"sampling {name!r} is not one of {sorted(SAMPLING_STRATEGIES)}")
+        if not set(self.outputs) <= {"single", "multi"} or not self.outputs:
+            raise ConfigError(f"outputs must be a non-empty subset of ['single', 'multi'], got {self.outputs}")
+        if self.frames < 1 or self.image_size < 32 or self.batch_size < 1:
+            raise ConfigError("frames >= 1, image_size >= 32 and batch_size >= 1 are required")
+        if not self.scales or any(s <= 0 for s in self.scales):
+            raise ConfigError(f"scales must be positive, got {self.scales}")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """``train.py``: a temporal model on HDF5 features, one MLflow run."""
+
+    features_dir: str = opt("features/demo", "folder holding {split}_features[_multiscale].h5")
+    multi_scale: bool = opt(True, "seed 003: the production models trained on the multi-scale files")
+    out_dir: str = opt("runs/demo", "checkpoints best_ensemble_model_{seed}.pt go here")
+    seed: int = opt(1, "the seed's ensemble members are seeds 1..4")
+    model: str = opt("super_enhanced", "a name from research.models.list_models()")
+    hidden_size: int = opt(768, "seed 003: Linear(D->768), BiLSTM hidden 768")
+    num_layers: int = opt(4, "seed 003: 4 BiLSTM layers")
+    num_heads: int = opt(12, "seed 003: 12 attention heads on 1536")
+    dropout: float = opt(0.2, "seed 003: input projection Dropout(0.2)")
+    classifier_dropout: float = opt(0.4, "seed 003: classifier Dropout(0.4)")
+    model_args: dict = opt({}, "model-specific extras, e.g. {positions: sinusoidal} for transformer")
+    epochs: int = opt(40, "our choice: the seed gives none; early stopping ends most runs sooner")
+    batch_size: int = opt(32, "our choice: fits the baseline model in a few GB; the seed gives none")
+    lr: float = opt(3e-4, "our choice: AdamW's well-tried rate for LSTM/attention heads of this size")
+    weight_decay: float = opt(0.05, "our choice: AdamW decoupled decay, mild regularisation for 64M params")
+    warmup_epochs: float = opt(2.0, "our choice: linear warm-up keeps early LSTM/attention updates stable")
+    min_lr_ratio: float = opt(0.01, "our choice: cosine decays to 1% of lr")
+    label_smoothing: float = opt(0.1, "our choice: 4 classes with confusable content; calibrates TTA averaging")
+    grad_clip: float = opt(1.0, "our choice: LSTMs need clipping; 1.0 is the common norm")
+    patience: int = opt(8, "our choice: epochs without a better val macro-F1 before stopping")
+    aug_crop: float = opt(0.8, "min fraction of valid frames kept by the random temporal crop (1 = off)")
+    aug_frame_dropout: float = opt(0.1, "probability of dropping each valid frame during training (0 = off)")
+    in_memory: str = opt("auto", "auto | yes | no: load features into RAM when they fit, else read lazily")
+    num_workers: int = opt(0, "DataLoader workers; 0 is fastest for in-memory features")
+    device: str = opt("auto", "auto = cuda when available, else cpu")
+    amp: bool = opt(True, "bf16 autocast on CUDA (ignored on CPU)")
+    deterministic: bool = opt(True, "torch deterministic algorithms: same seed, same metrics")
+    resume: bool = opt(True, "continue from last.pt in out_dir if the same run was interrupted")
+    ensemble: str = opt("default", "tag grouping ensemble members in MLflow (evaluate.py --ensemble NAME)")
+    experiment: str = opt("train", "MLflow experiment name")
+    tracking_uri: str | None = opt(None, "MLflow store; default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")
+    log_mlflow: bool = opt(True, "off for throwaway runs (benchmarks)")
+
+    def validate(self) -> None:
+        if self.in_memory not in ("auto", "yes", "no"):
+            raise ConfigError(f"in_memory must be auto, yes or no, got {self.in_memory!r}")
+        if not 0 < self.aug_crop <= 1 or not 0 <= self.aug_frame_dropout < 1:
+            raise ConfigError("aug_crop must be in (0, 1] and aug_frame_dropout in [0, 1)")

@@ -1,0 +1,128 @@
+"""MLflow: where the store lives, how runs open, and the logging helpers every stage shares.
+
+The store is SQLite under ``mlruns/`` (MLflow 3 refuses the old file store), with
+artifacts beside it in ``mlruns/artifacts/``. ``MLFLOW_TRACKING_URI``, when set,
+wins over our default, as MLflow's own convention says. The first process to
+touch a store creates it under a file lock, so parallel workers (Optuna, torchrun,
+``make -j``) never race the schema migration.
+
+    mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import subprocess
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DIR = Path("mlruns")
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """Explicit URI > ``$MLFLOW_TRACKING_URI`` > ``sqlite:///<cwd>/mlruns/mlflow.db``."""
+    if uri:
+        return uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{(DEFAULT_DIR / 'mlflow.db').resolve()}"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str) -> Iterator[None]:
+    db = _sqlite_path(uri)
+    if db is None:  # a server or remote DB serialises on its own
+        yield
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with open(db.with_suffix(".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _quiet_mlflow() -> None:
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="mlflow")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def get_experiment_id(name: str, uri: str | None = None) -> str:
+    """Create the store (once, under a lock) and the experiment if needed; return its id."""
+    import mlflow
+
+    _quiet_mlflow()
+    uri = resolve_tracking_uri(uri)
+    mlflow.set_tracking_uri(uri)
+    with _store_lock(uri):
+        client = mlflow.MlflowClient(uri)
+        experiment = client.get_experiment_by_name(name)
+        if experiment is not None:
+            return experiment.experiment_id
+        db = _sqlite_path(uri)
+        location = (db.parent / "artifacts" / name).resolve().as_uri() if db else None
+        return client.create_experiment(name, artifact_location=location)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+@contextlib.contextmanager
+def start_run(
+    experiment: str,
+    run_name: str | None = None,
+    uri: str | None = None,
+    tags: dict[str, Any] | None = None,
+    nested: bool = False,
+    parent_run_id: str | None = None,
+    enabled: bool = True,
+) -> Iterator[Any]:
+    """Open an MLflow run (or nothing when ``enabled`` is false); failed runs end FAILED."""
+    if not enabled:
+        yield None
+        return
+    import mlflow
+
+    experiment_id = get_experiment_id(experiment, uri)
+    all_tags = {"git_commit": git_commit(), **{k: str(v) for k, v in (tags or {}).items()}}
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=all_tags, nested=nested or bool(parent_run_id)) as run:
+        yield run
+
+
+def log_params(params: dict[str, Any]) -> None:
+    """Log params in batches (MLflow caps a batch at 100); values cut to MLflow's 6000 chars."""
+    import mlflow
+
+    items = [(k, str(v)[:6000]) for k, v in params.items()]
+    for i in range(0, len(items), 100):
+        mlflow.log_params(dict(items[i : i + 100]))
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    import mlflow
+
+    clean = {k.replace("/", "_"): float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+    if clean:
+        mlflow.log_metrics(clean, step=step)

@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from research.config import (
+    ConfigError,
+    ExtractConfig,
+    TrainConfig,
+    add_config_arguments,
+    config_from_args,
+    load_config,
+    read_yaml,
+    to_flat_dict,
+    to_yaml,
+)
+
+from .conftest import ROOT
+
+BASELINE = ROOT / "experiments" / "baseline.yaml"
+STAGES = {"extract": ExtractConfig, "train": TrainConfig}
+
+
+def parse(cls: type, section: str, argv: list[str]):
+    parser = add_config_arguments(argparse.ArgumentParser(), cls)
+    return config_from_args(cls, section, parser.parse_args(argv))
+
+
+def test_baseline_records_the_seed_values() -> None:
+    ext = load_config(ExtractConfig, "extract", BASELINE)
+    assert (ext.backbone, ext.frames, ext.image_size, ext.clip_seconds) == ("efficientnet_v2_s", 64, 256, 10.0)
+    assert ext.scales == [1.0, 0.85, 1.15]
+    tr = load_config(TrainConfig, "train", BASELINE)
+    assert (tr.model, tr.hidden_size, tr.num_layers, tr.num_heads) == ("super_enhanced", 768, 4, 12)
+    assert (tr.dropout, tr.classifier_dropout, tr.multi_scale) == (0.2, 0.4, True)
+    assert tr.model_args == {"classifier_dims": [768, 512, 256]}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_experiment_config_builds(path: Path) -> None:
+    from research import config as config_module
+
+    sections = read_yaml(path)
+    assert sections, f"{path.name} is empty"
+    for section in sections:
+        cls = {"extract": ExtractConfig, "train": TrainConfig}.get(section) or getattr(
+            config_module, {"evaluate": "EvalConfig", "search": "SearchConfig"}[section]
+        )
+        load_config(cls, section, path)
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("#"), f"{path.name} must start with a comment naming the command that runs it"
+
+
+def test_unknown_yaml_key_is_rejected(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  hiden_size: 12\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['hiden_size'\].*valid keys"):
+        load_config(TrainConfig, "train", bad)
+
+
+def test_unknown_section_is_rejected(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trian:\n  seed: 1\n")
+    with pytest.raises(ConfigError, match="unknown section"):
+        read_yaml(bad)
+
+
+def test_cli_beats_yaml_beats_defaults() -> None:
+    assert TrainConfig().hidden_size == 768
+    demo = ROOT / "experiments" / "demo.yaml"
+    assert load_config(TrainConfig, "train", demo).hidden_size == 128  # YAML beats default
+    cfg = parse(TrainConfig, "train", ["--config", str(demo), "--hidden-size", "64", "lr=0.01", "--no-multi-scale"])
+    assert (cfg.hidden_size, cfg.lr, cfg.multi_scale) == (64, 0.01, False)  # CLI beats YAML
+    assert cfg.num_heads == 4  # untouched YAML value survives
+    assert cfg.classifier_dropout == 0.4  # inherited from baseline through `base:`
+
+
+def test_unknown_cli_key_and_bad_type_fail_clearly() -> None:
+    with pytest.raises(ConfigError, match="unknown key"):
+        parse(TrainConfig, "train", ["hidden=3"])
+    with pytest.raises(ConfigError, match="hidden_size: expected an integer"):
+        parse(TrainConfig, "train", ["hidden_size=big"])
+    with pytest.raises(ConfigError, match="sampling"):
+        parse(ExtractConfig, "extract", ["sampling=random"])
+
+
+def test_flat_dict_and_yaml_round_trip(tmp_path: Path) -> None:
+    cfg = load_config(TrainConfig, "train", BASELINE)
+    flat = to_flat_dict(cfg)
+    assert flat["hidden_size"] == 768 and flat["model_args.classifier_dims"] == "[768, 512, 256]"
+    assert all(not isinstance(v, (dict, list)) for v in flat.values())
+    path = tmp_path / "resolved.yaml"
+    path.write_text(to_yaml(cfg, "train"))
+    assert load_config(TrainConfig, "train", path) == cfg
