@@ -196,8 +196,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> argparse
         tp = types_[f.name]
         help_ = f.metadata.get("help", "")
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_}
-        base = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_args(tp) else [tp]
-        inner = base[0] if len(base) == 1 else tp
+        inner = tp
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):  # Optional[X] -> X
+            (inner, *rest) = [a for a in typing.get_args(tp) if a is not type(None)]
+            inner = tp if rest else inner
         if inner is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif typing.get_origin(inner) in (list, tuple):

@@ -1,4 +1,4 @@
-"""Shared fixtures: small real data made once per session (generated videos, features)."""
+"""Shared fixtures: small real data made once per session (generated videos, extracted features)."""
 
 from __future__ import annotations
 
@@ -8,20 +8,39 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# Tests never write into the project's own mlruns/: a session-wide temporary store.
-os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_tracking_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Tests never write into the project's mlruns/: one throwaway SQLite store for the session."""
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlruns') / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    return uri
 
 
 @pytest.fixture(scope="session")
 def tiny_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """4 classes x 3 videos (2 train, 0 val, 1 test... see plan) of 1-3 s each, real H.264."""
+    """5 videos per class (3 train / 1 val / 1 test), 1-2 s each, real H.264 from the generator."""
     from research.data.synthetic import generate
 
     root = tmp_path_factory.mktemp("videos")
-    generate(root, videos_per_class=5, seed=7, fractions=(0.6, 0.2, 0.2), min_seconds=1.0, max_seconds=2.0, workers=2, progress=False)
+    generate(root, videos_per_class=5, seed=7, min_seconds=1.0, max_seconds=2.0, workers=2, progress=False)
     return root
 
 
-@pytest.fixture()
-def tracking_uri(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+def tiny_extract_config(data_dir: Path, out_dir: Path, **overrides):
+    from research.config import ExtractConfig
+
+    values = dict(data_dir=str(data_dir), out_dir=str(out_dir), backbone="mobilenet_v2", frames=8, image_size=96,
+                  batch_size=16, num_workers=0, clip_seconds=None)
+    return ExtractConfig(**{**values, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_features(tiny_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real mobilenet_v2 features of ``tiny_videos``: single- and multi-scale, all splits."""
+    from research.extraction import extract
+
+    out = tmp_path_factory.mktemp("features")
+    extract(tiny_extract_config(tiny_videos, out))
+    return out

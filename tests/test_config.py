@@ -94,3 +94,9 @@ def test_flat_dict_and_yaml_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "resolved.yaml"
     path.write_text(to_yaml(cfg, "train"))
     assert load_config(TrainConfig, "train", path) == cfg
+
+
+def test_list_and_optional_flags_parse() -> None:
+    cfg = parse(ExtractConfig, "extract", ["--splits", "test", "val", "--scales", "1.0", "0.5", "--clip-seconds", "4"])
+    assert (cfg.splits, cfg.scales, cfg.clip_seconds) == (["test", "val"], [1.0, 0.5], 4.0)
+    assert parse(ExtractConfig, "extract", ["clip_seconds=null"]).clip_seconds is None

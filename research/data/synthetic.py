@@ -37,7 +37,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 CATEGORIES = ("animation", "flat_content", "gaming", "natural_content")
 SPLITS = ("train", "val", "test")
-RESOLUTIONS = ((320, 240), (256, 256), (352, 288), (426, 240), (300, 200), (240, 180), (362, 226))
+RESOLUTIONS = ((320, 240), (256, 256), (352, 288), (426, 240), (300, 200), (240, 180), (362, 228))  # heights % 4 == 0: packed yuv420p layout
 FPS_CHOICES = (24, 25, 30)
 
 Frames = Iterator[np.ndarray]
@@ -571,17 +571,60 @@ class VideoJob:
         return f"{self.split}/{self.category}/{self.subcategory}/{self.subcategory}_{self.index:04d}.mp4"
 
 
+def rgb_to_yuv420p(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 limited-range RGB -> planar YUV 4:2:0 as one ``[H*3/2, W]`` array, in integers.
+
+    Exact integer arithmetic (the classic fixed-point formula) rather than swscale or
+    floats, so the encoder's input is bit-identical on every run and machine.
+    """
+    x = rgb.astype(np.uint16)
+    h, w = x.shape[:2]
+    r, g, b = x[..., 0], x[..., 1], x[..., 2]
+    y = ((66 * r + 129 * g + 25 * b + 128) >> 8) + 16  # <= 56228: fits uint16
+    # Chroma from 2x2 block sums (4x the mean), in int32 for the signed coefficients.
+    blocks = (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2]).astype(np.int32)
+    rs, gs, bs = blocks[..., 0], blocks[..., 1], blocks[..., 2]
+    u = ((-38 * rs - 74 * gs + 112 * bs + 512) >> 10) + 128
+    v = ((112 * rs - 94 * gs - 18 * bs + 512) >> 10) + 128
+    planes = np.concatenate([y, u.reshape(h // 4, w), v.reshape(h // 4, w)])
+    return np.clip(planes, 0, 255).astype(np.uint8)
+
+
+def _yuv_frame(planes: np.ndarray) -> av.VideoFrame:
+    """A yuv420p frame over our own buffer, followed by zeroed slack.
+
+    x264 reads past the picture (rows up to the next multiple of 16, SIMD overreads);
+    with ffmpeg-allocated frames those bytes are uninitialised heap, which leaked into
+    the bitstream and broke byte-identical output. Zero-copy over a buffer with
+    zeros after the planes makes every byte the encoder can read deterministic.
+    """
+    slack = 32 * planes.shape[1] + 4096
+    buffer = np.zeros(planes.size + slack, np.uint8)
+    view = buffer[: planes.size].reshape(planes.shape)
+    view[:] = planes
+    return av.VideoFrame.from_numpy_buffer(view, format="yuv420p")
+
+
 def write_video(path: Path, frames: Frames, width: int, height: int, fps: int) -> int:
-    """Encode RGB frames to H.264/yuv420p. Single-threaded x264 keeps output byte-identical."""
+    """Encode RGB frames to H.264/yuv420p, byte-identically for identical frames.
+
+    Byte-identical output needed three things, each found by a failing test: our own
+    integer RGB->YUV conversion (swscale/numpy-float results varied with memory
+    alignment), frames over our own zero-padded buffer (x264 reads past the picture),
+    and single-threaded constant-QP x264 without mbtree/AQ, whose float rate control
+    gave different decisions once torch had run in the same process.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.mp4")
     count = 0
     with av.open(str(tmp), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "23", "threads": "1"}
+        stream.options = {"preset": "veryfast", "qp": "26", "threads": "1", "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0:mbtree=0:aq-mode=0"}
+        stream.codec_context.thread_count = 1  # parallelism is over videos, not inside one
         for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+            yuv = _yuv_frame(rgb_to_yuv420p(frame))
+            for packet in stream.encode(yuv):
                 container.mux(packet)
             count += 1
         for packet in stream.encode():

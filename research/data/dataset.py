@@ -1,0 +1,127 @@
+"""A torch ``Dataset`` over the HDF5 feature files, with training-time temporal augmentation.
+
+Features load into memory when they fit (``in_memory="auto"``: under a quarter of
+the available RAM) and are read lazily otherwise: one HDF5 chunk per video, with
+the file opened once per worker process (h5py handles must not cross a fork).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from research.features import feature_filename, read_attrs
+
+
+class FeatureMismatchError(ValueError):
+    """Features and a model (or two feature files) that do not fit together."""
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random temporal crop (keep >= ``crop`` of the real frames) and per-frame dropout."""
+
+    crop: float = 1.0
+    frame_dropout: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.crop < 1.0 or self.frame_dropout > 0.0
+
+    def __call__(self, features: torch.Tensor, num_frames: int) -> tuple[torch.Tensor, int]:
+        n = num_frames
+        keep = torch.arange(n)
+        if self.crop < 1.0 and n > 1:
+            length = int(torch.randint(max(1, int(np.ceil(self.crop * n))), n + 1, ()).item())
+            start = int(torch.randint(0, n - length + 1, ()).item())
+            keep = keep[start : start + length]
+        if self.frame_dropout > 0.0 and len(keep) > 1:
+            kept = keep[torch.rand(len(keep)) >= self.frame_dropout]
+            keep = kept if len(kept) else keep[:1]
+        out = torch.zeros_like(features)
+        out[: len(keep)] = features[keep]  # real frames first, zero padding after: the file's convention
+        return out, len(keep)
+
+
+def available_memory_bytes() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
+
+
+class FeatureDataset(Dataset):
+    """``(features [T, D] float32, num_frames, label)`` per video of one feature file."""
+
+    def __init__(self, path: str | Path, in_memory: str = "auto", augment: Augment | None = None) -> None:
+        self.path = Path(path)
+        self.attrs: dict[str, Any] = read_attrs(self.path)
+        with h5py.File(self.path, "r") as f:
+            self.labels = f["labels"][:].astype(np.int64)
+            self.num_frames = f["num_frames"][:].astype(np.int64)
+            self.shape = f["features"].shape
+            self.features = None
+            nbytes = int(np.prod(self.shape)) * 4
+            if in_memory == "yes" or (in_memory == "auto" and nbytes < available_memory_bytes() // 4):
+                self.features = torch.from_numpy(f["features"][:])
+        self.in_memory = self.features is not None
+        self.augment = augment if augment is not None and augment.active else None
+        self._file: h5py.File | None = None
+        self._pid = -1
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.attrs["feature_dim"])
+
+    @property
+    def category_mapping(self) -> dict[str, int]:
+        return dict(self.attrs.get("category_mapping", {}))
+
+    @property
+    def num_classes(self) -> int:
+        return max(len(self.category_mapping), int(self.labels.max()) + 1 if len(self.labels) else 0)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _read(self, i: int) -> torch.Tensor:
+        if self.features is not None:
+            return self.features[i]
+        if self._file is None or self._pid != os.getpid():  # one handle per worker process
+            self._file = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return torch.from_numpy(self._file["features"][i])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
+        features, n = self._read(i), int(self.num_frames[i])
+        if self.augment is not None:
+            features, n = self.augment(features, n)
+        return features, n, int(self.labels[i])
+
+    def __getstate__(self) -> dict:  # h5py handles do not pickle; workers reopen
+        state = dict(self.__dict__)
+        state["_file"], state["_pid"] = None, -1
+        return state
+
+
+def split_path(features_dir: str | Path, split: str, multi_scale: bool) -> Path:
+    return Path(features_dir) / feature_filename(split, "multi" if multi_scale else "single")
+
+
+def check_feature_dim(expected: int, dataset: FeatureDataset, what: str = "the model") -> None:
+    if expected != dataset.feature_dim:
+        raise FeatureMismatchError(
+            f"{what} expects {expected}-d features, but {dataset.path} holds {dataset.feature_dim}-d features "
+            f"(backbone {dataset.attrs.get('backbone', 'unknown')}). Use features extracted with the same backbone."
+        )

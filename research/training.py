@@ -1,0 +1,319 @@
+"""``train(cfg) -> metrics``: one temporal model on HDF5 features, one MLflow run.
+
+The recipe: seed everything; open the train/val/test feature files; build the
+model from the registry; AdamW with linear warm-up then cosine decay; label-smoothed
+cross-entropy with gradient clipping; per epoch, train then validate, log, keep the
+best checkpoint by validation macro-F1 and stop after ``patience`` epochs without
+improvement; finally reload the best weights and score the test split.
+
+Checkpoints (``best_ensemble_model_{seed}.pt``) hold only tensors and plain data,
+so ``torch.load(..., weights_only=True)`` reads them and they cannot run code;
+they carry everything needed to rebuild the model and to know which features it
+expects. ``last_{seed}.pt`` lets an interrupted run resume where it stopped.
+Under ``torchrun`` the model trains with DistributedDataParallel; rank 0 alone
+logs and saves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from research import distributed, tracking
+from research.config import TrainConfig, to_flat_dict, to_yaml
+from research.data.dataset import Augment, FeatureDataset, FeatureMismatchError, split_path
+from research.metrics import classification_metrics
+from research.models import count_parameters, create_model
+
+log = logging.getLogger(__name__)
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+FEATURE_KEYS = ("backbone", "weights", "multi_scale", "image_size", "frames_per_video", "scales", "sampling", "clip_seconds", "feature_dim", "max_frames")
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS determinism on CUDA
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def checkpoint_name(seed: int) -> str:
+    return f"best_ensemble_model_{seed}.pt"
+
+
+def build_model(checkpoint: dict[str, Any]) -> nn.Module:
+    """Rebuild a model from a checkpoint's recorded name and kwargs, weights loaded."""
+    model = create_model(checkpoint["model"]["name"], **checkpoint["model"]["kwargs"])
+    model.load_state_dict(checkpoint["model_state"])
+    return model
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint as plain data; ``weights_only`` so a file cannot execute code."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+# ----------------------------------------------------------------- schedule
+
+
+def lr_lambda(total_steps: int, warmup_steps: int, min_ratio: float) -> Callable[[int], float]:
+    """Linear warm-up to 1, then cosine down to ``min_ratio``."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(total_steps - warmup_steps, 1)
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW; no decay on biases and normalisation weights (decaying them only hurts)."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+
+
+# --------------------------------------------------------------------- loops
+
+
+def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, scheduler: Any,
+                    loss_fn: nn.Module, device: torch.device, cfg: TrainConfig) -> dict[str, float]:
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    start = time.perf_counter()
+    amp = cfg.amp and device.type == "cuda"
+    for features, num_frames, labels in loader:
+        features = features.to(device, non_blocking=True)
+        num_frames, labels = num_frames.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(features, num_frames)
+            loss = loss_fn(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        total_loss += loss.item() * len(labels)
+        correct += (logits.argmax(1) == labels).sum().item()
+        seen += len(labels)
+    elapsed = time.perf_counter() - start
+    return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1), "samples_per_s": seen / elapsed if elapsed else 0.0}
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities ``[N, C]`` and labels ``[N]`` over a loader, in order."""
+    model.eval()
+    probs, labels = [], []
+    for features, num_frames, y in loader:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+            logits = model(features.to(device, non_blocking=True), num_frames.to(device, non_blocking=True))
+        probs.append(torch.softmax(logits.float(), dim=1).cpu())
+        labels.append(y)
+    return torch.cat(probs).numpy(), torch.cat(labels).numpy()
+
+
+def score(model: nn.Module, loader: DataLoader, device: torch.device, loss_fn: nn.Module, prefix: str, amp: bool) -> dict[str, float]:
+    probs, labels = predict(model, loader, device, amp)
+    metrics = classification_metrics(labels, probs.argmax(1), probs.shape[1])
+    loss = loss_fn(torch.log(torch.from_numpy(probs).clamp_min(1e-12)), torch.from_numpy(labels)).item() if len(labels) else 0.0
+    return {f"{prefix}_loss": loss, f"{prefix}_accuracy": metrics["accuracy"], f"{prefix}_macro_f1": metrics["macro_f1"]}
+
+
+# --------------------------------------------------------------------- setup
+
+
+def open_splits(cfg: TrainConfig) -> dict[str, FeatureDataset]:
+    """train/val(/test) datasets; refuses files that disagree with each other."""
+    augment = Augment(cfg.aug_crop, cfg.aug_frame_dropout)
+    splits: dict[str, FeatureDataset] = {}
+    for split in ("train", "val", "test"):
+        path = split_path(cfg.features_dir, split, cfg.multi_scale)
+        if not path.is_file():
+            if split == "test":
+                continue
+            kind = "multi-scale" if cfg.multi_scale else "single-scale"
+            raise FileNotFoundError(f"{kind} {split} features not found: {path} (run extract.py first, or pass --features-dir)")
+        splits[split] = FeatureDataset(path, cfg.in_memory, augment if split == "train" else None)
+    ref = splits["train"]
+    for name, ds in splits.items():
+        if ds.feature_dim != ref.feature_dim or ds.category_mapping != ref.category_mapping:
+            raise FeatureMismatchError(f"{ds.path} does not match {ref.path}: feature_dim {ds.feature_dim} vs {ref.feature_dim}, "
+                                       f"categories {ds.category_mapping} vs {ref.category_mapping}")
+        del name
+    return splits
+
+
+def _loader(ds: FeatureDataset, cfg: TrainConfig, shuffle: bool, ctx: distributed.Context, device: torch.device, seed: int) -> DataLoader:
+    sampler = DistributedSampler(ds, ctx.world_size, ctx.rank, shuffle=shuffle, seed=seed) if ctx.distributed and shuffle else None
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(ds, batch_size=cfg.batch_size, shuffle=shuffle and sampler is None, sampler=sampler, generator=generator,
+                      num_workers=cfg.num_workers, pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0)
+
+
+def model_kwargs(cfg: TrainConfig, feature_dim: int, num_classes: int) -> dict[str, Any]:
+    return {"feature_dim": feature_dim, "num_classes": num_classes, "hidden_size": cfg.hidden_size, "num_layers": cfg.num_layers,
+            "num_heads": cfg.num_heads, "dropout": cfg.dropout, "classifier_dropout": cfg.classifier_dropout, **cfg.model_args}
+
+
+def make_checkpoint(model: nn.Module, cfg: TrainConfig, train_ds: FeatureDataset, metrics: dict, epoch: int, run_id: str | None) -> dict[str, Any]:
+    module = model.module if hasattr(model, "module") else model
+    return {
+        "model_state": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
+        "model": {"name": module.config["name"], "kwargs": module.config["kwargs"]},
+        "feature_dim": train_ds.feature_dim,
+        "num_classes": train_ds.num_classes,
+        "category_mapping": train_ds.category_mapping,
+        "features": {k: train_ds.attrs[k] for k in FEATURE_KEYS if k in train_ds.attrs} | {"file": str(train_ds.path.resolve())},
+        "config": dataclasses.asdict(cfg),
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "seed": cfg.seed,
+        "epoch": epoch,
+        "mlflow_run_id": run_id,
+    }
+
+
+# ---------------------------------------------------------------------- train
+
+
+def train(cfg: TrainConfig, epoch_callback: EpochCallback | None = None, parent_run_id: str | None = None,
+          extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
+    """Train one model; returns the best validation and final test metrics.
+
+    ``epoch_callback(epoch, metrics)`` runs after each validation (Optuna reports
+    and prunes through it; an exception it raises ends training, and the run is
+    marked accordingly).
+    """
+    ctx = distributed.init(distributed.device_for(cfg.device).type)
+    device = distributed.device_for(cfg.device, ctx)
+    seed_everything(cfg.seed, cfg.deterministic)
+    splits = open_splits(cfg)
+    train_ds = splits["train"]
+    model = create_model(cfg.model, **model_kwargs(cfg, train_ds.feature_dim, train_ds.num_classes)).to(device)
+    n_params = count_parameters(model)
+    if ctx.distributed:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    train_loader = _loader(train_ds, cfg, True, ctx, device, cfg.seed)
+    eval_loaders = {name: _loader(ds, cfg, False, ctx, device, cfg.seed) for name, ds in splits.items() if name != "train"}
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    steps_per_epoch = len(train_loader)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.epochs * steps_per_epoch, max(1, int(cfg.warmup_epochs * steps_per_epoch)), cfg.min_lr_ratio))
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    eval_loss = nn.NLLLoss()
+
+    out_dir = Path(cfg.out_dir)
+    best_path, last_path = out_dir / checkpoint_name(cfg.seed), out_dir / f"last_{cfg.seed}.pt"
+    start_epoch, best, best_epoch, stale, run_id = 0, -1.0, -1, 0, None
+    resume_state = _resume_state(last_path, cfg) if cfg.resume else None
+    if resume_state is not None:
+        (model.module if ctx.distributed else model).load_state_dict(resume_state["model_state"])
+        optimizer.load_state_dict(resume_state["optimizer"])
+        scheduler.load_state_dict(resume_state["scheduler"])
+        torch.set_rng_state(resume_state["rng_torch"])
+        start_epoch, best, best_epoch, stale, run_id = (resume_state[k] for k in ("epoch", "best", "best_epoch", "stale", "mlflow_run_id"))
+        log.info("resuming %s from epoch %d (best val macro-F1 %.4f at epoch %d)", last_path, start_epoch, best, best_epoch)
+
+    tags = {"model": cfg.model, "seed": cfg.seed, "feature_file": str(train_ds.path), "backbone": train_ds.attrs.get("backbone"),
+            "multi_scale": bool(train_ds.attrs.get("multi_scale")), "ensemble": cfg.ensemble, **(extra_tags or {})}
+    history: list[dict[str, float]] = []
+    with tracking.start_run(cfg.experiment, run_name=f"{cfg.model}-seed{cfg.seed}", uri=cfg.tracking_uri, tags=tags,
+                            parent_run_id=parent_run_id, enabled=cfg.log_mlflow and ctx.is_main, run_id=run_id) as run:
+        run_id = run.info.run_id if run is not None else None
+        if run is not None and resume_state is None:
+            tracking.log_params(to_flat_dict(cfg) | {"param_count": n_params, "feature_dim": train_ds.feature_dim, "train_videos": len(train_ds)})
+            import mlflow
+
+            mlflow.log_text(to_yaml(cfg, "train"), "config.yaml")
+        for epoch in range(start_epoch, cfg.epochs):
+            if ctx.distributed:
+                train_loader.sampler.set_epoch(epoch)
+            metrics = train_one_epoch(model, train_loader, optimizer, scheduler, loss_fn, device, cfg)
+            metrics |= score(model, eval_loaders["val"], device, eval_loss, "val", cfg.amp)
+            metrics["lr"] = optimizer.param_groups[0]["lr"]
+            history.append(metrics)
+            improved = metrics["val_macro_f1"] > best
+            if improved:
+                best, best_epoch, stale = metrics["val_macro_f1"], epoch, 0
+            else:
+                stale += 1
+            if ctx.is_main:
+                if run is not None:
+                    tracking.log_metrics(metrics, step=epoch)
+                out_dir.mkdir(parents=True, exist_ok=True)
+                if improved:
+                    _atomic_save(make_checkpoint(model, cfg, train_ds, metrics, epoch, run_id), best_path)
+                _atomic_save({"model_state": (model.module if ctx.distributed else model).state_dict(), "optimizer": optimizer.state_dict(),
+                              "scheduler": scheduler.state_dict(), "rng_torch": torch.get_rng_state(), "epoch": epoch + 1, "best": best,
+                              "best_epoch": best_epoch, "stale": stale, "mlflow_run_id": run_id, "config": dataclasses.asdict(cfg)}, last_path)
+            log.info("epoch %3d  train loss %.4f acc %.3f | val loss %.4f acc %.3f macro-F1 %.3f%s", epoch, metrics["train_loss"],
+                     metrics["train_accuracy"], metrics["val_loss"], metrics["val_accuracy"], metrics["val_macro_f1"], "  *" if improved else "")
+            if epoch_callback is not None:
+                epoch_callback(epoch, metrics)
+            if stale >= cfg.patience:
+                log.info("early stop: no better val macro-F1 for %d epochs", cfg.patience)
+                break
+        distributed.barrier()
+        result = _final_scores(cfg, model, best_path, eval_loaders, device, eval_loss, ctx)
+        result |= {"best_epoch": best_epoch, "epochs_run": len(history) + (start_epoch or 0), "param_count": n_params,
+                   "samples_per_s": float(np.mean([h["samples_per_s"] for h in history])) if history else 0.0,
+                   "checkpoint": str(best_path), "mlflow_run_id": run_id}
+        if run is not None:
+            tracking.log_metrics({k: v for k, v in result.items() if k.startswith(("test_", "best_val_")) or k == "best_epoch"})
+            import mlflow
+
+            mlflow.log_artifact(str(best_path), "checkpoints")
+    if ctx.is_main and last_path.exists():
+        last_path.unlink()  # finished: nothing to resume
+    return result
+
+
+def _final_scores(cfg: TrainConfig, model: nn.Module, best_path: Path, loaders: dict[str, DataLoader], device: torch.device,
+                  loss_fn: nn.Module, ctx: distributed.Context) -> dict[str, float]:
+    """Reload the best weights and score val and test."""
+    best = load_checkpoint(best_path)
+    (model.module if ctx.distributed else model).load_state_dict(best["model_state"])
+    out = {f"best_{k}": v for k, v in score(model, loaders["val"], device, loss_fn, "val", cfg.amp).items()}
+    if "test" in loaders:
+        out |= score(model, loaders["test"], device, loss_fn, "test", cfg.amp)
+    return out
+
+
+def _resume_state(path: Path, cfg: TrainConfig) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if state.get("config") != dataclasses.asdict(cfg):
+        log.warning("%s was written by a different config; starting afresh", path)
+        return None
+    return state
+
+
+def _atomic_save(obj: dict[str, Any], path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
