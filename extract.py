@@ -3,7 +3,7 @@
     python extract.py --config experiments/demo.yaml
     python extract.py --data-dir ROOT --out-dir FEATURES --backbone efficientnet_v2_s --frames 64 --image-size 256
     torchrun --nproc-per-node 4 extract.py --config experiments/baseline.yaml --data-dir ROOT --out-dir FEATURES
-    python extract.py --frame-index frames.csv --backbone mobilenet_v3_large --out-dir FEATURES   # one feature per timestamp
+    python extract.py --frame-index frames.csv --backbone mobilenet_v3_large --out-dir FEATURES  # per timestamp
 
 ROOT holds {train,val,test}/{category}/[{subcategory}/]*.mp4 (or the seed's processed_data.pt
 folders). Writes {split}_features.h5 and {split}_features_multiscale.h5 from one CNN pass, and

@@ -199,7 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     table = Table("backbone", "feature_dim", "weights", "file", "cached")
     for name in list_backbones():
         spec = get_spec(name)
-        table.add_row(name, str(spec.feature_dim), spec.weights, spec.weights_file, "yes" if spec.cache_path.is_file() else "no")
+        table.add_row(
+            name, str(spec.feature_dim), spec.weights, spec.weights_file, "yes" if spec.cache_path.is_file() else "no"
+        )
     console.print(table)
     return 0
 

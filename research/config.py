@@ -31,7 +31,7 @@ class ConfigError(ValueError):
     """A config file or override that does not fit its dataclass."""
 
 
-def opt(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's name
+def opt(default: Any, help: str) -> Any:
     """A dataclass field with a help text (the reason for its default)."""
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
@@ -129,9 +129,7 @@ def build_config(cls: type[C], values: dict[str, Any], source: str = "config") -
     types_ = _field_types(cls)
     unknown = sorted(set(values) - set(types_))
     if unknown:
-        raise ConfigError(
-            f"{source}: unknown key(s) {unknown} for {cls.__name__}; valid keys: {sorted(types_)}"
-        )
+        raise ConfigError(f"{source}: unknown key(s) {unknown} for {cls.__name__}; valid keys: {sorted(types_)}")
     coerced = {k: _coerce(v, types_[k], f"{source}: {k}") for k, v in values.items()}
     cfg = cls(**coerced)
     check = getattr(cfg, "validate", None)
@@ -239,7 +237,9 @@ class ExtractConfig:
     image_size: int = opt(256, "seed 000/001: frames resized to 256x256")
     clip_seconds: float | None = opt(10.0, "seed 001: clip_duration 10 s; null = the whole video")
     sampling: str = opt("uniform", "where frames come from: uniform | center | dense (see research.video)")
-    sampling_per_subcategory: dict = opt({}, "{subcategory: strategy}, as the seed's preprocessor asked per subcategory")
+    sampling_per_subcategory: dict = opt(
+        {}, "{subcategory: strategy}, as the seed's preprocessor asked per subcategory"
+    )
     scales: list[float] = opt([1.0, 0.85, 1.15], "seed 000: temporal scales averaged into the multi-scale file")
     outputs: list[str] = opt(["single", "multi"], "files to write from one CNN pass: single and/or multi")
     batch_size: int = opt(64, "frames per CNN call, batched across videos (seed: 24 on an A100 MIG slice)")
@@ -280,7 +280,9 @@ class TrainConfig:
     num_heads: int = opt(12, "seed 003: 12 attention heads on 1536")
     dropout: float = opt(0.2, "seed 003: input projection Dropout(0.2)")
     classifier_dropout: float = opt(0.4, "seed 003: classifier Dropout(0.4)")
-    model_args: dict = opt({}, "model-specific extras, e.g. {positions: sinusoidal} for transformer")
+    model_args: dict = opt(
+        {}, "extras per model name, e.g. {transformer: {positions: learned}}; only the chosen model's apply"
+    )
     epochs: int = opt(40, "our choice: the seed gives none; early stopping ends most runs sooner")
     batch_size: int = opt(32, "our choice: fits the baseline model in a few GB; the seed gives none")
     lr: float = opt(3e-4, "our choice: AdamW's well-tried rate for LSTM/attention heads of this size")

@@ -99,7 +99,15 @@ class Entry:
 
 def category_mapping(data_dir: Path, splits: list[str]) -> dict[str, int]:
     """Category -> index by sorted folder name over all splits (the seed's rule, made split-safe)."""
-    names = sorted({d.name for s in splits if (data_dir / s).is_dir() for d in (data_dir / s).iterdir() if d.is_dir() and not d.name.startswith(".")})
+    names = sorted(
+        {
+            d.name
+            for s in splits
+            if (data_dir / s).is_dir()
+            for d in (data_dir / s).iterdir()
+            if d.is_dir() and not d.name.startswith(".")
+        }
+    )
     return {name: i for i, name in enumerate(names)}
 
 
@@ -152,9 +160,17 @@ class VideoSource(Dataset):
                 t = video.shape[0]
                 return {"i": i, "frames": video, "index": torch.arange(t), "n_frames": t, "normalized": True}
             strategy = self.cfg.sampling_per_subcategory.get(entry.subcategory, self.cfg.sampling)
-            dec: DecodedVideo = decode_video(entry.path, self.cfg.frames, self.cfg.image_size, strategy, self.cfg.clip_seconds, self.threads)
-            return {"i": i, "frames": torch.from_numpy(dec.frames), "index": torch.from_numpy(dec.index), "n_frames": dec.n_frames, "normalized": False}
-        except Exception as err:  # noqa: BLE001 - any unreadable input is skipped and reported, never fatal
+            dec: DecodedVideo = decode_video(
+                entry.path, self.cfg.frames, self.cfg.image_size, strategy, self.cfg.clip_seconds, self.threads
+            )
+            return {
+                "i": i,
+                "frames": torch.from_numpy(dec.frames),
+                "index": torch.from_numpy(dec.index),
+                "n_frames": dec.n_frames,
+                "normalized": False,
+            }
+        except Exception as err:
             reason = str(err) if isinstance(err, VideoDecodeError) else f"{type(err).__name__}: {err}"
             return {"i": i, "error": reason}
 
@@ -237,8 +253,23 @@ class FrameBatcher:
 
 def _fingerprint(cfg: ExtractConfig, split: str, mapping: dict[str, int]) -> str:
     """Everything that changes the numbers: a resumed run only reuses parts with the same print."""
-    keys = ("data_dir", "backbone", "random_weights", "frames", "image_size", "clip_seconds", "sampling", "sampling_per_subcategory", "scales", "outputs")
-    payload = {k: getattr(cfg, k) for k in keys} | {"split": split, "mapping": mapping, "data_dir": str(Path(cfg.data_dir).resolve())}
+    keys = (
+        "data_dir",
+        "backbone",
+        "random_weights",
+        "frames",
+        "image_size",
+        "clip_seconds",
+        "sampling",
+        "sampling_per_subcategory",
+        "scales",
+        "outputs",
+    )
+    payload = {k: getattr(cfg, k) for k in keys} | {
+        "split": split,
+        "mapping": mapping,
+        "data_dir": str(Path(cfg.data_dir).resolve()),
+    }
     return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -275,9 +306,23 @@ def _check_existing(path: Path, expected: dict[str, Any]) -> bool:
     return True
 
 
-def extract_split(cfg: ExtractConfig, split: str, backbone: torch.nn.Module, device: torch.device, mapping: dict[str, int], ctx: distributed.Context) -> dict[str, Any]:
+def extract_split(
+    cfg: ExtractConfig,
+    split: str,
+    backbone: torch.nn.Module,
+    device: torch.device,
+    mapping: dict[str, int],
+    ctx: distributed.Context,
+) -> dict[str, Any]:
     """Extract one split (this rank's shard), then assemble the files on rank 0."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     out_dir = Path(cfg.out_dir)
     targets = {kind: out_dir / feature_filename(split, kind) for kind in cfg.outputs}
@@ -300,8 +345,12 @@ def extract_split(cfg: ExtractConfig, split: str, backbone: torch.nn.Module, dev
     workers = cfg.num_workers
     loader = DataLoader(
         VideoSource(todo, cfg, decoder_threads=1 if workers else 0),
-        batch_size=None, shuffle=False, num_workers=workers,
-        pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None, persistent_workers=False,
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=device.type == "cuda",
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
     )
     batcher = FrameBatcher(backbone, device, cfg.batch_size, cfg.amp)
     multi_scales = cfg.scales
@@ -318,7 +367,14 @@ def extract_split(cfg: ExtractConfig, split: str, backbone: torch.nn.Module, dev
             feats["multi"] = multiscale_features(single, multi_scales).numpy()
         writer.add(Row(entry.index, entry.video_id, entry.relpath, entry.label, int(p.item["n_frames"]), feats))
 
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fps]:.0f} frames/s"), TimeElapsedColumn(), TimeRemainingColumn())
+    columns = (
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]:.0f} frames/s"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, disable=not ctx.is_main, transient=False) as progress:
         task = progress.add_task(f"{split} (rank {ctx.rank})" if ctx.distributed else split, total=len(todo), fps=0.0)
         try:
@@ -341,8 +397,14 @@ def extract_split(cfg: ExtractConfig, split: str, backbone: torch.nn.Module, dev
     elapsed = time.perf_counter() - start
 
     distributed.barrier()
-    result: dict[str, Any] = {"split": split, "reused": False, "frames": batcher.frames_done, "seconds": elapsed,
-                              "frames_per_s": batcher.frames_done / elapsed if elapsed else 0.0, "skipped_now": skipped}
+    result: dict[str, Any] = {
+        "split": split,
+        "reused": False,
+        "frames": batcher.frames_done,
+        "seconds": elapsed,
+        "frames_per_s": batcher.frames_done / elapsed if elapsed else 0.0,
+        "skipped_now": skipped,
+    }
     if ctx.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         dim = backbone.spec.feature_dim
@@ -391,8 +453,12 @@ def write_configuration_analysis(cfg: ExtractConfig, device: torch.device) -> Pa
             "sampling_per_subcategory": cfg.sampling_per_subcategory,
             "normalization": {"mean": list(spec.mean), "std": list(spec.std)},
         },
-        "feature_extraction": {"backbone": cfg.backbone, "weights": "random" if cfg.random_weights else str(spec.weights_enum),
-                               "feature_dim": spec.feature_dim, "scales": cfg.scales},
+        "feature_extraction": {
+            "backbone": cfg.backbone,
+            "weights": "random" if cfg.random_weights else str(spec.weights_enum),
+            "feature_dim": spec.feature_dim,
+            "scales": cfg.scales,
+        },
         "files": files,
     }
     path = out_dir / "configuration_analysis.json"
@@ -418,12 +484,20 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
         raise UserError(f"data directory not found: {data_dir}")
     mapping = category_mapping(data_dir, cfg.splits)
     if not mapping:
-        raise UserError(f"no category folders under {data_dir}/{{{','.join(cfg.splits)}}}/: expected ROOT/split/category/[subcategory/]video files")
+        raise UserError(
+            f"no category folders under {data_dir}/{{{','.join(cfg.splits)}}}/: "
+            "expected ROOT/split/category/[subcategory/]video files"
+        )
     log.info("backbone %s (%d-d) on %s; classes %s", cfg.backbone, backbone.spec.feature_dim, device, mapping)
 
     results: dict[str, Any] = {"splits": {}, "mapping": mapping}
-    with tracking.start_run(cfg.experiment, run_name=f"extract-{cfg.backbone}", uri=cfg.tracking_uri,
-                            tags={"backbone": cfg.backbone, "data_dir": cfg.data_dir}, enabled=ctx.is_main) as run:
+    with tracking.start_run(
+        cfg.experiment,
+        run_name=f"extract-{cfg.backbone}",
+        uri=cfg.tracking_uri,
+        tags={"backbone": cfg.backbone, "data_dir": cfg.data_dir},
+        enabled=ctx.is_main,
+    ) as run:
         if run is not None:
             tracking.log_params(to_flat_dict(cfg))
         for split in cfg.splits:
@@ -434,8 +508,14 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
             res = extract_split(cfg, split, backbone, device, mapping, ctx)
             results["splits"][split] = res
             if run is not None and not res["reused"]:
-                tracking.log_metrics({f"{split}_videos": res["videos"], f"{split}_skipped": res["skipped"],
-                                      f"{split}_frames_per_s": res["frames_per_s"], f"{split}_seconds": res["seconds"]})
+                tracking.log_metrics(
+                    {
+                        f"{split}_videos": res["videos"],
+                        f"{split}_skipped": res["skipped"],
+                        f"{split}_frames_per_s": res["frames_per_s"],
+                        f"{split}_seconds": res["seconds"],
+                    }
+                )
         if ctx.is_main:
             analysis = write_configuration_analysis(cfg, device)
             results["configuration_analysis"] = str(analysis)

@@ -38,7 +38,16 @@ import numpy as np
 
 SEED_ATTRS = ("num_videos", "max_frames", "feature_dim", "category_mapping", "multi_scale")
 # Attributes that must agree for two files to be merged or compared.
-IDENTITY_ATTRS = ("feature_dim", "multi_scale", "backbone", "weights", "image_size", "frames_per_video", "scales", "max_frames")
+IDENTITY_ATTRS = (
+    "feature_dim",
+    "multi_scale",
+    "backbone",
+    "weights",
+    "image_size",
+    "frames_per_video",
+    "scales",
+    "max_frames",
+)
 KINDS = {"single": "", "multi": "_multiscale"}
 
 
@@ -134,7 +143,16 @@ def _iter_rank_rows(rank_folder: Path, kind: str) -> Iterator[tuple[int, tuple]]
             idx = z["index"]
             feats = z[f"features_{kind}"] if len(idx) else None
             for j in range(len(idx)):
-                yield int(idx[j]), (feats[j], int(z["labels"][j]), int(z["decoded_frames"][j]), str(z["video_ids"][j]), str(z["paths"][j]))
+                yield (
+                    int(idx[j]),
+                    (
+                        feats[j],
+                        int(z["labels"][j]),
+                        int(z["decoded_frames"][j]),
+                        str(z["video_ids"][j]),
+                        str(z["paths"][j]),
+                    ),
+                )
 
 
 def assemble(folder: Path, target: Path, kind: str, attrs: dict[str, Any], feature_dim: int, max_frames: int) -> int:
@@ -151,8 +169,12 @@ def assemble(folder: Path, target: Path, kind: str, attrs: dict[str, Any], featu
     tmp = target.with_suffix(".h5.tmp")
     with h5py.File(tmp, "w") as f:
         feats = f.create_dataset(
-            "features", (n, max_frames, feature_dim), np.float32,
-            chunks=(1, max_frames, feature_dim) if n else None, compression="gzip", compression_opts=4,
+            "features",
+            (n, max_frames, feature_dim),
+            np.float32,
+            chunks=(1, max_frames, feature_dim) if n else None,
+            compression="gzip",
+            compression_opts=4,
         )
         labels = f.create_dataset("labels", (n,), np.int64)
         num_frames = f.create_dataset("num_frames", (n,), np.int32)
@@ -168,14 +190,16 @@ def assemble(folder: Path, target: Path, kind: str, attrs: dict[str, Any], featu
             feats[i, : feat.shape[0]] = feat
             labels[i], num_frames[i], decoded[i], ids[i], paths[i] = label, feat.shape[0], dec, vid, path
         skipped.sort(key=lambda s: s["index"])
-        f.attrs.update({
-            **attrs,
-            "num_videos": n,
-            "max_frames": max_frames,
-            "feature_dim": feature_dim,
-            "skipped": json.dumps([{"path": s["path"], "reason": s["reason"]} for s in skipped]),
-            "num_skipped": len(skipped),
-        })
+        f.attrs.update(
+            {
+                **attrs,
+                "num_videos": n,
+                "max_frames": max_frames,
+                "feature_dim": feature_dim,
+                "skipped": json.dumps([{"path": s["path"], "reason": s["reason"]} for s in skipped]),
+                "num_skipped": len(skipped),
+            }
+        )
     tmp.replace(target)
     return n
 
@@ -213,7 +237,11 @@ def summary(path: str | Path) -> dict[str, Any]:
     return {
         "features_shape": shape,
         "labels_shape": [len(labels)],
-        "num_frames": {"min": int(nf.min()) if len(nf) else 0, "max": int(nf.max()) if len(nf) else 0, "mean": float(nf.mean()) if len(nf) else 0.0},
+        "num_frames": {
+            "min": int(nf.min()) if len(nf) else 0,
+            "max": int(nf.max()) if len(nf) else 0,
+            "mean": float(nf.mean()) if len(nf) else 0.0,
+        },
         "feature_dim": attrs.get("feature_dim"),
         "multi_scale": bool(attrs.get("multi_scale")),
         "compression": f"{compression} level {4 if compression == 'gzip' else ''}".strip(),
@@ -229,15 +257,24 @@ def merge(output: str | Path, inputs: list[str | Path]) -> int:
         raise FeatureFileError("nothing to merge")
     ref = metas[0]
     for path, meta in zip(inputs[1:], metas[1:], strict=True):
-        for key in IDENTITY_ATTRS + ("category_mapping",):
+        for key in (*IDENTITY_ATTRS, "category_mapping"):
             if meta.get(key) != ref.get(key):
-                raise FeatureFileError(f"cannot merge {path} into {inputs[0]}: {key} differs ({meta.get(key)!r} vs {ref.get(key)!r})")
+                raise FeatureFileError(
+                    f"cannot merge {path} into {inputs[0]}: {key} differs ({meta.get(key)!r} vs {ref.get(key)!r})"
+                )
     total = sum(m["num_videos"] for m in metas)
     output = Path(output)
     tmp = output.with_suffix(".h5.tmp")
     with h5py.File(tmp, "w") as out:
         d, t = ref["feature_dim"], ref["max_frames"]
-        out.create_dataset("features", (total, t, d), np.float32, chunks=(1, t, d) if total else None, compression="gzip", compression_opts=4)
+        out.create_dataset(
+            "features",
+            (total, t, d),
+            np.float32,
+            chunks=(1, t, d) if total else None,
+            compression="gzip",
+            compression_opts=4,
+        )
         for name, dtype in (("labels", np.int64), ("num_frames", np.int32), ("decoded_frames", np.int32)):
             out.create_dataset(name, (total,), dtype)
         for name in ("video_ids", "paths"):

@@ -81,7 +81,9 @@ def get_experiment_id(name: str, uri: str | None = None) -> str:
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5
+        )
         return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -96,18 +98,28 @@ def start_run(
     nested: bool = False,
     parent_run_id: str | None = None,
     enabled: bool = True,
+    run_id: str | None = None,
 ) -> Iterator[Any]:
-    """Open an MLflow run (or nothing when ``enabled`` is false); failed runs end FAILED."""
+    """Open an MLflow run (or nothing when ``enabled`` is false); failed runs end FAILED.
+
+    ``run_id`` re-opens an existing run (a resumed training continues its own run).
+    """
     if not enabled:
         yield None
         return
     import mlflow
 
     experiment_id = get_experiment_id(experiment, uri)
+    if run_id is not None:
+        with mlflow.start_run(run_id=run_id) as run:
+            yield run
+        return
     all_tags = {"git_commit": git_commit(), **{k: str(v) for k, v in (tags or {}).items()}}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=all_tags, nested=nested or bool(parent_run_id)) as run:
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name, tags=all_tags, nested=nested or bool(parent_run_id)
+    ) as run:
         yield run
 
 

@@ -40,7 +40,18 @@ from research.models import count_parameters, create_model
 log = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, dict[str, float]], None]
-FEATURE_KEYS = ("backbone", "weights", "multi_scale", "image_size", "frames_per_video", "scales", "sampling", "clip_seconds", "feature_dim", "max_frames")
+FEATURE_KEYS = (
+    "backbone",
+    "weights",
+    "multi_scale",
+    "image_size",
+    "frames_per_video",
+    "scales",
+    "sampling",
+    "clip_seconds",
+    "feature_dim",
+    "max_frames",
+)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -93,14 +104,23 @@ def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.op
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
+    )
 
 
 # --------------------------------------------------------------------- loops
 
 
-def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, scheduler: Any,
-                    loss_fn: nn.Module, device: torch.device, cfg: TrainConfig) -> dict[str, float]:
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    loss_fn: nn.Module,
+    device: torch.device,
+    cfg: TrainConfig,
+) -> dict[str, float]:
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
@@ -121,11 +141,17 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim
         correct += (logits.argmax(1) == labels).sum().item()
         seen += len(labels)
     elapsed = time.perf_counter() - start
-    return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1), "samples_per_s": seen / elapsed if elapsed else 0.0}
+    return {
+        "train_loss": total_loss / max(seen, 1),
+        "train_accuracy": correct / max(seen, 1),
+        "samples_per_s": seen / elapsed if elapsed else 0.0,
+    }
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def predict(
+    model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities ``[N, C]`` and labels ``[N]`` over a loader, in order."""
     model.eval()
     probs, labels = [], []
@@ -137,11 +163,21 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device, amp: boo
     return torch.cat(probs).numpy(), torch.cat(labels).numpy()
 
 
-def score(model: nn.Module, loader: DataLoader, device: torch.device, loss_fn: nn.Module, prefix: str, amp: bool) -> dict[str, float]:
+def score(
+    model: nn.Module, loader: DataLoader, device: torch.device, loss_fn: nn.Module, prefix: str, amp: bool
+) -> dict[str, float]:
     probs, labels = predict(model, loader, device, amp)
     metrics = classification_metrics(labels, probs.argmax(1), probs.shape[1])
-    loss = loss_fn(torch.log(torch.from_numpy(probs).clamp_min(1e-12)), torch.from_numpy(labels)).item() if len(labels) else 0.0
-    return {f"{prefix}_loss": loss, f"{prefix}_accuracy": metrics["accuracy"], f"{prefix}_macro_f1": metrics["macro_f1"]}
+    loss = (
+        loss_fn(torch.log(torch.from_numpy(probs).clamp_min(1e-12)), torch.from_numpy(labels)).item()
+        if len(labels)
+        else 0.0
+    )
+    return {
+        f"{prefix}_loss": loss,
+        f"{prefix}_accuracy": metrics["accuracy"],
+        f"{prefix}_macro_f1": metrics["macro_f1"],
+    }
 
 
 # --------------------------------------------------------------------- setup
@@ -157,30 +193,58 @@ def open_splits(cfg: TrainConfig) -> dict[str, FeatureDataset]:
             if split == "test":
                 continue
             kind = "multi-scale" if cfg.multi_scale else "single-scale"
-            raise FileNotFoundError(f"{kind} {split} features not found: {path} (run extract.py first, or pass --features-dir)")
+            raise FileNotFoundError(
+                f"{kind} {split} features not found: {path} (run extract.py first, or pass --features-dir)"
+            )
         splits[split] = FeatureDataset(path, cfg.in_memory, augment if split == "train" else None)
     ref = splits["train"]
     for name, ds in splits.items():
         if ds.feature_dim != ref.feature_dim or ds.category_mapping != ref.category_mapping:
-            raise FeatureMismatchError(f"{ds.path} does not match {ref.path}: feature_dim {ds.feature_dim} vs {ref.feature_dim}, "
-                                       f"categories {ds.category_mapping} vs {ref.category_mapping}")
+            raise FeatureMismatchError(
+                f"{ds.path} does not match {ref.path}: feature_dim {ds.feature_dim} vs {ref.feature_dim}, "
+                f"categories {ds.category_mapping} vs {ref.category_mapping}"
+            )
         del name
     return splits
 
 
-def _loader(ds: FeatureDataset, cfg: TrainConfig, shuffle: bool, ctx: distributed.Context, device: torch.device, seed: int) -> DataLoader:
-    sampler = DistributedSampler(ds, ctx.world_size, ctx.rank, shuffle=shuffle, seed=seed) if ctx.distributed and shuffle else None
+def _loader(
+    ds: FeatureDataset, cfg: TrainConfig, shuffle: bool, ctx: distributed.Context, device: torch.device, seed: int
+) -> DataLoader:
+    sampler = (
+        DistributedSampler(ds, ctx.world_size, ctx.rank, shuffle=shuffle, seed=seed)
+        if ctx.distributed and shuffle
+        else None
+    )
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(ds, batch_size=cfg.batch_size, shuffle=shuffle and sampler is None, sampler=sampler, generator=generator,
-                      num_workers=cfg.num_workers, pin_memory=device.type == "cuda", persistent_workers=cfg.num_workers > 0)
+    return DataLoader(
+        ds,
+        batch_size=cfg.batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        generator=generator,
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=cfg.num_workers > 0,
+    )
 
 
 def model_kwargs(cfg: TrainConfig, feature_dim: int, num_classes: int) -> dict[str, Any]:
-    return {"feature_dim": feature_dim, "num_classes": num_classes, "hidden_size": cfg.hidden_size, "num_layers": cfg.num_layers,
-            "num_heads": cfg.num_heads, "dropout": cfg.dropout, "classifier_dropout": cfg.classifier_dropout, **cfg.model_args}
+    return {
+        "feature_dim": feature_dim,
+        "num_classes": num_classes,
+        "hidden_size": cfg.hidden_size,
+        "num_layers": cfg.num_layers,
+        "num_heads": cfg.num_heads,
+        "dropout": cfg.dropout,
+        "classifier_dropout": cfg.classifier_dropout,
+        **cfg.model_args.get(cfg.model, {}),
+    }
 
 
-def make_checkpoint(model: nn.Module, cfg: TrainConfig, train_ds: FeatureDataset, metrics: dict, epoch: int, run_id: str | None) -> dict[str, Any]:
+def make_checkpoint(
+    model: nn.Module, cfg: TrainConfig, train_ds: FeatureDataset, metrics: dict, epoch: int, run_id: str | None
+) -> dict[str, Any]:
     module = model.module if hasattr(model, "module") else model
     return {
         "model_state": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
@@ -188,7 +252,8 @@ def make_checkpoint(model: nn.Module, cfg: TrainConfig, train_ds: FeatureDataset
         "feature_dim": train_ds.feature_dim,
         "num_classes": train_ds.num_classes,
         "category_mapping": train_ds.category_mapping,
-        "features": {k: train_ds.attrs[k] for k in FEATURE_KEYS if k in train_ds.attrs} | {"file": str(train_ds.path.resolve())},
+        "features": {k: train_ds.attrs[k] for k in FEATURE_KEYS if k in train_ds.attrs}
+        | {"file": str(train_ds.path.resolve())},
         "config": dataclasses.asdict(cfg),
         "metrics": {k: float(v) for k, v in metrics.items()},
         "seed": cfg.seed,
@@ -200,8 +265,12 @@ def make_checkpoint(model: nn.Module, cfg: TrainConfig, train_ds: FeatureDataset
 # ---------------------------------------------------------------------- train
 
 
-def train(cfg: TrainConfig, epoch_callback: EpochCallback | None = None, parent_run_id: str | None = None,
-          extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
+def train(
+    cfg: TrainConfig,
+    epoch_callback: EpochCallback | None = None,
+    parent_run_id: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Train one model; returns the best validation and final test metrics.
 
     ``epoch_callback(epoch, metrics)`` runs after each validation (Optuna reports
@@ -219,10 +288,15 @@ def train(cfg: TrainConfig, epoch_callback: EpochCallback | None = None, parent_
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     train_loader = _loader(train_ds, cfg, True, ctx, device, cfg.seed)
-    eval_loaders = {name: _loader(ds, cfg, False, ctx, device, cfg.seed) for name, ds in splits.items() if name != "train"}
+    eval_loaders = {
+        name: _loader(ds, cfg, False, ctx, device, cfg.seed) for name, ds in splits.items() if name != "train"
+    }
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     steps_per_epoch = len(train_loader)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.epochs * steps_per_epoch, max(1, int(cfg.warmup_epochs * steps_per_epoch)), cfg.min_lr_ratio))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lr_lambda(cfg.epochs * steps_per_epoch, max(1, int(cfg.warmup_epochs * steps_per_epoch)), cfg.min_lr_ratio),
+    )
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     eval_loss = nn.NLLLoss()
 
@@ -235,21 +309,44 @@ def train(cfg: TrainConfig, epoch_callback: EpochCallback | None = None, parent_
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         torch.set_rng_state(resume_state["rng_torch"])
-        start_epoch, best, best_epoch, stale, run_id = (resume_state[k] for k in ("epoch", "best", "best_epoch", "stale", "mlflow_run_id"))
-        log.info("resuming %s from epoch %d (best val macro-F1 %.4f at epoch %d)", last_path, start_epoch, best, best_epoch)
+        start_epoch, best, best_epoch, stale, run_id = (
+            resume_state[k] for k in ("epoch", "best", "best_epoch", "stale", "mlflow_run_id")
+        )
+        log.info(
+            "resuming %s from epoch %d (best val macro-F1 %.4f at epoch %d)", last_path, start_epoch, best, best_epoch
+        )
 
-    tags = {"model": cfg.model, "seed": cfg.seed, "feature_file": str(train_ds.path), "backbone": train_ds.attrs.get("backbone"),
-            "multi_scale": bool(train_ds.attrs.get("multi_scale")), "ensemble": cfg.ensemble, **(extra_tags or {})}
+    tags = {
+        "model": cfg.model,
+        "seed": cfg.seed,
+        "feature_file": str(train_ds.path),
+        "backbone": train_ds.attrs.get("backbone"),
+        "multi_scale": bool(train_ds.attrs.get("multi_scale")),
+        "ensemble": cfg.ensemble,
+        **(extra_tags or {}),
+    }
     history: list[dict[str, float]] = []
-    with tracking.start_run(cfg.experiment, run_name=f"{cfg.model}-seed{cfg.seed}", uri=cfg.tracking_uri, tags=tags,
-                            parent_run_id=parent_run_id, enabled=cfg.log_mlflow and ctx.is_main, run_id=run_id) as run:
+    with tracking.start_run(
+        cfg.experiment,
+        run_name=f"{cfg.model}-seed{cfg.seed}",
+        uri=cfg.tracking_uri,
+        tags=tags,
+        parent_run_id=parent_run_id,
+        enabled=cfg.log_mlflow and ctx.is_main,
+        run_id=run_id,
+    ) as run:
         run_id = run.info.run_id if run is not None else None
         if run is not None and resume_state is None:
-            tracking.log_params(to_flat_dict(cfg) | {"param_count": n_params, "feature_dim": train_ds.feature_dim, "train_videos": len(train_ds)})
+            tracking.log_params(
+                to_flat_dict(cfg)
+                | {"param_count": n_params, "feature_dim": train_ds.feature_dim, "train_videos": len(train_ds)}
+            )
             import mlflow
 
             mlflow.log_text(to_yaml(cfg, "train"), "config.yaml")
         for epoch in range(start_epoch, cfg.epochs):
+            # The shuffle depends on (seed, epoch) only, so a resumed run sees the same batches.
+            train_loader.generator.manual_seed(cfg.seed * 100_003 + epoch)
             if ctx.distributed:
                 train_loader.sampler.set_epoch(epoch)
             metrics = train_one_epoch(model, train_loader, optimizer, scheduler, loss_fn, device, cfg)
@@ -267,11 +364,31 @@ def train(cfg: TrainConfig, epoch_callback: EpochCallback | None = None, parent_
                 out_dir.mkdir(parents=True, exist_ok=True)
                 if improved:
                     _atomic_save(make_checkpoint(model, cfg, train_ds, metrics, epoch, run_id), best_path)
-                _atomic_save({"model_state": (model.module if ctx.distributed else model).state_dict(), "optimizer": optimizer.state_dict(),
-                              "scheduler": scheduler.state_dict(), "rng_torch": torch.get_rng_state(), "epoch": epoch + 1, "best": best,
-                              "best_epoch": best_epoch, "stale": stale, "mlflow_run_id": run_id, "config": dataclasses.asdict(cfg)}, last_path)
-            log.info("epoch %3d  train loss %.4f acc %.3f | val loss %.4f acc %.3f macro-F1 %.3f%s", epoch, metrics["train_loss"],
-                     metrics["train_accuracy"], metrics["val_loss"], metrics["val_accuracy"], metrics["val_macro_f1"], "  *" if improved else "")
+                _atomic_save(
+                    {
+                        "model_state": (model.module if ctx.distributed else model).state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "rng_torch": torch.get_rng_state(),
+                        "epoch": epoch + 1,
+                        "best": best,
+                        "best_epoch": best_epoch,
+                        "stale": stale,
+                        "mlflow_run_id": run_id,
+                        "config": dataclasses.asdict(cfg),
+                    },
+                    last_path,
+                )
+            log.info(
+                "epoch %3d  train loss %.4f acc %.3f | val loss %.4f acc %.3f macro-F1 %.3f%s",
+                epoch,
+                metrics["train_loss"],
+                metrics["train_accuracy"],
+                metrics["val_loss"],
+                metrics["val_accuracy"],
+                metrics["val_macro_f1"],
+                "  *" if improved else "",
+            )
             if epoch_callback is not None:
                 epoch_callback(epoch, metrics)
             if stale >= cfg.patience:
@@ -279,11 +396,18 @@ def train(cfg: TrainConfig, epoch_callback: EpochCallback | None = None, parent_
                 break
         distributed.barrier()
         result = _final_scores(cfg, model, best_path, eval_loaders, device, eval_loss, ctx)
-        result |= {"best_epoch": best_epoch, "epochs_run": len(history) + (start_epoch or 0), "param_count": n_params,
-                   "samples_per_s": float(np.mean([h["samples_per_s"] for h in history])) if history else 0.0,
-                   "checkpoint": str(best_path), "mlflow_run_id": run_id}
+        result |= {
+            "best_epoch": best_epoch,
+            "epochs_run": len(history) + (start_epoch or 0),
+            "param_count": n_params,
+            "samples_per_s": float(np.mean([h["samples_per_s"] for h in history])) if history else 0.0,
+            "checkpoint": str(best_path),
+            "mlflow_run_id": run_id,
+        }
         if run is not None:
-            tracking.log_metrics({k: v for k, v in result.items() if k.startswith(("test_", "best_val_")) or k == "best_epoch"})
+            tracking.log_metrics(
+                {k: v for k, v in result.items() if k.startswith(("test_", "best_val_")) or k == "best_epoch"}
+            )
             import mlflow
 
             mlflow.log_artifact(str(best_path), "checkpoints")
@@ -292,8 +416,15 @@ def train(cfg: TrainConfig, epoch_callback: EpochCallback | None = None, parent_
     return result
 
 
-def _final_scores(cfg: TrainConfig, model: nn.Module, best_path: Path, loaders: dict[str, DataLoader], device: torch.device,
-                  loss_fn: nn.Module, ctx: distributed.Context) -> dict[str, float]:
+def _final_scores(
+    cfg: TrainConfig,
+    model: nn.Module,
+    best_path: Path,
+    loaders: dict[str, DataLoader],
+    device: torch.device,
+    loss_fn: nn.Module,
+    ctx: distributed.Context,
+) -> dict[str, float]:
     """Reload the best weights and score val and test."""
     best = load_checkpoint(best_path)
     (model.module if ctx.distributed else model).load_state_dict(best["model_state"])

@@ -76,7 +76,9 @@ def probe(path: str | Path) -> VideoInfo:
     return VideoInfo(n, fps, width, height)
 
 
-def sample_indices(n_frames: int, fps: float, num: int, strategy: str = "uniform", clip_seconds: float | None = None) -> np.ndarray:
+def sample_indices(
+    n_frames: int, fps: float, num: int, strategy: str = "uniform", clip_seconds: float | None = None
+) -> np.ndarray:
     """Frame numbers to sample from a video of ``n_frames`` frames (may repeat when short)."""
     if strategy not in SAMPLING_STRATEGIES:
         raise ValueError(f"unknown sampling strategy {strategy!r}; choose from {sorted(SAMPLING_STRATEGIES)}")
@@ -93,11 +95,13 @@ def _to_rgb(frame: av.VideoFrame, size: int) -> np.ndarray:
     rgb = frame.to_ndarray(width=size, height=size, format="rgb24")
     rotation = getattr(frame, "rotation", 0) or 0
     if rotation % 360:  # display-matrix rotation (phones): counter-clockwise degrees
-        rgb = np.ascontiguousarray(np.rot90(rgb, k=int(round(rotation / 90)) % 4))
+        rgb = np.ascontiguousarray(np.rot90(rgb, k=round(rotation / 90) % 4))
     return rgb
 
 
-def _decode_selected(path: str | Path, wanted: np.ndarray, size: int, threads: int) -> tuple[dict[int, np.ndarray], int]:
+def _decode_selected(
+    path: str | Path, wanted: np.ndarray, size: int, threads: int
+) -> tuple[dict[int, np.ndarray], int]:
     """One pass; RGB conversion only for wanted frame numbers. Returns (frames, frames decoded)."""
     targets = set(int(i) for i in wanted)
     last = max(targets)

@@ -31,8 +31,16 @@ def tiny_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_extract_config(data_dir: Path, out_dir: Path, **overrides):
     from research.config import ExtractConfig
 
-    values = dict(data_dir=str(data_dir), out_dir=str(out_dir), backbone="mobilenet_v2", frames=8, image_size=96,
-                  batch_size=16, num_workers=0, clip_seconds=None)
+    values = dict(
+        data_dir=str(data_dir),
+        out_dir=str(out_dir),
+        backbone="mobilenet_v2",
+        frames=8,
+        image_size=96,
+        batch_size=16,
+        num_workers=0,
+        clip_seconds=None,
+    )
     return ExtractConfig(**{**values, **overrides})
 
 
@@ -44,3 +52,9 @@ def tiny_features(tiny_videos: Path, tmp_path_factory: pytest.TempPathFactory) -
     out = tmp_path_factory.mktemp("features")
     extract(tiny_extract_config(tiny_videos, out))
     return out
+
+
+@pytest.fixture()
+def tracking_uri(tmp_path: Path) -> str:
+    """A fresh SQLite MLflow store of the test's own (a real store, created for real)."""
+    return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"

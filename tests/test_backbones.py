@@ -49,7 +49,7 @@ def test_every_backbone_builds_with_its_declared_feature_dim(name: str) -> None:
 
 def test_missing_weights_error_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty hub cache
-    with pytest.raises(WeightsNotFoundError, match="resnet50-11ad3fa6.pth") as err:
+    with pytest.raises(WeightsNotFoundError, match=r"resnet50-11ad3fa6\.pth") as err:
         create_backbone("resnet50")
     assert "random" in str(err.value) and str(tmp_path) in str(err.value)
 
@@ -57,8 +57,20 @@ def test_missing_weights_error_names_the_file(tmp_path: Path, monkeypatch: pytes
 def test_missing_weights_cli_is_one_paragraph_and_nonzero(tmp_path: Path) -> None:
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch")}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "extract.py"), "--backbone", "resnet50", "--data-dir", str(tmp_path), "--out-dir", str(tmp_path / "f")],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            sys.executable,
+            str(ROOT / "extract.py"),
+            "--backbone",
+            "resnet50",
+            "--data-dir",
+            str(tmp_path),
+            "--out-dir",
+            str(tmp_path / "f"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert proc.returncode != 0
     assert "resnet50-11ad3fa6.pth" in proc.stderr

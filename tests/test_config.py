@@ -35,7 +35,7 @@ def test_baseline_records_the_seed_values() -> None:
     tr = load_config(TrainConfig, "train", BASELINE)
     assert (tr.model, tr.hidden_size, tr.num_layers, tr.num_heads) == ("super_enhanced", 768, 4, 12)
     assert (tr.dropout, tr.classifier_dropout, tr.multi_scale) == (0.2, 0.4, True)
-    assert tr.model_args == {"classifier_dims": [768, 512, 256]}
+    assert tr.model_args == {"super_enhanced": {"classifier_dims": [768, 512, 256]}}
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
@@ -89,7 +89,7 @@ def test_unknown_cli_key_and_bad_type_fail_clearly() -> None:
 def test_flat_dict_and_yaml_round_trip(tmp_path: Path) -> None:
     cfg = load_config(TrainConfig, "train", BASELINE)
     flat = to_flat_dict(cfg)
-    assert flat["hidden_size"] == 768 and flat["model_args.classifier_dims"] == "[768, 512, 256]"
+    assert flat["hidden_size"] == 768 and flat["model_args.super_enhanced.classifier_dims"] == "[768, 512, 256]"
     assert all(not isinstance(v, (dict, list)) for v in flat.values())
     path = tmp_path / "resolved.yaml"
     path.write_text(to_yaml(cfg, "train"))

@@ -56,7 +56,9 @@ def test_schema_and_attributes(tiny_features: Path, tiny_videos: Path) -> None:
     assert analysis["files"]["test_features_multiscale.h5"]["features_shape"] == [4, 9, 1280]
 
 
-def seed_multiscale_reference(backbone: torch.nn.Module, video: torch.Tensor, scales: list[float], batch_size: int = 24) -> torch.Tensor:
+def seed_multiscale_reference(
+    backbone: torch.nn.Module, video: torch.Tensor, scales: list[float], batch_size: int = 24
+) -> torch.Tensor:
     """The seed's loop, written out as seed 000 shows it: a CNN pass per scaled sequence."""
     num_frames = video.shape[0]
     scale_features = []
@@ -67,10 +69,15 @@ def seed_multiscale_reference(backbone: torch.nn.Module, video: torch.Tensor, sc
             scaled_video = video[indices]
         else:
             scaled_video = video
-        frame_features = [backbone(scaled_video[i : i + batch_size]) for i in range(0, scaled_video.shape[0], batch_size)]
+        frame_features = [
+            backbone(scaled_video[i : i + batch_size]) for i in range(0, scaled_video.shape[0], batch_size)
+        ]
         scale_features.append(torch.cat(frame_features, dim=0))
     max_len = max(sf.shape[0] for sf in scale_features)
-    padded = [torch.cat([sf, torch.zeros(max_len - sf.shape[0], sf.shape[1])]) if sf.shape[0] < max_len else sf for sf in scale_features]
+    padded = [
+        torch.cat([sf, torch.zeros(max_len - sf.shape[0], sf.shape[1])]) if sf.shape[0] < max_len else sf
+        for sf in scale_features
+    ]
     return torch.stack(padded).mean(dim=0)
 
 
@@ -97,19 +104,34 @@ def test_short_videos_repeat_frames_like_linspace_and_record_real_count(tiny_vid
     np.testing.assert_array_equal(dec.frame_numbers, np.linspace(0, n - 1, n + 20).astype(int))
 
 
-def test_processed_data_pt_input_gives_the_same_features(tiny_features: Path, tiny_videos: Path, tmp_path: Path) -> None:
+def test_processed_data_pt_input_gives_the_same_features(
+    tiny_features: Path, tiny_videos: Path, tmp_path: Path
+) -> None:
     """The seed's Stage-1 tensors (normalised [N,T,C,H,W]) are accepted as input."""
     spec = create_backbone("mobilenet_v2").spec
     src = sorted((tiny_videos / "test" / "gaming").rglob("*.mp4"))
-    videos = torch.stack([normalize(torch.from_numpy(decode_video(p, 8, 96).expanded()), spec.mean, spec.std) for p in src])
+    videos = torch.stack(
+        [normalize(torch.from_numpy(decode_video(p, 8, 96).expanded()), spec.mean, spec.std) for p in src]
+    )
     folder = tmp_path / "data" / "test" / "gaming" / "topdown"
     folder.mkdir(parents=True)
-    torch.save({"videos": videos, "labels": torch.zeros(len(src)), "filenames": [p.name for p in src], "category_mapping": {"gaming": 2}}, folder / "processed_data.pt")
+    torch.save(
+        {
+            "videos": videos,
+            "labels": torch.zeros(len(src)),
+            "filenames": [p.name for p in src],
+            "category_mapping": {"gaming": 2},
+        },
+        folder / "processed_data.pt",
+    )
     (folder / "metadata.json").write_text("{}")
     for cat in ("animation", "flat_content", "natural_content"):
         (tmp_path / "data" / "test" / cat).mkdir()
     extract(tiny_extract_config(tmp_path / "data", tmp_path / "out", splits=["test"]))
-    with h5py.File(tmp_path / "out" / "test_features_multiscale.h5") as f, h5py.File(tiny_features / "test_features_multiscale.h5") as ref:
+    with (
+        h5py.File(tmp_path / "out" / "test_features_multiscale.h5") as f,
+        h5py.File(tiny_features / "test_features_multiscale.h5") as ref,
+    ):
         ref_paths = [p.decode() for p in ref["paths"][:]]
         j = ref_paths.index(src[0].relative_to(tiny_videos).as_posix())
         assert f["labels"][0] == 2
@@ -152,20 +174,57 @@ def test_bad_inputs_are_skipped_counted_and_listed(tiny_videos: Path, tmp_path: 
 def test_cli_exits_nonzero_when_nothing_could_be_extracted(tmp_path: Path) -> None:
     (tmp_path / "data" / "test" / "cat").mkdir(parents=True)
     (tmp_path / "data" / "test" / "cat" / "x.mp4").write_text("not a video")
-    proc = subprocess.run([sys.executable, str(ROOT / "extract.py"), "--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out"),
-                           "--backbone", "mobilenet_v2", "--frames", "4", "--image-size", "64", "--splits", "test"],
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "extract.py"),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--out-dir",
+            str(tmp_path / "out"),
+            "--backbone",
+            "mobilenet_v2",
+            "--frames",
+            "4",
+            "--image-size",
+            "64",
+            "--splits",
+            "test",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "x.mp4" in proc.stderr
 
 
-RESUME_ARGS = ["--backbone", "mobilenet_v2", "--frames", "16", "--image-size", "128", "--batch-size", "8", "--flush-every", "1",
-               "--num-workers", "0", "--splits", "train", "clip_seconds=null"]
+RESUME_ARGS = [
+    "--backbone",
+    "mobilenet_v2",
+    "--frames",
+    "16",
+    "--image-size",
+    "128",
+    "--batch-size",
+    "8",
+    "--flush-every",
+    "1",
+    "--num-workers",
+    "0",
+    "--splits",
+    "train",
+    "clip_seconds=null",
+]
 
 
 def _run_extract(data: Path, out: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(ROOT / "extract.py"), "--data-dir", str(data), "--out-dir", str(out), *RESUME_ARGS],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "extract.py"), "--data-dir", str(data), "--out-dir", str(out), *RESUME_ARGS],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_resume_after_kill_equals_a_clean_run(tiny_videos: Path, tmp_path: Path) -> None:
@@ -210,8 +269,9 @@ def recording_add(self, row):
     add(self, row)
     rss.append(page_rss())
 PartWriter.add = recording_add
-extract(ExtractConfig(data_dir={str(tmp_path / 'data')!r}, out_dir={str(tmp_path / 'out')!r}, backbone='mobilenet_v2', frames=64,
-                      image_size=32, batch_size=64, num_workers=0, splits=['train'], clip_seconds=None, flush_every=8))
+extract(ExtractConfig(data_dir={str(tmp_path / "data")!r}, out_dir={str(tmp_path / "out")!r},
+                      backbone='mobilenet_v2', frames=64, image_size=32, batch_size=64, num_workers=0,
+                      splits=['train'], clip_seconds=None, flush_every=8))
 print(json.dumps(rss))
 """
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)

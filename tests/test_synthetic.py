@@ -18,7 +18,7 @@ def test_layout_and_class_mapping(tiny_videos: Path) -> None:
     assert sorted(CATEGORIES) == list(CATEGORIES)  # sorted order = the seed's class indices
     for row in rows:
         path = tiny_videos / row["path"]
-        split, category, sub, name = Path(row["path"]).parts
+        _split, category, sub, name = Path(row["path"]).parts
         assert path.is_file() and name.endswith(".mp4")
         assert int(row["label"]) == CATEGORIES.index(category) and row["subcategory"] == sub
     per_split = defaultdict(int)

@@ -133,9 +133,13 @@ def _vertical_gradient(w: int, h: int, top: tuple, bottom: tuple) -> np.ndarray:
 # ------------------------------------------------------------------ animation
 
 
-def _cartoon_world(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
-    """A wide cel-shaded landscape: gradient sky, outlined hills, flat clouds."""
-    world = Image.fromarray(_vertical_gradient(w, h, _color(rng, 60, 200), _color(rng, 150, 255)))
+def _cartoon_world(rng: np.random.Generator, w: int, h: int, photo: int | None = None) -> np.ndarray:
+    """A wide cel-shaded landscape: gradient sky, outlined hills, flat clouds.
+
+    With ``photo``, the sky is a real photograph (cartoons composited on live action: a confuser).
+    """
+    sky = _resize(_photos()[photo], w, h) if photo is not None else _vertical_gradient(w, h, _color(rng, 60, 200), _color(rng, 150, 255))
+    world = Image.fromarray(np.ascontiguousarray(sky))
     draw = ImageDraw.Draw(world)
     for layer in range(int(rng.integers(2, 4))):
         base = h * (0.55 + 0.12 * layer)
@@ -151,7 +155,7 @@ def _cartoon_world(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
 
 def render_cel_shapes(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
     """Flat-shaded outlined shapes moving smoothly over a panning cartoon landscape."""
-    world = _cartoon_world(rng, w * 2, h)
+    world = _cartoon_world(rng, w * 2, h, params.get("photo"))
     pan = _smooth_path(rng, n, w)
     sprites = []
     for _ in range(int(rng.integers(3, 7))):
@@ -177,7 +181,7 @@ def render_cel_shapes(rng: np.random.Generator, w: int, h: int, n: int, params: 
 
 def render_characters(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
     """Simple cartoon characters (body, head, eyes) hopping across a flat scene."""
-    world = _cartoon_world(rng, w, h)
+    world = _cartoon_world(rng, w, h, params.get("photo"))
     chars = []
     for _ in range(int(rng.integers(2, 5))):
         s, body, skin = int(rng.integers(h // 5, h // 2.5)), _color(rng), _color(rng, 150, 255)
@@ -255,7 +259,7 @@ def render_slides(rng: np.random.Generator, w: int, h: int, n: int, params: dict
                 d.text((w // 12, h // 4 + j * h // 8), "• " + b, font=_font(max(h // 20, 7)), fill=ink)
             if params["photo"] is not None:  # confuser: a photograph on the slide
                 ph = _photos()[params["photo"]]
-                pw, phh = w // 3, h // 3
+                pw, phh = int(w * params["photo_scale"]), int(h * params["photo_scale"])
                 img.paste(Image.fromarray(_resize(ph, pw, phh)), (w - pw - w // 20, h - phh - h // 12))
             stages.append((np.asarray(img).copy(), stages[0][1] if stages else _sentence(rng, 2)))
         slides.append([s[0] for s in stages])
@@ -316,10 +320,11 @@ def render_spreadsheet(rng: np.random.Generator, w: int, h: int, n: int, params:
 
 
 def render_desktop(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
-    """A desktop with windows and a moving mouse cursor; nearly static otherwise."""
-    img = Image.fromarray(_vertical_gradient(w, h, _color(rng, 0, 120), _color(rng, 0, 120)))
+    """A desktop with windows and a moving mouse cursor; nearly static otherwise (wallpaper may be a photo)."""
+    wallpaper = _resize(_photos()[params["photo"]], w, h) if params.get("photo") is not None else _vertical_gradient(w, h, _color(rng, 0, 120), _color(rng, 0, 120))
+    img = Image.fromarray(np.ascontiguousarray(wallpaper))
     d = ImageDraw.Draw(img)
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(int(rng.integers(0 if params.get("photo") is not None else 1, 4))):
         x0, y0 = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2))
         x1, y1 = x0 + int(rng.integers(w // 3, w // 1.5)), y0 + int(rng.integers(h // 3, h // 1.5))
         d.rectangle((x0, y0, x1, y1), fill=(245, 245, 245), outline=(90, 90, 90))
@@ -402,7 +407,10 @@ def render_side_scroller(rng: np.random.Generator, w: int, h: int, n: int, param
     """A side-scrolling platformer: parallax sky, block platforms, coins, a jumping player, HUD."""
     tile = int(rng.integers(12, 20))
     length = w + int(n * params["speed"]) + tile
-    sky = _vertical_gradient(length, h, _color(rng, 80, 200), _color(rng, 150, 255))
+    if params.get("photo") is not None:  # a photographic backdrop (confuser)
+        sky = _resize(_photos()[params["photo"]], length, h)
+    else:
+        sky = _vertical_gradient(length, h, _color(rng, 80, 200), _color(rng, 150, 255))
     ground = _tile_map(rng, length // tile + 1, 3, tile, params["photo_texture"])[:, :length]
     level = sky.copy()
     level[h - ground.shape[0] :] = ground
@@ -475,6 +483,12 @@ def _camera_crops(rng: np.random.Generator, photo: np.ndarray, w: int, h: int, n
         out = np.clip(frame + rng.normal(0, params["noise"], frame.shape), 0, 255).astype(np.uint8)
         if params["posterize"]:  # confuser: flat-shaded look on a real photo
             out = (out // 64) * 64 + 32
+        if params.get("subtitle"):  # confuser: text on screen, as in news and lectures
+            band = slice(h - h // 6, h - h // 30)
+            out[band] = out[band] // 3
+            label = _score_label(int(params["subtitle"]) + i // 50, max(h // 14, 8))
+            lh, lw = min(label.shape[0], h // 8), min(label.shape[1], w - 8)
+            out[h - h // 6 + 2 : h - h // 6 + 2 + lh, 8 : 8 + lw][label[:lh, :lw] > 0] = 255
         yield out
 
 
@@ -508,8 +522,9 @@ class Subcategory:
     sample_params: Callable[[np.random.Generator], dict] = field(default=lambda rng: {})
 
 
-def _noise_confuser(rng: np.random.Generator) -> dict:
-    return {"noise": float(rng.uniform(6, 14)) if rng.uniform() < 0.3 else 0.0}
+def _cartoon_confusers(rng: np.random.Generator) -> dict:
+    """Sensor noise (30%) and a live-action photo behind the cartoon (30%)."""
+    return {"noise": float(rng.uniform(6, 14)) if rng.uniform() < 0.3 else 0.0, "photo": _photo_or_none(rng, 0.3)}
 
 
 def _photo_or_none(rng: np.random.Generator, p: float) -> int | None:
@@ -528,20 +543,21 @@ def _camera_params(rng: np.random.Generator, shake: tuple, noise: tuple, blur_p:
         "light": float(rng.uniform(0.02, 0.15)),
         "blur": bool(rng.uniform() < blur_p),
         "zoom": float(rng.uniform(*zoom)),
-        "posterize": bool(rng.uniform() < 0.15),
+        "posterize": bool(rng.uniform() < 0.2),
+        "subtitle": int(rng.integers(1, 9999)) if rng.uniform() < 0.3 else 0,
     }
 
 
 CATALOG: tuple[Subcategory, ...] = (
-    Subcategory("animation", "cel_shapes", render_cel_shapes, _noise_confuser),
-    Subcategory("animation", "characters", render_characters, _noise_confuser),
-    Subcategory("animation", "cgi_balls", render_cgi_balls, _noise_confuser),
-    Subcategory("flat_content", "slides", render_slides, lambda rng: {"photo": _photo_or_none(rng, 0.35)}),
+    Subcategory("animation", "cel_shapes", render_cel_shapes, _cartoon_confusers),
+    Subcategory("animation", "characters", render_characters, _cartoon_confusers),
+    Subcategory("animation", "cgi_balls", render_cgi_balls, lambda rng: {"noise": float(rng.uniform(6, 14)) if rng.uniform() < 0.4 else 0.0}),
+    Subcategory("flat_content", "slides", render_slides, lambda rng: {"photo": _photo_or_none(rng, 0.5), "photo_scale": float(rng.uniform(0.3, 0.65))}),
     Subcategory("flat_content", "code_scroll", render_code_scroll, lambda rng: {"speed": float(rng.uniform(0.3, 1.5))}),
     Subcategory("flat_content", "spreadsheet", render_spreadsheet, lambda rng: {"edit_every": int(rng.integers(15, 60))}),
-    Subcategory("flat_content", "desktop", render_desktop),
-    Subcategory("gaming", "topdown", render_topdown, lambda rng: {"photo_texture": _texture_or_none(rng, 0.35)}),
-    Subcategory("gaming", "side_scroller", render_side_scroller, lambda rng: {"photo_texture": _texture_or_none(rng, 0.35), "speed": float(rng.uniform(1, 4))}),
+    Subcategory("flat_content", "desktop", render_desktop, lambda rng: {"photo": _photo_or_none(rng, 0.5)}),
+    Subcategory("gaming", "topdown", render_topdown, lambda rng: {"photo_texture": _texture_or_none(rng, 0.5)}),
+    Subcategory("gaming", "side_scroller", render_side_scroller, lambda rng: {"photo_texture": _texture_or_none(rng, 0.35), "speed": float(rng.uniform(1, 4)), "photo": _photo_or_none(rng, 0.4)}),
     Subcategory("gaming", "arena", render_arena, lambda rng: {"photo_texture": _texture_or_none(rng, 0.35)}),
     Subcategory("natural_content", "photo_pan", render_photo_pan, lambda rng: _camera_params(rng, (0, 0.5), (0, 4), 0.2, (0, 0.4))),
     Subcategory("natural_content", "handheld", render_handheld, lambda rng: _camera_params(rng, (1, 4), (3, 10), 0.6, (0, 0.15))),

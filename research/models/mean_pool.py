@@ -13,8 +13,16 @@ from research.models.layers import masked_mean, mlp_head, padding_mask
 class MeanPoolModel(nn.Module):
     """Order-blind: if a temporal model cannot beat this, time did not help."""
 
-    def __init__(self, feature_dim: int, num_classes: int, hidden_size: int = 512, num_layers: int = 1, num_heads: int = 1,
-                 dropout: float = 0.2, classifier_dropout: float = 0.4) -> None:
+    def __init__(
+        self,
+        feature_dim: int,
+        num_classes: int,
+        hidden_size: int = 512,
+        num_layers: int = 1,
+        num_heads: int = 1,
+        dropout: float = 0.2,
+        classifier_dropout: float = 0.4,
+    ) -> None:
         super().__init__()
         del num_heads  # part of the contract; pooling has none
         self.input_dropout = nn.Dropout(dropout)

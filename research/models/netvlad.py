@@ -27,14 +27,26 @@ class NetVLADModel(nn.Module):
     over real frames, normalised, projected to ``hidden_size``, context-gated, classified.
     Order-blind like ``mean_pool``, but it keeps a distribution rather than one mean."""
 
-    def __init__(self, feature_dim: int, num_classes: int, hidden_size: int = 256, num_layers: int = 1, num_heads: int = 1,
-                 dropout: float = 0.2, classifier_dropout: float = 0.4, clusters: int = 16, reduce_dim: int = 128) -> None:
+    def __init__(
+        self,
+        feature_dim: int,
+        num_classes: int,
+        hidden_size: int = 256,
+        num_layers: int = 1,
+        num_heads: int = 1,
+        dropout: float = 0.2,
+        classifier_dropout: float = 0.4,
+        clusters: int = 16,
+        reduce_dim: int = 128,
+    ) -> None:
         super().__init__()
         del num_layers, num_heads  # part of the contract; not used here
         self.reduce = nn.Sequential(nn.Linear(feature_dim, reduce_dim), nn.LayerNorm(reduce_dim), nn.Dropout(dropout))
         self.assign = nn.Linear(reduce_dim, clusters)
         self.centres = nn.Parameter(torch.randn(clusters, reduce_dim) * 0.1)
-        self.project = nn.Sequential(nn.Linear(clusters * reduce_dim, hidden_size), nn.LayerNorm(hidden_size), nn.ReLU())
+        self.project = nn.Sequential(
+            nn.Linear(clusters * reduce_dim, hidden_size), nn.LayerNorm(hidden_size), nn.ReLU()
+        )
         self.gating = ContextGating(hidden_size)
         self.classifier = mlp_head(hidden_size, [], num_classes, classifier_dropout)
         self.classifier.insert(0, nn.Dropout(classifier_dropout))

@@ -20,21 +20,38 @@ class SuperEnhancedTemporalModel(nn.Module):
     About 64 M parameters at the baseline sizes with D = 1280.
     """
 
-    def __init__(self, feature_dim: int, num_classes: int, hidden_size: int = 768, num_layers: int = 4, num_heads: int = 12,
-                 dropout: float = 0.2, classifier_dropout: float = 0.4, classifier_dims: list[int] | None = None,
-                 lstm_dropout: float | None = None) -> None:
+    def __init__(
+        self,
+        feature_dim: int,
+        num_classes: int,
+        hidden_size: int = 768,
+        num_layers: int = 4,
+        num_heads: int = 12,
+        dropout: float = 0.2,
+        classifier_dropout: float = 0.4,
+        classifier_dims: list[int] | None = None,
+        lstm_dropout: float | None = None,
+    ) -> None:
         super().__init__()
         width = 2 * hidden_size
         if width % num_heads:
             raise ValueError(f"num_heads={num_heads} must divide the attention width 2*hidden_size={width}")
         self.input_proj = input_projection(feature_dim, hidden_size, dropout)
         # Dropout between LSTM layers is not in the seed's table; we reuse the input dropout.
-        self.lstm = nn.LSTM(hidden_size, hidden_size, num_layers, batch_first=True, bidirectional=True,
-                            dropout=(dropout if lstm_dropout is None else lstm_dropout) if num_layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            hidden_size,
+            hidden_size,
+            num_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=(dropout if lstm_dropout is None else lstm_dropout) if num_layers > 1 else 0.0,
+        )
         self.attention = nn.MultiheadAttention(width, num_heads, dropout=dropout, batch_first=True)
         self.attention_norm = nn.LayerNorm(width)
         self.pool = AttentionPooling(width)
-        self.classifier = mlp_head(width, classifier_dims if classifier_dims is not None else [768, 512, 256], num_classes, classifier_dropout)
+        self.classifier = mlp_head(
+            width, classifier_dims if classifier_dims is not None else [768, 512, 256], num_classes, classifier_dropout
+        )
 
     def forward(self, features: torch.Tensor, num_frames: torch.Tensor) -> torch.Tensor:
         mask = padding_mask(num_frames, features.shape[1])
@@ -48,12 +65,27 @@ class SuperEnhancedTemporalModel(nn.Module):
 class BiGRUModel(nn.Module):
     """A lighter recurrent baseline: input projection, BiGRU, attention pooling, MLP head."""
 
-    def __init__(self, feature_dim: int, num_classes: int, hidden_size: int = 256, num_layers: int = 1, num_heads: int = 1,
-                 dropout: float = 0.2, classifier_dropout: float = 0.4) -> None:
+    def __init__(
+        self,
+        feature_dim: int,
+        num_classes: int,
+        hidden_size: int = 256,
+        num_layers: int = 1,
+        num_heads: int = 1,
+        dropout: float = 0.2,
+        classifier_dropout: float = 0.4,
+    ) -> None:
         super().__init__()
         del num_heads  # part of the contract; a GRU has none
         self.input_proj = input_projection(feature_dim, hidden_size, dropout)
-        self.gru = nn.GRU(hidden_size, hidden_size, num_layers, batch_first=True, bidirectional=True, dropout=dropout if num_layers > 1 else 0.0)
+        self.gru = nn.GRU(
+            hidden_size,
+            hidden_size,
+            num_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if num_layers > 1 else 0.0,
+        )
         self.pool = AttentionPooling(2 * hidden_size)
         self.classifier = mlp_head(2 * hidden_size, [hidden_size], num_classes, classifier_dropout)
 

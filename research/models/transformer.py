@@ -7,7 +7,14 @@ from einops import repeat
 from torch import nn
 
 from research.models import register_model
-from research.models.layers import AttentionPooling, input_projection, masked_mean, mlp_head, padding_mask, sinusoidal_positions
+from research.models.layers import (
+    AttentionPooling,
+    input_projection,
+    masked_mean,
+    mlp_head,
+    padding_mask,
+    sinusoidal_positions,
+)
 
 
 @register_model("transformer")
@@ -15,9 +22,20 @@ class TemporalTransformer(nn.Module):
     """Input projection, positions (``sinusoidal`` | ``learned``), pre-norm encoder layers,
     then ``cls`` token, ``attention`` or ``mean`` pooling, and an MLP head."""
 
-    def __init__(self, feature_dim: int, num_classes: int, hidden_size: int = 256, num_layers: int = 2, num_heads: int = 4,
-                 dropout: float = 0.1, classifier_dropout: float = 0.3, positions: str = "sinusoidal", pooling: str = "cls",
-                 max_len: int = 512, ff_mult: int = 4) -> None:
+    def __init__(
+        self,
+        feature_dim: int,
+        num_classes: int,
+        hidden_size: int = 256,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        dropout: float = 0.1,
+        classifier_dropout: float = 0.3,
+        positions: str = "sinusoidal",
+        pooling: str = "cls",
+        max_len: int = 512,
+        ff_mult: int = 4,
+    ) -> None:
         super().__init__()
         if hidden_size % num_heads:
             raise ValueError(f"num_heads={num_heads} must divide hidden_size={hidden_size}")
@@ -31,9 +49,13 @@ class TemporalTransformer(nn.Module):
         else:
             self.register_buffer("positions", table, persistent=False)
         self.cls = nn.Parameter(torch.zeros(1, 1, hidden_size)) if pooling == "cls" else None
-        layer = nn.TransformerEncoderLayer(hidden_size, num_heads, ff_mult * hidden_size, dropout, batch_first=True, norm_first=True, activation="gelu")
+        layer = nn.TransformerEncoderLayer(
+            hidden_size, num_heads, ff_mult * hidden_size, dropout, batch_first=True, norm_first=True, activation="gelu"
+        )
         # No nested-tensor fast path: identical numerics in train and eval, padded or not.
-        self.encoder = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(hidden_size), enable_nested_tensor=False)
+        self.encoder = nn.TransformerEncoder(
+            layer, num_layers, norm=nn.LayerNorm(hidden_size), enable_nested_tensor=False
+        )
         self.attn_pool = AttentionPooling(hidden_size) if pooling == "attention" else None
         self.classifier = mlp_head(hidden_size, [hidden_size], num_classes, classifier_dropout)
 

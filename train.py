@@ -1,0 +1,61 @@
+"""Train a temporal model on extracted features; every run is tracked in MLflow.
+
+    python train.py --seed 1                                   # the seed's baseline (defaults = baseline.yaml)
+    python train.py --config experiments/demo.yaml --seed 2    # the CPU-sized demo member 2
+    python train.py --config experiments/demo.yaml --model transformer --single-scale lr=5e-4
+    torchrun --nproc-per-node 2 train.py --config experiments/demo.yaml --seed 1   # DistributedDataParallel
+    python train.py --search --study demo --trials 12 --config experiments/demo.yaml   # an Optuna study
+
+Writes OUT_DIR/best_ensemble_model_{seed}.pt (what evaluate.py reads) and an MLflow run in
+experiment `train`: mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db
+"""
+
+from research.cli import banner, make_parser, run_cli, setup_logging
+from research.config import TrainConfig, config_from_args
+
+
+def main() -> int:
+    parser = make_parser(__doc__, TrainConfig)
+    parser.add_argument("--single-scale", dest="multi_scale", action="store_false", help="train on {split}_features.h5")
+    parser.add_argument(
+        "--search", action="store_true", help="run an Optuna study around this config instead of one run"
+    )
+    parser.add_argument("--study", default=None, help="Optuna study name (with --search)")
+    parser.add_argument("--trials", type=int, default=None, help="trials for this worker to run (with --search)")
+    parser.add_argument("--storage", default=None, help="Optuna storage URL or journal file (with --search)")
+    parser.add_argument("--space", default=None, help="search space YAML (with --search)")
+    args = parser.parse_args()
+    setup_logging(args.verbose)
+    cfg = config_from_args(TrainConfig, "train", args)
+    if args.search:
+        from research.search import SearchConfig, run_search
+
+        search_cfg = SearchConfig.from_args(args)
+        banner(f"Optuna study {search_cfg.study}")
+        run_search(search_cfg, cfg)
+        return 0
+    from research.distributed import context
+    from research.training import train
+
+    banner(f"train {cfg.model} seed {cfg.seed}")
+    result = train(cfg)
+    if not context().is_main:
+        return 0
+    banner("result")
+    for key in (
+        "best_val_accuracy",
+        "best_val_macro_f1",
+        "test_accuracy",
+        "test_macro_f1",
+        "best_epoch",
+        "checkpoint",
+        "mlflow_run_id",
+    ):
+        if key in result:
+            value = result[key]
+            print(f"{key:>20}: {value:.4f}" if isinstance(value, float) else f"{key:>20}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
