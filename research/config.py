@@ -310,3 +310,33 @@ class TrainConfig:
             raise ConfigError(f"in_memory must be auto, yes or no, got {self.in_memory!r}")
         if not 0 < self.aug_crop <= 1 or not 0 <= self.aug_frame_dropout < 1:
             raise ConfigError("aug_crop must be in (0, 1] and aug_frame_dropout in [0, 1)")
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    """``evaluate.py``: members, TTA, ensemble, reports; or ``--predict`` on raw videos."""
+
+    checkpoints: list[str] = opt([], "checkpoint files, or MLflow run ids of training runs")
+    ensemble: str | None = opt(None, "instead of checkpoints: every finished training run tagged ensemble=NAME")
+    features: str | None = opt(None, "feature file; default: the members' own {split} file next to their training file")
+    split: str = opt("test", "split to score when --features is not given")
+    tta: bool = opt(True, "also score with test-time augmentation (seed: ~93% -> ~95%)")
+    tta_modes: list[str] = opt(["identity", "reverse", "stride2", "center"], "temporal views averaged (research.tta)")
+    weights: list[float] | None = opt(None, "ensemble weights per member (default: equal)")
+    out_dir: str = opt("outputs/evaluate", "report.json, confusion matrix PNG/TXT")
+    batch_size: int = opt(64, "videos per forward pass")
+    device: str = opt("auto", "auto = cuda when available, else cpu")
+    predict: list[str] = opt([], "video files to classify end to end (extraction settings come from the checkpoint)")
+    experiment: str = opt("evaluate", "MLflow experiment name")
+    tracking_uri: str | None = opt(None, "MLflow store; default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")
+    log_mlflow: bool = opt(True, "log the evaluation as one MLflow run linking its members")
+
+    def validate(self) -> None:
+        from research.tta import get_views
+
+        try:
+            get_views(self.tta_modes)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        if self.weights is not None and self.checkpoints and len(self.weights) != len(self.checkpoints):
+            raise ConfigError(f"{len(self.weights)} weights for {len(self.checkpoints)} checkpoints")

@@ -79,6 +79,30 @@ def multiscale_features(frame_features: torch.Tensor, scales: list[float]) -> to
     return padded.mean(dim=0)
 
 
+@torch.inference_mode()
+def video_features(
+    path: str | Path,
+    backbone: torch.nn.Module,
+    frames: int,
+    image_size: int,
+    scales: list[float] | None,
+    sampling: str = "uniform",
+    clip_seconds: float | None = None,
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """One video's feature sequence, exactly as ``extract`` writes it (multi-scale when ``scales``).
+
+    The end-user path (``evaluate.py --predict``): settings come from a checkpoint.
+    """
+    decoded = decode_video(path, frames, image_size, sampling, clip_seconds)
+    device = next(backbone.parameters()).device
+    batcher = FrameBatcher(backbone, device, batch_size, amp=True)
+    item = {"frames": torch.from_numpy(decoded.frames), "normalized": False}
+    (done,) = [*batcher.add(item), *batcher.flush()]
+    single = done.features[torch.from_numpy(decoded.index)]
+    return multiscale_features(single, scales) if scales else single
+
+
 # ----------------------------------------------------------------------- inputs
 
 

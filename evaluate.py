@@ -1,0 +1,38 @@
+"""Evaluate checkpoints: single models, test-time augmentation, the ensemble; or classify raw videos.
+
+    python evaluate.py --checkpoints runs/demo/best_ensemble_model_{1,2,3,4}.pt
+    python evaluate.py --checkpoints RUN_ID RUN_ID --features FEATURES/test_features_multiscale.h5 --no-tta
+    python evaluate.py --ensemble demo --out-dir outputs/demo     # every training run tagged ensemble=demo
+    python evaluate.py --checkpoints runs/demo/best_ensemble_model_1.pt --predict my_video.mp4
+
+Prints the table (per member, member+TTA, ensemble, ensemble+TTA: accuracy, macro-F1, F1 per class),
+writes OUT_DIR/report.json, confusion_matrix.png and .txt, and logs one MLflow run in experiment
+`evaluate` that links its members' training runs.
+"""
+
+from research.cli import make_parser, run_cli, setup_logging
+from research.config import EvalConfig, config_from_args
+
+
+def main() -> int:
+    args = make_parser(__doc__, EvalConfig).parse_args()
+    setup_logging(args.verbose)
+    cfg = config_from_args(EvalConfig, "evaluate", args)
+    from rich.console import Console
+
+    from research.evaluation import evaluate, predict_videos, results_table
+
+    console = Console()
+    if cfg.predict:
+        for result in predict_videos(cfg):
+            probs = "  ".join(f"{c} {p:.3f}" for c, p in result["probabilities"].items())
+            console.print(f"[bold]{result['class']}[/bold]  {result['video']}  ({probs})")
+        return 0
+    report = evaluate(cfg)
+    console.print(results_table(report))
+    console.print(f"report: {cfg.out_dir}/report.json, confusion matrix: {cfg.out_dir}/confusion_matrix.png")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+
+from research.config import EvalConfig
+from research.data.dataset import FeatureDataset, FeatureMismatchError
+from research.evaluation import ensemble_probabilities, evaluate, member_probabilities, predict_videos
+from research.training import build_model, load_checkpoint, train
+from research.tta import center, get_views, identity, reverse, stride2, tta_probabilities
+
+from .test_training import tiny_train_config
+
+
+def ramp(num_frames: list[int], t: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    """features[b, i] = i + 1 for real frames, 0 for padding (2 feature channels)."""
+    n = torch.tensor(num_frames)
+    steps = torch.arange(1, t + 1, dtype=torch.float32)
+    x = (steps[None, :] * (torch.arange(t)[None, :] < n[:, None])).unsqueeze(-1).repeat(1, 1, 2)
+    return x, n
+
+
+@pytest.mark.parametrize(
+    ("view", "expected", "lengths"),
+    [
+        (identity, [[1, 2, 3, 4, 5, 0], [1, 2, 3, 0, 0, 0]], [5, 3]),
+        (reverse, [[5, 4, 3, 2, 1, 0], [3, 2, 1, 0, 0, 0]], [5, 3]),
+        (stride2, [[1, 3, 5, 0, 0, 0], [1, 3, 0, 0, 0, 0]], [3, 2]),
+        (center, [[1, 2, 3, 4, 0, 0], [1, 2, 0, 0, 0, 0]], [4, 2]),
+    ],
+)
+def test_each_tta_view_gives_the_expected_sequence_and_ignores_padding(view, expected, lengths) -> None:
+    x, n = ramp([5, 3])
+    x_garbage = x.clone()
+    x_garbage[0, 5:] = 99.0  # padding that must never be read
+    x_garbage[1, 3:] = -7.0
+    for inp in (x, x_garbage):
+        out, m = view(inp, n)
+        assert m.tolist() == lengths
+        assert out[..., 0].tolist() == expected
+        assert torch.equal(out[..., 0], out[..., 1])
+
+
+def test_unknown_tta_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown TTA mode"):
+        get_views(["identity", "mirror"])
+
+
+@pytest.fixture(scope="module")
+def members(tiny_features: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    out = tmp_path_factory.mktemp("members")
+    paths = []
+    for seed in (1, 2):
+        cfg = tiny_train_config(tiny_features, out, seed=seed, epochs=12, patience=12, ensemble="t7", lr=2e-3)
+        paths.append(Path(train(cfg)["checkpoint"]))
+    return paths
+
+
+def test_metrics_equal_sklearn_on_the_same_predictions(
+    members: list[Path], tiny_features: Path, tmp_path: Path
+) -> None:
+    report = evaluate(EvalConfig(checkpoints=[str(members[0])], out_dir=str(tmp_path), log_mlflow=False))
+    ds = FeatureDataset(tiny_features / "test_features_multiscale.h5")
+    probs = member_probabilities(build_model(load_checkpoint(members[0])), ds, torch.device("cpu"), 8, None)
+    pred = probs.argmax(1)
+    row = report["rows"]["member_1"]
+    assert row["accuracy"] == pytest.approx(accuracy_score(ds.labels, pred))
+    assert row["macro_f1"] == pytest.approx(
+        f1_score(ds.labels, pred, average="macro", labels=range(4), zero_division=0)
+    )
+    per_class = f1_score(ds.labels, pred, average=None, labels=range(4), zero_division=0)
+    assert list(row["f1"].values()) == pytest.approx(per_class.tolist())
+    assert row["confusion"] == confusion_matrix(ds.labels, pred, labels=range(4)).tolist()
+    assert set(report["rows"]) == {"member_1", "member_1+tta"}
+    saved = json.loads((tmp_path / "report.json").read_text())
+    assert saved["rows"]["member_1+tta"]["macro_f1"] == report["rows"]["member_1+tta"]["macro_f1"]
+    assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
+    assert "true \\ predicted" in (tmp_path / "confusion_matrix.txt").read_text()
+
+
+def test_tta_changes_probabilities_but_an_ensemble_of_identical_members_equals_one(
+    members: list[Path], tiny_features: Path
+) -> None:
+    ds = FeatureDataset(tiny_features / "test_features_multiscale.h5")
+    model = build_model(load_checkpoint(members[0]))
+    plain = member_probabilities(model, ds, torch.device("cpu"), 8, None)
+    tta = member_probabilities(model, ds, torch.device("cpu"), 8, get_views())
+    assert not np.allclose(plain, tta)
+    np.testing.assert_allclose(ensemble_probabilities([plain, plain, plain]), plain, rtol=1e-6)
+    x, n = ramp([5, 3])
+    single = tta_probabilities(model, torch.randn(2, 6, 1280), n, get_views(["identity"]))
+    assert single.shape == (2, 4) and torch.allclose(single.sum(1), torch.ones(2))
+    del x
+
+
+def test_full_table_for_an_ensemble_from_mlflow(members: list[Path], tmp_path: Path) -> None:
+    import mlflow
+
+    report = evaluate(EvalConfig(ensemble="t7", out_dir=str(tmp_path)))
+    assert list(report["rows"]) == ["member_1", "member_1+tta", "member_2", "member_2+tta", "ensemble", "ensemble+tta"]
+    run = mlflow.get_run(report["mlflow_run_id"])
+    member_ids = {run.data.tags["member_1_run_id"], run.data.tags["member_2_run_id"]}
+    assert member_ids == {load_checkpoint(p)["mlflow_run_id"] for p in members}
+    assert "ensemble_tta_macro_f1" in run.data.metrics
+    by_id = evaluate(
+        EvalConfig(checkpoints=sorted(member_ids), out_dir=str(tmp_path / "ids"), log_mlflow=False, tta=False)
+    )
+    assert by_id["rows"]["ensemble"]["accuracy"] == report["rows"]["ensemble"]["accuracy"]
+
+
+def test_mismatches_are_refused(members: list[Path], tiny_features: Path, tmp_path: Path) -> None:
+    wide = tmp_path / "wide.h5"
+    with h5py.File(tiny_features / "test_features_multiscale.h5") as src, h5py.File(wide, "w") as f:
+        n, t, _ = src["features"].shape
+        f.create_dataset("features", data=np.zeros((n, t, 2048), np.float32))
+        for key in ("labels", "num_frames"):
+            f.create_dataset(key, data=src[key][:])
+        f.attrs.update(dict(src.attrs))
+        f.attrs["feature_dim"], f.attrs["backbone"] = 2048, "resnet50"
+    with pytest.raises(FeatureMismatchError, match=r"1280-d features.*2048-d features"):
+        evaluate(EvalConfig(checkpoints=[str(members[0])], features=str(wide), log_mlflow=False, out_dir=str(tmp_path)))
+    single = train(tiny_train_config(tiny_features, tmp_path / "single", multi_scale=False, seed=9, log_mlflow=False))
+    with pytest.raises(FeatureMismatchError, match="disagree on multi_scale"):
+        evaluate(
+            EvalConfig(checkpoints=[str(members[0]), single["checkpoint"]], log_mlflow=False, out_dir=str(tmp_path))
+        )
+
+
+def test_predict_a_raw_video_with_the_checkpoints_own_settings(
+    members: list[Path], tiny_features: Path, tiny_videos: Path
+) -> None:
+    ckpt = load_checkpoint(members[0])
+    ds = FeatureDataset(tiny_features / "test_features_multiscale.h5")
+    probs = member_probabilities(build_model(ckpt), ds, torch.device("cpu"), 8, get_views())
+    with h5py.File(ds.path) as f:
+        paths = [p.decode() for p in f["paths"][:]]
+    right = [i for i in range(len(ds)) if probs[i].argmax() == ds.labels[i]]
+    assert right, "the tiny model gets no test video right"
+    i = right[0]
+    (result,) = predict_videos(EvalConfig(checkpoints=[str(members[0])], predict=[str(tiny_videos / paths[i])]))
+    classes = sorted(ckpt["category_mapping"], key=ckpt["category_mapping"].get)
+    assert result["class"] == classes[ds.labels[i]]
+    assert list(result["probabilities"].values()) == pytest.approx(probs[i].tolist(), abs=1e-5)
