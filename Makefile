@@ -38,7 +38,8 @@ ablation: setup
 	$(PY) -m research.ablation experiments/ablation_single_scale.yaml experiments/ablation_multi_scale.yaml
 
 results: setup
-	$(PY) -m research.results
+	$(PY) -m research.results models
+	$(PY) -m research.results write
 
 clean:
 	rm -rf data/demo features/demo runs/demo outputs/demo

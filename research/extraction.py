@@ -330,6 +330,15 @@ def _check_existing(path: Path, expected: dict[str, Any]) -> bool:
     return True
 
 
+def is_finished(cfg: ExtractConfig, split: str, mapping: dict[str, int]) -> bool:
+    """All of this split's files exist with the same settings (and --overwrite was not asked)."""
+    out_dir = Path(cfg.out_dir)
+    return not cfg.overwrite and all(
+        _check_existing(out_dir / feature_filename(split, kind), _file_attrs(cfg, kind, mapping))
+        for kind in cfg.outputs
+    )
+
+
 def extract_split(
     cfg: ExtractConfig,
     split: str,
@@ -351,7 +360,7 @@ def extract_split(
     out_dir = Path(cfg.out_dir)
     targets = {kind: out_dir / feature_filename(split, kind) for kind in cfg.outputs}
     attrs = {kind: _file_attrs(cfg, kind, mapping) for kind in cfg.outputs}
-    if not cfg.overwrite and all(_check_existing(targets[k], attrs[k]) for k in cfg.outputs):
+    if is_finished(cfg, split, mapping):
         log.info("%s: %s already extracted, re-using", split, ", ".join(p.name for p in targets.values()))
         return {"split": split, "reused": True, "videos": read_attrs(next(iter(targets.values())))["num_videos"]}
 
@@ -515,6 +524,13 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
     log.info("backbone %s (%d-d) on %s; classes %s", cfg.backbone, backbone.spec.feature_dim, device, mapping)
 
     results: dict[str, Any] = {"splits": {}, "mapping": mapping}
+    splits = [s for s in cfg.splits if (data_dir / s).is_dir()]
+    for missing in sorted(set(cfg.splits) - set(splits)):
+        log.warning("no %s/ folder under %s; skipping that split", missing, data_dir)
+    if all(is_finished(cfg, s, mapping) for s in splits):  # nothing to do: no new MLflow run either
+        for split in splits:
+            results["splits"][split] = extract_split(cfg, split, backbone, device, mapping, ctx)
+        return results
     with tracking.start_run(
         cfg.experiment,
         run_name=f"extract-{cfg.backbone}",
@@ -524,10 +540,7 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
     ) as run:
         if run is not None:
             tracking.log_params(to_flat_dict(cfg))
-        for split in cfg.splits:
-            if not (data_dir / split).is_dir():
-                log.warning("no %s/ folder under %s; skipping that split", split, data_dir)
-                continue
+        for split in splits:
             banner(f"extract {split}")
             res = extract_split(cfg, split, backbone, device, mapping, ctx)
             results["splits"][split] = res

@@ -1,0 +1,188 @@
+"""The main job end to end: demo idempotency, the ablation, the MLflow UI, the results page."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .conftest import ROOT
+from .test_training import tiny_train_config
+
+
+def tiny_demo_config(tmp_path: Path, tracking_uri: str) -> Path:
+    config = tmp_path / "tiny_demo.yaml"
+    config.write_text(f"""# a test-sized delta over the demo
+base: {ROOT / "experiments" / "demo.yaml"}
+extract:
+  data_dir: {tmp_path / "data"}
+  out_dir: {tmp_path / "features"}
+  frames: 8
+  image_size: 96
+  tracking_uri: {tracking_uri}
+train:
+  features_dir: {tmp_path / "features"}
+  out_dir: {tmp_path / "runs"}
+  epochs: 3
+  tracking_uri: {tracking_uri}
+evaluate:
+  out_dir: {tmp_path / "outputs"}
+  tracking_uri: {tracking_uri}
+""")
+    return config
+
+
+def test_demo_runs_end_to_end_then_reuses_finished_work(
+    tmp_path: Path, tracking_uri: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from research.data.synthetic import read_manifest
+    from research.demo import run_demo
+
+    caplog.set_level(logging.INFO)
+    config = tiny_demo_config(tmp_path, tracking_uri)
+    report = run_demo(config, seeds=[1, 2], videos_per_class=5)
+    assert list(report["rows"]) == ["member_1", "member_1+tta", "member_2", "member_2+tta", "ensemble", "ensemble+tta"]
+    assert len(read_manifest(tmp_path / "data")) == 20
+    stamps = {
+        p: p.stat().st_mtime_ns for p in [*(tmp_path / "features").glob("*.h5"), *(tmp_path / "runs").glob("*.pt")]
+    }
+    assert len(stamps) == 6 + 2
+    caplog.clear()
+    start = time.perf_counter()
+    again = run_demo(config, seeds=[1, 2], videos_per_class=5)
+    assert time.perf_counter() - start < 30
+    assert again["rows"] == report["rows"]
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing recomputed
+    text = caplog.text
+    assert "dataset: re-using" in text and "already extracted, re-using" in text and "member 2: re-using" in text
+
+
+def test_ablation_table_and_nested_mlflow_runs(tiny_features: Path, tmp_path: Path, tracking_uri: str) -> None:
+    import mlflow
+
+    from research.ablation import run_ablation, table
+
+    arms = []
+    for name, multi in (("single_scale", "false"), ("multi_scale", "true")):
+        arm = tmp_path / f"ablation_{name}.yaml"
+        arm.write_text(f"# test arm\ntrain:\n  multi_scale: {multi}\n")
+        arms.append(arm)
+    base = tiny_train_config(tiny_features, tmp_path / "runs" / "x", epochs=2, tracking_uri=tracking_uri)
+    overrides = {
+        k: getattr(base, k)
+        for k in (
+            "features_dir",
+            "out_dir",
+            "model",
+            "hidden_size",
+            "epochs",
+            "batch_size",
+            "tracking_uri",
+            "model_args",
+        )
+    }
+    summary = run_ablation(arms, [1, 2], tmp_path / "out", overrides=overrides)
+    assert (
+        set(summary["arms"]) == {"single_scale", "multi_scale"} and summary["compared"] == "multi_scale - single_scale"
+    )
+    diff = summary["difference"]["plain_macro_f1"]
+    means = {a: s["plain_macro_f1"]["mean"] for a, s in summary["arms"].items()}
+    assert diff["mean"] == pytest.approx(means["multi_scale"] - means["single_scale"])
+    assert diff["bootstrap_95"]["low"] <= diff["bootstrap_95"]["high"]
+    assert json.loads((tmp_path / "out" / "ablation.json").read_text())["summary"]["seeds"] == [1, 2]
+    assert table(summary).row_count == 5
+    mlflow.set_tracking_uri(tracking_uri)
+    children = mlflow.search_runs(
+        experiment_names=["ablation"],
+        filter_string=f"tags.mlflow.parentRunId = '{summary['mlflow_run_id']}'",
+        output_format="list",
+    )
+    assert sorted((r.data.tags["ensemble"], r.data.params["seed"]) for r in children) == [
+        ("ablation-multi_scale", "1"),
+        ("ablation-multi_scale", "2"),
+        ("ablation-single_scale", "1"),
+        ("ablation-single_scale", "2"),
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, body: dict) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_mlflow_ui_serves_the_ensemble_members(tiny_features: Path, tmp_path: Path, tracking_uri: str) -> None:
+    """The documented `mlflow ui` command, on a loopback port, over a store made by real training runs."""
+    from research.training import train
+
+    for seed in (1, 2):
+        train(
+            tiny_train_config(
+                tiny_features, tmp_path / "runs", seed=seed, epochs=2, tracking_uri=tracking_uri, ensemble="ui"
+            )
+        )
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "ui",
+            "--backend-store-uri",
+            tracking_uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(
+                    f"{base}/experiments/get-by-name?experiment_name=train", timeout=5
+                ) as response:
+                    experiment = json.loads(response.read())["experiment"]
+                break
+            except OSError:
+                assert time.time() < deadline, "mlflow ui did not start"
+                assert server.poll() is None, "mlflow ui exited"
+                time.sleep(0.5)
+        runs = _post(
+            f"{base}/runs/search", {"experiment_ids": [experiment["experiment_id"]], "filter": "tags.ensemble = 'ui'"}
+        )["runs"]
+        assert len(runs) == 2
+        for run in runs:
+            params = {p["key"]: p["value"] for p in run["data"]["params"]}
+            metrics = {m["key"]: m["value"] for m in run["data"]["metrics"]}
+            assert params["model"] == "mean_pool" and params["seed"] in {"1", "2"}
+            assert 0.0 <= metrics["val_macro_f1"] <= 1.0 and "test_macro_f1" in metrics
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_committed_results_page_matches_its_sources() -> None:
+    """RESULTS.md is generated from outputs/*.json (committed with it): regenerating changes nothing."""
+    from research.results import render
+
+    assert (ROOT / "RESULTS.md").read_text() == render()
+    report = json.loads((ROOT / "outputs" / "demo" / "report.json").read_text())
+    assert {"member_1", "member_4+tta", "ensemble", "ensemble+tta"} <= set(report["rows"])
