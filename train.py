@@ -4,7 +4,7 @@
     python train.py --config experiments/demo.yaml --seed 2    # the CPU-sized demo member 2
     python train.py --config experiments/demo.yaml --model transformer --single-scale lr=5e-4
     torchrun --nproc-per-node 2 train.py --config experiments/demo.yaml --seed 1   # DistributedDataParallel
-    python train.py --search --study demo --trials 12 --config experiments/demo.yaml   # an Optuna study
+    python train.py --search --config experiments/search_demo.yaml --study demo --trials 12   # an Optuna study
 
 Writes OUT_DIR/best_ensemble_model_{seed}.pt (what evaluate.py reads) and an MLflow run in
 experiment `train`: mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db
@@ -23,14 +23,13 @@ def main() -> int:
     parser.add_argument("--study", default=None, help="Optuna study name (with --search)")
     parser.add_argument("--trials", type=int, default=None, help="trials for this worker to run (with --search)")
     parser.add_argument("--storage", default=None, help="Optuna storage URL or journal file (with --search)")
-    parser.add_argument("--space", default=None, help="search space YAML (with --search)")
     args = parser.parse_args()
     setup_logging(args.verbose)
     cfg = config_from_args(TrainConfig, "train", args)
     if args.search:
-        from research.search import SearchConfig, run_search
+        from research.search import run_search, search_config_from_args
 
-        search_cfg = SearchConfig.from_args(args)
+        search_cfg = search_config_from_args(args)
         banner(f"Optuna study {search_cfg.study}")
         run_search(search_cfg, cfg)
         return 0

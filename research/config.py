@@ -242,7 +242,9 @@ class ExtractConfig:
     )
     scales: list[float] = opt([1.0, 0.85, 1.15], "seed 000: temporal scales averaged into the multi-scale file")
     outputs: list[str] = opt(["single", "multi"], "files to write from one CNN pass: single and/or multi")
-    batch_size: int = opt(64, "frames per CNN call, batched across videos (seed: 24 on an A100 MIG slice)")
+    batch_size: int | None = opt(
+        None, "frames per CNN call across videos; null = auto (see research.extraction.auto_batch_size)"
+    )
     num_workers: int = opt(1, "decoding processes beside the CNN; 1 overlaps decode with compute on 2 cores")
     device: str = opt("auto", "auto = cuda when available, else cpu")
     amp: bool = opt(True, "bf16/fp16 autocast for the CNN on CUDA (ignored on CPU, where it is slower)")
@@ -251,6 +253,7 @@ class ExtractConfig:
     frame_index: str | None = opt(None, "CSV/Parquet of (video, timestamp_sec) rows: one feature per row (seed 002)")
     experiment: str = opt("extract", "MLflow experiment name")
     tracking_uri: str | None = opt(None, "MLflow store; default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")
+    log_mlflow: bool = opt(True, "off for throwaway runs (benchmarks)")
 
     def validate(self) -> None:
         from research.video import SAMPLING_STRATEGIES
@@ -260,7 +263,7 @@ class ExtractConfig:
                 raise ConfigError(f"sampling {name!r} is not one of {sorted(SAMPLING_STRATEGIES)}")
         if not set(self.outputs) <= {"single", "multi"} or not self.outputs:
             raise ConfigError(f"outputs must be a non-empty subset of ['single', 'multi'], got {self.outputs}")
-        if self.frames < 1 or self.image_size < 32 or self.batch_size < 1:
+        if self.frames < 1 or self.image_size < 32 or (self.batch_size is not None and self.batch_size < 1):
             raise ConfigError("frames >= 1, image_size >= 32 and batch_size >= 1 are required")
         if not self.scales or any(s <= 0 for s in self.scales):
             raise ConfigError(f"scales must be positive, got {self.scales}")
@@ -340,3 +343,28 @@ class EvalConfig:
             raise ConfigError(str(err)) from None
         if self.weights is not None and self.checkpoints and len(self.weights) != len(self.checkpoints):
             raise ConfigError(f"{len(self.weights)} weights for {len(self.checkpoints)} checkpoints")
+
+
+@dataclasses.dataclass
+class SearchConfig:
+    """``train.py --search``: an Optuna study around ``train(cfg)``."""
+
+    study: str = opt("default", "study name; the same name resumes the same study")
+    trials: int = opt(12, "trials this worker runs (0 = only create the study)")
+    storage: str | None = opt(
+        None, "RDB URL (postgresql://..., several machines) or journal file; default mlruns/optuna/<study>.journal"
+    )
+    space: dict = opt({}, "{param: {type: int|float|categorical, low, high, log, choices}} over TrainConfig fields")
+    pruner: str = opt("median", "median | hyperband | none: stop weak trials from their per-epoch val macro-F1")
+    pruner_startup_trials: int = opt(3, "complete trials before the median pruner acts (noise guard)")
+    pruner_warmup_epochs: int = opt(2, "epochs each trial runs before it can be pruned (early epochs are noisy)")
+    sampler_seed: int = opt(0, "TPE sampler seed: the same study replays the same suggestions")
+    enqueue_baseline: bool = opt(True, "trial 0 = the config's own values, so every study answers 'did we beat it?'")
+    timeout_s: float | None = opt(None, "stop this worker after this many seconds")
+
+    def validate(self) -> None:
+        if self.pruner not in ("median", "hyperband", "none"):
+            raise ConfigError(f"pruner must be median, hyperband or none, got {self.pruner!r}")
+        for name, spec in self.space.items():
+            if not isinstance(spec, dict) or spec.get("type") not in ("int", "float", "categorical"):
+                raise ConfigError(f"search space {name!r}: needs type int, float or categorical, got {spec!r}")

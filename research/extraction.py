@@ -88,7 +88,7 @@ def video_features(
     scales: list[float] | None,
     sampling: str = "uniform",
     clip_seconds: float | None = None,
-    batch_size: int = 64,
+    batch_size: int | None = None,
 ) -> torch.Tensor:
     """One video's feature sequence, exactly as ``extract`` writes it (multi-scale when ``scales``).
 
@@ -96,7 +96,7 @@ def video_features(
     """
     decoded = decode_video(path, frames, image_size, sampling, clip_seconds)
     device = next(backbone.parameters()).device
-    batcher = FrameBatcher(backbone, device, batch_size, amp=True)
+    batcher = FrameBatcher(backbone, device, batch_size or auto_batch_size(device, image_size), amp=True)
     item = {"frames": torch.from_numpy(decoded.frames), "normalized": False}
     (done,) = [*batcher.add(item), *batcher.flush()]
     single = done.features[torch.from_numpy(decoded.index)]
@@ -274,6 +274,20 @@ class FrameBatcher:
 
 # ---------------------------------------------------------------------- driver
 
+CPU_PIXELS_PER_BATCH = 200_000
+
+
+def auto_batch_size(device: torch.device, image_size: int) -> int:
+    """Frames per CNN call when the config leaves it open.
+
+    On CPU, throughput peaks when a batch's activations fit in cache: on this 2-core
+    machine batch 8 at 160 px and batch 4 at 256 px ran 2-3x faster than batch 64
+    (benchmarks/RESULTS.md), i.e. about 200k pixels per batch. GPUs want big batches.
+    """
+    if device.type == "cuda":
+        return 128
+    return max(1, round(CPU_PIXELS_PER_BATCH / image_size**2))
+
 
 def _fingerprint(cfg: ExtractConfig, split: str, mapping: dict[str, int]) -> str:
     """Everything that changes the numbers: a resumed run only reuses parts with the same print."""
@@ -385,7 +399,7 @@ def extract_split(
         prefetch_factor=4 if workers else None,
         persistent_workers=False,
     )
-    batcher = FrameBatcher(backbone, device, cfg.batch_size, cfg.amp)
+    batcher = FrameBatcher(backbone, device, cfg.batch_size or auto_batch_size(device, cfg.image_size), cfg.amp)
     multi_scales = cfg.scales
     skipped: list[dict] = []
     start = time.perf_counter()
@@ -536,7 +550,7 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
         run_name=f"extract-{cfg.backbone}",
         uri=cfg.tracking_uri,
         tags={"backbone": cfg.backbone, "data_dir": cfg.data_dir},
-        enabled=ctx.is_main,
+        enabled=ctx.is_main and cfg.log_mlflow,
     ) as run:
         if run is not None:
             tracking.log_params(to_flat_dict(cfg))

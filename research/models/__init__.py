@@ -50,6 +50,12 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
     return model
 
 
+def attention_width(name: str, hidden_size: int) -> int | None:
+    """Width that ``num_heads`` must divide, for models with attention (None: heads unused)."""
+    per_hidden = getattr(_REGISTRY[name], "attention_width_per_hidden", None)
+    return None if per_hidden is None else per_hidden * hidden_size
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 

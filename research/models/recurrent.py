@@ -20,6 +20,8 @@ class SuperEnhancedTemporalModel(nn.Module):
     About 64 M parameters at the baseline sizes with D = 1280.
     """
 
+    attention_width_per_hidden = 2  # attention runs on the BiLSTM output, 2 * hidden_size
+
     def __init__(
         self,
         feature_dim: int,

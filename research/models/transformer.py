@@ -22,6 +22,8 @@ class TemporalTransformer(nn.Module):
     """Input projection, positions (``sinusoidal`` | ``learned``), pre-norm encoder layers,
     then ``cls`` token, ``attention`` or ``mean`` pooling, and an MLP head."""
 
+    attention_width_per_hidden = 1
+
     def __init__(
         self,
         feature_dim: int,
