@@ -130,7 +130,8 @@ def main() -> None:
     n_frames = len(videos) * args.frames
     batch = args.batch_size or auto_batch_size(torch.device("cpu"), args.image_size)
     table = Table(
-        title=f"{len(videos)} videos x {args.frames} frames at {args.image_size}px, torch threads {torch.get_num_threads()}"
+        title=f"{len(videos)} videos x {args.frames} frames at {args.image_size}px, CNN batch {batch} (seed loop: 24), "
+        f"torch threads {torch.get_num_threads()}"
     )
     for col in ("backbone", "variant", "seconds", "frames/s", "vs seed (b)", "vs backbone (c)"):
         table.add_column(col, justify="right" if col not in ("backbone", "variant") else "left")
@@ -176,7 +177,8 @@ def main() -> None:
                 f"{(n_frames / t) / (n_frames / t_c):.0%}",
             )
         console.print(
-            f"{name}: multi-scale costs {t_a_multi / t_a_single - 1:+.1%} over single-scale; ours is {t_b / t_a_multi:.2f}x the seed"
+            f"{name}: multi-scale costs {t_a_multi / t_a_single - 1:+.1%} over single-scale; "
+            f"ours is {t_b / t_a_multi:.2f}x the seed"
         )
     console.print(table)
     if args.json:

@@ -86,7 +86,8 @@ def main() -> None:
         rates["lazy HDF5"].append(samples_per_second(lazy, args.steps, args.batch_size, args.workers))
     best = {k: max(v) for k, v in rates.items()}
     table = Table(
-        title=f"super_enhanced baseline ({params / 1e6:.1f} M params), batch {args.batch_size}, 73 x 1280 features, CPU threads {torch.get_num_threads()}"
+        title=f"super_enhanced baseline ({params / 1e6:.1f} M params), batch {args.batch_size}, 73 x 1280 features, "
+        f"CPU threads {torch.get_num_threads()}"
     )
     for col in ("reading", "samples/s (best)", "all runs", "vs in-memory"):
         table.add_column(col)

@@ -162,7 +162,7 @@ def prepare_study(cfg: SearchConfig, base: TrainConfig) -> optuna.Study:
     return study
 
 
-def objective(study_cfg: SearchConfig, base: TrainConfig, parent_run_id: str):  # noqa: ANN201 - an Optuna objective
+def objective(study_cfg: SearchConfig, base: TrainConfig, parent_run_id: str):  # an Optuna objective
     from research.training import train
 
     def run_trial(trial: optuna.Trial) -> float:
@@ -303,7 +303,8 @@ def run_search(cfg: SearchConfig, base: TrainConfig) -> dict[str, Any]:
     console.print(summary_table(study))
     if "improvement" in summary:
         console.print(
-            f"best trial {summary['best_trial']}: {summary['best_value']:.4f} vs baseline {summary['baseline_value']:.4f} "
+            f"best trial {summary['best_trial']}: {summary['best_value']:.4f} "
+            f"vs baseline {summary['baseline_value']:.4f} "
             f"({summary['improvement']:+.4f}); trials {summary['states']}"
         )
     return summary
