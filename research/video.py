@@ -154,6 +154,8 @@ def decode_video(
 def decode_frames_at(path: str | Path, frame_numbers: list[int], size: int) -> dict[int, np.ndarray]:
     """Specific frame numbers (timestamp mode); missing ones are simply absent from the result."""
     probe(path)
+    if not frame_numbers:
+        return {}
     frames, _ = _decode_selected(path, np.asarray(frame_numbers), size, threads=0)
     return frames
 

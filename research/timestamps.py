@@ -1,0 +1,188 @@
+"""Timestamp mode: one frozen-CNN feature per (video, timestamp) row, as seed 002 (TVSum) needs.
+
+    python extract.py --frame-index frames.csv --data-dir VIDEOS --out-dir FEATURES --backbone mobilenet_v3_large --image-size 224
+
+The frame index is CSV or Parquet with a ``timestamp_sec`` column and either a
+``video_path`` column (absolute, or relative to ``--data-dir``) or a ``video_id``
+column resolved through ``--video-index`` (``video_id``, ``video_path``, ``fps``),
+exactly as seed 002 merges its two tables. Each row is read at frame
+``round(timestamp_sec * fps)`` (the seed's alignment fix; ``fps`` from the row, the
+index, or the video's own average rate) and gives one feature, in row order.
+
+A row whose frame cannot be read (past the end, unreadable video) is reported in
+the log, in the file's ``missing`` attribute and in the manifest; it is never
+replaced by a black frame (the seed's notebook did that silently). Output:
+``{index}_features.h5`` (``features [found, D]``, ``row``, ``video_ids``,
+``timestamps``, ``frame_numbers``) and the seed's ``feature_manifest.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from research.backbones import create_backbone, get_spec
+from research.cli import UserError
+from research.config import ExtractConfig
+from research.extraction import FrameBatcher, auto_batch_size
+from research.video import VideoDecodeError, decode_frames_at, probe
+
+log = logging.getLogger(__name__)
+
+
+def read_table(path: str | Path) -> Any:
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"frame index not found: {path}")
+    return pd.read_parquet(path) if path.suffix in (".parquet", ".pq") else pd.read_csv(path)
+
+
+def resolve_rows(cfg: ExtractConfig) -> Any:
+    """The frame index with ``video_path`` and (maybe) ``fps`` columns filled in, row order kept."""
+    frames = read_table(cfg.frame_index).reset_index(drop=True)
+    if "timestamp_sec" not in frames:
+        raise UserError(f"{cfg.frame_index} has no 'timestamp_sec' column (columns: {list(frames.columns)})")
+    if "video_path" not in frames:
+        if "video_id" not in frames or not cfg.video_index:
+            raise UserError(
+                f"{cfg.frame_index} needs a 'video_path' column, or 'video_id' plus --video-index VIDEOS.csv"
+            )
+        videos = read_table(cfg.video_index)
+        keep = [c for c in ("video_id", "video_path", "fps") if c in videos]
+        frames = frames.merge(videos[keep], on="video_id", how="left", suffixes=("_row", ""))
+        missing = int(frames["video_path"].isna().sum())
+        if missing:
+            raise UserError(f"{missing} rows of {cfg.frame_index} have a video_id that {cfg.video_index} does not list")
+    if "video_id" not in frames:
+        frames["video_id"] = frames["video_path"].map(lambda p: Path(str(p)).stem)
+    return frames
+
+
+def extract_timestamps(cfg: ExtractConfig, device: torch.device) -> dict[str, Any]:
+    from research.distributed import context
+
+    if not context().is_main:  # one process reads rows in order; other ranks have nothing to do
+        return {"timestamps": None}
+    rows = resolve_rows(cfg)
+    backbone = create_backbone(cfg.backbone, pretrained=not cfg.random_weights, device=device)
+    batcher = FrameBatcher(backbone, device, cfg.batch_size or auto_batch_size(device, cfg.image_size), cfg.amp)
+    dim = backbone.spec.feature_dim
+    features = np.zeros((len(rows), dim), np.float32)
+    found = np.zeros(len(rows), bool)
+    frame_numbers = np.full(len(rows), -1, np.int64)
+    missing: list[dict[str, Any]] = []
+
+    for path_value, group in rows.groupby("video_path", sort=False):
+        path = Path(str(path_value))
+        path = path if path.is_absolute() else Path(cfg.data_dir) / path
+        try:
+            fps = (
+                float(group["fps"].iloc[0])
+                if "fps" in group and not np.isnan(group["fps"].iloc[0])
+                else probe(path).fps
+            )
+            wanted = np.round(group["timestamp_sec"].to_numpy(np.float64) * fps).astype(np.int64)
+            frames = decode_frames_at(path, sorted(set(wanted[wanted >= 0].tolist())), cfg.image_size)
+        except (VideoDecodeError, OSError) as err:
+            for r in group.index:
+                missing.append(
+                    {
+                        "row": int(r),
+                        "video_id": str(rows.at[r, "video_id"]),
+                        "timestamp_sec": float(rows.at[r, "timestamp_sec"]),
+                        "reason": str(err),
+                    }
+                )
+            continue
+        available = sorted(frames)
+        if available:
+            item = {"frames": torch.from_numpy(np.stack([frames[i] for i in available])), "normalized": False}
+            (done,) = [*batcher.add(item), *batcher.flush()]
+            by_frame = {f: done.features[k].numpy() for k, f in enumerate(available)}
+        else:
+            by_frame = {}
+        for r, frame in zip(group.index, wanted, strict=True):
+            frame_numbers[r] = frame
+            if int(frame) in by_frame:
+                features[r], found[r] = by_frame[int(frame)], True
+            else:
+                missing.append(
+                    {
+                        "row": int(r),
+                        "video_id": str(rows.at[r, "video_id"]),
+                        "timestamp_sec": float(rows.at[r, "timestamp_sec"]),
+                        "reason": f"frame {int(frame)} could not be read (past the end of the video, or undecodable)",
+                    }
+                )
+    for m in missing:
+        log.warning("row %d (%s @ %.3f s): %s", m["row"], m["video_id"], m["timestamp_sec"], m["reason"])
+    return _write(cfg, rows, features, found, frame_numbers, sorted(missing, key=lambda m: m["row"]), dim)
+
+
+def _write(
+    cfg: ExtractConfig,
+    rows: Any,
+    features: np.ndarray,
+    found: np.ndarray,
+    frame_numbers: np.ndarray,
+    missing: list[dict],
+    dim: int,
+) -> dict[str, Any]:
+    out_dir = Path(cfg.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = get_spec(cfg.backbone)
+    weights = "random" if cfg.random_weights else str(spec.weights_enum)
+    target = out_dir / f"{Path(cfg.frame_index).stem}_features.h5"
+    keep = np.flatnonzero(found)
+    tmp = target.with_suffix(".h5.tmp")
+    with h5py.File(tmp, "w") as f:
+        f.create_dataset(
+            "features",
+            data=features[keep],
+            chunks=(min(max(len(keep), 1), 256), dim) if len(keep) else None,
+            compression="gzip",
+            compression_opts=4,
+        )
+        f.create_dataset("row", data=keep.astype(np.int64))
+        f.create_dataset(
+            "video_ids", data=rows["video_id"].astype(str).to_numpy()[keep].astype(object), dtype=h5py.string_dtype()
+        )
+        f.create_dataset("timestamps", data=rows["timestamp_sec"].to_numpy(np.float64)[keep])
+        f.create_dataset("frame_numbers", data=frame_numbers[keep])
+        f.attrs.update(
+            {
+                "backbone": cfg.backbone,
+                "weights": weights,
+                "feature_dim": dim,
+                "image_size": cfg.image_size,
+                "total_rows": len(rows),
+                "total_frames": len(keep),
+                "order": "frame_index_rows",
+                "all_rows_found": not missing,
+                "missing": json.dumps(missing),
+                "frame_index": str(Path(cfg.frame_index).resolve()),
+            }
+        )
+    tmp.replace(target)
+    manifest = {
+        "backbone": cfg.backbone,
+        "weights": weights,
+        "feature_dim": dim,
+        "total_frames": int(len(keep)),
+        "total_rows": int(len(rows)),
+        "alignment_verified": not missing,
+        "order": "sequential_per_frame_index",
+        "features_file": target.name,
+        "missing_rows": missing,
+    }
+    (out_dir / "feature_manifest.json").write_text(json.dumps(manifest, indent=2))
+    log.info("%d of %d rows -> %s (%d missing)", len(keep), len(rows), target, len(missing))
+    return {"timestamps": str(target), "rows": len(rows), "found": int(len(keep)), "missing": missing}
