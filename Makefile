@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup weights demo test test-all lint ablation results benchmarks clean
+.PHONY: setup weights demo test test-all lint ablation results benchmarks clean contact-sheet
 
 setup: $(STAMP) weights
 
@@ -43,3 +43,6 @@ results: setup
 
 clean:
 	rm -rf data/demo features/demo runs/demo outputs/demo
+
+contact-sheet: setup
+	$(PY) -m research.data.synthetic --out data/demo --contact-sheet docs/contact_sheet.png

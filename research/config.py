@@ -251,7 +251,9 @@ class ExtractConfig:
     flush_every: int = opt(16, "videos per committed part file: at most this much work is lost on a crash")
     overwrite: bool = opt(False, "recompute even if the final file exists")
     frame_index: str | None = opt(None, "CSV/Parquet of (video, timestamp_sec) rows: one feature per row (seed 002)")
-    video_index: str | None = opt(None, "CSV/Parquet of (video_id, video_path, fps) for a frame index that names video_id")
+    video_index: str | None = opt(
+        None, "CSV/Parquet of (video_id, video_path, fps) for a frame index that names video_id"
+    )
     experiment: str = opt("extract", "MLflow experiment name")
     tracking_uri: str | None = opt(None, "MLflow store; default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")
     log_mlflow: bool = opt(True, "off for throwaway runs (benchmarks)")

@@ -7,9 +7,13 @@ same code runs on one CPU-only machine. gloo is used on CPU, nccl on CUDA.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import fcntl
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -65,6 +69,19 @@ def device_for(requested: str, ctx: Context | None = None) -> torch.device:
             return torch.device("cuda", (ctx or context()).local_rank)
         return torch.device("cpu")
     return torch.device(requested)
+
+
+@contextlib.contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created if needed): processes on one machine take turns."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def cleanup() -> None:

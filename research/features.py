@@ -155,6 +155,25 @@ def _iter_rank_rows(rank_folder: Path, kind: str) -> Iterator[tuple[int, tuple]]
                 )
 
 
+def create_layout(f: h5py.File, n: int, max_frames: int, feature_dim: int) -> dict[str, h5py.Dataset]:
+    """The file format's datasets, sized for ``n`` videos: the one place the layout is defined."""
+    out = {
+        "features": f.create_dataset(
+            "features",
+            (n, max_frames, feature_dim),
+            np.float32,
+            chunks=(1, max_frames, feature_dim) if n else None,  # one chunk per video: read one, inflate one
+            compression="gzip",
+            compression_opts=4,
+        )
+    }
+    for name, dtype in (("labels", np.int64), ("num_frames", np.int32), ("decoded_frames", np.int32)):
+        out[name] = f.create_dataset(name, (n,), dtype)
+    for name in ("video_ids", "paths"):
+        out[name] = f.create_dataset(name, (n,), h5py.string_dtype())
+    return out
+
+
 def assemble(folder: Path, target: Path, kind: str, attrs: dict[str, Any], feature_dim: int, max_frames: int) -> int:
     """Stream all parts under ``folder`` (one subfolder per rank) into ``target``, sorted by index."""
     parts = _parts(folder)
@@ -168,27 +187,21 @@ def assemble(folder: Path, target: Path, kind: str, attrs: dict[str, Any], featu
     rows = heapq.merge(*(_iter_rank_rows(r, kind) for r in ranks), key=lambda item: item[0])
     tmp = target.with_suffix(".h5.tmp")
     with h5py.File(tmp, "w") as f:
-        feats = f.create_dataset(
-            "features",
-            (n, max_frames, feature_dim),
-            np.float32,
-            chunks=(1, max_frames, feature_dim) if n else None,
-            compression="gzip",
-            compression_opts=4,
-        )
-        labels = f.create_dataset("labels", (n,), np.int64)
-        num_frames = f.create_dataset("num_frames", (n,), np.int32)
-        decoded = f.create_dataset("decoded_frames", (n,), np.int32)
-        str_dt = h5py.string_dtype()
-        ids = f.create_dataset("video_ids", (n,), str_dt)
-        paths = f.create_dataset("paths", (n,), str_dt)
+        ds = create_layout(f, n, max_frames, feature_dim)
         last = -1
         for i, (index, (feat, label, dec, vid, path)) in enumerate(rows):
             if index <= last:
                 raise FeatureFileError(f"{folder}: video index {index} appears twice in the parts")
             last = index
-            feats[i, : feat.shape[0]] = feat
-            labels[i], num_frames[i], decoded[i], ids[i], paths[i] = label, feat.shape[0], dec, vid, path
+            ds["features"][i, : feat.shape[0]] = feat
+            for name, value in (
+                ("labels", label),
+                ("num_frames", feat.shape[0]),
+                ("decoded_frames", dec),
+                ("video_ids", vid),
+                ("paths", path),
+            ):
+                ds[name][i] = value
         skipped.sort(key=lambda s: s["index"])
         f.attrs.update(
             {
@@ -265,20 +278,9 @@ def merge(output: str | Path, inputs: list[str | Path]) -> int:
     total = sum(m["num_videos"] for m in metas)
     output = Path(output)
     tmp = output.with_suffix(".h5.tmp")
-    with h5py.File(tmp, "w") as out:
-        d, t = ref["feature_dim"], ref["max_frames"]
-        out.create_dataset(
-            "features",
-            (total, t, d),
-            np.float32,
-            chunks=(1, t, d) if total else None,
-            compression="gzip",
-            compression_opts=4,
-        )
-        for name, dtype in (("labels", np.int64), ("num_frames", np.int32), ("decoded_frames", np.int32)):
-            out.create_dataset(name, (total,), dtype)
-        for name in ("video_ids", "paths"):
-            out.create_dataset(name, (total,), h5py.string_dtype())
+    with h5py.File(tmp, "w") as out, h5py.File(inputs[0], "r") as first:
+        create_layout(out, total, ref["max_frames"], ref["feature_dim"])
+        out.attrs.update(dict(first.attrs))
         offset, skipped = 0, []
         for path in inputs:
             with h5py.File(path, "r") as f:
@@ -290,7 +292,6 @@ def merge(output: str | Path, inputs: list[str | Path]) -> int:
                         out[name][offset : offset + n] = f[name][:]
                 skipped.extend(json.loads(f.attrs.get("skipped", "[]")))
             offset += n
-        out.attrs.update({k: v for k, v in h5py.File(inputs[0], "r").attrs.items()})
         out.attrs.update({"num_videos": total, "skipped": json.dumps(skipped), "num_skipped": len(skipped)})
     tmp.replace(output)
     return total

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import itertools
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +35,7 @@ import optuna
 from research import tracking
 from research.cli import console
 from research.config import ConfigError, SearchConfig, TrainConfig, load_config
+from research.distributed import file_lock
 
 log = logging.getLogger(__name__)
 METRIC = "val_macro_f1"
@@ -109,19 +108,6 @@ def storage_for(cfg: SearchConfig) -> tuple[optuna.storages.BaseStorage | str, P
     return JournalStorage(JournalFileBackend(str(path))), path
 
 
-@contextlib.contextmanager
-def _creation_lock(path: Path | None) -> Iterator[None]:
-    if path is None:
-        yield
-        return
-    with open(path.with_suffix(".lock"), "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def make_pruner(cfg: SearchConfig) -> optuna.pruners.BasePruner:
     if cfg.pruner == "median":
         return optuna.pruners.MedianPruner(
@@ -137,7 +123,8 @@ def prepare_study(cfg: SearchConfig, base: TrainConfig) -> optuna.Study:
     check_space(cfg.space, base)
     storage, lock_path = storage_for(cfg)
     tracking.get_experiment_id("search", base.tracking_uri)  # the MLflow store exists before workers race
-    with _creation_lock(lock_path):
+    # Serialise creation: two workers must not both enqueue the baseline or open a parent run.
+    with file_lock(lock_path.with_suffix(".lock")) if lock_path else contextlib.nullcontext():
         study = optuna.create_study(
             study_name=cfg.study,
             storage=storage,

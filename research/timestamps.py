@@ -1,6 +1,7 @@
 """Timestamp mode: one frozen-CNN feature per (video, timestamp) row, as seed 002 (TVSum) needs.
 
-    python extract.py --frame-index frames.csv --data-dir VIDEOS --out-dir FEATURES --backbone mobilenet_v3_large --image-size 224
+    python extract.py --frame-index frames.csv --data-dir VIDEOS --out-dir FEATURES \
+        --backbone mobilenet_v3_large --image-size 224
 
 The frame index is CSV or Parquet with a ``timestamp_sec`` column and either a
 ``video_path`` column (absolute, or relative to ``--data-dir``) or a ``video_id``
@@ -176,8 +177,8 @@ def _write(
         "backbone": cfg.backbone,
         "weights": weights,
         "feature_dim": dim,
-        "total_frames": int(len(keep)),
-        "total_rows": int(len(rows)),
+        "total_frames": len(keep),
+        "total_rows": len(rows),
         "alignment_verified": not missing,
         "order": "sequential_per_frame_index",
         "features_file": target.name,
@@ -185,4 +186,4 @@ def _write(
     }
     (out_dir / "feature_manifest.json").write_text(json.dumps(manifest, indent=2))
     log.info("%d of %d rows -> %s (%d missing)", len(keep), len(rows), target, len(missing))
-    return {"timestamps": str(target), "rows": len(rows), "found": int(len(keep)), "missing": missing}
+    return {"timestamps": str(target), "rows": len(rows), "found": len(keep), "missing": missing}

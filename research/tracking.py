@@ -12,7 +12,6 @@ touch a store creates it under a file lock, so parallel workers (Optuna, torchru
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import subprocess
@@ -41,17 +40,14 @@ def _sqlite_path(uri: str) -> Path | None:
 
 @contextlib.contextmanager
 def _store_lock(uri: str) -> Iterator[None]:
+    from research.distributed import file_lock
+
     db = _sqlite_path(uri)
     if db is None:  # a server or remote DB serialises on its own
         yield
         return
-    db.parent.mkdir(parents=True, exist_ok=True)
-    with open(db.with_suffix(".lock"), "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(db.with_suffix(".lock")):
+        yield
 
 
 def _quiet_mlflow() -> None:

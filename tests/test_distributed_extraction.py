@@ -18,7 +18,7 @@ from research.config import ExtractConfig
 from research.extraction import extract
 from research.features import FeatureFileError, merge, read_attrs
 
-from .conftest import ROOT, tiny_extract_config
+from .conftest import ROOT
 
 DATASETS = ("features", "labels", "num_frames", "decoded_frames", "paths", "video_ids")
 
@@ -39,10 +39,18 @@ def torchrun(args: list[str], port: int, **kwargs) -> subprocess.Popen:
 
 
 def assert_same_files(a: Path, b: Path, names: list[str]) -> None:
+    """Row for row the same videos, labels and lengths; features equal to float32 rounding.
+
+    torchrun gives each worker OMP_NUM_THREADS=1, and oneDNN's reductions round differently
+    with another thread count (batch composition does not matter: see test_extraction's resume test).
+    """
     for name in names:
         with h5py.File(a / name) as fa, h5py.File(b / name) as fb:
             for key in DATASETS:
-                np.testing.assert_array_equal(fa[key][:], fb[key][:], err_msg=f"{name}:{key}")
+                if key == "features":
+                    np.testing.assert_allclose(fa[key][:], fb[key][:], rtol=1e-5, atol=1e-5, err_msg=name)
+                else:
+                    np.testing.assert_array_equal(fa[key][:], fb[key][:], err_msg=f"{name}:{key}")
             assert fa.attrs["num_videos"] == fb.attrs["num_videos"]
 
 
@@ -177,8 +185,13 @@ def test_timestamp_mode_reads_exactly_the_requested_frames(tmp_path: Path) -> No
     )
     result = extract(cfg)
     assert result["found"] == 6 and [m["row"] for m in result["missing"]] == [6]
+    import av
+
     backbone = create_backbone("mobilenet_v2")
-    refs = torch.stack([torch.full((64, 64, 3), v, dtype=torch.uint8) for v in levels])
+    with av.open(str(tmp_path / "videos" / "clip.mp4")) as container:  # plain sequential decode, independent of seeking
+        decoded = [f.to_ndarray(width=64, height=64, format="rgb24") for f in container.decode(video=0)]
+    assert [abs(float(d.mean()) - v) < 4 for d, v in zip(decoded, levels, strict=True)] == [True] * len(levels)
+    refs = torch.from_numpy(np.stack(decoded))
     with torch.inference_mode():
         ref_feats = backbone(normalize(refs, backbone.spec.mean, backbone.spec.std)).numpy()
     with h5py.File(tmp_path / "out" / "frames_features.h5") as f:
@@ -187,6 +200,7 @@ def test_timestamp_mode_reads_exactly_the_requested_frames(tmp_path: Path) -> No
     assert row.tolist() == [0, 1, 2, 3, 4, 5] and frames.tolist() == wanted
     nearest = [int(np.argmin(np.linalg.norm(ref_feats - x, axis=1))) for x in feats]
     assert nearest == wanted
+    np.testing.assert_allclose(feats, ref_feats[wanted], rtol=1e-5, atol=1e-5)
     manifest = (tmp_path / "out" / "feature_manifest.json").read_text()
     assert '"alignment_verified": false' in manifest and '"row": 6' in manifest
 
