@@ -30,8 +30,10 @@ class UserError(RuntimeError):
 
 def user_errors() -> tuple[type[BaseException], ...]:
     from research.backbones import WeightsNotFoundError
+    from research.data.dataset import FeatureMismatchError
+    from research.features import FeatureFileError
 
-    return (UserError, ConfigError, WeightsNotFoundError, FileNotFoundError)
+    return (UserError, ConfigError, WeightsNotFoundError, FeatureMismatchError, FeatureFileError, FileNotFoundError)
 
 
 def make_parser(doc: str | None, config_cls: type) -> argparse.ArgumentParser:

@@ -147,3 +147,33 @@ def test_predict_a_raw_video_with_the_checkpoints_own_settings(
     classes = sorted(ckpt["category_mapping"], key=ckpt["category_mapping"].get)
     assert result["class"] == classes[ds.labels[i]]
     assert list(result["probabilities"].values()) == pytest.approx(probs[i].tolist(), abs=1e-5)
+
+
+def test_cli_mismatch_is_one_clear_line(members: list[Path], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    wide = tmp_path / "wide.h5"
+    with h5py.File(wide, "w") as f:
+        f.create_dataset("features", data=np.zeros((2, 9, 2048), np.float32))
+        f.create_dataset("labels", data=np.zeros(2, np.int64))
+        f.create_dataset("num_frames", data=np.full(2, 9, np.int32))
+        f.attrs.update({"feature_dim": 2048, "multi_scale": True, "backbone": "resnet50"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "evaluate.py"),
+            "--checkpoints",
+            str(members[0]),
+            "--features",
+            str(wide),
+            "--no-log-mlflow",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "1280-d" in proc.stderr and "2048-d" in proc.stderr and "Traceback" not in proc.stderr

@@ -288,3 +288,23 @@ def test_config_rejects_unknown_sampling() -> None:
 
     with pytest.raises(ConfigError):
         build_config(ExtractConfig, {"sampling": "random"})
+
+
+def test_display_rotation_is_applied(tmp_path: Path) -> None:
+    """A phone video stores a display matrix; the sampled frames come out upright."""
+    from research.data.synthetic import rgb_to_yuv420p
+
+    path = tmp_path / "rotated.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.set_display_rotation(90)
+        image = np.zeros((32, 64, 3), np.uint8)
+        image[:, :32] = 255  # left half white
+        for _ in range(5):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb_to_yuv420p(image), format="yuv420p")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    grey = decode_video(path, 2, 32).frames[0].mean(axis=2)
+    assert grey[16:].mean() > 200 and grey[:16].mean() < 50  # rotated 90 degrees counter-clockwise: left -> bottom
