@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 from research import distributed
 from research.backbones import create_backbone, get_spec
 from research.config import ExtractConfig
-from research.features import KINDS, PartWriter, Row, assemble, done_indices, feature_filename, read_attrs, summary
+from research.features import PartWriter, Row, assemble, done_indices, feature_filename, read_attrs, summary
 from research.video import DecodedVideo, VideoDecodeError, decode_video, normalize
 
 log = logging.getLogger(__name__)
@@ -578,8 +578,4 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
     return results
 
 
-def expected_files(cfg: ExtractConfig) -> list[Path]:
-    return [Path(cfg.out_dir) / feature_filename(s, k) for s in cfg.splits for k in cfg.outputs]
-
-
-__all__ = ["KINDS", "Entry", "FrameBatcher", "expected_files", "extract", "multiscale_features", "scale_indices"]
+__all__ = ["Entry", "FrameBatcher", "extract", "multiscale_features", "scale_indices", "video_features"]

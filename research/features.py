@@ -36,7 +36,6 @@ from typing import Any
 import h5py
 import numpy as np
 
-SEED_ATTRS = ("num_videos", "max_frames", "feature_dim", "category_mapping", "multi_scale")
 # Attributes that must agree for two files to be merged or compared.
 IDENTITY_ATTRS = (
     "feature_dim",

@@ -21,7 +21,6 @@ from typing import Any
 from torch import nn
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
-CONTRACT = ("feature_dim", "num_classes", "hidden_size", "num_layers", "num_heads", "dropout", "classifier_dropout")
 
 
 def register_model(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
