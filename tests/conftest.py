@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,12 @@ def tiny_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("videos")
     generate(root, videos_per_class=5, seed=7, min_seconds=1.0, max_seconds=2.0, workers=2, progress=False)
     return root
+
+
+def torchrun_cmd(script: str, args: list[str], port: int) -> list[str]:
+    """Two local processes under torchrun (gloo on CPU), on a fixed port per test."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port)]
+    return [*launcher, str(ROOT / script), *args]
 
 
 def tiny_extract_config(data_dir: Path, out_dir: Path, **overrides):

@@ -18,23 +18,14 @@ from research.config import ExtractConfig
 from research.extraction import extract
 from research.features import FeatureFileError, merge, read_attrs
 
-from .conftest import ROOT
+from .conftest import ROOT, torchrun_cmd
+from .test_extraction import RESUME_ARGS
 
 DATASETS = ("features", "labels", "num_frames", "decoded_frames", "paths", "video_ids")
 
 
 def torchrun(args: list[str], port: int, **kwargs) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        str(port),
-        str(ROOT / "extract.py"),
-        *args,
-    ]
+    cmd = torchrun_cmd("extract.py", args, port)
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
@@ -105,23 +96,7 @@ def _rank_pid(root: int, rank: int) -> int | None:
 
 
 def test_killed_rank_resumes_without_recomputing_finished_shards(tiny_videos: Path, tmp_path: Path) -> None:
-    settings = [
-        "--backbone",
-        "mobilenet_v2",
-        "--frames",
-        "16",
-        "--image-size",
-        "128",
-        "--batch-size",
-        "8",
-        "--num-workers",
-        "0",
-        "--flush-every",
-        "1",
-        "--splits",
-        "train",
-        "clip_seconds=null",
-    ]
+    settings = RESUME_ARGS  # the single-process resume test's: one part file per video
     single = subprocess.run(
         [
             sys.executable,

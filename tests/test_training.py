@@ -138,38 +138,33 @@ def test_mlflow_run_holds_params_epoch_metrics_and_checkpoint(
 def test_torchrun_two_processes_train_with_ddp(tiny_features: Path, tmp_path: Path, tracking_uri: str) -> None:
     """gloo DDP on CPU: both ranks train, rank 0 alone saves and logs."""
     import subprocess
-    import sys
 
     import mlflow
 
-    from .conftest import ROOT
+    from .conftest import torchrun_cmd
 
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        "29533",
-        str(ROOT / "train.py"),
-        "--features-dir",
-        str(tiny_features),
-        "--out-dir",
-        str(tmp_path),
-        "--model",
-        "mean_pool",
-        "--hidden-size",
-        "32",
-        "--epochs",
-        "2",
-        "--batch-size",
-        "4",
-        "--seed",
-        "5",
-        f"tracking_uri={tracking_uri}",
-        "ensemble=ddp",
-    ]
+    cmd = torchrun_cmd(
+        "train.py",
+        [
+            "--features-dir",
+            str(tiny_features),
+            "--out-dir",
+            str(tmp_path),
+            "--model",
+            "mean_pool",
+            "--hidden-size",
+            "32",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "4",
+            "--seed",
+            "5",
+            f"tracking_uri={tracking_uri}",
+            "ensemble=ddp",
+        ],
+        29533,
+    )
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert proc.stdout.count("test_macro_f1") == 1  # one rank reports
