@@ -82,7 +82,10 @@ class PartWriter:
 
     def __post_init__(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._seq = len(list(self.folder.glob("part_*.npz")))
+        for stale in self.folder.glob("part_*.tmp.npz"):  # a part being written when the run was killed
+            stale.unlink()
+        committed = [int(p.name[5:11]) for p in self.folder.glob("part_*.npz")]
+        self._seq = max(committed, default=-1) + 1
 
     def add(self, row: Row) -> None:
         self.rows.append(row)

@@ -29,6 +29,11 @@ def tiny_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def committed_parts(out_dir: Path, rank: str = "*") -> int:
+    """Part files an extraction has committed (a ``.tmp.npz`` being written does not count)."""
+    return sum(not p.name.endswith(".tmp.npz") for p in out_dir.glob(f".work/*/{rank}/part_*.npz"))
+
+
 def torchrun_cmd(script: str, args: list[str], port: int) -> list[str]:
     """Two local processes under torchrun (gloo on CPU), on a fixed port per test."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port)]

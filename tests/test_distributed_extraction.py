@@ -18,7 +18,7 @@ from research.config import ExtractConfig
 from research.extraction import extract
 from research.features import FeatureFileError, merge, read_attrs
 
-from .conftest import ROOT, torchrun_cmd
+from .conftest import ROOT, committed_parts, torchrun_cmd
 from .test_extraction import RESUME_ARGS
 
 DATASETS = ("features", "labels", "num_frames", "decoded_frames", "paths", "video_ids")
@@ -116,14 +116,14 @@ def test_killed_rank_resumes_without_recomputing_finished_shards(tiny_videos: Pa
     args = ["--data-dir", str(tiny_videos), "--out-dir", str(out), *settings]
     proc = torchrun(args, 29562, start_new_session=True)
     deadline = time.time() + 240
-    while len(list(out.glob(".work/*/rank001/part_*.npz"))) < 2:
+    while committed_parts(out, "rank001") < 2:
         assert time.time() < deadline and proc.poll() is None, "rank 1 committed nothing"
         time.sleep(0.02)
     victim = _rank_pid(proc.pid, 1)
     assert victim is not None
     os.kill(victim, signal.SIGKILL)  # one rank dies; torchrun tears the job down
     proc.communicate(timeout=120)
-    committed = len(list(out.glob(".work/*/*/part_*.npz")))
+    committed = committed_parts(out)
     assert committed >= 2 and not (out / "train_features.h5").exists()
     again = torchrun(args, 29563)
     log = again.communicate(timeout=300)[0]

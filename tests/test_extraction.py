@@ -21,7 +21,7 @@ from research.extraction import extract, multiscale_features, multiscale_length,
 from research.features import read_attrs
 from research.video import decode_video, normalize
 
-from .conftest import ROOT, tiny_extract_config
+from .conftest import ROOT, committed_parts, tiny_extract_config
 
 
 def test_seed_multiscale_lengths() -> None:
@@ -232,11 +232,11 @@ def test_resume_after_kill_equals_a_clean_run(tiny_videos: Path, tmp_path: Path)
     assert _run_extract(tiny_videos, clean).wait(300) == 0
     proc = _run_extract(tiny_videos, resumed)
     deadline = time.time() + 240
-    while time.time() < deadline and len(list(resumed.glob(".work/*/*/part_*.npz"))) < 3:
+    while time.time() < deadline and committed_parts(resumed) < 3:
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)  # no chance to clean up: the hard case
     proc.wait()
-    committed = len(list(resumed.glob(".work/*/*/part_*.npz")))
+    committed = committed_parts(resumed)
     assert 3 <= committed < 12 and not (resumed / "train_features.h5").exists()
     second = _run_extract(tiny_videos, resumed)
     log = second.communicate(timeout=300)[0]
