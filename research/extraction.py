@@ -353,6 +353,12 @@ def is_finished(cfg: ExtractConfig, split: str, mapping: dict[str, int]) -> bool
     )
 
 
+def _reused(cfg: ExtractConfig, split: str) -> dict[str, Any]:
+    files = [Path(cfg.out_dir) / feature_filename(split, kind) for kind in cfg.outputs]
+    log.info("%s: %s already extracted, re-using", split, ", ".join(p.name for p in files))
+    return {"split": split, "reused": True, "videos": read_attrs(files[0])["num_videos"]}
+
+
 def extract_split(
     cfg: ExtractConfig,
     split: str,
@@ -361,7 +367,7 @@ def extract_split(
     mapping: dict[str, int],
     ctx: distributed.Context,
 ) -> dict[str, Any]:
-    """Extract one split (this rank's shard), then assemble the files on rank 0."""
+    """Extract one split (this rank's shard), then assemble the files on rank 0 (``extract`` skips finished splits)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -374,10 +380,6 @@ def extract_split(
     out_dir = Path(cfg.out_dir)
     targets = {kind: out_dir / feature_filename(split, kind) for kind in cfg.outputs}
     attrs = {kind: _file_attrs(cfg, kind, mapping) for kind in cfg.outputs}
-    if is_finished(cfg, split, mapping):
-        log.info("%s: %s already extracted, re-using", split, ", ".join(p.name for p in targets.values()))
-        return {"split": split, "reused": True, "videos": read_attrs(next(iter(targets.values())))["num_videos"]}
-
     entries = scan_split(Path(cfg.data_dir), split, mapping)
     work = out_dir / ".work" / f"{split}-{_fingerprint(cfg, split, mapping)}"
     if cfg.overwrite and ctx.is_main and work.exists():
@@ -541,9 +543,11 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
     splits = [s for s in cfg.splits if (data_dir / s).is_dir()]
     for missing in sorted(set(cfg.splits) - set(splits)):
         log.warning("no %s/ folder under %s; skipping that split", missing, data_dir)
-    if all(is_finished(cfg, s, mapping) for s in splits):  # nothing to do: no new MLflow run either
-        for split in splits:
-            results["splits"][split] = extract_split(cfg, split, backbone, device, mapping, ctx)
+    pending = [s for s in splits if not is_finished(cfg, s, mapping)]
+    for split in splits:
+        if split not in pending:
+            results["splits"][split] = _reused(cfg, split)
+    if not pending:  # nothing to do: no new MLflow run either
         return results
     with tracking.start_run(
         cfg.experiment,
@@ -554,11 +558,11 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
     ) as run:
         if run is not None:
             tracking.log_params(to_flat_dict(cfg))
-        for split in splits:
+        for split in pending:
             banner(f"extract {split}")
             res = extract_split(cfg, split, backbone, device, mapping, ctx)
             results["splits"][split] = res
-            if run is not None and not res["reused"]:
+            if run is not None:
                 tracking.log_metrics(
                     {
                         f"{split}_videos": res["videos"],

@@ -198,13 +198,12 @@ def open_splits(cfg: TrainConfig) -> dict[str, FeatureDataset]:
             )
         splits[split] = FeatureDataset(path, cfg.in_memory, augment if split == "train" else None)
     ref = splits["train"]
-    for name, ds in splits.items():
+    for ds in splits.values():
         if ds.feature_dim != ref.feature_dim or ds.category_mapping != ref.category_mapping:
             raise FeatureMismatchError(
                 f"{ds.path} does not match {ref.path}: feature_dim {ds.feature_dim} vs {ref.feature_dim}, "
                 f"categories {ds.category_mapping} vs {ref.category_mapping}"
             )
-        del name
     return splits
 
 

@@ -93,10 +93,8 @@ def test_tta_changes_probabilities_but_an_ensemble_of_identical_members_equals_o
     tta = member_probabilities(model, ds, torch.device("cpu"), 8, get_views())
     assert not np.allclose(plain, tta)
     np.testing.assert_allclose(ensemble_probabilities([plain, plain, plain]), plain, rtol=1e-6)
-    x, n = ramp([5, 3])
-    single = tta_probabilities(model, torch.randn(2, 6, 1280), n, get_views(["identity"]))
+    single = tta_probabilities(model, torch.randn(2, 6, 1280), torch.tensor([5, 3]), get_views(["identity"]))
     assert single.shape == (2, 4) and torch.allclose(single.sum(1), torch.ones(2))
-    del x
 
 
 def test_full_table_for_an_ensemble_from_mlflow(members: list[Path], tmp_path: Path) -> None:

@@ -492,13 +492,9 @@ def _camera_crops(rng: np.random.Generator, photo: np.ndarray, w: int, h: int, n
         yield out
 
 
-def render_photo_pan(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
-    """A slow documentary pan and zoom over a real photograph."""
-    yield from _camera_crops(rng, _photos()[params["photo"]], w, h, n, params)
-
-
-def render_handheld(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
-    """Handheld footage: shake, sensor noise, lighting change and motion blur."""
+def render_camera(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
+    """A camera over one real photograph; its parameters make it a slow documentary pan/zoom
+    (``photo_pan``) or shaky, noisy, blurred handheld footage (``handheld``)."""
     yield from _camera_crops(rng, _photos()[params["photo"]], w, h, n, params)
 
 
@@ -559,8 +555,8 @@ CATALOG: tuple[Subcategory, ...] = (
     Subcategory("gaming", "topdown", render_topdown, lambda rng: {"photo_texture": _texture_or_none(rng, 0.5)}),
     Subcategory("gaming", "side_scroller", render_side_scroller, lambda rng: {"photo_texture": _texture_or_none(rng, 0.35), "speed": float(rng.uniform(1, 4)), "photo": _photo_or_none(rng, 0.4)}),
     Subcategory("gaming", "arena", render_arena, lambda rng: {"photo_texture": _texture_or_none(rng, 0.35)}),
-    Subcategory("natural_content", "photo_pan", render_photo_pan, lambda rng: _camera_params(rng, (0, 0.5), (0, 4), 0.2, (0, 0.4))),
-    Subcategory("natural_content", "handheld", render_handheld, lambda rng: _camera_params(rng, (1, 4), (3, 10), 0.6, (0, 0.15))),
+    Subcategory("natural_content", "photo_pan", render_camera, lambda rng: _camera_params(rng, (0, 0.5), (0, 4), 0.2, (0, 0.4))),
+    Subcategory("natural_content", "handheld", render_camera, lambda rng: _camera_params(rng, (1, 4), (3, 10), 0.6, (0, 0.15))),
     Subcategory("natural_content", "scene_cuts", render_scene_cuts, lambda rng: _camera_params(rng, (0, 2), (0, 6), 0.3, (0, 0.3))),
 )
 
