@@ -10,24 +10,28 @@ writes OUT_DIR/report.json, confusion_matrix.png and .txt, and logs one MLflow r
 `evaluate` that links its members' training runs.
 """
 
+from rich.console import Console
+
 from research.cli import make_parser, run_cli, setup_logging
 from research.config import EvalConfig, config_from_args
+from research.evaluation import evaluate, predict_videos, results_table
 
 
 def main() -> int:
     args = make_parser(__doc__, EvalConfig).parse_args()
     setup_logging(args.verbose)
     cfg = config_from_args(EvalConfig, "evaluate", args)
-    from rich.console import Console
-
-    from research.evaluation import evaluate, predict_videos, results_table
-
     console = Console()
     if cfg.predict:
+        failed = 0
         for result in predict_videos(cfg):
+            if "error" in result:
+                failed += 1
+                console.print(f"[bold red]error[/bold red]  {result['video']}: {result['error']}", highlight=False)
+                continue
             probs = "  ".join(f"{c} {p:.3f}" for c, p in result["probabilities"].items())
-            console.print(f"[bold]{result['class']}[/bold]  {result['video']}  ({probs})")
-        return 0
+            console.print(f"[bold]{result['class']}[/bold]  {result['video']}  ({probs})", highlight=False)
+        return 1 if failed else 0  # every readable video is classified; a failure still shows in the exit code
     report = evaluate(cfg)
     console.print(results_table(report))
     console.print(f"report: {cfg.out_dir}/report.json, confusion matrix: {cfg.out_dir}/confusion_matrix.png")

@@ -12,19 +12,19 @@ configuration_analysis.json. Interrupted runs resume where they stopped: re-run 
 
 from research.cli import make_parser, run_cli, setup_logging
 from research.config import ExtractConfig, config_from_args
-from research.distributed import context
 from research.extraction import extract
+from research.timestamps import extract_timestamps
 
 
 def main() -> int:
     args = make_parser(__doc__, ExtractConfig).parse_args()
     setup_logging(args.verbose)
     cfg = config_from_args(ExtractConfig, "extract", args)
-    results = extract(cfg)
-    if not context().is_main:  # rank 0 assembles the files and speaks for the job
-        return 0
-    produced = [s for s in results.get("splits", {}).values() if s.get("videos", 0) > 0]
-    return 0 if produced or "timestamps" in results else 1  # exit 1 only when nothing could be extracted
+    if cfg.frame_index:  # seed 002: one feature per (video, timestamp) row
+        extract_timestamps(cfg)
+    else:
+        extract(cfg)  # prints the per-split summary; a user error (exit 2) if nothing could be extracted
+    return 0
 
 
 if __name__ == "__main__":

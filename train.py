@@ -16,7 +16,6 @@ from research.config import TrainConfig, config_from_args
 
 def main() -> int:
     parser = make_parser(__doc__, TrainConfig)
-    parser.add_argument("--single-scale", dest="multi_scale", action="store_false", help="train on {split}_features.h5")
     parser.add_argument(
         "--search", action="store_true", help="run an Optuna study around this config instead of one run"
     )

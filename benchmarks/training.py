@@ -11,11 +11,11 @@ Rates are training samples per second. Results: benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import torch
 from rich.console import Console
@@ -23,30 +23,19 @@ from rich.table import Table
 from torch.utils.data import DataLoader
 
 from research.data.dataset import FeatureDataset
+from research.features import write_features
 from research.models import count_parameters, create_model
 
 
-def write_features(path: Path, n: int, t: int = 73, d: int = 1280) -> None:
+def random_features(path: Path, n: int, t: int = 73, d: int = 1280) -> None:
+    """A feature file of the project's layout with random features: training speed does not depend on values."""
     rng = np.random.default_rng(0)
-    with h5py.File(path, "w") as f:
-        f.create_dataset(
-            "features",
-            data=rng.standard_normal((n, t, d), np.float32),
-            chunks=(1, t, d),
-            compression="gzip",
-            compression_opts=4,
-        )
-        f.create_dataset("labels", data=rng.integers(0, 4, n).astype(np.int64))
-        f.create_dataset("num_frames", data=np.full(n, t, np.int32))
-        f.attrs.update(
-            {
-                "num_videos": n,
-                "max_frames": t,
-                "feature_dim": d,
-                "multi_scale": True,
-                "category_mapping": '{"a": 0, "b": 1, "c": 2, "d": 3}',
-            }
-        )
+    write_features(
+        path,
+        rng.standard_normal((n, t, d), np.float32),
+        rng.integers(0, 4, n),
+        {"multi_scale": True, "category_mapping": json.dumps({"a": 0, "b": 1, "c": 2, "d": 3})},
+    )
 
 
 def samples_per_second(ds: FeatureDataset, steps: int, batch_size: int, workers: int) -> float:
@@ -77,7 +66,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     path = Path(tempfile.mkdtemp(prefix="bench_train_")) / "train_features_multiscale.h5"
-    write_features(path, args.videos)
+    random_features(path, args.videos)
     params = count_parameters(create_model("super_enhanced", feature_dim=1280, num_classes=4))
     eager, lazy = FeatureDataset(path, in_memory="yes"), FeatureDataset(path, in_memory="no")
     rates: dict[str, list[float]] = {"in-memory": [], "lazy HDF5": []}

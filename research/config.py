@@ -22,20 +22,27 @@ from typing import Any, TypeVar
 
 import yaml
 
+from research.backbones import get_spec
+from research.errors import ConfigError, did_you_mean
+from research.models import list_models
+from research.tta import get_views
+from research.video import SAMPLING_STRATEGIES
+
 C = TypeVar("C")
 
 SECTIONS = ("extract", "train", "evaluate", "search")
 
 
-class ConfigError(ValueError):
-    """A config file or override that does not fit its dataclass."""
+def opt(default: Any, help: str, aliases: dict[str, Any] | None = None) -> Any:
+    """A dataclass field with a help text (the reason for its default).
 
-
-def opt(default: Any, help: str) -> Any:
-    """A dataclass field with a help text (the reason for its default)."""
+    ``aliases`` maps extra flags to the constant they set, e.g. ``{"--single-scale": False}``;
+    like every flag they beat the YAML only when typed.
+    """
+    metadata = {"help": help, "aliases": aliases or {}}
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata={"help": help})
-    return dataclasses.field(default=default, metadata={"help": help})
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 # ---------------------------------------------------------------------------- YAML
@@ -52,7 +59,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     base = data.pop("base", None)
     unknown = set(data) - set(SECTIONS)
     if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; valid sections: {list(SECTIONS)}")
+        hint = did_you_mean(sorted(unknown)[0], SECTIONS) if len(unknown) == 1 else ""
+        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}{hint}; valid sections: {list(SECTIONS)}")
     if base is None:
         return data
     merged = read_yaml(path.parent / base)
@@ -129,7 +137,8 @@ def build_config(cls: type[C], values: dict[str, Any], source: str = "config") -
     types_ = _field_types(cls)
     unknown = sorted(set(values) - set(types_))
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {unknown} for {cls.__name__}; valid keys: {sorted(types_)}")
+        hint = did_you_mean(unknown[0], types_) if len(unknown) == 1 else ""
+        raise ConfigError(f"{source}: unknown key(s) {unknown} for {cls.__name__}{hint}; valid keys: {sorted(types_)}")
     coerced = {k: _coerce(v, types_[k], f"{source}: {k}") for k, v in values.items()}
     cfg = cls(**coerced)
     check = getattr(cfg, "validate", None)
@@ -192,12 +201,22 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> argparse
         if flag in parser._option_string_actions:  # a script defined its own spelling
             continue
         tp = types_[f.name]
-        help_ = f.metadata.get("help", "")
+        help_ = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_}
         inner = tp
         if typing.get_origin(tp) in (typing.Union, types.UnionType):  # Optional[X] -> X
             (inner, *rest) = [a for a in typing.get_args(tp) if a is not type(None)]
             inner = tp if rest else inner
+        for alias, constant in f.metadata.get("aliases", {}).items():
+            # SUPPRESS: an alias that was not typed leaves no value behind to beat the YAML with.
+            group.add_argument(
+                alias,
+                dest=f.name,
+                action="store_const",
+                const=constant,
+                default=argparse.SUPPRESS,
+                help=f"same as {flag.removeprefix('--')}={constant}",
+            )
         if inner is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
         elif typing.get_origin(inner) in (list, tuple):
@@ -259,8 +278,7 @@ class ExtractConfig:
     log_mlflow: bool = opt(True, "off for throwaway runs (benchmarks)")
 
     def validate(self) -> None:
-        from research.video import SAMPLING_STRATEGIES
-
+        get_spec(self.backbone)  # an unknown backbone is a config error, found before any work
         for name in [self.sampling, *self.sampling_per_subcategory.values()]:
             if name not in SAMPLING_STRATEGIES:
                 raise ConfigError(f"sampling {name!r} is not one of {sorted(SAMPLING_STRATEGIES)}")
@@ -277,7 +295,9 @@ class TrainConfig:
     """``train.py``: a temporal model on HDF5 features, one MLflow run."""
 
     features_dir: str = opt("features/demo", "folder holding {split}_features[_multiscale].h5")
-    multi_scale: bool = opt(True, "seed 003: the production models trained on the multi-scale files")
+    multi_scale: bool = opt(
+        True, "seed 003: the production models trained on the multi-scale files", aliases={"--single-scale": False}
+    )
     out_dir: str = opt("runs/demo", "checkpoints best_ensemble_model_{seed}.pt go here")
     seed: int = opt(1, "the seed's ensemble members are seeds 1..4")
     model: str = opt("super_enhanced", "a name from research.models.list_models()")
@@ -312,6 +332,9 @@ class TrainConfig:
     log_mlflow: bool = opt(True, "off for throwaway runs (benchmarks)")
 
     def validate(self) -> None:
+        if self.model not in list_models():
+            hint = did_you_mean(self.model, list_models())
+            raise ConfigError(f"unknown model {self.model!r}{hint}; registered: {list_models()}")
         if self.in_memory not in ("auto", "yes", "no"):
             raise ConfigError(f"in_memory must be auto, yes or no, got {self.in_memory!r}")
         if not 0 < self.aug_crop <= 1 or not 0 <= self.aug_frame_dropout < 1:
@@ -329,6 +352,9 @@ class EvalConfig:
     tta: bool = opt(True, "also score with test-time augmentation (seed: ~93% -> ~95%)")
     tta_modes: list[str] = opt(["identity", "reverse", "stride2", "center"], "temporal views averaged (research.tta)")
     weights: list[float] | None = opt(None, "ensemble weights per member (default: equal)")
+    allow_feature_mismatch: bool = opt(
+        False, "score features made with other frames/size/sampling than the members' (warns); never dim or classes"
+    )
     out_dir: str = opt("outputs/evaluate", "report.json, confusion matrix PNG/TXT")
     batch_size: int = opt(64, "videos per forward pass")
     device: str = opt("auto", "auto = cuda when available, else cpu")
@@ -338,8 +364,6 @@ class EvalConfig:
     log_mlflow: bool = opt(True, "log the evaluation as one MLflow run linking its members")
 
     def validate(self) -> None:
-        from research.tta import get_views
-
         try:
             get_views(self.tta_modes)
         except ValueError as err:
@@ -357,17 +381,23 @@ class SearchConfig:
     storage: str | None = opt(
         None, "RDB URL (postgresql://..., several machines) or journal file; default mlruns/optuna/<study>.journal"
     )
-    space: dict = opt({}, "{param: {type: int|float|categorical, low, high, log, choices}} over TrainConfig fields")
+    space: dict | None = opt(
+        None,
+        "{param: {type: int|float|categorical, low, high, log, choices}} over TrainConfig fields; "
+        "null = the default space around the config (hidden size, layers, heads, dropout); {} is refused",
+    )
     pruner: str = opt("median", "median | hyperband | none: stop weak trials from their per-epoch val macro-F1")
     pruner_startup_trials: int = opt(3, "complete trials before the median pruner acts (noise guard)")
     pruner_warmup_epochs: int = opt(2, "epochs each trial runs before it can be pruned (early epochs are noisy)")
-    sampler_seed: int = opt(0, "TPE sampler seed: the same study replays the same suggestions")
+    sampler_seed: int = opt(0, "study seed; each worker's TPE seed is derived from it and the worker's number")
+    heartbeat_s: float = opt(30.0, "a running trial's worker proves it is alive this often")
+    stale_after_s: float = opt(120.0, "a RUNNING trial without a heartbeat this long is failed and re-queued")
     enqueue_baseline: bool = opt(True, "trial 0 = the config's own values, so every study answers 'did we beat it?'")
     timeout_s: float | None = opt(None, "stop this worker after this many seconds")
 
     def validate(self) -> None:
         if self.pruner not in ("median", "hyperband", "none"):
             raise ConfigError(f"pruner must be median, hyperband or none, got {self.pruner!r}")
-        for name, spec in self.space.items():
+        for name, spec in (self.space or {}).items():
             if not isinstance(spec, dict) or spec.get("type") not in ("int", "float", "categorical"):
                 raise ConfigError(f"search space {name!r}: needs type int, float or categorical, got {spec!r}")

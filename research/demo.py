@@ -24,6 +24,10 @@ from typing import Any
 from research import tracking
 from research.cli import banner, console, run_cli, setup_logging
 from research.config import EvalConfig, ExtractConfig, TrainConfig, load_config
+from research.data.synthetic import generate, read_manifest
+from research.evaluation import evaluate, results_table
+from research.extraction import extract
+from research.members import train_members
 
 log = logging.getLogger(__name__)
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"
@@ -33,8 +37,6 @@ VIDEOS_PER_CLASS = 60
 
 
 def ensure_dataset(root: Path, videos_per_class: int = VIDEOS_PER_CLASS, seed: int = 0) -> None:
-    from research.data.synthetic import generate, read_manifest
-
     if (root / "manifest.csv").is_file():
         log.info("dataset: re-using %s (%d videos)", root, len(read_manifest(root)))
         return
@@ -43,35 +45,9 @@ def ensure_dataset(root: Path, videos_per_class: int = VIDEOS_PER_CLASS, seed: i
     log.info("dataset: %d videos in %.0f s -> %s", len(rows), time.perf_counter() - start, root)
 
 
-def train_members(base: TrainConfig, seeds: list[int], parent_run_id: str | None = None) -> list[Path]:
-    """Train (or re-use) one checkpoint per seed; a checkpoint is re-used only if its config matches."""
-    from research.training import checkpoint_name, load_checkpoint, train
-
-    paths = []
-    for seed in seeds:
-        cfg = dataclasses.replace(base, seed=seed)
-        path = Path(cfg.out_dir) / checkpoint_name(seed)
-        if path.is_file() and load_checkpoint(path)["config"] == dataclasses.asdict(cfg):
-            log.info("member %d: re-using %s", seed, path)
-        else:
-            banner(f"train {cfg.model} seed {seed}")
-            result = train(cfg, parent_run_id=parent_run_id)
-            log.info(
-                "member %d: val macro-F1 %.3f, test macro-F1 %.3f",
-                seed,
-                result["best_val_macro_f1"],
-                result.get("test_macro_f1", float("nan")),
-            )
-        paths.append(path)
-    return paths
-
-
 def run_demo(
     config: Path = DEMO_CONFIG, seeds: list[int] | None = None, videos_per_class: int = VIDEOS_PER_CLASS
 ) -> dict[str, Any]:
-    from research.evaluation import evaluate, results_table
-    from research.extraction import extract
-
     seeds = seeds or [1, 2, 3, 4]
     extract_cfg = load_config(ExtractConfig, "extract", config)
     train_cfg = load_config(TrainConfig, "train", config)

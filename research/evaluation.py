@@ -24,12 +24,15 @@ import numpy as np
 import torch
 
 from research import distributed, tracking
-from research.cli import UserError
+from research.backbones import create_backbone
+from research.checkpoints import build_model, check_compatible, checkpoint_features, load_checkpoint
 from research.config import EvalConfig, to_flat_dict
-from research.data.dataset import FeatureDataset, FeatureMismatchError, split_path
+from research.data.dataset import FeatureDataset, split_path
+from research.errors import UserError, ensure_dir
+from research.frames import video_features
 from research.metrics import classification_metrics
-from research.training import build_model, load_checkpoint
-from research.tta import get_views, tta_probabilities
+from research.tta import get_views, predict, tta_probabilities
+from research.video import VideoDecodeError
 
 log = logging.getLogger(__name__)
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -43,36 +46,21 @@ class Member:
     run_id: str | None
 
     @property
+    def features(self) -> dict[str, Any]:
+        """What the member was trained on (``research.checkpoints.FEATURE_KEYS``)."""
+        return checkpoint_features(self.checkpoint)
+
+    @property
     def multi_scale(self) -> bool:
-        return bool(self.checkpoint["features"].get("multi_scale"))
+        return bool(self.features.get("multi_scale"))
 
 
 # -------------------------------------------------------------------- members
 
 
-def _download_checkpoint(run_id: str, uri: str | None, out_dir: Path) -> Path:
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking.resolve_tracking_uri(uri))
-    artifacts = [a.path for a in client.list_artifacts(run_id, "checkpoints") if a.path.endswith(".pt")]
-    if not artifacts:
-        raise UserError(f"MLflow run {run_id} has no checkpoint artifact under checkpoints/")
-    target = out_dir / "checkpoints" / run_id
-    target.mkdir(parents=True, exist_ok=True)
-    return Path(client.download_artifacts(run_id, artifacts[0], str(target)))
-
-
 def ensemble_run_ids(name: str, uri: str | None, experiment: str = "train") -> list[str]:
     """The newest finished training run per seed among runs tagged ``ensemble=name``."""
-    import mlflow
-
-    mlflow.set_tracking_uri(tracking.resolve_tracking_uri(uri))
-    runs = mlflow.search_runs(
-        experiment_names=[experiment],
-        filter_string=f"tags.ensemble = '{name}' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-        output_format="list",
-    )
+    runs = tracking.finished_runs(experiment, f"tags.ensemble = '{name}'", uri)
     newest: dict[str, str] = {}
     for run in runs:
         newest.setdefault(run.data.tags.get("seed", run.info.run_id), run.info.run_id)
@@ -90,7 +78,7 @@ def load_members(cfg: EvalConfig) -> list[Member]:
     members = []
     for source in sources:
         run_id = source if RUN_ID.match(source) and not Path(source).exists() else None
-        path = _download_checkpoint(source, cfg.tracking_uri, Path(cfg.out_dir)) if run_id else Path(source)
+        path = tracking.download_checkpoint(source, Path(cfg.out_dir), cfg.tracking_uri) if run_id else Path(source)
         ckpt = load_checkpoint(path)
         members.append(
             Member(f"member_{ckpt.get('seed', len(members) + 1)}", ckpt, source, run_id or ckpt.get("mlflow_run_id"))
@@ -104,62 +92,27 @@ def load_members(cfg: EvalConfig) -> list[Member]:
 
 
 def check_members_agree(members: list[Member]) -> None:
+    """An ensemble averages members trained on the same kind of features: anything else is refused."""
     ref = members[0]
     for m in members[1:]:
-        for key, a, b in (
-            ("feature_dim", m.checkpoint["feature_dim"], ref.checkpoint["feature_dim"]),
-            ("classes", m.checkpoint["category_mapping"], ref.checkpoint["category_mapping"]),
-            ("multi_scale", m.multi_scale, ref.multi_scale),
-            ("backbone", m.checkpoint["features"].get("backbone"), ref.checkpoint["features"].get("backbone")),
-        ):
-            if a != b:
-                raise FeatureMismatchError(
-                    f"ensemble members disagree on {key}: {m.source} has {a!r}, {ref.source} has {b!r}; "
-                    "an ensemble averages members trained on the same kind of features"
-                )
+        check_compatible(ref.features, m.features, ref.source, m.source)
 
 
 def features_path(cfg: EvalConfig, member: Member) -> Path:
     if cfg.features:
         return Path(cfg.features)
-    train_file = Path(member.checkpoint["features"]["file"])
+    train_file = Path(member.features["file"])
     return split_path(train_file.parent, cfg.split, member.multi_scale)
-
-
-def check_features(member: Member, ds: FeatureDataset) -> None:
-    want, have = member.checkpoint["feature_dim"], ds.feature_dim
-    if want != have:
-        raise FeatureMismatchError(
-            f"{member.source} was trained on {want}-d features ({member.checkpoint['features'].get('backbone')}), "
-            f"but {ds.path} holds {have}-d features ({ds.attrs.get('backbone')}); "
-            "extract features with the same backbone"
-        )
-    if bool(ds.attrs.get("multi_scale")) != member.multi_scale:
-        kind = "multi-scale" if member.multi_scale else "single-scale"
-        raise FeatureMismatchError(f"{member.source} was trained on {kind} features, but {ds.path} is not {kind}")
-    if ds.category_mapping and ds.category_mapping != member.checkpoint["category_mapping"]:
-        raise FeatureMismatchError(
-            f"{ds.path} has classes {ds.category_mapping}, {member.source} {member.checkpoint['category_mapping']}"
-        )
 
 
 # -------------------------------------------------------------------- scoring
 
 
-@torch.inference_mode()
 def member_probabilities(
     model: torch.nn.Module, ds: FeatureDataset, device: torch.device, batch_size: int, views: list | None
 ) -> np.ndarray:
     """``[N, C]`` probabilities of one member, with (views) or without TTA."""
-    model.eval().to(device)
-    out = []
-    for features, num_frames, _ in torch.utils.data.DataLoader(ds, batch_size=batch_size):
-        features, num_frames = features.to(device), num_frames.to(device)
-        if views:
-            out.append(tta_probabilities(model, features, num_frames, views).cpu())
-        else:
-            out.append(torch.softmax(model(features, num_frames).float(), dim=1).cpu())
-    return torch.cat(out).numpy()
+    return predict(model, torch.utils.data.DataLoader(ds, batch_size=batch_size), device, views)[0]
 
 
 def ensemble_probabilities(probs: list[np.ndarray], weights: list[float] | None = None) -> np.ndarray:
@@ -188,7 +141,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     path = features_path(cfg, members[0])
     ds = FeatureDataset(path)
     for m in members:
-        check_features(m, ds)
+        check_compatible(m.features, ds.attrs, m.source, str(path), allow_mismatch=cfg.allow_feature_mismatch)
     mapping = members[0].checkpoint["category_mapping"]
     classes = [c for c, _ in sorted(mapping.items(), key=lambda kv: kv[1])]
     views = get_views(cfg.tta_modes) if cfg.tta else None
@@ -265,7 +218,7 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], title: str, p
 
 
 def write_report(report: dict[str, Any], final_row: dict[str, Any], out_dir: Path) -> None:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2))
     (out_dir / "confusion_matrix.txt").write_text(
         f"{final_row['name']}\n" + confusion_text(final_row["confusion"], report["classes"])
@@ -297,8 +250,6 @@ def results_table(report: dict[str, Any]) -> Any:
 
 
 def log_report(cfg: EvalConfig, report: dict[str, Any], members: list[Member], out_dir: Path) -> str:
-    import mlflow
-
     tags = {f"member_{i + 1}_run_id": m.run_id or "" for i, m in enumerate(members)} | {"features": report["features"]}
     if cfg.ensemble:
         tags["ensemble"] = cfg.ensemble
@@ -310,7 +261,7 @@ def log_report(cfg: EvalConfig, report: dict[str, Any], members: list[Member], o
             key = name.replace("+", "_")
             tracking.log_metrics({f"{key}_accuracy": row["accuracy"], f"{key}_macro_f1": row["macro_f1"]})
         for artifact in ("report.json", "confusion_matrix.png", "confusion_matrix.txt"):
-            mlflow.log_artifact(str(out_dir / artifact))
+            tracking.log_artifact(out_dir / artifact)
         return run.info.run_id
 
 
@@ -318,30 +269,32 @@ def log_report(cfg: EvalConfig, report: dict[str, Any], members: list[Member], o
 
 
 def predict_videos(cfg: EvalConfig) -> list[dict[str, Any]]:
-    """Raw video -> class and probabilities, with the extraction settings recorded in the checkpoint."""
-    from research.backbones import create_backbone
-    from research.extraction import video_features
+    """Raw video -> class and probabilities, with the extraction settings recorded in the checkpoint.
 
+    A video that cannot be decoded gets an ``error`` instead of a class; the others are still classified.
+    """
     device = distributed.device_for(cfg.device)
     members = load_members(cfg)
-    info = members[0].checkpoint["features"]
-    pretrained = info.get("weights") != "random"
-    backbone = create_backbone(info["backbone"], pretrained=pretrained, device=device)
-    classes = [c for c, _ in sorted(members[0].checkpoint["category_mapping"].items(), key=lambda kv: kv[1])]
-    clip = info.get("clip_seconds")
-    views = get_views(cfg.tta_modes) if cfg.tta else [get_views(["identity"])[0]]
+    info = members[0].features
+    backbone = create_backbone(info["backbone"], pretrained=info.get("weights") != "random", device=device)
+    classes = [c for c, _ in sorted(info["category_mapping"].items(), key=lambda kv: kv[1])]
+    views = get_views(cfg.tta_modes) if cfg.tta else get_views(["identity"])
     models = [build_model(m.checkpoint).eval().to(device) for m in members]
     results = []
     for video in cfg.predict:
-        feats = video_features(
-            video,
-            backbone,
-            int(info["frames_per_video"]),
-            int(info["image_size"]),
-            info.get("scales") if members[0].multi_scale else None,
-            info.get("sampling", "uniform"),
-            None if clip is None or clip < 0 else float(clip),
-        )
+        try:
+            feats = video_features(
+                video,
+                backbone,
+                int(info["frames_per_video"]),
+                int(info["image_size"]),
+                info.get("scales") if members[0].multi_scale else None,
+                info.get("sampling", "uniform"),
+                info.get("clip_seconds"),
+            )
+        except (VideoDecodeError, OSError) as err:
+            results.append({"video": str(video), "error": str(err)})
+            continue
         x, n = feats[None].to(device), torch.tensor([feats.shape[0]], device=device)
         probs = [tta_probabilities(model, x, n, views).cpu().numpy()[0] for model in models]
         p = ensemble_probabilities(probs, cfg.weights)

@@ -7,16 +7,20 @@ File layout (seed 000, kept exactly so seed tooling reads our files):
     num_frames  int32   [N]                  length of each feature sequence (73 for multi-scale T=64)
     attrs: num_videos, max_frames, feature_dim, category_mapping (JSON), multi_scale
 
-Added by us: datasets ``video_ids`` and ``paths`` (relative to the data root) and
-``decoded_frames`` (frames the video really has), and attributes ``backbone``,
-``weights``, ``image_size``, ``frames_per_video``, ``scales``, ``sampling``,
-``clip_seconds``, ``skipped`` (JSON list of ``{path, reason}``) and ``num_skipped``.
+Added by us: datasets ``video_ids`` (identity: the path under the data root without
+extension), ``paths``, ``stamps`` (the input's ``size:mtime_ns`` when read) and
+``decoded_frames``; attributes ``backbone``, ``weights``, ``image_size``,
+``frames_per_video``, ``scales``, ``sampling``, ``clip_seconds``, ``settings`` (JSON
+of everything that determines the numbers) with its ``settings_fingerprint``,
+``inputs_fingerprint`` (every input's identity and stamp), ``skipped`` (JSON list of
+``{path, reason}``) and ``partial`` (videos that decode shorter than their index says).
 
 Writing is crash-safe: rows are committed in small ``.npz`` part files (written to
-a temporary name, then renamed), one folder per rank. A killed run resumes from
-its parts; when every part is in, ``assemble`` streams them, ordered by the
-video's global index, into ``NAME.h5.tmp`` and renames it. Memory holds one part
-per rank, whatever the number of videos.
+a temporary name, then renamed), one folder per rank, each row keyed by its
+video's identity and stamp. A killed run resumes from its parts, even when videos
+were added, removed or replaced in between: ``assemble`` writes the rows of the
+inputs as they are NOW, in their sorted order, into ``NAME.h5.tmp`` and renames
+it; rows of removed or changed videos are left out. Memory holds a few parts.
 
     python -m research.features inspect features/demo/test_features_multiscale.h5
     python -m research.features merge OUT.h5 A.h5 B.h5
@@ -25,16 +29,16 @@ per rank, whatever the number of videos.
 from __future__ import annotations
 
 import argparse
-import heapq
 import json
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
+
+from research.errors import FeatureFileError
 
 # Attributes that must agree for two files to be merged or compared.
 IDENTITY_ATTRS = (
@@ -48,10 +52,8 @@ IDENTITY_ATTRS = (
     "max_frames",
 )
 KINDS = {"single": "", "multi": "_multiscale"}
-
-
-class FeatureFileError(ValueError):
-    """A feature file that cannot be used as asked; the message says why."""
+# Attributes stored as JSON text (HDF5 has no nested types); read_attrs decodes them.
+JSON_ATTRS = ("category_mapping", "scales", "skipped", "skipped_ids", "partial", "sampling_per_subcategory", "settings")
 
 
 def feature_filename(split: str, kind: str) -> str:
@@ -63,11 +65,12 @@ def feature_filename(split: str, kind: str) -> str:
 
 @dataclass
 class Row:
-    index: int  # the video's global position in the sorted input list
-    video_id: str
+    video_id: str  # identity: path under the data root without extension (research.inputs)
+    stamp: str  # the input file's size:mtime_ns when it was read
     path: str
     label: int
-    decoded_frames: int
+    decoded_frames: int  # frames that really decoded
+    listed_frames: int  # frames the container lists; more than decoded = a partial (truncated) video
     features: dict[str, np.ndarray]  # kind -> [L, D] float32
 
 
@@ -91,8 +94,8 @@ class PartWriter:
         self.rows.append(row)
         self._maybe_flush()
 
-    def skip(self, index: int, path: str, reason: str) -> None:
-        self.skips.append({"index": index, "path": path, "reason": reason})
+    def skip(self, video_id: str, stamp: str, path: str, reason: str) -> None:
+        self.skips.append({"video_id": video_id, "stamp": stamp, "path": path, "reason": reason})
         self._maybe_flush()
 
     def _maybe_flush(self) -> None:
@@ -103,11 +106,12 @@ class PartWriter:
         if not self.rows and not self.skips:
             return
         arrays: dict[str, Any] = {
-            "index": np.array([r.index for r in self.rows], np.int64),
+            "video_ids": np.array([r.video_id for r in self.rows], dtype=str),
+            "stamps": np.array([r.stamp for r in self.rows], dtype=str),
+            "paths": np.array([r.path for r in self.rows], dtype=str),
             "labels": np.array([r.label for r in self.rows], np.int64),
             "decoded_frames": np.array([r.decoded_frames for r in self.rows], np.int32),
-            "video_ids": np.array([r.video_id for r in self.rows], dtype=str),
-            "paths": np.array([r.path for r in self.rows], dtype=str),
+            "listed_frames": np.array([r.listed_frames for r in self.rows], np.int32),
             "skips": np.array(json.dumps(self.skips)),
         }
         for kind in self.rows[0].features if self.rows else ():
@@ -127,34 +131,31 @@ def _parts(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("part_*.npz") if not p.name.endswith(".tmp.npz"))
 
 
-def done_indices(folder: Path) -> set[int]:
-    """Global indices already committed (rows and skips) under ``folder`` (all ranks)."""
-    done: set[int] = set()
+@dataclass(frozen=True)
+class _Committed:
+    part: Path | None  # None: a skip
+    row: int
+    skip: dict | None = None
+
+
+def _committed(folder: Path) -> dict[tuple[str, str], _Committed]:
+    """Everything committed under ``folder`` (all ranks), keyed by (video_id, stamp)."""
+    out: dict[tuple[str, str], _Committed] = {}
     for part in _parts(folder):
         with np.load(part) as z:
-            done.update(z["index"].tolist())
-            done.update(s["index"] for s in json.loads(str(z["skips"])))
-    return done
+            pairs = zip(z["video_ids"], z["stamps"], strict=True)
+            keys = [((str(v), str(s)), _Committed(part, j)) for j, (v, s) in enumerate(pairs)]
+            keys += [((s["video_id"], s["stamp"]), _Committed(None, -1, s)) for s in json.loads(str(z["skips"]))]
+        for key, where in keys:
+            if key in out:
+                raise FeatureFileError(f"{folder}: video {key[0]} was committed twice ({out[key].part}, {part})")
+            out[key] = where
+    return out
 
 
-def _iter_rank_rows(rank_folder: Path, kind: str) -> Iterator[tuple[int, tuple]]:
-    for part in sorted(rank_folder.glob("part_*.npz")):
-        if part.name.endswith(".tmp.npz"):
-            continue
-        with np.load(part) as z:
-            idx = z["index"]
-            feats = z[f"features_{kind}"] if len(idx) else None
-            for j in range(len(idx)):
-                yield (
-                    int(idx[j]),
-                    (
-                        feats[j],
-                        int(z["labels"][j]),
-                        int(z["decoded_frames"][j]),
-                        str(z["video_ids"][j]),
-                        str(z["paths"][j]),
-                    ),
-                )
+def done_videos(folder: Path) -> set[tuple[str, str]]:
+    """(video_id, stamp) pairs already committed (rows and skips) under ``folder``, all ranks."""
+    return set(_committed(folder))
 
 
 def create_layout(f: h5py.File, n: int, max_frames: int, feature_dim: int) -> dict[str, h5py.Dataset]:
@@ -171,52 +172,122 @@ def create_layout(f: h5py.File, n: int, max_frames: int, feature_dim: int) -> di
     }
     for name, dtype in (("labels", np.int64), ("num_frames", np.int32), ("decoded_frames", np.int32)):
         out[name] = f.create_dataset(name, (n,), dtype)
-    for name in ("video_ids", "paths"):
+    for name in ("video_ids", "paths", "stamps"):
         out[name] = f.create_dataset(name, (n,), h5py.string_dtype())
     return out
 
 
-def assemble(folder: Path, target: Path, kind: str, attrs: dict[str, Any], feature_dim: int, max_frames: int) -> int:
-    """Stream all parts under ``folder`` (one subfolder per rank) into ``target``, sorted by index."""
-    parts = _parts(folder)
-    n = 0
-    skipped: list[dict] = []
-    for part in parts:
-        with np.load(part) as z:
-            n += len(z["index"])
-            skipped.extend(json.loads(str(z["skips"])))
-    ranks = sorted({p.parent for p in parts}) or [folder]
-    rows = heapq.merge(*(_iter_rank_rows(r, kind) for r in ranks), key=lambda item: item[0])
+def write_features(
+    target: Path,
+    features: list[np.ndarray] | np.ndarray,
+    labels: list[int] | np.ndarray,
+    attrs: dict[str, Any],
+    video_ids: list[str] | None = None,
+    max_frames: int | None = None,
+) -> Path:
+    """A complete feature file in one call, atomically (benchmarks, tests, converted data).
+
+    ``features`` holds one ``[L_i, D]`` array per video; rows are zero-padded to ``max_frames``.
+    """
+    n = len(features)
+    dim = int(attrs.get("feature_dim") or features[0].shape[1])
+    length = max_frames or max((f.shape[0] for f in features), default=1)
+    ids = video_ids or [f"video_{i:05d}" for i in range(n)]
+    tmp = target.with_suffix(".h5.tmp")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(tmp, "w") as f:
+        ds = create_layout(f, n, length, dim)
+        for i, feat in enumerate(features):
+            ds["features"][i, : feat.shape[0]] = feat
+            ds["num_frames"][i] = feat.shape[0]
+            ds["decoded_frames"][i] = feat.shape[0]
+        ds["labels"][:] = np.asarray(labels, np.int64)
+        ds["video_ids"][:] = ids
+        ds["paths"][:] = ids
+        ds["stamps"][:] = [""] * n
+        f.attrs.update({"skipped": "[]", "num_skipped": 0, "partial": "[]", "num_partial": 0, **attrs})
+        f.attrs.update({"num_videos": n, "max_frames": length, "feature_dim": dim})
+    tmp.replace(target)
+    return target
+
+
+def assemble(
+    folder: Path,
+    target: Path,
+    kind: str,
+    attrs: dict[str, Any],
+    feature_dim: int,
+    max_frames: int,
+    order: list[tuple[str, str]],
+) -> int:
+    """Write the committed rows of ``order`` ((video_id, stamp) pairs) into ``target``, in that order.
+
+    Rows committed for videos that are no longer in ``order``, or whose file changed
+    since (another stamp), are left out: the file says what the inputs are now.
+    """
+    committed = _committed(folder)
+    missing = [vid for vid, stamp in order if (vid, stamp) not in committed]
+    if missing:
+        raise FeatureFileError(f"{folder}: no committed work for {len(missing)} videos, e.g. {missing[:3]}")
+    picks = [committed[key] for key in order]
+    rows = [p for p in picks if p.part is not None]
+    skipped = [p.skip for p in picks if p.skip is not None]
+    remaining: dict[Path, int] = {}
+    for p in rows:
+        remaining[p.part] = remaining.get(p.part, 0) + 1
+    loaded: dict[Path, dict[str, np.ndarray]] = {}  # parts in use; dropped once their last row is written
+    partial: list[dict] = []
     tmp = target.with_suffix(".h5.tmp")
     with h5py.File(tmp, "w") as f:
-        ds = create_layout(f, n, max_frames, feature_dim)
-        last = -1
-        for i, (index, (feat, label, dec, vid, path)) in enumerate(rows):
-            if index <= last:
-                raise FeatureFileError(f"{folder}: video index {index} appears twice in the parts")
-            last = index
+        ds = create_layout(f, len(rows), max_frames, feature_dim)
+        for i, p in enumerate(rows):
+            if p.part not in loaded:
+                with np.load(p.part) as z:
+                    loaded[p.part] = {k: z[k] for k in z.files if k in _ROW_ARRAYS or k == f"features_{kind}"}
+            z = loaded[p.part]
+            feat = z[f"features_{kind}"][p.row]
             ds["features"][i, : feat.shape[0]] = feat
-            for name, value in (
-                ("labels", label),
-                ("num_frames", feat.shape[0]),
-                ("decoded_frames", dec),
-                ("video_ids", vid),
-                ("paths", path),
-            ):
-                ds[name][i] = value
-        skipped.sort(key=lambda s: s["index"])
+            ds["num_frames"][i] = feat.shape[0]
+            for name in ("labels", "decoded_frames", "video_ids", "paths", "stamps"):
+                ds[name][i] = z[name][p.row]
+            if z["listed_frames"][p.row] > z["decoded_frames"][p.row]:
+                partial.append(
+                    {
+                        "path": str(z["paths"][p.row]),
+                        "decoded": int(z["decoded_frames"][p.row]),
+                        "listed": int(z["listed_frames"][p.row]),
+                    }
+                )
+            remaining[p.part] -= 1
+            if not remaining[p.part]:
+                del loaded[p.part]
         f.attrs.update(
             {
                 **attrs,
-                "num_videos": n,
+                "num_videos": len(rows),
                 "max_frames": max_frames,
                 "feature_dim": feature_dim,
                 "skipped": json.dumps([{"path": s["path"], "reason": s["reason"]} for s in skipped]),
                 "num_skipped": len(skipped),
+                "skipped_ids": json.dumps({s["video_id"]: s["stamp"] for s in skipped}),
+                "partial": json.dumps(partial),
+                "num_partial": len(partial),
             }
         )
     tmp.replace(target)
-    return n
+    return len(rows)
+
+
+_ROW_ARRAYS = ("labels", "decoded_frames", "listed_frames", "video_ids", "paths", "stamps")
+
+
+def stamps_in_file(path: str | Path) -> dict[str, str]:
+    """``{video_id: stamp}`` of every input a file was made from (rows and skipped inputs)."""
+    with h5py.File(path, "r") as f:
+        ids = [v.decode() for v in f["video_ids"][:]] if "video_ids" in f else []
+        stamps = [v.decode() for v in f["stamps"][:]] if "stamps" in f else [""] * len(ids)
+        skipped = json.loads(f.attrs.get("skipped_ids", "{}"))
+    return dict(zip(ids, stamps, strict=True)) | skipped
 
 
 # ---------------------------------------------------------------------- reading
@@ -232,7 +303,7 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
         for key, value in f.attrs.items():
             if isinstance(value, np.generic):
                 value = value.item()
-            if key in ("category_mapping", "scales", "skipped") and isinstance(value, str):
+            if key in JSON_ATTRS and isinstance(value, str):
                 value = json.loads(value)
             out[key] = value
         out.setdefault("num_videos", int(f["labels"].shape[0]))

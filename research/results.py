@@ -15,10 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from research.checkpoints import load_checkpoint
 from research.cli import banner, console, run_cli, setup_logging
 from research.config import TrainConfig, load_config
+from research.data.dataset import split_path
+from research.members import mean_std, score_member, train_members
+from research.models import count_parameters, create_model, list_models
+from research.training import model_kwargs
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "experiments" / "demo.yaml"
@@ -26,10 +29,6 @@ DEMO_CONFIG = ROOT / "experiments" / "demo.yaml"
 
 def compare_models(seeds: list[int], out_dir: Path, config: Path = DEMO_CONFIG) -> dict[str, Any]:
     """Train every registered model with the demo config and the same seeds; score the test split."""
-    from research.ablation import score_member
-    from research.demo import train_members
-    from research.models import count_parameters, create_model, list_models
-    from research.training import load_checkpoint, model_kwargs
 
     base = load_config(TrainConfig, "train", config)
     results: dict[str, Any] = {}
@@ -44,20 +43,16 @@ def compare_models(seeds: list[int], out_dir: Path, config: Path = DEMO_CONFIG) 
         )
         start = time.perf_counter()
         checkpoints = train_members(cfg, seeds)
-        scores = [
-            score_member(c, cfg.features_dir, cfg.multi_scale, ["identity", "reverse", "stride2", "center"])
-            for c in checkpoints
-        ]
+        scores = [score_member(c, split_path(cfg.features_dir, "test", cfg.multi_scale)) for c in checkpoints]
         ckpt = load_checkpoint(checkpoints[0])
         params = count_parameters(create_model(name, **model_kwargs(cfg, ckpt["feature_dim"], ckpt["num_classes"])))
         results[name] = {
             "params": params,
             "seconds": time.perf_counter() - start,
             **{
-                f"{v}_{m}": {"mean": float(np.mean(x)), "std": float(np.std(x, ddof=1)) if len(x) > 1 else 0.0}
+                f"{v}_{m}": mean_std([s[v][m] for s in scores])
                 for v in ("plain", "tta")
                 for m in ("accuracy", "macro_f1")
-                for x in [[s[v][m] for s in scores]]
             },
         }
     out_dir.mkdir(parents=True, exist_ok=True)

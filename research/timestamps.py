@@ -28,10 +28,11 @@ import h5py
 import numpy as np
 import torch
 
+from research import distributed
 from research.backbones import create_backbone, get_spec
-from research.cli import UserError
 from research.config import ExtractConfig
-from research.extraction import FrameBatcher, auto_batch_size
+from research.errors import UserError
+from research.frames import FrameBatcher, auto_batch_size
 from research.video import VideoDecodeError, decode_frames_at, probe
 
 log = logging.getLogger(__name__)
@@ -67,11 +68,11 @@ def resolve_rows(cfg: ExtractConfig) -> Any:
     return frames
 
 
-def extract_timestamps(cfg: ExtractConfig, device: torch.device) -> dict[str, Any]:
-    from research.distributed import context
-
-    if not context().is_main:  # one process reads rows in order; other ranks have nothing to do
+def extract_timestamps(cfg: ExtractConfig) -> dict[str, Any]:
+    """One feature per row of ``cfg.frame_index``; rows that cannot be read are reported, never filled in."""
+    if not distributed.context().is_main:  # one process reads rows in order; other ranks have nothing to do
         return {"timestamps": None}
+    device = distributed.device_for(cfg.device)
     rows = resolve_rows(cfg)
     backbone = create_backbone(cfg.backbone, pretrained=not cfg.random_weights, device=device)
     batcher = FrameBatcher(backbone, device, cfg.batch_size or auto_batch_size(device, cfg.image_size), cfg.amp)

@@ -134,3 +134,61 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     clean = {k.replace("/", "_"): float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
     if clean:
         mlflow.log_metrics(clean, step=step)
+
+
+# --------------------------------------------------------------- helpers for other modules
+# (added by the main developer so that no other module imports mlflow; the search helper may refine them)
+
+
+def log_text(text: str, artifact_file: str) -> None:
+    import mlflow
+
+    mlflow.log_text(text, artifact_file)
+
+
+def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
+    import mlflow
+
+    mlflow.log_artifact(str(path), artifact_path)
+
+
+def set_tag(key: str, value: Any) -> None:
+    import mlflow
+
+    mlflow.set_tag(key, str(value))
+
+
+def download_checkpoint(run_id: str, out_dir: Path, uri: str | None = None) -> Path:
+    """The first ``*.pt`` artifact under a run's ``checkpoints/``, downloaded to ``out_dir/checkpoints/<run_id>/``."""
+    import mlflow
+
+    from research.errors import UserError
+
+    client = mlflow.MlflowClient(resolve_tracking_uri(uri))
+    artifacts = [a.path for a in client.list_artifacts(run_id, "checkpoints") if a.path.endswith(".pt")]
+    if not artifacts:
+        raise UserError(f"MLflow run {run_id} has no checkpoint artifact under checkpoints/")
+    target = Path(out_dir) / "checkpoints" / run_id
+    target.mkdir(parents=True, exist_ok=True)
+    return Path(client.download_artifacts(run_id, artifacts[0], str(target)))
+
+
+def finished_runs(experiment: str, filter_string: str, uri: str | None = None) -> list:
+    """FINISHED runs of ``experiment`` matching ``filter_string``, newest first ([] if no such experiment)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(resolve_tracking_uri(uri))
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    return client.search_runs(
+        [exp.experiment_id],
+        filter_string=f"{filter_string} and attributes.status = 'FINISHED'",
+        order_by=["attributes.start_time DESC"],
+    )
+
+
+def terminate_run(run_id: str, status: str, uri: str | None = None) -> None:
+    import mlflow
+
+    mlflow.MlflowClient(resolve_tracking_uri(uri)).set_terminated(run_id, status)

@@ -32,26 +32,24 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from research import distributed, tracking
+from research.checkpoints import (
+    check_compatible,
+    checkpoint_name,
+    load_checkpoint,
+    make_checkpoint,
+    save_checkpoint,
+)
 from research.config import TrainConfig, to_flat_dict, to_yaml
-from research.data.dataset import Augment, FeatureDataset, FeatureMismatchError, split_path
+from research.data.dataset import Augment, FeatureDataset, split_path
+from research.distributed import unwrap_model
+from research.errors import UserError, ensure_dir
 from research.metrics import classification_metrics
 from research.models import count_parameters, create_model
+from research.tta import predict
 
 log = logging.getLogger(__name__)
 
 EpochCallback = Callable[[int, dict[str, float]], None]
-FEATURE_KEYS = (
-    "backbone",
-    "weights",
-    "multi_scale",
-    "image_size",
-    "frames_per_video",
-    "scales",
-    "sampling",
-    "clip_seconds",
-    "feature_dim",
-    "max_frames",
-)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -62,25 +60,6 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS determinism on CUDA
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
-
-
-def checkpoint_name(seed: int) -> str:
-    return f"best_ensemble_model_{seed}.pt"
-
-
-def build_model(checkpoint: dict[str, Any]) -> nn.Module:
-    """Rebuild a model from a checkpoint's recorded name and kwargs, weights loaded."""
-    model = create_model(checkpoint["model"]["name"], **checkpoint["model"]["kwargs"])
-    model.load_state_dict(checkpoint["model_state"])
-    return model
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint as plain data; ``weights_only`` so a file cannot execute code."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 # ----------------------------------------------------------------- schedule
@@ -148,25 +127,10 @@ def train_one_epoch(
     }
 
 
-@torch.inference_mode()
-def predict(
-    model: nn.Module, loader: DataLoader, device: torch.device, amp: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """Class probabilities ``[N, C]`` and labels ``[N]`` over a loader, in order."""
-    model.eval()
-    probs, labels = [], []
-    for features, num_frames, y in loader:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-            logits = model(features.to(device, non_blocking=True), num_frames.to(device, non_blocking=True))
-        probs.append(torch.softmax(logits.float(), dim=1).cpu())
-        labels.append(y)
-    return torch.cat(probs).numpy(), torch.cat(labels).numpy()
-
-
 def score(
     model: nn.Module, loader: DataLoader, device: torch.device, loss_fn: nn.Module, prefix: str, amp: bool
 ) -> dict[str, float]:
-    probs, labels = predict(model, loader, device, amp)
+    probs, labels = predict(model, loader, device, amp=amp)
     metrics = classification_metrics(labels, probs.argmax(1), probs.shape[1])
     loss = (
         loss_fn(torch.log(torch.from_numpy(probs).clamp_min(1e-12)), torch.from_numpy(labels)).item()
@@ -184,7 +148,7 @@ def score(
 
 
 def open_splits(cfg: TrainConfig) -> dict[str, FeatureDataset]:
-    """train/val(/test) datasets; refuses files that disagree with each other."""
+    """train/val(/test) datasets; refuses empty splits and files that were made differently."""
     augment = Augment(cfg.aug_crop, cfg.aug_frame_dropout)
     splits: dict[str, FeatureDataset] = {}
     for split in ("train", "val", "test"):
@@ -193,17 +157,16 @@ def open_splits(cfg: TrainConfig) -> dict[str, FeatureDataset]:
             if split == "test":
                 continue
             kind = "multi-scale" if cfg.multi_scale else "single-scale"
-            raise FileNotFoundError(
-                f"{kind} {split} features not found: {path} (run extract.py first, or pass --features-dir)"
-            )
+            raise UserError(f"{kind} {split} features not found: {path} (run extract.py first, or pass --features-dir)")
         splits[split] = FeatureDataset(path, cfg.in_memory, augment if split == "train" else None)
+        if split != "test" and not len(splits[split]):
+            raise UserError(
+                f"{path} holds no videos: training needs a non-empty {split} split "
+                f"(add videos under DATA/{split}/ and extract again)"
+            )
     ref = splits["train"]
     for ds in splits.values():
-        if ds.feature_dim != ref.feature_dim or ds.category_mapping != ref.category_mapping:
-            raise FeatureMismatchError(
-                f"{ds.path} does not match {ref.path}: feature_dim {ds.feature_dim} vs {ref.feature_dim}, "
-                f"categories {ds.category_mapping} vs {ref.category_mapping}"
-            )
+        check_compatible(ref.attrs, ds.attrs, str(ref.path), str(ds.path))
     return splits
 
 
@@ -241,26 +204,6 @@ def model_kwargs(cfg: TrainConfig, feature_dim: int, num_classes: int) -> dict[s
     }
 
 
-def make_checkpoint(
-    model: nn.Module, cfg: TrainConfig, train_ds: FeatureDataset, metrics: dict, epoch: int, run_id: str | None
-) -> dict[str, Any]:
-    module = model.module if hasattr(model, "module") else model
-    return {
-        "model_state": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
-        "model": {"name": module.config["name"], "kwargs": module.config["kwargs"]},
-        "feature_dim": train_ds.feature_dim,
-        "num_classes": train_ds.num_classes,
-        "category_mapping": train_ds.category_mapping,
-        "features": {k: train_ds.attrs[k] for k in FEATURE_KEYS if k in train_ds.attrs}
-        | {"file": str(train_ds.path.resolve())},
-        "config": dataclasses.asdict(cfg),
-        "metrics": {k: float(v) for k, v in metrics.items()},
-        "seed": cfg.seed,
-        "epoch": epoch,
-        "mlflow_run_id": run_id,
-    }
-
-
 # ---------------------------------------------------------------------- train
 
 
@@ -269,6 +212,7 @@ def train(
     epoch_callback: EpochCallback | None = None,
     parent_run_id: str | None = None,
     extra_tags: dict[str, str] | None = None,
+    run_name: str | None = None,
 ) -> dict[str, Any]:
     """Train one model; returns the best validation and final test metrics.
 
@@ -281,7 +225,10 @@ def train(
     seed_everything(cfg.seed, cfg.deterministic)
     splits = open_splits(cfg)
     train_ds = splits["train"]
-    model = create_model(cfg.model, **model_kwargs(cfg, train_ds.feature_dim, train_ds.num_classes)).to(device)
+    model = create_model(cfg.model, **model_kwargs(cfg, train_ds.feature_dim, train_ds.num_classes))
+    if hasattr(model, "fit_standardizer"):  # e.g. the linear probe: input statistics of the training set
+        model.fit_standardizer(train_ds.plain_batches(cfg.batch_size))
+    model = model.to(device)
     n_params = count_parameters(model)
     if ctx.distributed:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -299,12 +246,12 @@ def train(
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     eval_loss = nn.NLLLoss()
 
-    out_dir = Path(cfg.out_dir)
+    out_dir = ensure_dir(cfg.out_dir)
     best_path, last_path = out_dir / checkpoint_name(cfg.seed), out_dir / f"last_{cfg.seed}.pt"
     start_epoch, best, best_epoch, stale, run_id = 0, -1.0, -1, 0, None
     resume_state = _resume_state(last_path, cfg) if cfg.resume else None
     if resume_state is not None:
-        (model.module if ctx.distributed else model).load_state_dict(resume_state["model_state"])
+        unwrap_model(model).load_state_dict(resume_state["model_state"])
         optimizer.load_state_dict(resume_state["optimizer"])
         scheduler.load_state_dict(resume_state["scheduler"])
         torch.set_rng_state(resume_state["rng_torch"])
@@ -327,7 +274,7 @@ def train(
     history: list[dict[str, float]] = []
     with tracking.start_run(
         cfg.experiment,
-        run_name=f"{cfg.model}-seed{cfg.seed}",
+        run_name=run_name or f"{cfg.model}-seed{cfg.seed}",
         uri=cfg.tracking_uri,
         tags=tags,
         parent_run_id=parent_run_id,
@@ -338,11 +285,14 @@ def train(
         if run is not None and resume_state is None:
             tracking.log_params(
                 to_flat_dict(cfg)
-                | {"param_count": n_params, "feature_dim": train_ds.feature_dim, "train_videos": len(train_ds)}
+                | {
+                    "amp": cfg.amp and device.type == "cuda",  # what ran, not what was asked for
+                    "param_count": n_params,
+                    "feature_dim": train_ds.feature_dim,
+                    "train_videos": len(train_ds),
+                }
             )
-            import mlflow
-
-            mlflow.log_text(to_yaml(cfg, "train"), "config.yaml")
+            tracking.log_text(to_yaml(cfg, "train"), "config.yaml")
         for epoch in range(start_epoch, cfg.epochs):
             # The shuffle depends on (seed, epoch) only, so a resumed run sees the same batches.
             train_loader.generator.manual_seed(cfg.seed * 100_003 + epoch)
@@ -360,12 +310,12 @@ def train(
             if ctx.is_main:
                 if run is not None:
                     tracking.log_metrics(metrics, step=epoch)
-                out_dir.mkdir(parents=True, exist_ok=True)
                 if improved:
-                    _atomic_save(make_checkpoint(model, cfg, train_ds, metrics, epoch, run_id), best_path)
-                _atomic_save(
+                    checkpoint = make_checkpoint(model, cfg, train_ds.attrs, train_ds.path, metrics, epoch, run_id)
+                    save_checkpoint(checkpoint, best_path)
+                save_checkpoint(
                     {
-                        "model_state": (model.module if ctx.distributed else model).state_dict(),
+                        "model_state": unwrap_model(model).state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(),
                         "rng_torch": torch.get_rng_state(),
@@ -407,9 +357,7 @@ def train(
             tracking.log_metrics(
                 {k: v for k, v in result.items() if k.startswith(("test_", "best_val_")) or k == "best_epoch"}
             )
-            import mlflow
-
-            mlflow.log_artifact(str(best_path), "checkpoints")
+            tracking.log_artifact(best_path, "checkpoints")
     if ctx.is_main and last_path.exists():
         last_path.unlink()  # finished: nothing to resume
     return result
@@ -426,7 +374,7 @@ def _final_scores(
 ) -> dict[str, float]:
     """Reload the best weights and score val and test."""
     best = load_checkpoint(best_path)
-    (model.module if ctx.distributed else model).load_state_dict(best["model_state"])
+    unwrap_model(model).load_state_dict(best["model_state"])
     out = {f"best_{k}": v for k, v in score(model, loaders["val"], device, loss_fn, "val", cfg.amp).items()}
     if "test" in loaders:
         out |= score(model, loaders["test"], device, loss_fn, "test", cfg.amp)
@@ -441,9 +389,3 @@ def _resume_state(path: Path, cfg: TrainConfig) -> dict[str, Any] | None:
         log.warning("%s was written by a different config; starting afresh", path)
         return None
     return state
-
-
-def _atomic_save(obj: dict[str, Any], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)

@@ -1,4 +1,4 @@
-"""Temporal test-time augmentation: four views of a feature sequence, averaged as probabilities.
+"""Temporal test-time augmentation (four views of a feature sequence) and the one inference loop.
 
 The seed averages "four temporal augmentation modes" without naming them. Ours
 are views under which a video's *content class* should not change, so a model
@@ -15,12 +15,17 @@ that leans on one accidental temporal cue is corrected by the others:
 Each view is a pure function ``(features [B, T, D], num_frames [B]) -> (features,
 num_frames)`` that reads only real frames and writes the view's frames first,
 zero padding after (the feature files' convention), so padding never leaks in.
+
+``predict`` is the single inference loop (validation in training, members in
+evaluation, ablations, cross-validation): probabilities over a loader, plain or
+averaged over views.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+import numpy as np
 import torch
 
 View = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -75,3 +80,33 @@ def tta_probabilities(
     """Mean of the softmax over the views: ``[B, C]``."""
     probs = [torch.softmax(model(*view(features, num_frames)).float(), dim=1) for view in views]
     return torch.stack(probs).mean(0)
+
+
+@torch.inference_mode()
+def predict(
+    model: torch.nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    device: torch.device,
+    views: list[View] | None = None,
+    amp: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities ``[N, C]`` and labels ``[N]`` over ``(features, num_frames, labels)`` batches.
+
+    ``views``: average over these temporal views (TTA); None = the sequence as it is.
+    ``amp``: bf16 autocast on CUDA (ignored elsewhere).
+    """
+    model.eval().to(device)
+    probs, labels = [], []
+    for features, num_frames, y in batches:
+        features = features.to(device, non_blocking=True)
+        num_frames = num_frames.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+            if views:
+                p = tta_probabilities(model, features, num_frames, views)
+            else:
+                p = torch.softmax(model(features, num_frames).float(), dim=1)
+        probs.append(p.float().cpu())
+        labels.append(torch.as_tensor(y))
+    if not probs:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+    return torch.cat(probs).numpy(), torch.cat(labels).numpy()

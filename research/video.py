@@ -52,6 +52,7 @@ class DecodedVideo:
     index: np.ndarray  # int64 [T], row of ``frames`` for each of the T sampled positions
     frame_numbers: np.ndarray  # int64 [T], the source frame number of each sampled position
     n_frames: int  # frames the video really has (decoded), recorded as the "real count"
+    listed_frames: int  # frames the container lists; more than n_frames = a truncated (partial) video
 
     def expanded(self) -> np.ndarray:
         """The T sampled frames with repeats, as the seed's tensors held them."""
@@ -132,6 +133,7 @@ def decode_video(
 ) -> DecodedVideo:
     """Decode ``num_frames`` sampled frames resized to ``size``x``size`` (uint8 RGB)."""
     info = probe(path)
+    listed = info.n_frames
     wanted = sample_indices(info.n_frames, info.fps, num_frames, strategy, clip_seconds)
     frames, decoded = _decode_selected(path, wanted, size, threads)
     if len(frames) < len(set(wanted.tolist())):
@@ -140,7 +142,7 @@ def decode_video(
         real = decoded if decoded < info.n_frames else len(frames)
         if real == 0:
             raise VideoDecodeError("no frame could be decoded (corrupt or truncated)")
-        log.warning("%s: only %d of %d frames decode; sampling over those", path, real, info.n_frames)
+        log.warning("%s: only %d of %d frames decode; sampling over those (recorded as partial)", path, real, listed)
         wanted = sample_indices(real, info.fps, num_frames, strategy, clip_seconds)
         frames, decoded = _decode_selected(path, wanted, size, threads)
         if len(frames) < len(set(wanted.tolist())):
@@ -148,7 +150,7 @@ def decode_video(
         info = VideoInfo(real, info.fps, info.width, info.height)
     unique = np.array(sorted(frames), dtype=np.int64)
     index = np.searchsorted(unique, wanted)
-    return DecodedVideo(np.stack([frames[i] for i in unique]), index, wanted, info.n_frames)
+    return DecodedVideo(np.stack([frames[i] for i in unique]), index, wanted, info.n_frames, listed)
 
 
 def decode_frames_at(path: str | Path, frame_numbers: list[int], size: int) -> dict[int, np.ndarray]:

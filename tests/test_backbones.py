@@ -54,7 +54,7 @@ def test_missing_weights_error_names_the_file(tmp_path: Path, monkeypatch: pytes
     assert "random" in str(err.value) and str(tmp_path) in str(err.value)
 
 
-def test_missing_weights_cli_is_one_paragraph_and_nonzero(tmp_path: Path) -> None:
+def test_missing_weights_cli_is_one_paragraph_and_nonzero(tmp_path: Path, tiny_videos: Path) -> None:
     env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch")}
     proc = subprocess.run(
         [
@@ -63,7 +63,7 @@ def test_missing_weights_cli_is_one_paragraph_and_nonzero(tmp_path: Path) -> Non
             "--backbone",
             "resnet50",
             "--data-dir",
-            str(tmp_path),
+            str(tiny_videos),
             "--out-dir",
             str(tmp_path / "f"),
         ],
@@ -72,7 +72,7 @@ def test_missing_weights_cli_is_one_paragraph_and_nonzero(tmp_path: Path) -> Non
         env=env,
         timeout=120,
     )
-    assert proc.returncode != 0
+    assert proc.returncode == 2
     assert "resnet50-11ad3fa6.pth" in proc.stderr
     assert "Traceback" not in proc.stderr
 

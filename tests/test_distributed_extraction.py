@@ -16,6 +16,7 @@ import torch
 
 from research.config import ExtractConfig
 from research.extraction import extract
+from research.timestamps import extract_timestamps
 from research.features import FeatureFileError, merge, read_attrs
 
 from .conftest import ROOT, committed_parts, torchrun_cmd
@@ -158,7 +159,7 @@ def test_timestamp_mode_reads_exactly_the_requested_frames(tmp_path: Path) -> No
         backbone="mobilenet_v2",
         image_size=64,
     )
-    result = extract(cfg)
+    result = extract_timestamps(cfg)
     assert result["found"] == 6 and [m["row"] for m in result["missing"]] == [6]
     import av
 

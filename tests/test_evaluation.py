@@ -10,9 +10,11 @@ import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from research.config import EvalConfig
-from research.data.dataset import FeatureDataset, FeatureMismatchError
+from research.checkpoints import build_model, load_checkpoint
+from research.data.dataset import FeatureDataset
+from research.errors import FeatureMismatchError
 from research.evaluation import ensemble_probabilities, evaluate, member_probabilities, predict_videos
-from research.training import build_model, load_checkpoint, train
+from research.training import train
 from research.tta import center, get_views, identity, reverse, stride2, tta_probabilities
 
 from .test_training import tiny_train_config
@@ -121,10 +123,10 @@ def test_mismatches_are_refused(members: list[Path], tiny_features: Path, tmp_pa
             f.create_dataset(key, data=src[key][:])
         f.attrs.update(dict(src.attrs))
         f.attrs["feature_dim"], f.attrs["backbone"] = 2048, "resnet50"
-    with pytest.raises(FeatureMismatchError, match=r"1280-d features.*2048-d features"):
+    with pytest.raises(FeatureMismatchError, match=r"feature_dim: 1280 \(.*\) vs 2048"):
         evaluate(EvalConfig(checkpoints=[str(members[0])], features=str(wide), log_mlflow=False, out_dir=str(tmp_path)))
     single = train(tiny_train_config(tiny_features, tmp_path / "single", multi_scale=False, seed=9, log_mlflow=False))
-    with pytest.raises(FeatureMismatchError, match="disagree on multi_scale"):
+    with pytest.raises(FeatureMismatchError, match="multi_scale: True .* vs False"):
         evaluate(
             EvalConfig(checkpoints=[str(members[0]), single["checkpoint"]], log_mlflow=False, out_dir=str(tmp_path))
         )
@@ -174,4 +176,5 @@ def test_cli_mismatch_is_one_clear_line(members: list[Path], tmp_path: Path) -> 
         timeout=120,
     )
     assert proc.returncode == 2
-    assert "1280-d" in proc.stderr and "2048-d" in proc.stderr and "Traceback" not in proc.stderr
+    assert "feature_dim: 1280" in proc.stderr and "vs 2048" in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1  # one line, not wrapped at 80 columns

@@ -17,7 +17,8 @@ import torch
 
 from research.backbones import create_backbone
 from research.config import ExtractConfig
-from research.extraction import extract, multiscale_features, multiscale_length, scale_indices
+from research.extraction import extract
+from research.frames import multiscale_features, multiscale_length, scale_indices
 from research.features import read_attrs
 from research.video import decode_video, normalize
 
@@ -195,7 +196,8 @@ def test_cli_exits_nonzero_when_nothing_could_be_extracted(tmp_path: Path) -> No
         text=True,
         timeout=180,
     )
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    assert "no video could be extracted" in proc.stderr
     assert "x.mp4" in proc.stderr
 
 

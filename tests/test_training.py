@@ -9,8 +9,11 @@ import pytest
 import torch
 
 from research.config import TrainConfig
-from research.data.dataset import FeatureDataset, FeatureMismatchError, check_feature_dim
-from research.training import build_model, load_checkpoint, predict, train
+from research.checkpoints import build_model, check_compatible, load_checkpoint
+from research.data.dataset import FeatureDataset
+from research.errors import FeatureMismatchError
+from research.training import train
+from research.tta import predict
 
 
 def tiny_train_config(features: Path, out: Path, **overrides) -> TrainConfig:
@@ -59,8 +62,8 @@ def test_checkpoint_round_trip_with_weights_only(tiny_features: Path, tmp_path: 
 
 def test_feature_dim_mismatch_names_both_dimensions(tiny_features: Path, tmp_path: Path) -> None:
     ds = FeatureDataset(tiny_features / "val_features.h5")
-    with pytest.raises(FeatureMismatchError, match=r"expects 2048-d features.*holds 1280-d"):
-        check_feature_dim(2048, ds)
+    with pytest.raises(FeatureMismatchError, match=r"feature_dim: 2048 \(model\) vs 1280"):
+        check_compatible({"feature_dim": 2048}, ds.attrs, "model", str(ds.path))
     # A val file from another backbone next to the train file: refused before training starts.
     mixed = tmp_path / "mixed"
     shutil.copytree(tiny_features, mixed)
@@ -69,7 +72,7 @@ def test_feature_dim_mismatch_names_both_dimensions(tiny_features: Path, tmp_pat
         del f["features"]
         f.create_dataset("features", data=np.zeros((n, t, 960), np.float32))
         f.attrs["feature_dim"] = 960
-    with pytest.raises(FeatureMismatchError, match="feature_dim 960 vs 1280"):
+    with pytest.raises(FeatureMismatchError, match=r"feature_dim: 1280 \(.*train_features_multiscale.h5\) vs 960"):
         train(tiny_train_config(mixed, tmp_path / "out", log_mlflow=False))
 
 

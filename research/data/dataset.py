@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,6 @@ import torch
 from torch.utils.data import Dataset
 
 from research.features import feature_filename, read_attrs
-
-
-class FeatureMismatchError(ValueError):
-    """Features and a model (or two feature files) that do not fit together."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +66,8 @@ class FeatureDataset(Dataset):
         self.attrs: dict[str, Any] = read_attrs(self.path)
         with h5py.File(self.path, "r") as f:
             self.labels = f["labels"][:].astype(np.int64)
+            ids = f["video_ids"][:] if "video_ids" in f else range(len(self.labels))  # seed files have none
+            self.video_ids = [v.decode() if isinstance(v, bytes) else str(v) for v in ids]
             self.num_frames = f["num_frames"][:].astype(np.int64)
             self.shape = f["features"].shape
             self.features = None
@@ -109,6 +108,12 @@ class FeatureDataset(Dataset):
             features, n = self.augment(features, n)
         return features, n, int(self.labels[i])
 
+    def plain_batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(features, num_frames)`` in file order, never augmented (input statistics, probes)."""
+        for start in range(0, len(self), batch_size):
+            rows = range(start, min(start + batch_size, len(self)))
+            yield torch.stack([self._read(i) for i in rows]), torch.as_tensor(self.num_frames[start : rows.stop])
+
     def __getstate__(self) -> dict:  # h5py handles do not pickle; workers reopen
         state = dict(self.__dict__)
         state["_file"], state["_pid"] = None, -1
@@ -117,11 +122,3 @@ class FeatureDataset(Dataset):
 
 def split_path(features_dir: str | Path, split: str, multi_scale: bool) -> Path:
     return Path(features_dir) / feature_filename(split, "multi" if multi_scale else "single")
-
-
-def check_feature_dim(expected: int, dataset: FeatureDataset, what: str = "the model") -> None:
-    if expected != dataset.feature_dim:
-        raise FeatureMismatchError(
-            f"{what} expects {expected}-d features, but {dataset.path} holds {dataset.feature_dim}-d features "
-            f"(backbone {dataset.attrs.get('backbone', 'unknown')}). Use features extracted with the same backbone."
-        )

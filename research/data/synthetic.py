@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +35,10 @@ from pathlib import Path
 import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from research.errors import UserError
+
+log = logging.getLogger(__name__)
 
 CATEGORIES = ("animation", "flat_content", "gaming", "natural_content")
 SPLITS = ("train", "val", "test")
@@ -665,15 +670,28 @@ def make_video(job: VideoJob, root: Path) -> dict:
 
 
 def plan_jobs(videos_per_class: int, seed: int, fractions: tuple[float, float, float], min_seconds: float, max_seconds: float) -> list[VideoJob]:
-    """Split each class's videos over train/val/test, round-robin over its subcategories."""
-    counts = [round(videos_per_class * f) for f in fractions[:2]]
-    counts.append(videos_per_class - sum(counts))
+    """Split each class's videos over train/val/test (each at least one), round-robin over its subcategories.
+
+    The round-robin runs across the splits, so even a tiny set covers every subcategory
+    once it has as many videos per class as the class has subcategories.
+    """
+    if videos_per_class < len(SPLITS):
+        raise UserError(f"videos_per_class={videos_per_class}: at least {len(SPLITS)} are needed, one per split")
+    counts = [max(1, round(videos_per_class * f)) for f in fractions[1:]]
+    counts.insert(0, videos_per_class - sum(counts))
+    if counts[0] < 1:
+        raise UserError(f"videos_per_class={videos_per_class} leaves no training videos with fractions {fractions}")
+    most = max(len(subcategories(c)) for c in CATEGORIES)
+    if videos_per_class < most:
+        log.warning("%d videos per class cannot cover all %d subcategories of every class", videos_per_class, most)
     jobs = []
     for category in CATEGORIES:
         subs = subcategories(category)
+        k = 0  # the class's video counter across splits
         for split, count in zip(SPLITS, counts, strict=True):
             for i in range(count):
-                jobs.append(VideoJob(split, category, subs[i % len(subs)].name, i, seed, min_seconds, max_seconds))
+                jobs.append(VideoJob(split, category, subs[k % len(subs)].name, i, seed, min_seconds, max_seconds))
+                k += 1
     return jobs
 
 

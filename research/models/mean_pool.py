@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from research.models import register_model
 from research.models.layers import masked_mean, mlp_head, padding_mask
+from research.models.registry import register_model
 
 
 @register_model("mean_pool")

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from research.models import register_model
 from research.models.layers import mlp_head, padding_mask
+from research.models.registry import register_model
 
 
 class ContextGating(nn.Module):

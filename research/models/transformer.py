@@ -6,7 +6,6 @@ import torch
 from einops import repeat
 from torch import nn
 
-from research.models import register_model
 from research.models.layers import (
     AttentionPooling,
     input_projection,
@@ -15,6 +14,7 @@ from research.models.layers import (
     padding_mask,
     sinusoidal_positions,
 )
+from research.models.registry import register_model
 
 
 @register_model("transformer")

@@ -1,0 +1,196 @@
+"""The checkpoint format, and THE compatibility rule between checkpoints, feature files and configs.
+
+A checkpoint (``best_ensemble_model_{seed}.pt``) holds only tensors and plain data, so
+``torch.load(..., weights_only=True)`` reads it and it cannot run code:
+
+    model_state   the weights
+    model         {name, kwargs}: ``create_model(name, **kwargs)`` rebuilds the architecture
+    features      what the model was trained on, under the feature file's attribute names
+                  (``FEATURE_KEYS``: backbone, weights, frames, image size, sampling, scales,
+                  classes, ...) plus the training file's path
+    feature_dim, num_classes, category_mapping   (also top level: seed-style readers use them)
+    config, metrics, seed, epoch, mlflow_run_id
+
+Compatibility is one rule, ``check_compatible``, used wherever two of {checkpoint,
+feature file, config} meet (training's splits, evaluation's members and files,
+merging files, re-using extracted files): every key of ``FEATURE_KEYS`` that both
+sides record must be equal. ``HARD_KEYS`` cannot be waived (the numbers would be
+meaningless or the model cannot even run); the others may be, on request, with a
+warning (e.g. a study of how a model trained at 32 frames copes with 8).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from research.distributed import unwrap_model
+from research.errors import CheckpointError, FeatureMismatchError
+from research.models import create_model
+
+log = logging.getLogger(__name__)
+
+# Everything that determines a feature sequence, named as in the feature file's attributes.
+FEATURE_KEYS = (
+    "feature_dim",
+    "category_mapping",
+    "multi_scale",
+    "backbone",
+    "weights",
+    "image_size",
+    "frames_per_video",
+    "scales",
+    "sampling",
+    "sampling_per_subcategory",
+    "clip_seconds",
+)
+HARD_KEYS = ("feature_dim", "category_mapping", "multi_scale")
+
+
+def checkpoint_name(seed: int) -> str:
+    return f"best_ensemble_model_{seed}.pt"
+
+
+# ----------------------------------------------------------------- compatibility
+
+
+def _normal(key: str, value: Any) -> Any:
+    """One spelling per value: HDF5 gives numpy scalars, -1 stands for 'no clip', lists for tuples."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict)):
+        value = value.item()
+    if key == "clip_seconds" and value is not None and float(value) < 0:
+        return None
+    if key == "multi_scale":
+        return bool(value)
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, float) and value.is_integer() and key != "clip_seconds":
+        return int(value)
+    return value
+
+
+def feature_record(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``FEATURE_KEYS`` a feature file's attributes (or a settings dict) record."""
+    return {k: _normal(k, attrs[k]) for k in FEATURE_KEYS if k in attrs}
+
+
+def feature_differences(
+    expected: Mapping[str, Any], actual: Mapping[str, Any], keys: tuple[str, ...] | None = FEATURE_KEYS
+) -> dict[str, tuple[Any, Any]]:
+    """``{key: (expected, actual)}`` for keys both sides record and that differ (all shared keys if None)."""
+    names = [k for k in (keys or sorted(set(expected) | set(actual))) if k in expected and k in actual]
+    out = {}
+    for k in names:
+        a, b = _normal(k, expected[k]), _normal(k, actual[k])
+        if a != b:
+            out[k] = (a, b)
+    return out
+
+
+def describe(differences: dict[str, tuple[Any, Any]], left: str, right: str) -> str:
+    return "; ".join(f"{k}: {a!r} ({left}) vs {b!r} ({right})" for k, (a, b) in differences.items())
+
+
+def check_compatible(
+    expected: Mapping[str, Any],
+    actual: Mapping[str, Any],
+    expected_name: str,
+    actual_name: str,
+    allow_mismatch: bool = False,
+    keys: tuple[str, ...] = FEATURE_KEYS,
+) -> dict[str, tuple[Any, Any]]:
+    """Refuse when two feature descriptions differ; with ``allow_mismatch``, only warn on soft keys.
+
+    Returns the differences that were allowed (empty when everything agrees).
+    """
+    diffs = feature_differences(expected, actual, keys)
+    hard = {k: v for k, v in diffs.items() if k in HARD_KEYS}
+    soft = {k: v for k, v in diffs.items() if k not in HARD_KEYS}
+    if hard or (soft and not allow_mismatch):
+        shown = diffs if not allow_mismatch else hard
+        hint = (
+            "; pass allow_feature_mismatch=true to score it anyway" if soft and not hard and not allow_mismatch else ""
+        )
+        raise FeatureMismatchError(
+            f"{actual_name} does not match {expected_name}: {describe(shown, expected_name, actual_name)}. "
+            f"Use features extracted with the same settings{hint}."
+        )
+    if soft:
+        log.warning("%s differs from %s (allowed): %s", actual_name, expected_name, describe(soft, "a", "b"))
+    return soft
+
+
+# ----------------------------------------------------------------- the format
+
+
+def make_checkpoint(
+    model: nn.Module,
+    config: Any,
+    feature_attrs: Mapping[str, Any],
+    feature_file: Path,
+    metrics: Mapping[str, float],
+    epoch: int,
+    run_id: str | None,
+) -> dict[str, Any]:
+    """A checkpoint dict from a trained model and the attributes of the file it trained on."""
+    module = unwrap_model(model)
+    record = feature_record(feature_attrs)
+    return {
+        "model_state": {k: v.detach().cpu().clone() for k, v in module.state_dict().items()},
+        "model": {"name": module.config["name"], "kwargs": module.config["kwargs"]},
+        "feature_dim": int(record["feature_dim"]),
+        "num_classes": int(module.config["kwargs"]["num_classes"]),
+        "category_mapping": record.get("category_mapping", {}),
+        "features": record | {"file": str(Path(feature_file).resolve())},
+        "config": dataclasses.asdict(config),
+        "metrics": {k: float(v) for k, v in metrics.items()},
+        "seed": getattr(config, "seed", None),
+        "epoch": epoch,
+        "mlflow_run_id": run_id,
+    }
+
+
+def checkpoint_features(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+    """What a checkpoint's model expects, under ``FEATURE_KEYS`` (older checkpoints kept some keys top level)."""
+    record = dict(checkpoint.get("features", {}))
+    for key in ("feature_dim", "category_mapping"):
+        record.setdefault(key, checkpoint.get(key))
+    return {k: v for k, v in feature_record(record).items() if v is not None} | {"file": record.get("file")}
+
+
+def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
+    """Write atomically: a crash leaves the previous file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint as plain data; ``weights_only`` so a file cannot execute code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path} is not a checkpoint this project wrote: it holds Python objects, and loading them could run "
+            "code, so it is refused (our checkpoints hold only tensors and plain data). Re-train it with train.py."
+        ) from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise CheckpointError(f"{path} cannot be read as a checkpoint ({type(err).__name__}: {err})") from None
+
+
+def build_model(checkpoint: Mapping[str, Any]) -> nn.Module:
+    """Rebuild a model from a checkpoint's recorded name and kwargs, weights loaded."""
+    model = create_model(checkpoint["model"]["name"], **checkpoint["model"]["kwargs"])
+    model.load_state_dict(checkpoint["model_state"])
+    return model

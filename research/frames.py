@@ -1,0 +1,167 @@
+"""Frames for the frozen CNN: the seed's multi-scale index maths and batching frames across videos.
+
+- ``scale_indices`` / ``multiscale_features``: seed 000's temporal scales (1.0, 0.85,
+  1.15 -> 64, 54 and 73 frames for T=64), computed from ONE CNN pass over the T
+  sampled frames: the frozen CNN maps each frame independently, so indexing its
+  output per scale equals the seed's three passes.
+- ``FrameBatcher``: packs frames of consecutive videos into full CNN batches and
+  hands back each video as soon as all its frames are through.
+- ``auto_batch_size``: frames per CNN call when the config leaves it open.
+- ``video_features``: one video's feature sequence exactly as extraction writes it
+  (``evaluate.py --predict``).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from research.video import decode_video, normalize
+
+# ------------------------------------------------------------------- multi-scale
+
+
+def scale_indices(num_frames: int, scales: list[float]) -> list[np.ndarray]:
+    """The seed's per-scale frame indices: ``linspace(0, T-1, max(int(T*s), 5)).astype(int)``."""
+    out = []
+    for s in scales:
+        if s == 1.0:
+            out.append(np.arange(num_frames))
+        else:
+            out.append(np.linspace(0, num_frames - 1, max(int(num_frames * s), 5)).astype(int))
+    return out
+
+
+def multiscale_length(num_frames: int, scales: list[float]) -> int:
+    return max(len(i) for i in scale_indices(num_frames, scales))
+
+
+def multiscale_features(frame_features: torch.Tensor, scales: list[float]) -> torch.Tensor:
+    """Seed multi-scale from one CNN pass: index ``[T, D]`` per scale, zero-pad, average.
+
+    Equal to running the CNN on each re-sampled frame sequence (the seed's loop),
+    because the frozen CNN maps each frame independently.
+    """
+    per_scale = [frame_features[torch.from_numpy(idx)] for idx in scale_indices(frame_features.shape[0], scales)]
+    length = max(f.shape[0] for f in per_scale)
+    padded = torch.zeros(len(per_scale), length, frame_features.shape[1], dtype=frame_features.dtype)
+    for i, f in enumerate(per_scale):
+        padded[i, : f.shape[0]] = f
+    return padded.mean(dim=0)
+
+
+# ------------------------------------------------------------------ CNN batching
+
+CPU_PIXELS_PER_BATCH = 200_000
+
+
+def auto_batch_size(device: torch.device, image_size: int) -> int:
+    """Frames per CNN call when the config leaves it open.
+
+    On CPU, throughput peaks when a batch's activations fit in cache: on this 2-core
+    machine batch 8 at 160 px and batch 4 at 256 px ran 2-3x faster than batch 64
+    (benchmarks/RESULTS.md), i.e. about 200k pixels per batch. GPUs want big batches.
+    """
+    if device.type == "cuda":
+        return 128
+    return max(1, round(CPU_PIXELS_PER_BATCH / image_size**2))
+
+
+@dataclass
+class PendingVideo:
+    item: dict[str, Any]
+    features: torch.Tensor  # [U, D], filled as batches come back
+    remaining: int
+
+
+class FrameBatcher:
+    """Packs frames of consecutive videos into full CNN batches; yields videos as they complete."""
+
+    def __init__(self, backbone: torch.nn.Module, device: torch.device, batch_size: int, amp: bool) -> None:
+        self.backbone, self.device, self.batch_size = backbone, device, batch_size
+        self.spec = backbone.spec
+        self.memory_format = torch.channels_last if backbone.uses_channels_last else torch.contiguous_format
+        self.amp = amp and device.type == "cuda"
+        self.queue: deque[tuple[PendingVideo, int, torch.Tensor]] = deque()  # (video, first row, frames)
+        self.buffered = 0
+        self.order: deque[PendingVideo] = deque()
+        self.frames_done = 0
+
+    def add(self, item: dict[str, Any]) -> Iterator[PendingVideo]:
+        frames = item["frames"]
+        if self.queue and self.queue[-1][2].shape[1:] != frames.shape[1:]:
+            yield from self.flush()  # a different frame size or dtype cannot share a batch
+        pending = PendingVideo(item, torch.empty(frames.shape[0], self.spec.feature_dim), frames.shape[0])
+        self.order.append(pending)
+        self.queue.append((pending, 0, frames))
+        self.buffered += frames.shape[0]
+        while self.buffered >= self.batch_size:
+            self._run(self.batch_size)
+        yield from self._completed()
+
+    def flush(self) -> Iterator[PendingVideo]:
+        while self.buffered:
+            self._run(min(self.buffered, self.batch_size))
+        yield from self._completed()
+
+    def _completed(self) -> Iterator[PendingVideo]:
+        while self.order and self.order[0].remaining == 0:
+            yield self.order.popleft()
+
+    def _prepare(self, frames: torch.Tensor, normalized: bool) -> torch.Tensor:
+        frames = frames.to(self.device, non_blocking=True)
+        x = frames.float() if normalized else normalize(frames, self.spec.mean, self.spec.std)
+        return x.contiguous(memory_format=self.memory_format)
+
+    def _run(self, n: int) -> None:
+        taken: list[tuple[PendingVideo, int, int]] = []  # (video, first row, count)
+        chunks = []
+        need = n
+        while need:
+            pending, start, frames = self.queue.popleft()
+            k = min(need, frames.shape[0])
+            chunks.append(self._prepare(frames[:k], pending.item["normalized"]))
+            taken.append((pending, start, k))
+            if k < frames.shape[0]:
+                self.queue.appendleft((pending, start + k, frames[k:]))
+            need -= k
+        x = torch.cat(chunks) if len(chunks) > 1 else chunks[0]
+        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            out = self.backbone(x).float().cpu()
+        offset = 0
+        for pending, start, k in taken:
+            pending.features[start : start + k] = out[offset : offset + k]
+            pending.remaining -= k
+            offset += k
+        self.buffered -= n
+        self.frames_done += n
+
+
+@torch.inference_mode()
+def video_features(
+    path: str | Path,
+    backbone: torch.nn.Module,
+    frames: int,
+    image_size: int,
+    scales: list[float] | None,
+    sampling: str = "uniform",
+    clip_seconds: float | None = None,
+    batch_size: int | None = None,
+) -> torch.Tensor:
+    """One video's feature sequence, exactly as ``extract`` writes it (multi-scale when ``scales``).
+
+    The end-user path (``evaluate.py --predict``): settings come from a checkpoint.
+    """
+    decoded = decode_video(path, frames, image_size, sampling, clip_seconds)
+    device = next(backbone.parameters()).device
+    batcher = FrameBatcher(backbone, device, batch_size or auto_batch_size(device, image_size), amp=True)
+    item = {"frames": torch.from_numpy(decoded.frames), "normalized": False}
+    (done,) = [*batcher.add(item), *batcher.flush()]
+    single = done.features[torch.from_numpy(decoded.index)]
+    return multiscale_features(single, scales) if scales else single
