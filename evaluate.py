@@ -21,7 +21,7 @@ def main() -> int:
     args = make_parser(__doc__, EvalConfig).parse_args()
     setup_logging(args.verbose)
     cfg = config_from_args(EvalConfig, "evaluate", args)
-    console = Console()
+    console = Console(soft_wrap=True)  # a path is never broken across lines
     if cfg.predict:
         failed = 0
         for result in predict_videos(cfg):

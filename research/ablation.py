@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.table import Table
+from scipy.stats import ttest_rel
 
 from research import tracking
 from research.cli import banner, console, run_cli, setup_logging
@@ -38,8 +40,6 @@ def arm_name(path: Path) -> str:
 
 
 def summarise(arms: dict[str, dict[int, dict]], num_classes: int) -> dict[str, Any]:
-    from scipy.stats import ttest_rel
-
     summary: dict[str, Any] = {"arms": {}, "difference": {}}
     for arm, members in arms.items():
         summary["arms"][arm] = {
@@ -73,8 +73,6 @@ def summarise(arms: dict[str, dict[int, dict]], num_classes: int) -> dict[str, A
 
 
 def table(summary: dict[str, Any]) -> Any:
-    from rich.table import Table
-
     t = Table(title=f"ablation over seeds {summary['seeds']} (test split; mean ± std)")
     t.add_column("arm", no_wrap=True)
     for col in ("accuracy", "macro-F1", "accuracy +TTA", "macro-F1 +TTA"):

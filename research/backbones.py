@@ -178,33 +178,7 @@ def provision_offline_weights() -> Path:
     return target
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
+if __name__ == "__main__":  # the command line lives in research.commands; the library never imports it
+    from research.commands import backbones_main
 
-    from rich.console import Console
-    from rich.table import Table
-
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["provision", "list"])
-    args = parser.parse_args(argv)
-    console = Console()
-    if args.command == "provision":
-        try:
-            path = provision_offline_weights()
-        except WeightsNotFoundError as err:
-            console.print(f"[red]error:[/red] {err}")
-            return 1
-        console.print(f"mobilenet_v2 weights ready: {path}")
-        return 0
-    table = Table("backbone", "feature_dim", "weights", "file", "cached")
-    for name in list_backbones():
-        spec = get_spec(name)
-        table.add_row(
-            name, str(spec.feature_dim), spec.weights, spec.weights_file, "yes" if spec.cache_path.is_file() else "no"
-        )
-    console.print(table)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    backbones_main()

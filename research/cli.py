@@ -25,10 +25,12 @@ from research.errors import UserError
 console = Console(stderr=True)
 
 
-def make_parser(doc: str | None, config_cls: type) -> argparse.ArgumentParser:
+def make_parser(doc: str | None, config_cls: type | None = None) -> argparse.ArgumentParser:
+    """The parser every entry point starts from: its docstring as help, ``--verbose``, and, given a
+    config dataclass, ``--config``, one ``--flag`` per field and ``key=value`` overrides."""
     parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
-    return add_config_arguments(parser, config_cls)
+    return add_config_arguments(parser, config_cls) if config_cls is not None else parser
 
 
 def setup_logging(verbose: bool = False) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.table import Table
 
 from research import distributed, tracking
 from research.backbones import create_backbone
@@ -194,7 +195,7 @@ def confusion_text(confusion: list[list[int]], classes: list[str]) -> str:
 
 
 def plot_confusion(confusion: list[list[int]], classes: list[str], title: str, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # heavy (~1 s) and only for this picture: imported when a report is written
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -232,8 +233,6 @@ def write_report(report: dict[str, Any], final_row: dict[str, Any], out_dir: Pat
 
 
 def results_table(report: dict[str, Any]) -> Any:
-    from rich.table import Table
-
     table = Table(title=f"{report['features']} ({report['num_videos']} videos); F1 per class")
     table.add_column("", no_wrap=True)
     for col in ("acc", "macro-F1", *[c.replace("_content", "") for c in report["classes"]]):

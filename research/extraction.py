@@ -33,7 +33,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.rule import Rule
 from rich.table import Table
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from research import distributed, tracking
 from research.backbones import create_backbone, get_spec
@@ -50,7 +50,14 @@ from research.features import (
     stamps_in_file,
     summary,
 )
-from research.frames import FrameBatcher, PendingVideo, auto_batch_size, multiscale_features, multiscale_length
+from research.frames import (
+    FrameBatcher,
+    PendingVideo,
+    VideoSource,
+    auto_batch_size,
+    multiscale_features,
+    multiscale_length,
+)
 from research.inputs import (
     Entry,
     check_data_root,
@@ -60,7 +67,6 @@ from research.inputs import (
     load_tensor_file,
     scan_split,
 )
-from research.video import VideoDecodeError, decode_video
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
@@ -127,51 +133,6 @@ def check_existing(path: Path, made_from: dict[str, Any], stamps: dict[str, str]
             f"{path} was extracted from other inputs: since then {diff_inputs(stamps_in_file(path), stamps)}. {how}"
         )
     return True
-
-
-# ----------------------------------------------------------------------- decoding
-
-
-class VideoSource(Dataset):
-    """Decodes one whole entry per item, in a worker; failures come back as a reason, not an exception."""
-
-    def __init__(self, entries: list[Entry], cfg: ExtractConfig, decoder_threads: int) -> None:
-        self.entries, self.cfg, self.threads = entries, cfg, decoder_threads
-        self._tensor_cache: tuple[Path, torch.Tensor] | None = None
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def _tensor_video(self, entry: Entry) -> dict[str, Any]:
-        if self._tensor_cache is None or self._tensor_cache[0] != entry.path:
-            self._tensor_cache = (entry.path, load_tensor_file(entry.path))
-        video = self._tensor_cache[1][entry.tensor_item].float()  # [T, C, H, W], ImageNet-normalised (seed 001)
-        if video.ndim != 4 or video.shape[1] != 3:
-            raise VideoDecodeError(f"tensor video has shape {list(video.shape)}, expected [T, 3, H, W]")
-        t = video.shape[0]
-        return {"frames": video, "index": torch.arange(t), "n_frames": t, "listed_frames": t, "normalized": True}
-
-    def _video(self, entry: Entry) -> dict[str, Any]:
-        strategy = self.cfg.sampling_per_subcategory.get(entry.subcategory, self.cfg.sampling)
-        dec = decode_video(
-            entry.path, self.cfg.frames, self.cfg.image_size, strategy, self.cfg.clip_seconds, self.threads
-        )
-        return {
-            "frames": torch.from_numpy(dec.frames),
-            "index": torch.from_numpy(dec.index),
-            "n_frames": dec.n_frames,
-            "listed_frames": dec.listed_frames,
-            "normalized": False,
-        }
-
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        entry = self.entries[i]
-        try:
-            item = self._tensor_video(entry) if entry.tensor_item is not None else self._video(entry)
-            return {"i": i, **item}
-        except Exception as err:
-            reason = str(err) if isinstance(err, VideoDecodeError) else f"{type(err).__name__}: {err}"
-            return {"i": i, "error": reason}
 
 
 # ------------------------------------------------------------------------ one split

@@ -28,7 +28,6 @@ it; rows of removed or changed videos are left out. Memory holds a few parts.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from dataclasses import dataclass, field
@@ -370,48 +369,7 @@ def merge(output: str | Path, inputs: list[str | Path]) -> int:
     return total
 
 
-def print_inspect(path: str | Path) -> None:
-    from rich.console import Console
-    from rich.table import Table
+if __name__ == "__main__":  # the command line lives in research.commands; the library never imports it
+    from research.commands import features_main
 
-    info = summary(path)
-    console = Console()
-    table = Table(title=str(path), show_header=False)
-    table.add_row("features", f"{info['features_shape']} float32, {info['compression']}")
-    nf = info["num_frames"]
-    table.add_row("num_frames", f"min {nf['min']}  max {nf['max']}  mean {nf['mean']:.1f}")
-    table.add_row("classes", ", ".join(f"{k}: {v}" for k, v in info["class_counts"].items()))
-    for key, value in info["attrs"].items():
-        if key not in ("skipped",):
-            table.add_row(key, str(value))
-    console.print(table)
-    skipped = info["attrs"].get("skipped", [])
-    if skipped:
-        sk = Table("skipped input", "reason", title=f"{len(skipped)} skipped")
-        for s in skipped:
-            sk.add_row(s["path"], s["reason"])
-        console.print(sk)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("inspect", help="print attributes, shapes and skipped inputs").add_argument("files", nargs="+")
-    m = sub.add_parser("merge", help="concatenate files with the same backbone and settings")
-    m.add_argument("output")
-    m.add_argument("inputs", nargs="+")
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "inspect":
-            for path in args.files:
-                print_inspect(path)
-        else:
-            print(f"merged {merge(args.output, args.inputs)} videos into {args.output}")
-    except (FeatureFileError, FileNotFoundError) as err:
-        print(f"error: {err}")
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    features_main()

@@ -4,6 +4,8 @@
   1.15 -> 64, 54 and 73 frames for T=64), computed from ONE CNN pass over the T
   sampled frames: the frozen CNN maps each frame independently, so indexing its
   output per scale equals the seed's three passes.
+- ``VideoSource``: a dataset that decodes one input per item (in a DataLoader worker),
+  turning failures into a reason instead of an exception;
 - ``FrameBatcher``: packs frames of consecutive videos into full CNN batches and
   hands back each video as soon as all its frames are through.
 - ``auto_batch_size``: frames per CNN call when the config leaves it open.
@@ -21,8 +23,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
-from research.video import decode_video, normalize
+from research.config import ExtractConfig
+from research.inputs import Entry, load_tensor_file
+from research.video import VideoDecodeError, decode_video, normalize
 
 # ------------------------------------------------------------------- multi-scale
 
@@ -54,6 +59,51 @@ def multiscale_features(frame_features: torch.Tensor, scales: list[float]) -> to
     for i, f in enumerate(per_scale):
         padded[i, : f.shape[0]] = f
     return padded.mean(dim=0)
+
+
+# ---------------------------------------------------------------------- decoding
+
+
+class VideoSource(Dataset):
+    """Decodes one whole entry per item, in a worker; failures come back as a reason, not an exception."""
+
+    def __init__(self, entries: list[Entry], cfg: ExtractConfig, decoder_threads: int) -> None:
+        self.entries, self.cfg, self.threads = entries, cfg, decoder_threads
+        self._tensor_cache: tuple[Path, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _tensor_video(self, entry: Entry) -> dict[str, Any]:
+        if self._tensor_cache is None or self._tensor_cache[0] != entry.path:
+            self._tensor_cache = (entry.path, load_tensor_file(entry.path))
+        video = self._tensor_cache[1][entry.tensor_item].float()  # [T, C, H, W], ImageNet-normalised (seed 001)
+        if video.ndim != 4 or video.shape[1] != 3:
+            raise VideoDecodeError(f"tensor video has shape {list(video.shape)}, expected [T, 3, H, W]")
+        t = video.shape[0]
+        return {"frames": video, "index": torch.arange(t), "n_frames": t, "listed_frames": t, "normalized": True}
+
+    def _video(self, entry: Entry) -> dict[str, Any]:
+        strategy = self.cfg.sampling_per_subcategory.get(entry.subcategory, self.cfg.sampling)
+        dec = decode_video(
+            entry.path, self.cfg.frames, self.cfg.image_size, strategy, self.cfg.clip_seconds, self.threads
+        )
+        return {
+            "frames": torch.from_numpy(dec.frames),
+            "index": torch.from_numpy(dec.index),
+            "n_frames": dec.n_frames,
+            "listed_frames": dec.listed_frames,
+            "normalized": False,
+        }
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        entry = self.entries[i]
+        try:
+            item = self._tensor_video(entry) if entry.tensor_item is not None else self._video(entry)
+            return {"i": i, **item}
+        except Exception as err:
+            reason = str(err) if isinstance(err, VideoDecodeError) else f"{type(err).__name__}: {err}"
+            return {"i": i, "error": reason}
 
 
 # ------------------------------------------------------------------ CNN batching

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 def read_table(path: str | Path) -> Any:
-    import pandas as pd
+    import pandas as pd  # heavy, and only timestamp mode reads CSV/Parquet tables
 
     path = Path(path)
     if not path.is_file():

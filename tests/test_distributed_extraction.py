@@ -15,9 +15,8 @@ import pytest
 import torch
 
 from research.config import ExtractConfig
-from research.extraction import extract
-from research.timestamps import extract_timestamps
 from research.features import FeatureFileError, merge, read_attrs
+from research.timestamps import extract_timestamps
 
 from .conftest import ROOT, committed_parts, torchrun_cmd
 from .test_extraction import RESUME_ARGS

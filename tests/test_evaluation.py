@@ -9,8 +9,8 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from research.config import EvalConfig
 from research.checkpoints import build_model, load_checkpoint
+from research.config import EvalConfig
 from research.data.dataset import FeatureDataset
 from research.errors import FeatureMismatchError
 from research.evaluation import ensemble_probabilities, evaluate, member_probabilities, predict_videos
@@ -126,7 +126,7 @@ def test_mismatches_are_refused(members: list[Path], tiny_features: Path, tmp_pa
     with pytest.raises(FeatureMismatchError, match=r"feature_dim: 1280 \(.*\) vs 2048"):
         evaluate(EvalConfig(checkpoints=[str(members[0])], features=str(wide), log_mlflow=False, out_dir=str(tmp_path)))
     single = train(tiny_train_config(tiny_features, tmp_path / "single", multi_scale=False, seed=9, log_mlflow=False))
-    with pytest.raises(FeatureMismatchError, match="multi_scale: True .* vs False"):
+    with pytest.raises(FeatureMismatchError, match=r"multi_scale: True .* vs False"):
         evaluate(
             EvalConfig(checkpoints=[str(members[0]), single["checkpoint"]], log_mlflow=False, out_dir=str(tmp_path))
         )
@@ -178,3 +178,20 @@ def test_cli_mismatch_is_one_clear_line(members: list[Path], tmp_path: Path) -> 
     assert proc.returncode == 2
     assert "feature_dim: 1280" in proc.stderr and "vs 2048" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1  # one line, not wrapped at 80 columns
+
+
+def test_features_made_with_other_sampling_settings_are_refused_unless_allowed(
+    members: list[Path], tiny_features: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Members trained on 8 frames at 96 px scored on a file that says 4 frames at 64 px: refused, not scored."""
+    import shutil
+
+    other = tmp_path / "other.h5"
+    shutil.copyfile(tiny_features / "test_features_multiscale.h5", other)
+    with h5py.File(other, "r+") as f:
+        f.attrs["frames_per_video"], f.attrs["image_size"] = 4, 64
+    cfg = EvalConfig(checkpoints=[str(members[0])], features=str(other), log_mlflow=False, out_dir=str(tmp_path))
+    with pytest.raises(FeatureMismatchError, match=r"image_size: 96 .* vs 64.*frames_per_video: 8 .* vs 4"):
+        evaluate(cfg)
+    report = evaluate(EvalConfig(**{**cfg.__dict__, "allow_feature_mismatch": True}))
+    assert report["num_videos"] == 4 and "differs from" in caplog.text

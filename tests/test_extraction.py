@@ -18,8 +18,8 @@ import torch
 from research.backbones import create_backbone
 from research.config import ExtractConfig
 from research.extraction import extract
-from research.frames import multiscale_features, multiscale_length, scale_indices
 from research.features import read_attrs
+from research.frames import multiscale_features, multiscale_length, scale_indices
 from research.video import decode_video, normalize
 
 from .conftest import ROOT, committed_parts, tiny_extract_config

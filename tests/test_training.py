@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from research.config import TrainConfig
 from research.checkpoints import build_model, check_compatible, load_checkpoint
+from research.config import TrainConfig
 from research.data.dataset import FeatureDataset
 from research.errors import FeatureMismatchError
 from research.training import train

@@ -8,8 +8,8 @@ the file opened once per worker process (h5py handles must not cross a fork).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 

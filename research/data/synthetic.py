@@ -20,12 +20,11 @@ from (seed, split, category, subcategory, index), and x264 runs single-threaded.
 
 from __future__ import annotations
 
-import argparse
 import csv
+import os
 import json
 import logging
 import math
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from pathlib import Path
 import av
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+from rich.progress import Progress
 
 from research.errors import UserError
 
@@ -706,10 +706,6 @@ def generate(
     progress: bool = True,
 ) -> list[dict]:
     """Write the dataset and ``manifest.csv`` under ``out``; returns the manifest rows."""
-    import os
-
-    from rich.progress import Progress
-
     root = Path(out)
     jobs = plan_jobs(videos_per_class, seed, fractions, min_seconds, max_seconds)
     workers = workers or os.cpu_count() or 1
@@ -756,25 +752,7 @@ def contact_sheet(root: str | Path, out: str | Path, thumb: int = 128) -> Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", default="data/demo", help="dataset root to write")
-    parser.add_argument("--videos-per-class", type=int, default=40, help="total per class, split 60/20/20")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--min-seconds", type=float, default=3.0)
-    parser.add_argument("--max-seconds", type=float, default=12.0)
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
-    parser.add_argument("--contact-sheet", default=None, help="write a PNG with one frame per subcategory and exit")
-    args = parser.parse_args(argv)
-    if args.contact_sheet:
-        print(contact_sheet(args.out, args.contact_sheet))
-        return 0
-    start = time.perf_counter()
-    rows = generate(args.out, args.videos_per_class, args.seed, min_seconds=args.min_seconds, max_seconds=args.max_seconds, workers=args.workers)
-    elapsed = time.perf_counter() - start
-    print(f"wrote {len(rows)} videos to {args.out} in {elapsed:.1f} s ({len(rows) / elapsed:.1f} videos/s)")
-    return 0
+if __name__ == "__main__":  # the command line lives in research.commands; the library never imports it
+    from research.commands import synthetic_main
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    synthetic_main()
