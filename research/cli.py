@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.rule import Rule
 
-from research.config import add_config_arguments
+from research.config import ConfigParser, add_config_arguments
 from research.errors import UserError
 
 console = Console(stderr=True)
@@ -28,7 +28,8 @@ console = Console(stderr=True)
 def make_parser(doc: str | None, config_cls: type | None = None) -> argparse.ArgumentParser:
     """The parser every entry point starts from: its docstring as help, ``--verbose``, and, given a
     config dataclass, ``--config``, one ``--flag`` per field and ``key=value`` overrides."""
-    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    kind = ConfigParser if config_cls is not None else argparse.ArgumentParser
+    parser = kind(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return add_config_arguments(parser, config_cls) if config_cls is not None else parser
 

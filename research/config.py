@@ -13,6 +13,7 @@ are accepted too, so ``train.py --seed 3`` and ``train.py seed=3`` mean the same
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import types
@@ -115,6 +116,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 5e-4 (no dot) as a string
+            with contextlib.suppress(ValueError):
+                return float(value)
         raise ConfigError(f"{key}: expected a number, got {value!r}")
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
@@ -189,6 +193,13 @@ def to_yaml(cfg: Any, section: str) -> str:
 
 
 # --------------------------------------------------------------------------- CLI
+
+
+class ConfigParser(argparse.ArgumentParser):
+    """Accepts ``key=value`` overrides anywhere among the flags (``lr=5e-4 --out-dir X epochs=2``)."""
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        return self.parse_intermixed_args(args, namespace)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> argparse.ArgumentParser:
@@ -326,6 +337,7 @@ class TrainConfig:
     amp: bool = opt(True, "bf16 autocast on CUDA (ignored on CPU)")
     deterministic: bool = opt(True, "torch deterministic algorithms: same seed, same metrics")
     resume: bool = opt(True, "continue from last.pt in out_dir if the same run was interrupted")
+    overwrite: bool = opt(False, "replace a checkpoint in out_dir that was trained with another config")
     ensemble: str = opt("default", "tag grouping ensemble members in MLflow (evaluate.py --ensemble NAME)")
     experiment: str = opt("train", "MLflow experiment name")
     tracking_uri: str | None = opt(None, "MLflow store; default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")

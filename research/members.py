@@ -33,9 +33,9 @@ def train_members(
     """One checkpoint per seed; a checkpoint on disk is re-used only if its whole config matches."""
     paths = []
     for seed in seeds:
-        cfg = dataclasses.replace(base, seed=seed)
+        cfg = dataclasses.replace(base, seed=seed, overwrite=True)  # this folder's members follow the config
         path = Path(cfg.out_dir) / checkpoint_name(seed)
-        if path.is_file() and load_checkpoint(path)["config"] == dataclasses.asdict(cfg):
+        if path.is_file() and _same_run(load_checkpoint(path)["config"], cfg):
             log.info("member %d: re-using %s", seed, path)
         else:
             console.print(Rule(f"[bold]train {cfg.model} seed {seed}"))
@@ -48,6 +48,11 @@ def train_members(
             )
         paths.append(path)
     return paths
+
+
+def _same_run(recorded: dict[str, Any], cfg: TrainConfig) -> bool:
+    """A recorded config equals ``cfg`` (``overwrite`` only says how the file may be replaced)."""
+    return {**recorded, "overwrite": cfg.overwrite} == dataclasses.asdict(cfg)
 
 
 def score_member(

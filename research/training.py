@@ -248,6 +248,8 @@ def train(
 
     out_dir = ensure_dir(cfg.out_dir)
     best_path, last_path = out_dir / checkpoint_name(cfg.seed), out_dir / f"last_{cfg.seed}.pt"
+    if ctx.is_main and not cfg.overwrite:
+        check_replaceable(best_path, cfg)
     start_epoch, best, best_epoch, stale, run_id = 0, -1.0, -1, 0, None
     resume_state = _resume_state(last_path, cfg) if cfg.resume else None
     if resume_state is not None:
@@ -379,6 +381,23 @@ def _final_scores(
     if "test" in loaders:
         out |= score(model, loaders["test"], device, loss_fn, "test", cfg.amp)
     return out
+
+
+def check_replaceable(path: Path, cfg: TrainConfig) -> None:
+    """Refuse to replace a checkpoint trained with another config (an ensemble member would silently change)."""
+    if not path.is_file():
+        return
+    before = load_checkpoint(path).get("config", {})
+    ignored = {"overwrite", "resume", "tracking_uri", "log_mlflow", "experiment", "num_workers", "device"}
+    changed = {
+        k: (before.get(k), v) for k, v in dataclasses.asdict(cfg).items() if k not in ignored and before.get(k) != v
+    }
+    if changed:
+        shown = "; ".join(f"{k}: {a!r} (checkpoint) vs {b!r} (this run)" for k, (a, b) in list(changed.items())[:4])
+        raise UserError(
+            f"{path} holds a model trained with another config ({shown}). "
+            "Pass --overwrite to replace it, or choose another --out-dir."
+        )
 
 
 def _resume_state(path: Path, cfg: TrainConfig) -> dict[str, Any] | None:

@@ -31,6 +31,7 @@ MODULES = [
 ]
 
 
+@pytest.mark.filterwarnings("ignore:.*found in sys.modules:RuntimeWarning")  # runpy re-running a module
 @pytest.mark.parametrize("entry", SCRIPTS + MODULES)
 def test_every_entry_point_answers_help(entry: str, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.setattr(sys, "argv", [entry, "--help"])

@@ -100,3 +100,10 @@ def test_list_and_optional_flags_parse() -> None:
     cfg = parse(ExtractConfig, "extract", ["--splits", "test", "val", "--scales", "1.0", "0.5", "--clip-seconds", "4"])
     assert (cfg.splits, cfg.scales, cfg.clip_seconds) == (["test", "val"], [1.0, 0.5], 4.0)
     assert parse(ExtractConfig, "extract", ["clip_seconds=null"]).clip_seconds is None
+
+
+def test_a_float_written_without_a_dot_is_a_number() -> None:
+    """YAML 1.1 reads ``5e-4`` as a string; ``lr=5e-4`` on the command line must still mean 0.0005."""
+    assert parse(TrainConfig, "train", ["lr=5e-4"]).lr == 5e-4
+    with pytest.raises(ConfigError, match="lr: expected a number"):
+        parse(TrainConfig, "train", ["lr=fast"])

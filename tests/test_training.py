@@ -177,3 +177,13 @@ def test_torchrun_two_processes_train_with_ddp(tiny_features: Path, tmp_path: Pa
         len(mlflow.search_runs(experiment_names=["train"], filter_string="tags.ensemble = 'ddp'", output_format="list"))
         == 1
     )
+
+
+def test_a_checkpoint_trained_with_another_config_is_not_replaced_silently(tiny_features: Path, tmp_path: Path) -> None:
+    from research.errors import UserError
+
+    train(tiny_train_config(tiny_features, tmp_path, seed=1, epochs=1, log_mlflow=False))
+    with pytest.raises(UserError, match=r"best_ensemble_model_1.pt holds a model trained with another config.*model"):
+        train(tiny_train_config(tiny_features, tmp_path, seed=1, epochs=1, model="gru", log_mlflow=False))
+    replaced = train(tiny_train_config(tiny_features, tmp_path, seed=1, epochs=1, model="gru", overwrite=True))
+    assert load_checkpoint(replaced["checkpoint"])["model"]["name"] == "gru"
