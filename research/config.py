@@ -31,7 +31,7 @@ from research.video import SAMPLING_STRATEGIES
 
 C = TypeVar("C")
 
-SECTIONS = ("extract", "train", "evaluate", "search")
+SECTIONS = ("extract", "train", "evaluate", "search", "cv")
 
 
 def opt(default: Any, help: str, aliases: dict[str, Any] | None = None) -> Any:

@@ -37,19 +37,9 @@ from typing import Any
 import h5py
 import numpy as np
 
+from research.checkpoints import FEATURE_KEYS, check_compatible
 from research.errors import FeatureFileError
 
-# Attributes that must agree for two files to be merged or compared.
-IDENTITY_ATTRS = (
-    "feature_dim",
-    "multi_scale",
-    "backbone",
-    "weights",
-    "image_size",
-    "frames_per_video",
-    "scales",
-    "max_frames",
-)
 KINDS = {"single": "", "multi": "_multiscale"}
 # Attributes stored as JSON text (HDF5 has no nested types); read_attrs decodes them.
 JSON_ATTRS = ("category_mapping", "scales", "skipped", "skipped_ids", "partial", "sampling_per_subcategory", "settings")
@@ -336,37 +326,49 @@ def summary(path: str | Path) -> dict[str, Any]:
 
 
 def merge(output: str | Path, inputs: list[str | Path]) -> int:
-    """Concatenate feature files of the same kind (backbone, dims, scales); refuse mismatches."""
+    """Concatenate feature files made the same way (``research.checkpoints.check_compatible``)."""
     metas = [read_attrs(p) for p in inputs]
     if not metas:
         raise FeatureFileError("nothing to merge")
     ref = metas[0]
     for path, meta in zip(inputs[1:], metas[1:], strict=True):
-        for key in (*IDENTITY_ATTRS, "category_mapping"):
-            if meta.get(key) != ref.get(key):
-                raise FeatureFileError(
-                    f"cannot merge {path} into {inputs[0]}: {key} differs ({meta.get(key)!r} vs {ref.get(key)!r})"
-                )
-    total = sum(m["num_videos"] for m in metas)
-    output = Path(output)
+        check_compatible(ref, meta, str(inputs[0]), str(path), keys=(*FEATURE_KEYS, "max_frames"))
+    return _copy_rows(Path(output), [(Path(p), None) for p in inputs])
+
+
+def subset(source: str | Path, output: str | Path, rows: list[int]) -> int:
+    """A new file with the given rows of ``source``, in that order (cross-validation folds)."""
+    return _copy_rows(Path(output), [(Path(source), rows)])
+
+
+def _copy_rows(output: Path, sources: list[tuple[Path, list[int] | None]]) -> int:
+    """Write the chosen rows (None = all) of each source into ``output``, attributes from the first."""
+    with h5py.File(sources[0][0], "r") as first:
+        attrs, max_frames, dim = dict(first.attrs), first["features"].shape[1], first["features"].shape[2]
+    counts = []
+    for path, rows in sources:
+        with h5py.File(path, "r") as f:
+            counts.append(f["labels"].shape[0] if rows is None else len(rows))
+    output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_suffix(".h5.tmp")
-    with h5py.File(tmp, "w") as out, h5py.File(inputs[0], "r") as first:
-        create_layout(out, total, ref["max_frames"], ref["feature_dim"])
-        out.attrs.update(dict(first.attrs))
+    with h5py.File(tmp, "w") as out:
+        ds = create_layout(out, sum(counts), max_frames, dim)
+        out.attrs.update(attrs)
         offset, skipped = 0, []
-        for path in inputs:
+        for (path, rows), n in zip(sources, counts, strict=True):
             with h5py.File(path, "r") as f:
-                n = f["labels"].shape[0]
-                for i in range(n):
-                    out["features"][offset + i] = f["features"][i]
-                for name in ("labels", "num_frames", "decoded_frames", "video_ids", "paths"):
-                    if name in f:
-                        out[name][offset : offset + n] = f[name][:]
-                skipped.extend(json.loads(f.attrs.get("skipped", "[]")))
+                chosen = list(range(n)) if rows is None else rows
+                for k, i in enumerate(chosen):
+                    ds["features"][offset + k] = f["features"][i]
+                for name in ("labels", "num_frames", "decoded_frames", "video_ids", "paths", "stamps"):
+                    if name in f and n:
+                        ds[name][offset : offset + n] = f[name][:][chosen]
+                if rows is None:
+                    skipped.extend(json.loads(f.attrs.get("skipped", "[]")))
             offset += n
-        out.attrs.update({"num_videos": total, "skipped": json.dumps(skipped), "num_skipped": len(skipped)})
+        out.attrs.update({"num_videos": offset, "skipped": json.dumps(skipped), "num_skipped": len(skipped)})
     tmp.replace(output)
-    return total
+    return offset
 
 
 if __name__ == "__main__":  # the command line lives in research.commands; the library never imports it

@@ -25,6 +25,7 @@ MODULES = [
     "research.demo",
     "research.ablation",
     "research.results",
+    "research.cv",
     "research.features",
     "research.backbones",
     "research.data.synthetic",
