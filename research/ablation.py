@@ -30,6 +30,7 @@ from research.config import TrainConfig, load_config
 from research.data.dataset import split_path
 from research.members import mean_std, score_member, train_members
 from research.metrics import bootstrap_difference
+from research.tta import DEFAULT_MODES
 
 log = logging.getLogger(__name__)
 METRICS = ("accuracy", "macro_f1")
@@ -97,7 +98,7 @@ def run_ablation(
     tta_modes: list[str] | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    tta_modes = tta_modes or ["identity", "reverse", "stride2", "center"]
+    tta_modes = tta_modes or list(DEFAULT_MODES)
     configs = {
         arm_name(p): dataclasses.replace(load_config(TrainConfig, "train", p, overrides), experiment="ablation")
         for p in arm_files

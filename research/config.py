@@ -26,7 +26,7 @@ import yaml
 from research.backbones import get_spec
 from research.errors import ConfigError, did_you_mean
 from research.models import list_models
-from research.tta import get_views
+from research.tta import DEFAULT_MODES, get_views
 from research.video import SAMPLING_STRATEGIES
 
 C = TypeVar("C")
@@ -362,7 +362,7 @@ class EvalConfig:
     features: str | None = opt(None, "feature file; default: the members' own {split} file next to their training file")
     split: str = opt("test", "split to score when --features is not given")
     tta: bool = opt(True, "also score with test-time augmentation (seed: ~93% -> ~95%)")
-    tta_modes: list[str] = opt(["identity", "reverse", "stride2", "center"], "temporal views averaged (research.tta)")
+    tta_modes: list[str] = opt(list(DEFAULT_MODES), "temporal views averaged (research.tta)")
     weights: list[float] | None = opt(None, "ensemble weights per member (default: equal)")
     allow_feature_mismatch: bool = opt(
         False, "score features made with other frames/size/sampling than the members' (warns); never dim or classes"

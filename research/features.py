@@ -148,7 +148,7 @@ def done_videos(folder: Path) -> set[tuple[str, str]]:
 
 
 def create_layout(f: h5py.File, n: int, max_frames: int, feature_dim: int) -> dict[str, h5py.Dataset]:
-    """The file format's datasets, sized for ``n`` videos: the one place the layout is defined."""
+    """The per-video layout's datasets, sized for ``n`` videos: the one place that layout is defined."""
     out = {
         "features": f.create_dataset(
             "features",
@@ -196,6 +196,25 @@ def write_features(
         ds["stamps"][:] = [""] * n
         f.attrs.update({"skipped": "[]", "num_skipped": 0, "partial": "[]", "num_partial": 0, **attrs})
         f.attrs.update({"num_videos": n, "max_frames": length, "feature_dim": dim})
+    tmp.replace(target)
+    return target
+
+
+def write_frame_features(
+    target: Path, features: np.ndarray, columns: dict[str, np.ndarray], attrs: dict[str, Any]
+) -> Path:
+    """Timestamp mode's layout (seed 002): ``features [rows, D]`` plus one value per row in each column."""
+    tmp = target.with_suffix(".h5.tmp")
+    with h5py.File(tmp, "w") as f:
+        n, dim = features.shape
+        chunks = (min(n, 256), dim) if n else None  # a few hundred rows per chunk: summaries read runs of frames
+        f.create_dataset("features", data=features, chunks=chunks, compression="gzip", compression_opts=4)
+        for name, values in columns.items():
+            if values.dtype.kind in "US":
+                f.create_dataset(name, data=values.astype(object), dtype=h5py.string_dtype())
+            else:
+                f.create_dataset(name, data=values)
+        f.attrs.update(attrs)
     tmp.replace(target)
     return target
 

@@ -15,13 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from research.checkpoints import load_checkpoint
+from research.checkpoints import build_model, load_checkpoint
 from research.cli import banner, console, run_cli, setup_logging
 from research.config import TrainConfig, load_config
 from research.data.dataset import split_path
 from research.members import mean_std, score_member, train_members
-from research.models import count_parameters, create_model, list_models
-from research.training import model_kwargs
+from research.models import count_parameters, list_models
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "experiments" / "demo.yaml"
@@ -45,7 +44,7 @@ def compare_models(seeds: list[int], out_dir: Path, config: Path = DEMO_CONFIG) 
         checkpoints = train_members(cfg, seeds)
         scores = [score_member(c, split_path(cfg.features_dir, "test", cfg.multi_scale)) for c in checkpoints]
         ckpt = load_checkpoint(checkpoints[0])
-        params = count_parameters(create_model(name, **model_kwargs(cfg, ckpt["feature_dim"], ckpt["num_classes"])))
+        params = count_parameters(build_model(ckpt))
         results[name] = {
             "params": params,
             "seconds": time.perf_counter() - start,

@@ -24,14 +24,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 
 from research import distributed
 from research.backbones import create_backbone, get_spec
 from research.config import ExtractConfig
-from research.errors import UserError
+from research.errors import UserError, ensure_dir
+from research.features import write_frame_features
 from research.frames import FrameBatcher, auto_batch_size
 from research.video import VideoDecodeError, decode_frames_at, probe
 
@@ -138,42 +138,33 @@ def _write(
     missing: list[dict],
     dim: int,
 ) -> dict[str, Any]:
-    out_dir = Path(cfg.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = ensure_dir(cfg.out_dir)
     spec = get_spec(cfg.backbone)
     weights = "random" if cfg.random_weights else str(spec.weights_enum)
     target = out_dir / f"{Path(cfg.frame_index).stem}_features.h5"
     keep = np.flatnonzero(found)
-    tmp = target.with_suffix(".h5.tmp")
-    with h5py.File(tmp, "w") as f:
-        f.create_dataset(
-            "features",
-            data=features[keep],
-            chunks=(min(max(len(keep), 1), 256), dim) if len(keep) else None,
-            compression="gzip",
-            compression_opts=4,
-        )
-        f.create_dataset("row", data=keep.astype(np.int64))
-        f.create_dataset(
-            "video_ids", data=rows["video_id"].astype(str).to_numpy()[keep].astype(object), dtype=h5py.string_dtype()
-        )
-        f.create_dataset("timestamps", data=rows["timestamp_sec"].to_numpy(np.float64)[keep])
-        f.create_dataset("frame_numbers", data=frame_numbers[keep])
-        f.attrs.update(
-            {
-                "backbone": cfg.backbone,
-                "weights": weights,
-                "feature_dim": dim,
-                "image_size": cfg.image_size,
-                "total_rows": len(rows),
-                "total_frames": len(keep),
-                "order": "frame_index_rows",
-                "all_rows_found": not missing,
-                "missing": json.dumps(missing),
-                "frame_index": str(Path(cfg.frame_index).resolve()),
-            }
-        )
-    tmp.replace(target)
+    write_frame_features(
+        target,
+        features[keep],
+        {
+            "row": keep.astype(np.int64),
+            "video_ids": rows["video_id"].astype(str).to_numpy()[keep],
+            "timestamps": rows["timestamp_sec"].to_numpy(np.float64)[keep],
+            "frame_numbers": frame_numbers[keep],
+        },
+        {
+            "backbone": cfg.backbone,
+            "weights": weights,
+            "feature_dim": dim,
+            "image_size": cfg.image_size,
+            "total_rows": len(rows),
+            "total_frames": len(keep),
+            "order": "frame_index_rows",
+            "all_rows_found": not missing,
+            "missing": json.dumps(missing),
+            "frame_index": str(Path(cfg.frame_index).resolve()),
+        },
+    )
     manifest = {
         "backbone": cfg.backbone,
         "weights": weights,

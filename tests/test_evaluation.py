@@ -14,6 +14,7 @@ from research.config import EvalConfig
 from research.data.dataset import FeatureDataset
 from research.errors import FeatureMismatchError
 from research.evaluation import ensemble_probabilities, evaluate, member_probabilities, predict_videos
+from research.features import write_features
 from research.training import train
 from research.tta import center, get_views, identity, reverse, stride2, tta_probabilities
 
@@ -116,13 +117,12 @@ def test_full_table_for_an_ensemble_from_mlflow(members: list[Path], tmp_path: P
 
 def test_mismatches_are_refused(members: list[Path], tiny_features: Path, tmp_path: Path) -> None:
     wide = tmp_path / "wide.h5"
-    with h5py.File(tiny_features / "test_features_multiscale.h5") as src, h5py.File(wide, "w") as f:
+    with h5py.File(tiny_features / "test_features_multiscale.h5") as src:
         n, t, _ = src["features"].shape
-        f.create_dataset("features", data=np.zeros((n, t, 2048), np.float32))
-        for key in ("labels", "num_frames"):
-            f.create_dataset(key, data=src[key][:])
-        f.attrs.update(dict(src.attrs))
-        f.attrs["feature_dim"], f.attrs["backbone"] = 2048, "resnet50"
+        labels, attrs = src["labels"][:], dict(src.attrs)
+    write_features(
+        wide, np.zeros((n, t, 2048), np.float32), labels, attrs | {"feature_dim": 2048, "backbone": "resnet50"}
+    )
     with pytest.raises(FeatureMismatchError, match=r"feature_dim: 1280 \(.*\) vs 2048"):
         evaluate(EvalConfig(checkpoints=[str(members[0])], features=str(wide), log_mlflow=False, out_dir=str(tmp_path)))
     single = train(tiny_train_config(tiny_features, tmp_path / "single", multi_scale=False, seed=9, log_mlflow=False))
@@ -156,11 +156,7 @@ def test_cli_mismatch_is_one_clear_line(members: list[Path], tmp_path: Path) -> 
     from .conftest import ROOT
 
     wide = tmp_path / "wide.h5"
-    with h5py.File(wide, "w") as f:
-        f.create_dataset("features", data=np.zeros((2, 9, 2048), np.float32))
-        f.create_dataset("labels", data=np.zeros(2, np.int64))
-        f.create_dataset("num_frames", data=np.full(2, 9, np.int32))
-        f.attrs.update({"feature_dim": 2048, "multi_scale": True, "backbone": "resnet50"})
+    write_features(wide, np.zeros((2, 9, 2048), np.float32), [0, 0], {"multi_scale": True, "backbone": "resnet50"})
     proc = subprocess.run(
         [
             sys.executable,
