@@ -13,7 +13,6 @@ comparison; ``outputs/ablation/ablation.json`` holds the numbers.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -25,7 +24,7 @@ from rich.table import Table
 from scipy.stats import ttest_rel
 
 from research import tracking
-from research.cli import banner, console, run_cli, setup_logging
+from research.cli import banner, console, make_parser, run_cli, setup_logging
 from research.config import TrainConfig, load_config
 from research.data.dataset import split_path
 from research.members import mean_std, score_member, train_members
@@ -140,12 +139,12 @@ def run_ablation(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("arms", nargs="+", type=Path, help="one YAML per arm; the difference is last minus first")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--out-dir", type=Path, default=Path("outputs/ablation"))
     args = parser.parse_args()
-    setup_logging()
+    setup_logging(args.verbose)
     summary = run_ablation(args.arms, args.seeds, args.out_dir)
     console.print(table(summary))
     console.print(

@@ -1,285 +1,39 @@
-"""Grouped cross-validation: numbers that hold for videos from sources the model never saw.
+"""Grouped cross-validation of one config: per-fold and pooled scores with intervals.
 
     python -m research.cv --config experiments/real.yaml --folds 5 --group-by source
+    python -m research.cv --config experiments/real.yaml --model linear out_dir=outputs/cv/linear
 
-1. features are extracted once (the config's ``extract:`` section; a data root with one
-   split, e.g. ``all``), re-used by every fold and every later run;
-2. every video gets a group: a column of the dataset's ``manifest.csv`` (``--group-by
-   source``), its subcategory folder (``subcategory``), or ``regex:PATTERN`` whose first
-   group is read from the video id; clips of one group are never on both sides of a fold;
-3. folds are stratified by class and deterministic (``StratifiedGroupKFold`` with a fixed
-   seed); validation (early stopping, model selection) is carved, grouped again, from the
-   training folds only: the test fold is never looked at before it is scored;
-4. per fold, one member per seed is trained through ``train(cfg)`` and scored plain and
-   with TTA; the ensemble averages the members' probabilities;
-5. the report gives per-fold and pooled macro-F1 / accuracy / per-class F1, mean ± std
-   over folds and a bootstrap 95 % interval over videos (pooled), as ``cv.json`` and a
-   table, and one MLflow parent run (experiment ``cv``) with the training runs nested.
+Features are extracted once (the config's ``extract:`` section, one split folder such as
+``all/``); folds are grouped (``--group-by`` a manifest column, ``subcategory`` or
+``regex:PATTERN``), stratified by class and deterministic; validation comes from the
+training folds only. Writes OUT_DIR/cv.json and one MLflow parent run (experiment ``cv``).
+See ``research/crossval.py``.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
-import logging
-import re
-import time
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from rich.console import Console
-from rich.rule import Rule
-from rich.table import Table
-from sklearn.model_selection import StratifiedGroupKFold
 
-from research import tracking
 from research.cli import make_parser, run_cli, setup_logging
-from research.config import ExtractConfig, TrainConfig, config_from_args, load_config, opt
-from research.data.dataset import FeatureDataset, split_path
-from research.errors import ConfigError, UserError
-from research.evaluation import ensemble_probabilities
-from research.extraction import extract
-from research.features import subset
-from research.members import mean_std, score_member, train_members
-from research.metrics import bootstrap_interval, classification_metrics
+from research.config import ExtractConfig, TrainConfig, config_from_args, load_config
+from research.crossval import CVConfig, cross_validate, table
 
-log = logging.getLogger(__name__)
 console = Console()
-ROWS = ("member", "member+tta", "ensemble", "ensemble+tta")
-
-
-@dataclasses.dataclass
-class CVConfig:
-    """``python -m research.cv``: grouped k-fold cross-validation of one training config."""
-
-    folds: int = opt(5, "test folds; every video is scored exactly once, by models that never saw its group")
-    group_by: str = opt("source", "manifest column | subcategory | regex:PATTERN (first group of the video id)")
-    manifest: str | None = opt(None, "CSV with path + the group column; default: DATA_DIR/../manifest.csv")
-    split: str = opt("all", "the data root's split folder that holds every video")
-    val_fraction: float = opt(0.2, "groups of the training folds held out for validation (early stopping)")
-    seeds: list[int] = opt([1, 2, 3, 4], "members per fold (the seed's 4-model ensemble)")
-    fold_seed: int = opt(0, "fold assignment: the same seed gives the same folds")
-    bootstrap: int = opt(2000, "resamples of the pooled videos for the 95 % interval")
-    out_dir: str = opt("outputs/cv", "cv.json and per-fold feature subsets / checkpoints")
-
-    def validate(self) -> None:
-        if self.folds < 2 or not 0 < self.val_fraction < 1 or not self.seeds:
-            raise ConfigError("cv needs folds >= 2, 0 < val_fraction < 1 and at least one seed")
-
-
-# ---------------------------------------------------------------------- groups
-
-
-def video_groups(ds: FeatureDataset, cfg: CVConfig, data_dir: Path) -> list[str]:
-    """The group of every video of ``ds`` (clips of one source must stay on one side of a fold)."""
-    if cfg.group_by == "subcategory":
-        return [vid.split("/")[2] if vid.count("/") >= 3 else vid.split("/")[1] for vid in ds.video_ids]
-    if cfg.group_by.startswith("regex:"):
-        pattern = re.compile(cfg.group_by.removeprefix("regex:"))
-        groups = [m.group(1) if (m := pattern.search(vid)) else None for vid in ds.video_ids]
-        missing = [vid for vid, g in zip(ds.video_ids, groups, strict=True) if g is None]
-        if missing:
-            raise UserError(
-                f"group pattern {pattern.pattern!r} does not match {len(missing)} video ids, e.g. {missing[0]}"
-            )
-        return groups  # type: ignore[return-value]
-    manifest = Path(cfg.manifest) if cfg.manifest else data_dir.parent / "manifest.csv"
-    if not manifest.is_file():
-        raise UserError(f"--group-by {cfg.group_by}: no manifest at {manifest} (pass manifest=PATH)")
-    with manifest.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows or cfg.group_by not in rows[0] or "path" not in rows[0]:
-        raise UserError(f"{manifest} needs the columns 'path' and {cfg.group_by!r}")
-    by_stem = {Path(r["path"]).with_suffix("").as_posix(): r[cfg.group_by] for r in rows}
-    groups = []
-    for vid in ds.video_ids:
-        match = [g for stem, g in by_stem.items() if stem.endswith(vid) or vid.endswith(stem)]
-        if not match:
-            raise UserError(f"video {vid} is not listed in {manifest}")
-        groups.append(match[0])
-    return groups
-
-
-def make_folds(labels: np.ndarray, groups: list[str], folds: int, seed: int) -> list[np.ndarray]:
-    """Test indices per fold: stratified by class, grouped, deterministic."""
-    n_groups = len(set(groups))
-    if n_groups < folds:
-        raise UserError(f"{n_groups} groups cannot fill {folds} folds")
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return [test for _, test in splitter.split(np.zeros(len(labels)), labels, groups)]
-
-
-def carve_validation(
-    train_idx: np.ndarray, labels: np.ndarray, groups: list[str], fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split training-fold indices into (train, val) by group, stratified, never touching the test fold."""
-    sub_groups = [groups[i] for i in train_idx]
-    most_per_class = int(np.bincount(labels[train_idx]).max())
-    k = max(2, min(round(1 / fraction), most_per_class, len(set(sub_groups))))  # small sets: a larger share
-    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    fit, val = next(splitter.split(np.zeros(len(train_idx)), labels[train_idx], sub_groups))
-    return train_idx[fit], train_idx[val]
-
-
-# ----------------------------------------------------------------------- folds
-
-
-def write_fold(source: Path, fold_dir: Path, parts: dict[str, np.ndarray], multi_scale: bool) -> Path:
-    """train/val/test feature files of one fold (subsets of the one extracted file)."""
-    for split, rows in parts.items():
-        subset(source, split_path(fold_dir, split, multi_scale), sorted(rows.tolist()))
-    return fold_dir
-
-
-def row_scores(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    m = classification_metrics(labels, probs.argmax(1), len(classes))
-    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "f1": dict(zip(classes, m["f1"], strict=True))}
-
-
-def run_fold(
-    k: int, test: np.ndarray, source: Path, train_cfg: TrainConfig, cfg: CVConfig, ctx: dict[str, Any], parent: str
-) -> dict[str, Any]:
-    """Train the fold's members on the other folds, score them on this one; returns probabilities per row."""
-    labels, groups = ctx["labels"], ctx["groups"]
-    rest = np.setdiff1d(np.arange(len(labels)), test)
-    fit, val = carve_validation(rest, labels, groups, cfg.val_fraction, cfg.fold_seed + k)
-    assert not set(groups[i] for i in test) & set(groups[i] for i in rest), "a group on both sides of a fold"
-    fold_dir = Path(cfg.out_dir) / f"fold_{k}"
-    write_fold(source, fold_dir / "features", {"train": fit, "val": val, "test": test}, train_cfg.multi_scale)
-    fold_cfg = dataclasses.replace(
-        train_cfg,
-        features_dir=str(fold_dir / "features"),
-        out_dir=str(fold_dir / "runs"),
-        experiment="cv",
-        ensemble=f"cv-fold{k}",
-    )
-    checkpoints = train_members(fold_cfg, cfg.seeds, parent_run_id=parent, extra_tags={"fold": str(k)})
-    test_file = split_path(fold_dir / "features", "test", train_cfg.multi_scale)
-    scores = [score_member(c, test_file) for c in checkpoints]
-    return {
-        "test": sorted(test.tolist()),
-        "members": {v: [np.asarray(s[v]["probs"]) for s in scores] for v in ("plain", "tta")},
-    }
-
-
-def summarise(folds: list[dict[str, Any]], labels: np.ndarray, classes: list[str], cfg: CVConfig) -> dict[str, Any]:
-    """Per fold and pooled scores for members, members+TTA, the ensemble and ensemble+TTA."""
-    per_fold: dict[str, list[dict]] = {r: [] for r in ROWS}
-    pooled_probs: dict[str, dict[int, np.ndarray]] = {r: {} for r in ("ensemble", "ensemble+tta")}
-    member_preds: dict[str, np.ndarray] = {"member": np.zeros((len(cfg.seeds), len(labels)), int)}
-    member_preds["member+tta"] = member_preds["member"].copy()
-    for fold in folds:
-        idx = np.asarray(fold["test"])
-        y = labels[idx]
-        for variant, row, ens in (("plain", "member", "ensemble"), ("tta", "member+tta", "ensemble+tta")):
-            probs = fold["members"][variant]
-            for s, p in enumerate(probs):
-                member_preds[row][s, idx] = p.argmax(1)
-            per_fold[row].append(
-                {"macro_f1": float(np.mean([row_scores(y, p, classes)["macro_f1"] for p in probs]))}
-                | {"accuracy": float(np.mean([row_scores(y, p, classes)["accuracy"] for p in probs]))}
-            )
-            avg = ensemble_probabilities(probs)
-            per_fold[ens].append(row_scores(y, avg, classes))
-            pooled_probs[ens].update(zip(idx.tolist(), avg, strict=True))
-    out: dict[str, Any] = {}
-    for row in ROWS:
-        if row.startswith("member"):
-            preds = member_preds[row]
-            pooled = [classification_metrics(labels, p, len(classes)) for p in preds]
-            pooled_row = {
-                "macro_f1": float(np.mean([m["macro_f1"] for m in pooled])),
-                "accuracy": float(np.mean([m["accuracy"] for m in pooled])),
-                "member_macro_f1": [m["macro_f1"] for m in pooled],
-                "f1": dict(zip(classes, np.mean([m["f1"] for m in pooled], axis=0).tolist(), strict=True)),
-            }
-        else:
-            probs = np.stack([pooled_probs[row][i] for i in range(len(labels))])
-            preds = probs.argmax(1)
-            pooled_row = row_scores(labels, probs, classes) | {
-                "confusion": classification_metrics(labels, preds, len(classes))["confusion"]
-            }
-        pooled_row["bootstrap_95"] = bootstrap_interval(labels, preds, len(classes), n=cfg.bootstrap)
-        out[row] = {
-            "pooled": pooled_row,
-            "folds": per_fold[row],
-            "fold_macro_f1": mean_std([f["macro_f1"] for f in per_fold[row]]),
-        }
-    return out
-
-
-def table(report: dict[str, Any]) -> Table:
-    t = Table(title=f"{report['name']}: grouped {report['folds']}-fold CV, {report['videos']} videos (pooled)")
-    for col in ("row", "macro-F1", "95 % interval", "accuracy", "folds: mean ± std", *report["classes"]):
-        t.add_column(col, justify="left" if col == "row" else "right")
-    for row, r in report["rows"].items():
-        p, ci, fm = r["pooled"], r["pooled"]["bootstrap_95"], r["fold_macro_f1"]
-        t.add_row(
-            row,
-            f"{p['macro_f1']:.3f}",
-            f"[{ci['low']:.3f}, {ci['high']:.3f}]",
-            f"{p['accuracy']:.3f}",
-            f"{fm['mean']:.3f} ± {fm['std']:.3f}",
-            *[f"{p['f1'][c]:.3f}" for c in report["classes"]],
-            style="bold" if row.startswith("ensemble") else None,
-        )
-    return t
-
-
-def cross_validate(
-    cfg: CVConfig, extract_cfg: ExtractConfig, train_cfg: TrainConfig, name: str = "cv"
-) -> dict[str, Any]:
-    """Extract once, train and score every fold, pool; returns (and writes) the report."""
-    start = time.perf_counter()
-    extract_cfg = dataclasses.replace(extract_cfg, splits=[cfg.split])
-    extract(extract_cfg)
-    source = split_path(extract_cfg.out_dir, cfg.split, train_cfg.multi_scale)
-    ds = FeatureDataset(source)
-    classes = [c for c, _ in sorted(ds.category_mapping.items(), key=lambda kv: kv[1])]
-    groups = video_groups(ds, cfg, Path(extract_cfg.data_dir))
-    folds = make_folds(ds.labels, groups, cfg.folds, cfg.fold_seed)
-    ctx = {"labels": ds.labels, "groups": groups}
-    results = []
-    with tracking.start_run("cv", run_name=name, uri=train_cfg.tracking_uri, tags={"folds": cfg.folds}) as parent:
-        tracking.log_params({f"cv.{k}": v for k, v in dataclasses.asdict(cfg).items()} | {"model": train_cfg.model})
-        for k, test in enumerate(folds):
-            n_groups = len({groups[i] for i in test})
-            console.print(Rule(f"[bold]fold {k + 1}/{cfg.folds}: {len(test)} test videos, {n_groups} groups"))
-            results.append(run_fold(k, test, source, train_cfg, cfg, ctx, parent.info.run_id))
-        report = {
-            "name": name,
-            "folds": cfg.folds,
-            "videos": len(ds),
-            "groups": len(set(groups)),
-            "classes": classes,
-            "model": train_cfg.model,
-            "fold_groups": [sorted({groups[i] for i in f}) for f in folds],
-            "rows": summarise(results, ds.labels, classes, cfg),
-            "seconds": time.perf_counter() - start,
-        }
-        for row, r in report["rows"].items():
-            key = row.replace("+", "_")
-            tracking.log_metrics(
-                {f"{key}_macro_f1": r["pooled"]["macro_f1"], f"{key}_accuracy": r["pooled"]["accuracy"]}
-            )
-        out = Path(cfg.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "cv.json").write_text(json.dumps(report, indent=2))
-        tracking.log_artifact(out / "cv.json")
-    return report
 
 
 def main() -> int:
     parser = make_parser(__doc__, CVConfig)
+    parser.add_argument("--model", default=None, help="train this registered model instead of the config's")
     args = parser.parse_args()
     setup_logging(args.verbose)
     cfg = config_from_args(CVConfig, "cv", args)
     extract_cfg = load_config(ExtractConfig, "extract", args.config)
-    train_cfg = load_config(TrainConfig, "train", args.config)
-    name = Path(args.config).stem if args.config else "cv"
-    report = cross_validate(cfg, extract_cfg, train_cfg, name)
+    train_cfg = load_config(TrainConfig, "train", args.config, {"model": args.model} if args.model else None)
+    name = f"{Path(args.config).stem if args.config else 'cv'}-{train_cfg.model}"
+    report = cross_validate(cfg, extract_cfg, dataclasses.replace(train_cfg, experiment="cv"), name)
     console.print(table(report))
     console.print(f"{cfg.out_dir}/cv.json; {report['seconds']:.0f} s; MLflow experiment 'cv'")
     return 0

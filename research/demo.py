@@ -14,7 +14,6 @@ same config) and says so, so a second run takes seconds. Everything is tracked i
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from research import tracking
-from research.cli import banner, console, run_cli, setup_logging
+from research.cli import banner, console, make_parser, run_cli, setup_logging
 from research.config import EvalConfig, ExtractConfig, TrainConfig, load_config
 from research.data.synthetic import generate, read_manifest
 from research.evaluation import evaluate, results_table
@@ -74,12 +73,12 @@ def run_demo(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--config", type=Path, default=DEMO_CONFIG)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--videos-per-class", type=int, default=VIDEOS_PER_CLASS)
     args = parser.parse_args()
-    setup_logging()
+    setup_logging(args.verbose)
     start = time.perf_counter()
     run_demo(args.config, args.seeds, args.videos_per_class)
     console.print(f"demo finished in {time.perf_counter() - start:.0f} s")

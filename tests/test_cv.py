@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from research.cv import CVConfig, carve_validation, cross_validate, make_folds, video_groups
+from research.crossval import CVConfig, carve_validation, cross_validate, make_folds, video_groups
 from research.data.dataset import FeatureDataset
 
 from .conftest import tiny_extract_config
