@@ -12,6 +12,16 @@
 - Storage: a journal file (several worker processes on one machine share it) or
   an RDB URL such as ``postgresql://user:pw@host/optuna`` (several machines).
   Re-running with the same study name resumes it; trial numbers continue.
+- Workers never repeat each other: each takes a number from the study and seeds its
+  TPE sampler from (study seed, worker number); ``constant_liar`` keeps concurrent
+  workers away from each other's running trials.
+- A killed worker's trial does not stay RUNNING: every worker refreshes a heartbeat
+  on its running trial (Optuna's own for RDB storages; ``HeartbeatJournalStorage``
+  adds it to the journal file), and a trial whose heartbeat is older than
+  ``stale_after_s`` is failed, its MLflow run ended KILLED, and its parameters
+  queued again (``RetryHeartbeatStaleTrialCallback``).
+- Without a ``search.space``, the space is hidden size, layers, heads and dropout
+  around the config (``default_space``); an explicit empty space is refused.
 - MLflow: one parent run per study (experiment ``search``), created with the
   study, and one nested run per trial with its params, per-epoch metrics and
   state; the parent gets the best params, the baseline's score, the improvement,
@@ -27,19 +37,36 @@ import contextlib
 import dataclasses
 import itertools
 import logging
+import os
+import socket
+import time
+import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+from rich.console import Console
+from rich.table import Table
 
 from research import tracking
-from research.cli import console
 from research.config import ConfigError, SearchConfig, TrainConfig, load_config
 from research.distributed import file_lock
+from research.models import attention_width
+from research.training import train
 
 log = logging.getLogger(__name__)
+console = Console()
 METRIC = "val_macro_f1"
 PARENT_ATTR = "mlflow_parent_run_id"
+WORKERS_ATTR = "workers_started"
+HEARTBEAT_ATTR = "heartbeat"
+# Optuna marks its heartbeat API experimental; we rely on it on purpose.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 # ----------------------------------------------------------------------- space
@@ -61,6 +88,44 @@ def suggest(trial: optuna.Trial, space: dict[str, dict]) -> dict[str, Any]:
     return values
 
 
+def default_space(base: TrainConfig) -> dict[str, dict]:
+    """Hidden size, layers, heads and dropout around the config: the config's own values lie inside."""
+    if base.model == "linear":  # a probe has no width or depth: its knobs are regularisation and step size
+        return {
+            "dropout": {"type": "float", "low": 0.0, "high": max(0.5, base.dropout)},
+            "weight_decay": {"type": "float", "low": 1e-4, "high": max(1.0, base.weight_decay), "log": True},
+            "lr": {"type": "float", "low": base.lr / 10, "high": base.lr * 10, "log": True},
+        }
+    h, k = base.hidden_size, base.num_heads
+    hidden = sorted({max(8, h // 2), h, 2 * h})
+    space: dict[str, dict] = {
+        "hidden_size": {"type": "categorical", "choices": hidden},
+        "num_layers": {"type": "int", "low": max(1, base.num_layers - 1), "high": base.num_layers + 1},
+        "dropout": {"type": "float", "low": 0.0, "high": max(0.5, base.dropout)},
+    }
+    if attention_width(base.model, h) is not None:
+        widths = [attention_width(base.model, x) for x in hidden]
+        hidden = [x for x, w in zip(hidden, widths, strict=True) if w % k == 0]  # the baseline's heads must fit
+        heads = sorted(
+            {n for n in (max(1, k // 2), k, 2 * k) if all(attention_width(base.model, x) % n == 0 for x in hidden)}
+        )
+        space["hidden_size"]["choices"] = hidden
+        space["num_heads"] = {"type": "categorical", "choices": heads}
+    return space
+
+
+def resolve_space(cfg: SearchConfig, base: TrainConfig) -> dict[str, dict]:
+    """The configured space, or the default one when none is given; an empty one is an error."""
+    if cfg.space is None:
+        return default_space(base)
+    if not cfg.space:
+        raise ConfigError(
+            "search.space is empty: a study with nothing to search would only repeat the baseline. "
+            "Give {param: {type, low, high | choices}} or leave search.space out for the default space."
+        )
+    return cfg.space
+
+
 def _grid(spec: dict) -> list[Any]:
     if spec["type"] == "categorical":
         return list(spec["choices"])
@@ -77,8 +142,6 @@ def check_space(space: dict[str, dict], base: TrainConfig) -> None:
         raise ConfigError(f"search space names unknown TrainConfig field(s) {unknown}")
     hidden = _grid(space["hidden_size"]) if "hidden_size" in space else [base.hidden_size]
     heads = _grid(space["num_heads"]) if "num_heads" in space else [base.num_heads]
-    from research.models import attention_width
-
     bad = [(h, k) for h, k in itertools.product(hidden, heads) if (attention_width(base.model, h) or k) % k]
     if bad:
         raise ConfigError(f"search space has (hidden_size, num_heads) pairs invalid for {base.model}: {bad}")
@@ -96,16 +159,76 @@ def check_space(space: dict[str, dict], base: TrainConfig) -> None:
 # ---------------------------------------------------------------------- study
 
 
-def storage_for(cfg: SearchConfig) -> tuple[optuna.storages.BaseStorage | str, Path | None]:
-    """The Optuna storage, and the file to lock around study creation (None for RDB URLs)."""
+class HeartbeatJournalStorage(JournalStorage, BaseHeartbeat):
+    """A journal file with Optuna's heartbeat protocol, which only RDB storages implement.
+
+    The worker's heartbeat thread (started by ``study.optimize``) writes the time into a
+    system attribute of its RUNNING trial every ``interval`` seconds; before each trial,
+    ``optimize`` fails the RUNNING trials whose last beat is older than ``grace`` seconds
+    and hands them to ``callback``. A live worker's trial always has a fresh beat.
+    """
+
+    def __init__(self, path: str, interval: int, grace: int, callback: Any) -> None:
+        super().__init__(JournalFileBackend(path))
+        self._interval, self._grace, self._callback = interval, grace, callback
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        self.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        now = time.time()
+        stale = []
+        for trial in self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            start = trial.datetime_start.timestamp() if trial.datetime_start else now
+            if now - trial.system_attrs.get(HEARTBEAT_ATTR, start) > self._grace:
+                stale.append(trial._trial_id)
+        return stale
+
+    def get_heartbeat_interval(self) -> int | None:
+        return self._interval
+
+    def get_heartbeat_stale_trial_callback(self) -> Any:
+        return self._callback
+
+
+def storage_for(cfg: SearchConfig, uri: str | None = None) -> tuple[optuna.storages.BaseStorage, Path | None]:
+    """The Optuna storage with heartbeats, and the file to lock around study creation (None for RDB URLs)."""
+    interval = max(1, round(cfg.heartbeat_s))
+    grace = max(interval + 1, round(cfg.stale_after_s))
+    callback = StaleTrialHandler(uri)
     if cfg.storage and "://" in cfg.storage:
-        return cfg.storage, None
+        storage = RDBStorage(
+            cfg.storage, heartbeat_interval=interval, grace_period=grace, heartbeat_stale_trial_callback=callback
+        )
+        return storage, None
     path = Path(cfg.storage or Path("mlruns") / "optuna" / f"{cfg.study}.journal")
     path.parent.mkdir(parents=True, exist_ok=True)
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+    return HeartbeatJournalStorage(str(path), interval, grace, callback), path
 
-    return JournalStorage(JournalFileBackend(str(path))), path
+
+class StaleTrialHandler:
+    """A dead worker's trial: end its MLflow run (KILLED) and queue its parameters again, once or twice."""
+
+    def __init__(self, uri: str | None, max_retry: int = 2) -> None:
+        self.uri, self.retry = uri, RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        log.warning("trial %d lost its worker (no heartbeat): failed, its parameters queued again", trial.number)
+        parent = study.user_attrs.get(PARENT_ATTR)
+        if parent:
+            for run in tracking.child_runs(parent, f"tags.trial = '{trial.number}'", self.uri):
+                tracking.log_to_run(run.info.run_id, tags={"optuna_state": "FAIL"}, uri=self.uri)
+                if run.info.status == "RUNNING":
+                    tracking.terminate_run(run.info.run_id, "KILLED", self.uri)
+        self.retry(study, trial)
+
+
+def worker_seed(study_seed: int, worker: int, shared_machines: bool) -> int:
+    """A sampler seed per worker: reproducible for (study seed, worker number); host and pid mixed in for RDB."""
+    entropy = [study_seed, worker]
+    if shared_machines:  # no file lock across machines: two workers could draw one number
+        entropy += [os.getpid(), int.from_bytes(socket.gethostname().encode()[:8].ljust(8, b"\0"), "little")]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def make_pruner(cfg: SearchConfig) -> optuna.pruners.BasePruner:
@@ -119,23 +242,21 @@ def make_pruner(cfg: SearchConfig) -> optuna.pruners.BasePruner:
 
 
 def prepare_study(cfg: SearchConfig, base: TrainConfig) -> optuna.Study:
-    """Create or load the study; on creation, enqueue the baseline and open the MLflow parent run."""
-    check_space(cfg.space, base)
-    storage, lock_path = storage_for(cfg)
+    """Create or load the study; on creation, enqueue the baseline and open the MLflow parent run.
+
+    Returns the study loaded with this worker's own sampler (seeded from the study seed and
+    the worker number the study hands out).
+    """
+    space = resolve_space(cfg, base)
+    check_space(space, base)
+    storage, lock_path = storage_for(cfg, base.tracking_uri)
     tracking.get_experiment_id("search", base.tracking_uri)  # the MLflow store exists before workers race
-    # Serialise creation: two workers must not both enqueue the baseline or open a parent run.
+    # Serialise creation and worker numbers: two workers must not both enqueue the baseline or open a parent run.
     with file_lock(lock_path.with_suffix(".lock")) if lock_path else contextlib.nullcontext():
-        study = optuna.create_study(
-            study_name=cfg.study,
-            storage=storage,
-            direction="maximize",
-            load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=cfg.sampler_seed),
-            pruner=make_pruner(cfg),
-        )
+        study = optuna.create_study(study_name=cfg.study, storage=storage, direction="maximize", load_if_exists=True)
         if PARENT_ATTR not in study.user_attrs:
             if cfg.enqueue_baseline:
-                study.enqueue_trial({name: getattr(base, name) for name in cfg.space}, user_attrs={"baseline": True})
+                study.enqueue_trial({name: getattr(base, name) for name in space}, user_attrs={"baseline": True})
             with tracking.start_run(
                 "search",
                 run_name=f"study-{cfg.study}",
@@ -143,36 +264,43 @@ def prepare_study(cfg: SearchConfig, base: TrainConfig) -> optuna.Study:
                 tags={"study": cfg.study, "model": base.model},
             ) as parent:
                 tracking.log_params(
-                    {f"space.{k}": v for k, v in cfg.space.items()} | {"pruner": cfg.pruner, "base_model": base.model}
+                    {f"space.{k}": v for k, v in space.items()} | {"pruner": cfg.pruner, "base_model": base.model}
                 )
             study.set_user_attr(PARENT_ATTR, parent.info.run_id)
+        worker = int(study.user_attrs.get(WORKERS_ATTR, 0))
+        study.set_user_attr(WORKERS_ATTR, worker + 1)
+    seed = worker_seed(cfg.sampler_seed, worker, shared_machines=lock_path is None)
+    log.info("study %s: worker %d, sampler seed %d", cfg.study, worker, seed)
+    sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+    study = optuna.load_study(study_name=cfg.study, storage=storage, sampler=sampler, pruner=make_pruner(cfg))
+    study.set_user_attr(f"worker_{worker}_seed", seed)
     return study
 
 
-def objective(study_cfg: SearchConfig, base: TrainConfig, parent_run_id: str):  # an Optuna objective
-    from research.training import train
+def objective(study_cfg: SearchConfig, base: TrainConfig, parent_run_id: str, space: dict[str, dict]):
+    """The Optuna objective: one ``train(cfg)`` with the trial's parameters, reporting each epoch."""
 
     def run_trial(trial: optuna.Trial) -> float:
-        params = suggest(trial, study_cfg.space)
+        params = suggest(trial, space)
         cfg = dataclasses.replace(
             base,
             **params,
             experiment="search",
             ensemble=f"search-{study_cfg.study}",
             resume=False,
+            overwrite=True,  # the trial's own folder
             out_dir=str(Path(base.out_dir).parent / "search" / study_cfg.study / f"trial_{trial.number:04d}"),
         )
 
         def report(epoch: int, metrics: dict[str, float]) -> None:
             trial.report(metrics[METRIC], epoch)
             if trial.should_prune():
-                import mlflow
-
-                mlflow.set_tag("optuna_state", "PRUNED")
+                tracking.set_tag("optuna_state", "PRUNED")
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} (val macro-F1 {metrics[METRIC]:.4f})")
 
         tags = {"study": study_cfg.study, "trial": trial.number, "baseline": bool(trial.user_attrs.get("baseline"))}
-        result = train(cfg, epoch_callback=report, parent_run_id=parent_run_id, extra_tags=tags)
+        name = f"{study_cfg.study}-trial{trial.number:04d}"
+        result = train(cfg, epoch_callback=report, parent_run_id=parent_run_id, extra_tags=tags, run_name=name)
         trial.set_user_attr("mlflow_run_id", result["mlflow_run_id"])
         trial.set_user_attr("test_macro_f1", result.get("test_macro_f1"))
         return result[f"best_{METRIC}"]
@@ -182,22 +310,12 @@ def objective(study_cfg: SearchConfig, base: TrainConfig, parent_run_id: str):  
 
 def _mark_state(study: optuna.Study, trial: optuna.trial.FrozenTrial, uri: str | None) -> None:
     """Optuna callback: write the final trial state onto its MLflow run (pruned runs end FAILED in MLflow)."""
-    import mlflow
-
-    client = mlflow.MlflowClient(tracking.resolve_tracking_uri(uri))
-    parent = study.user_attrs[PARENT_ATTR]
-    runs = client.search_runs(
-        [client.get_run(parent).info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{parent}' and tags.trial = '{trial.number}'",
-    )
-    for run in runs:
-        client.set_tag(run.info.run_id, "optuna_state", trial.state.name)
+    for run in tracking.child_runs(study.user_attrs[PARENT_ATTR], f"tags.trial = '{trial.number}'", uri):
+        tracking.log_to_run(run.info.run_id, tags={"optuna_state": trial.state.name}, uri=uri)
 
 
 def summarise(study: optuna.Study, base: TrainConfig) -> dict[str, Any]:
     """Best vs baseline, written to the parent run with Optuna's plots; returns the numbers."""
-    import mlflow
-
     trials = study.get_trials(deepcopy=False)
     complete = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     baseline = next((t for t in complete if t.user_attrs.get("baseline")), None)
@@ -212,30 +330,22 @@ def summarise(study: optuna.Study, base: TrainConfig) -> dict[str, Any]:
         summary |= {"best_trial": best.number, "best_value": best.value, "best_params": best.params}
     if baseline is not None:
         summary |= {"baseline_value": baseline.value, "improvement": summary["best_value"] - baseline.value}
-    client = mlflow.MlflowClient(tracking.resolve_tracking_uri(base.tracking_uri))
     parent = study.user_attrs[PARENT_ATTR]
-    for key in ("best_value", "baseline_value", "improvement", "trials"):
-        if key in summary:
-            client.log_metric(parent, key, float(summary[key]))
-    for key, value in summary.get("best_params", {}).items():
-        client.set_tag(parent, f"best.{key}", str(value))
-    for state, count in summary["states"].items():
-        client.log_metric(parent, f"trials_{state.lower()}", count)
+    metrics = {k: summary[k] for k in ("best_value", "baseline_value", "improvement", "trials") if k in summary}
+    metrics |= {f"trials_{state.lower()}": count for state, count in summary["states"].items()}
+    tags = {f"best.{k}": v for k, v in summary.get("best_params", {}).items()}
+    tracking.log_to_run(parent, metrics, tags, base.tracking_uri)
     if len(complete) >= 2:
-        _log_plots(client, parent, study)
+        _log_plots(parent, study, base.tracking_uri)
     return summary
 
 
-def _log_plots(client: Any, run_id: str, study: optuna.Study) -> None:
-    import warnings
-
-    import matplotlib
+def _log_plots(run_id: str, study: optuna.Study, uri: str | None) -> None:
+    import matplotlib  # heavy, and only for these two pictures
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as ovm
-
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
     for name, plot in (
         ("optimization_history", ovm.plot_optimization_history),
@@ -246,31 +356,28 @@ def _log_plots(client: Any, run_id: str, study: optuna.Study) -> None:
             fig = ax.figure if hasattr(ax, "figure") else ax[0].figure
             fig.set_size_inches(8, 5)
             fig.tight_layout()
-            client.log_figure(run_id, fig, f"plots/{name}.png")
+            tracking.log_figure_to_run(run_id, fig, f"plots/{name}.png", uri)
             plt.close(fig)
         except (ValueError, RuntimeError) as err:  # e.g. importances need parameters that vary
             log.warning("skipping plot %s: %s", name, err)
 
 
-def summary_table(study: optuna.Study, top: int = 5) -> Any:
-    from rich.table import Table
-
+def summary_table(study: optuna.Study, top: int = 5) -> Table:
+    """Best trials and the baseline; parameters in one folding column, so 80 columns cut no number."""
     trials = [t for t in study.get_trials(deepcopy=False) if t.value is not None]
     baseline = next((t for t in trials if t.user_attrs.get("baseline")), None)
     shown = sorted(trials, key=lambda t: t.value, reverse=True)[:top]
     if baseline is not None and baseline not in shown:
         shown.append(baseline)
-    names = sorted({k for t in shown for k in t.params})
     table = Table(title=f"study {study.study_name}: best trials vs the baseline (val macro-F1)")
-    for col in ("trial", "state", METRIC, "vs baseline", *names):
-        table.add_column(col, justify="right")
+    for col in ("trial", "state", METRIC, "vs baseline"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("parameters", overflow="fold")
     for t in shown:
         delta = f"{t.value - baseline.value:+.4f}" if baseline is not None else ""
         label = f"{t.number} (baseline)" if t.user_attrs.get("baseline") else str(t.number)
-        cells = [
-            f"{t.params[n]:.3g}" if isinstance(t.params.get(n), float) else str(t.params.get(n, "")) for n in names
-        ]
-        table.add_row(label, t.state.name, f"{t.value:.4f}", delta, *cells)
+        params = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(t.params.items()))
+        table.add_row(label, t.state.name, f"{t.value:.4f}", delta, params)
     return table
 
 
@@ -280,7 +387,7 @@ def run_search(cfg: SearchConfig, base: TrainConfig) -> dict[str, Any]:
     study = prepare_study(cfg, base)
     if cfg.trials > 0:
         study.optimize(
-            objective(cfg, base, study.user_attrs[PARENT_ATTR]),
+            objective(cfg, base, study.user_attrs[PARENT_ATTR], resolve_space(cfg, base)),
             n_trials=cfg.trials,
             timeout=cfg.timeout_s,
             catch=(Exception,),

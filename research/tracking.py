@@ -20,7 +20,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import mlflow
+
+from research.distributed import file_lock
+from research.errors import UserError
+
 log = logging.getLogger(__name__)
+
+# MLflow 3's UI opens an experiment by its kind; without one it lands on the GenAI "Traces" page.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 DEFAULT_DIR = Path("mlruns")
 
@@ -40,8 +48,6 @@ def _sqlite_path(uri: str) -> Path | None:
 
 @contextlib.contextmanager
 def _store_lock(uri: str) -> Iterator[None]:
-    from research.distributed import file_lock
-
     db = _sqlite_path(uri)
     if db is None:  # a server or remote DB serialises on its own
         yield
@@ -58,9 +64,7 @@ def _quiet_mlflow() -> None:
 
 
 def get_experiment_id(name: str, uri: str | None = None) -> str:
-    """Create the store (once, under a lock) and the experiment if needed; return its id."""
-    import mlflow
-
+    """Create the store (once, under a lock) and the experiment if needed, of the classic-ML kind; return its id."""
     _quiet_mlflow()
     uri = resolve_tracking_uri(uri)
     mlflow.set_tracking_uri(uri)
@@ -68,10 +72,13 @@ def get_experiment_id(name: str, uri: str | None = None) -> str:
         client = mlflow.MlflowClient(uri)
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
+            for key, value in EXPERIMENT_KIND.items():
+                if key not in experiment.tags:  # stores made before the kind was set
+                    client.set_experiment_tag(experiment.experiment_id, key, value)
             return experiment.experiment_id
         db = _sqlite_path(uri)
         location = (db.parent / "artifacts" / name).resolve().as_uri() if db else None
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
 
 
 def git_commit() -> str:
@@ -103,8 +110,6 @@ def start_run(
     if not enabled:
         yield None
         return
-    import mlflow
-
     experiment_id = get_experiment_id(experiment, uri)
     if run_id is not None:
         with mlflow.start_run(run_id=run_id) as run:
@@ -121,48 +126,34 @@ def start_run(
 
 def log_params(params: dict[str, Any]) -> None:
     """Log params in batches (MLflow caps a batch at 100); values cut to MLflow's 6000 chars."""
-    import mlflow
-
     items = [(k, str(v)[:6000]) for k, v in params.items()]
     for i in range(0, len(items), 100):
         mlflow.log_params(dict(items[i : i + 100]))
 
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
-    import mlflow
-
     clean = {k.replace("/", "_"): float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
     if clean:
         mlflow.log_metrics(clean, step=step)
 
 
-# --------------------------------------------------------------- helpers for other modules
-# (added by the main developer so that no other module imports mlflow; the search helper may refine them)
+# ------------------------------------------------------------ what other modules need
 
 
 def log_text(text: str, artifact_file: str) -> None:
-    import mlflow
-
     mlflow.log_text(text, artifact_file)
 
 
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
-    import mlflow
-
     mlflow.log_artifact(str(path), artifact_path)
 
 
 def set_tag(key: str, value: Any) -> None:
-    import mlflow
-
     mlflow.set_tag(key, str(value))
 
 
 def download_checkpoint(run_id: str, out_dir: Path, uri: str | None = None) -> Path:
     """The first ``*.pt`` artifact under a run's ``checkpoints/``, downloaded to ``out_dir/checkpoints/<run_id>/``."""
-    import mlflow
-
-    from research.errors import UserError
 
     client = mlflow.MlflowClient(resolve_tracking_uri(uri))
     artifacts = [a.path for a in client.list_artifacts(run_id, "checkpoints") if a.path.endswith(".pt")]
@@ -175,8 +166,6 @@ def download_checkpoint(run_id: str, out_dir: Path, uri: str | None = None) -> P
 
 def finished_runs(experiment: str, filter_string: str, uri: str | None = None) -> list:
     """FINISHED runs of ``experiment`` matching ``filter_string``, newest first ([] if no such experiment)."""
-    import mlflow
-
     client = mlflow.MlflowClient(resolve_tracking_uri(uri))
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
@@ -189,6 +178,31 @@ def finished_runs(experiment: str, filter_string: str, uri: str | None = None) -
 
 
 def terminate_run(run_id: str, status: str, uri: str | None = None) -> None:
-    import mlflow
-
     mlflow.MlflowClient(resolve_tracking_uri(uri)).set_terminated(run_id, status)
+
+
+def mlflow_client(uri: str | None = None) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(resolve_tracking_uri(uri))
+
+
+def log_to_run(
+    run_id: str, metrics: dict[str, float] | None = None, tags: dict[str, Any] | None = None, uri: str | None = None
+) -> None:
+    """Metrics and tags onto a run that is not the active one (a study's parent run)."""
+    c = mlflow_client(uri)
+    for key, value in (metrics or {}).items():
+        c.log_metric(run_id, key, float(value))
+    for key, value in (tags or {}).items():
+        c.set_tag(run_id, key, str(value))
+
+
+def log_figure_to_run(run_id: str, figure: Any, artifact_file: str, uri: str | None = None) -> None:
+    mlflow_client(uri).log_figure(run_id, figure, artifact_file)
+
+
+def child_runs(parent_run_id: str, filter_string: str = "", uri: str | None = None) -> list:
+    """Runs nested under ``parent_run_id`` (any status), optionally filtered further."""
+    c = mlflow_client(uri)
+    experiment = c.get_run(parent_run_id).info.experiment_id
+    query = f"tags.mlflow.parentRunId = '{parent_run_id}'" + (f" and {filter_string}" if filter_string else "")
+    return c.search_runs([experiment], filter_string=query)

@@ -41,6 +41,12 @@ RUN: dict[str, str] = {
     "python -m research.backbones list": "",
 }
 NOT_RUN: dict[str, str] = {
+    "python -m research.cv --config experiments/real.yaml --folds 5 --group-by source": (
+        "minutes on the real clips: tests/test_cv.py runs the same cross_validate on tiny data"
+    ),
+    "python -m research.cv --config experiments/real.yaml --model linear out_dir=outputs/cv/linear": (
+        "as above; tests/test_cv.py trains the linear probe in every fold"
+    ),
     "make demo": "minutes of work: tests/test_demo.py runs research.demo's run_demo on tiny data",
     "make test": "the test suite itself",
     "make ablation": "trains 6 members: tests/test_demo.py::test_ablation_table_and_nested_mlflow_runs",

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -104,7 +105,8 @@ def worker_args(
     tiny_features: Path, tmp_path: Path, tracking_uri: str, cfg: SearchConfig, trials: int, epochs: int = 2
 ) -> list[str]:
     config = tmp_path / "search.yaml"
-    config.write_text(f"# test\nsearch:\n  space: {SPACE}\n  pruner: none\n")
+    # A beat every second, stale after 3 s: a killed worker's trial is found quickly, a live one never.
+    config.write_text(f"# test\nsearch:\n  space: {SPACE}\n  pruner: none\n  heartbeat_s: 1\n  stale_after_s: 3\n")
     return [
         sys.executable,
         str(ROOT / "train.py"),
@@ -146,8 +148,12 @@ def test_two_worker_processes_share_one_study(tiny_features: Path, tmp_path: Pat
     study = optuna.load_study(study_name="unit", storage=storage_for(cfg)[0])
     trials = study.get_trials()
     assert sorted(t.number for t in trials) == [0, 1, 2, 3]
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)  # no live trial was taken for dead
     assert sum(bool(t.user_attrs.get("baseline")) for t in trials) == 1
+    proposed = [tuple(sorted(t.params.items())) for t in trials if not t.user_attrs.get("baseline")]
+    assert len(set(proposed)) == len(proposed) == 3  # the workers did not propose the same parameters
+    seeds = {v for k, v in study.user_attrs.items() if k.startswith("worker_")}
+    assert len(seeds) == 3  # the creating process and the two workers: one sampler seed each
 
 
 def test_killed_study_restarts_and_trial_numbers_continue(
@@ -168,9 +174,13 @@ def test_killed_study_restarts_and_trial_numbers_continue(
     while sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials()) < 2:
         assert time.time() < deadline and worker.poll() is None
         time.sleep(0.2)
+    while not any(t.state == optuna.trial.TrialState.RUNNING and t.intermediate_values for t in study.get_trials()):
+        time.sleep(0.05)  # a trial in the middle of training: all its parameters drawn, an epoch reported
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     before = study.get_trials()
+    (killed,) = [t for t in before if t.state == optuna.trial.TrialState.RUNNING]
+    time.sleep(3)  # longer than stale_after_s
     restarted = subprocess.run(
         worker_args(tiny_features, tmp_path, tracking_uri, cfg, trials=1), capture_output=True, text=True, timeout=300
     )
@@ -178,4 +188,57 @@ def test_killed_study_restarts_and_trial_numbers_continue(
     after = study.get_trials()
     assert [t.number for t in after] == list(range(len(before) + 1))  # same study, numbering continues
     assert after[-1].state == optuna.trial.TrialState.COMPLETE
-    assert all(a.state == b.state for a, b in zip(before, after, strict=False) if b.state.is_finished())  # nothing lost
+    assert all(a.state == b.state for a, b in zip(before, after, strict=False) if a.state.is_finished())  # nothing lost
+    # The dead worker's trial is failed, not left RUNNING, and its parameters were run again.
+    assert after[killed.number].state == optuna.trial.TrialState.FAIL
+    assert after[-1].params == killed.params and after[-1].system_attrs["failed_trial"] == killed.number
+    import mlflow
+
+    (run,) = mlflow.search_runs(
+        experiment_names=["search"], filter_string=f"tags.trial = '{killed.number}'", output_format="list"
+    )
+    assert run.info.status == "KILLED" and run.data.tags["optuna_state"] == "FAIL"
+
+
+def test_default_space_surrounds_the_config_and_an_empty_space_is_refused(tiny_features: Path, tmp_path: Path) -> None:
+    from research.search import default_space, resolve_space
+
+    demo = TrainConfig(hidden_size=128, num_layers=1, num_heads=4, dropout=0.2)  # the demo's sizes
+    space = resolve_space(SearchConfig(space=None), demo)
+    assert space == default_space(demo)
+    assert {"hidden_size", "num_layers", "num_heads", "dropout"} <= set(space)
+    check_space(space, demo)  # valid for every pair, and the baseline lies inside
+    assert set(default_space(dataclasses.replace(demo, model="mean_pool"))) == {"hidden_size", "num_layers", "dropout"}
+    with pytest.raises(ConfigError, match=r"search\.space is empty"):
+        resolve_space(SearchConfig(space={}), demo)
+
+
+def test_summary_table_keeps_every_number_at_80_columns(tiny_features: Path, tmp_path: Path, tracking_uri: str) -> None:
+    from rich.console import Console
+
+    from research.search import summary_table
+
+    base = base_config(tiny_features, tmp_path, tracking_uri)
+    run_search(search_config(tmp_path, trials=2), base)
+    study = optuna.load_study(study_name="unit", storage=storage_for(search_config(tmp_path))[0])
+    console = Console(width=80, record=True)
+    console.print(summary_table(study))
+    text = console.export_text()
+    for trial in study.get_trials():
+        assert f"{trial.value:.4f}" in text and "…" not in text
+    experiment = mlflow_experiment("search", tracking_uri)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on runs
+    names = {r.info.run_name for r in mlflow_runs(experiment, tracking_uri)}
+    assert {"unit-trial0000", "unit-trial0001"} <= names
+
+
+def mlflow_experiment(name: str, uri: str):
+    from research.tracking import mlflow_client
+
+    return mlflow_client(uri).get_experiment_by_name(name)
+
+
+def mlflow_runs(experiment, uri: str) -> list:
+    from research.tracking import mlflow_client
+
+    return mlflow_client(uri).search_runs([experiment.experiment_id])
