@@ -45,10 +45,14 @@ def ensure_dataset(root: Path, videos_per_class: int = VIDEOS_PER_CLASS, seed: i
 
 
 def run_demo(
-    config: Path = DEMO_CONFIG, seeds: list[int] | None = None, videos_per_class: int = VIDEOS_PER_CLASS
+    config: Path = DEMO_CONFIG,
+    seeds: list[int] | None = None,
+    videos_per_class: int = VIDEOS_PER_CLASS,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
+    """The four stages; ``overwrite`` recomputes feature files made differently (e.g. by an older version)."""
     seeds = seeds or [1, 2, 3, 4]
-    extract_cfg = load_config(ExtractConfig, "extract", config)
+    extract_cfg = load_config(ExtractConfig, "extract", config, {"overwrite": True} if overwrite else None)
     train_cfg = load_config(TrainConfig, "train", config)
     eval_cfg = load_config(EvalConfig, "evaluate", config)
 
@@ -77,10 +81,11 @@ def main() -> int:
     parser.add_argument("--config", type=Path, default=DEMO_CONFIG)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--videos-per-class", type=int, default=VIDEOS_PER_CLASS)
+    parser.add_argument("--overwrite", action="store_true", help="recompute features made with other settings")
     args = parser.parse_args()
     setup_logging(args.verbose)
     start = time.perf_counter()
-    run_demo(args.config, args.seeds, args.videos_per_class)
+    run_demo(args.config, args.seeds, args.videos_per_class, args.overwrite)
     console.print(f"demo finished in {time.perf_counter() - start:.0f} s")
     return 0
 
