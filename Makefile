@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup weights demo test test-all lint ablation results benchmarks clean contact-sheet
+.PHONY: setup weights demo test test-all lint ablation results results-real benchmarks clean contact-sheet
 
 setup: $(STAMP) weights
 
@@ -39,6 +39,10 @@ ablation: setup
 
 results: setup
 	$(PY) -m research.results models
+	$(PY) -m research.results write
+
+results-real: setup
+	$(PY) -m research.results real
 	$(PY) -m research.results write
 
 clean:
