@@ -21,7 +21,7 @@ from research.cli import make_parser, run_cli, setup_logging
 from research.config import ExtractConfig, TrainConfig, config_from_args, load_config
 from research.crossval import CVConfig, cross_validate, table
 
-console = Console()
+console = Console(width=150)  # the table has 9 columns: never squeeze a number into "0.6…"
 
 
 def main() -> int:

@@ -7,11 +7,17 @@ touch a store creates it under a file lock, so parallel workers (Optuna, torchru
 ``make -j``) never race the schema migration.
 
     mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db
+
+Every experiment the project creates is of MLflow 3's classic-ML kind (the UI opens it
+on its runs list, not on the GenAI "Traces" page), and ``train``/``search`` carry a
+default runs-table view (``runs_view_url``, see ``DEFAULT_VIEWS``). ``import mlflow``
+appears in this module only: every other module logs through the helpers here.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import subprocess
@@ -21,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.exceptions import MlflowException
 
 from research.distributed import file_lock
 from research.errors import UserError
@@ -28,7 +35,41 @@ from research.errors import UserError
 log = logging.getLogger(__name__)
 
 # MLflow 3's UI opens an experiment by its kind; without one it lands on the GenAI "Traces" page.
+# The key and value are the UI's own (ExperimentKind.CUSTOM_MODEL_DEVELOPMENT in its JS bundle).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+
+# MLflow 3 keeps the runs table's columns in the browser (local storage), not in the store, and the UI
+# opens with Source/Models/Dataset columns only. The one store-side hook it reads is a *shared view*:
+# an experiment tag ``mlflow.sharedViewState.<key>`` holding the table state as JSON, opened with
+# ``#/experiments/<id>?viewStateShareKey=<key>`` (what the UI's "Share" button writes; read from the
+# installed UI bundle). Column keys are ``<metrics|params|tags|attributes>.`<name>```.
+VIEW_KEY = "default"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+_TRAINING_COLUMNS = [
+    "metrics.`best_val_macro_f1`",
+    "metrics.`test_macro_f1`",
+    "metrics.`test_accuracy`",
+    "params.`model`",
+    "params.`hidden_size`",
+    "params.`num_layers`",
+    "params.`num_heads`",
+    "params.`dropout`",
+    "params.`lr`",
+    "params.`seed`",
+    "attributes.`Duration`",
+]
+DEFAULT_VIEWS: dict[str, dict[str, Any]] = {
+    "train": {"selectedColumns": ["tags.`ensemble`", *_TRAINING_COLUMNS]},
+    # Trial runs, and the parent run's study-level numbers beside them.
+    "search": {
+        "selectedColumns": [
+            "tags.`optuna_state`",
+            "metrics.`best_value`",
+            "metrics.`improvement`",
+            *_TRAINING_COLUMNS,
+        ]
+    },
+}
 
 DEFAULT_DIR = Path("mlruns")
 
@@ -63,6 +104,13 @@ def _quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+def _experiment_tags(name: str) -> dict[str, str]:
+    tags = dict(EXPERIMENT_KIND)
+    if name in DEFAULT_VIEWS:
+        tags[VIEW_TAG] = json.dumps(DEFAULT_VIEWS[name])
+    return tags
+
+
 def get_experiment_id(name: str, uri: str | None = None) -> str:
     """Create the store (once, under a lock) and the experiment if needed, of the classic-ML kind; return its id."""
     _quiet_mlflow()
@@ -72,13 +120,20 @@ def get_experiment_id(name: str, uri: str | None = None) -> str:
         client = mlflow.MlflowClient(uri)
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
-            for key, value in EXPERIMENT_KIND.items():
-                if key not in experiment.tags:  # stores made before the kind was set
+            for key, value in _experiment_tags(name).items():
+                if key not in experiment.tags:  # stores made before these tags existed
                     client.set_experiment_tag(experiment.experiment_id, key, value)
             return experiment.experiment_id
         db = _sqlite_path(uri)
         location = (db.parent / "artifacts" / name).resolve().as_uri() if db else None
-        return client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND)
+        return client.create_experiment(name, artifact_location=location, tags=_experiment_tags(name))
+
+
+def runs_view_url(experiment: str, uri: str | None = None, ui: str = "http://127.0.0.1:5000") -> str:
+    """The experiment's page in ``mlflow ui``, with the default columns when it has a default view."""
+    experiment_id = get_experiment_id(experiment, uri)
+    url = f"{ui.rstrip('/')}/#/experiments/{experiment_id}"
+    return f"{url}?viewStateShareKey={VIEW_KEY}" if experiment in DEFAULT_VIEWS else url
 
 
 def git_commit() -> str:
@@ -141,24 +196,50 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
 
 
 def log_text(text: str, artifact_file: str) -> None:
+    """A text artifact of the active run."""
     mlflow.log_text(text, artifact_file)
 
 
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
+    """A file of the active run, under ``artifact_path``."""
     mlflow.log_artifact(str(path), artifact_path)
 
 
 def set_tag(key: str, value: Any) -> None:
+    """A tag of the active run."""
     mlflow.set_tag(key, str(value))
+
+
+def mlflow_client(uri: str | None = None) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(resolve_tracking_uri(uri))
+
+
+def _search_all(
+    client: mlflow.MlflowClient, experiment_ids: list[str], filter_string: str, order_by: list[str] | None = None
+) -> list:
+    """Every matching run: MLflow returns pages of at most 1000."""
+    runs: list = []
+    token = None
+    while True:
+        page = client.search_runs(experiment_ids, filter_string=filter_string, order_by=order_by, page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def download_checkpoint(run_id: str, out_dir: Path, uri: str | None = None) -> Path:
     """The first ``*.pt`` artifact under a run's ``checkpoints/``, downloaded to ``out_dir/checkpoints/<run_id>/``."""
-
-    client = mlflow.MlflowClient(resolve_tracking_uri(uri))
-    artifacts = [a.path for a in client.list_artifacts(run_id, "checkpoints") if a.path.endswith(".pt")]
+    client = mlflow_client(uri)
+    try:
+        artifacts = sorted(a.path for a in client.list_artifacts(run_id, "checkpoints") if a.path.endswith(".pt"))
+    except MlflowException as err:
+        raise UserError(f"no MLflow run {run_id} in {resolve_tracking_uri(uri)}: {err.message}") from None
     if not artifacts:
-        raise UserError(f"MLflow run {run_id} has no checkpoint artifact under checkpoints/")
+        raise UserError(
+            f"MLflow run {run_id} has no checkpoint (*.pt) under its artifacts' checkpoints/; "
+            "give a training run's id, or the checkpoint file itself"
+        )
     target = Path(out_dir) / "checkpoints" / run_id
     target.mkdir(parents=True, exist_ok=True)
     return Path(client.download_artifacts(run_id, artifacts[0], str(target)))
@@ -166,23 +247,18 @@ def download_checkpoint(run_id: str, out_dir: Path, uri: str | None = None) -> P
 
 def finished_runs(experiment: str, filter_string: str, uri: str | None = None) -> list:
     """FINISHED runs of ``experiment`` matching ``filter_string``, newest first ([] if no such experiment)."""
-    client = mlflow.MlflowClient(resolve_tracking_uri(uri))
+    client = mlflow_client(uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []
-    return client.search_runs(
-        [exp.experiment_id],
-        filter_string=f"{filter_string} and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"],
-    )
+    finished = "attributes.status = 'FINISHED'"
+    query = f"{filter_string} and {finished}" if filter_string.strip() else finished
+    return _search_all(client, [exp.experiment_id], query, order_by=["attributes.start_time DESC"])
 
 
 def terminate_run(run_id: str, status: str, uri: str | None = None) -> None:
-    mlflow.MlflowClient(resolve_tracking_uri(uri)).set_terminated(run_id, status)
-
-
-def mlflow_client(uri: str | None = None) -> mlflow.MlflowClient:
-    return mlflow.MlflowClient(resolve_tracking_uri(uri))
+    """End a run that is not (or no longer) the active one, e.g. KILLED when its process died."""
+    mlflow_client(uri).set_terminated(run_id, status)
 
 
 def log_to_run(
@@ -205,4 +281,4 @@ def child_runs(parent_run_id: str, filter_string: str = "", uri: str | None = No
     c = mlflow_client(uri)
     experiment = c.get_run(parent_run_id).info.experiment_id
     query = f"tags.mlflow.parentRunId = '{parent_run_id}'" + (f" and {filter_string}" if filter_string else "")
-    return c.search_runs([experiment], filter_string=query)
+    return _search_all(c, [experiment], query)

@@ -1,15 +1,36 @@
 from __future__ import annotations
 
+import collections
 import dataclasses
+import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import optuna
 import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+from rich.console import Console
 
+from research import tracking
 from research.config import ConfigError, SearchConfig, TrainConfig
-from research.search import PARENT_ATTR, check_space, prepare_study, run_search, storage_for
+from research.models import list_models
+from research.search import (
+    PARENT_ATTR,
+    check_space,
+    default_space,
+    join_study,
+    prepare_study,
+    resolve_space,
+    run_search,
+    storage_for,
+    suggest,
+    summary_table,
+    worker_seed,
+)
 
 from .conftest import ROOT
 from .test_training import tiny_train_config
@@ -21,6 +42,12 @@ SPACE = {
 }
 
 
+@pytest.fixture()
+def store(session_tracking_store: str) -> str:
+    """The session's MLflow store (a new one costs ~2 s of migrations); tests read only their own study's runs."""
+    return session_tracking_store
+
+
 def search_config(tmp_path: Path, **overrides) -> SearchConfig:
     values = dict(study="unit", trials=2, storage=str(tmp_path / "study.journal"), space=SPACE, pruner="none")
     return SearchConfig(**{**values, **overrides})
@@ -30,6 +57,14 @@ def base_config(tiny_features: Path, tmp_path: Path, tracking_uri: str, **overri
     return tiny_train_config(
         tiny_features, tmp_path / "runs" / "base", **{"epochs": 3, "tracking_uri": tracking_uri, **overrides}
     )
+
+
+def trial_runs(study: optuna.Study, uri: str, filter_string: str = "") -> list:
+    """The study's trial runs in MLflow (nested under its parent run)."""
+    return tracking.child_runs(study.user_attrs[PARENT_ATTR], filter_string, uri)
+
+
+# ----------------------------------------------------------------------- space
 
 
 def test_space_is_checked_before_any_trial(tiny_features: Path, tmp_path: Path) -> None:
@@ -53,57 +88,143 @@ def test_space_is_checked_before_any_trial(tiny_features: Path, tmp_path: Path) 
         check_space({"lr": {"type": "float", "low": 0.1, "high": 0.2}}, base)
 
 
-def test_trial_zero_is_the_baseline_and_restarts_continue_numbering(
-    tiny_features: Path, tmp_path: Path, tracking_uri: str
-) -> None:
-    import mlflow
+def test_default_space_surrounds_the_config_and_an_empty_space_is_refused() -> None:
+    demo = TrainConfig(hidden_size=128, num_layers=1, num_heads=4, dropout=0.2)  # the demo's sizes
+    space = resolve_space(SearchConfig(space=None), demo)
+    assert space == default_space(demo)
+    assert set(space) == {"hidden_size", "num_layers", "num_heads", "dropout"}
+    assert space["hidden_size"]["choices"] == [64, 128, 256] and space["num_heads"]["choices"] == [2, 4, 8]
+    assert set(default_space(dataclasses.replace(demo, model="mean_pool"))) == {"hidden_size", "num_layers", "dropout"}
+    for model in list_models():  # every model, demo-sized and baseline-sized: valid pairs, baseline inside
+        for base in (dataclasses.replace(demo, model=model), TrainConfig(model=model)):
+            check_space(default_space(base), base)
+    with pytest.raises(ConfigError, match=r"search\.space is empty.*leave search\.space out"):
+        resolve_space(SearchConfig(space={}), demo)
 
-    base = base_config(tiny_features, tmp_path, tracking_uri)
+
+# ---------------------------------------------------------------------- study
+
+
+def test_trial_zero_is_the_baseline_and_restarts_continue_numbering(
+    tiny_features: Path, tmp_path: Path, store: str
+) -> None:
+    base = base_config(tiny_features, tmp_path, store)
     cfg = search_config(tmp_path)
     run_search(cfg, base)
-    summary = run_search(cfg, base)  # the same study again: resumes
+    summary = run_search(cfg, base)  # the same study again: resumes, as the next worker
     study = optuna.load_study(study_name="unit", storage=storage_for(cfg)[0])
     trials = study.get_trials()
     assert [t.number for t in trials] == [0, 1, 2, 3]
     assert trials[0].params == {"hidden_size": base.hidden_size, "dropout": base.dropout, "lr": base.lr}
     assert trials[0].user_attrs["baseline"] is True
+    assert [t.user_attrs["worker"] for t in trials] == [0, 0, 1, 1]
+    assert [t.user_attrs["sampler_seed"] for t in trials] == [worker_seed(0, w, False) for w in (0, 0, 1, 1)]
     assert (
         summary["baseline_value"] == trials[0].value
         and summary["improvement"] == summary["best_value"] - trials[0].value
     )
-    parent = mlflow.get_run(study.user_attrs[PARENT_ATTR])
+    client = tracking.mlflow_client(store)
+    parent = client.get_run(study.user_attrs[PARENT_ATTR])
     assert parent.data.metrics["trials"] == 4 and "best_value" in parent.data.metrics
-    children = mlflow.search_runs(
-        experiment_names=["search"],
-        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-        output_format="list",
-    )
+    children = trial_runs(study, store)
     assert sorted(int(r.data.tags["trial"]) for r in children) == [0, 1, 2, 3]
+    assert {r.info.run_name for r in children} == {f"unit-trial{n:04d}" for n in range(4)}
     assert all(r.data.tags["optuna_state"] == "COMPLETE" for r in children)
     assert {r.data.params["hidden_size"] for r in children} <= {"16", "32"}
-    client = mlflow.MlflowClient(tracking_uri)
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "plots")} >= {"plots/optimization_history.png"}
+    # The UI opens the experiment on its runs, and the default view's columns are ones these runs have.
+    experiment = client.get_experiment(parent.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    have = {f"metrics.`{k}`" for r in [parent, *children] for k in r.data.metrics}
+    have |= {f"params.`{k}`" for r in children for k in r.data.params} | {"attributes.`Duration`"}
+    have |= {f"tags.`{k}`" for r in children for k in r.data.tags}
+    columns = json.loads(experiment.tags["mlflow.sharedViewState.default"])["selectedColumns"]
+    assert set(columns) <= have, set(columns) - have
 
 
-def test_pruner_stops_a_hopeless_trial_early(tiny_features: Path, tmp_path: Path, tracking_uri: str) -> None:
+def test_pruner_stops_a_hopeless_trial_early(tiny_features: Path, tmp_path: Path, store: str) -> None:
     """Designed case: after the baseline, a trial with a learning rate too small to learn anything."""
-    base = base_config(tiny_features, tmp_path, tracking_uri, epochs=6, patience=10)
+    base = base_config(tiny_features, tmp_path, store, epochs=6, patience=10)
     space = {"lr": {"type": "float", "low": 1e-9, "high": 1e-2, "log": True}}
     cfg = search_config(
         tmp_path, space=space, pruner="median", pruner_startup_trials=1, pruner_warmup_epochs=1, trials=0
     )
     study = prepare_study(cfg, base)
     study.enqueue_trial({"lr": 1e-9})
-    run_search(SearchConfig(**{**cfg.__dict__, "trials": 2}), base)
+    run_search(dataclasses.replace(cfg, trials=2), base)
     hopeless = study.get_trials()[1]
     assert hopeless.params["lr"] == 1e-9
-    assert hopeless.state == optuna.trial.TrialState.PRUNED
+    assert hopeless.state == TrialState.PRUNED
     assert max(hopeless.intermediate_values) < base.epochs - 1  # stopped before its last epoch
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used:UserWarning")  # ask() by hand
+def test_each_worker_has_its_own_seed_and_a_lone_worker_is_reproducible(
+    tiny_features: Path, tmp_path: Path, store: str
+) -> None:
+    base = base_config(tiny_features, tmp_path, store)
+
+    def first_proposal(study: optuna.Study) -> dict:
+        study.ask()  # the baseline
+        return suggest(study.ask(), SPACE)
+
+    fresh = [join_study(search_config(tmp_path, storage=str(tmp_path / f"{i}.journal")), base) for i in range(2)]
+    assert [w.number for w in fresh] == [0, 0] and fresh[0].seed == fresh[1].seed == worker_seed(0, 0, False)
+    proposal = first_proposal(fresh[0].study)
+    assert first_proposal(fresh[1].study) == proposal  # one worker: the same study again
+    restarted = join_study(search_config(tmp_path, storage=str(tmp_path / "0.journal")), base)
+    assert restarted.number == 1 and restarted.seed != fresh[0].seed
+    assert suggest(restarted.study.ask(), SPACE) != proposal  # a restart does not replay worker 0
+    reseeded = join_study(search_config(tmp_path, storage=str(tmp_path / "2.journal"), sampler_seed=1), base)
+    assert reseeded.number == 0 and reseeded.seed != fresh[0].seed
+
+    # RDB (several machines, no file lock): the creator is worker 0 as on a journal; a later worker's number
+    # might be read by another machine at once, so host and pid go into its seed.
+    rdb = search_config(tmp_path, storage=f"sqlite:///{tmp_path / 'optuna.db'}")
+    creator, joiner = join_study(rdb, base), join_study(rdb, base)
+    assert (creator.number, creator.seed) == (0, fresh[0].seed)
+    assert joiner.number == 1 and joiner.seed not in {worker_seed(0, 1, False), creator.seed}
+    assert joiner.study.user_attrs[PARENT_ATTR] == creator.study.user_attrs[PARENT_ATTR]  # set up once
+    assert len(joiner.study.get_trials()) == 1  # one baseline
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used:UserWarning")  # ask() by hand
+@pytest.mark.parametrize("kind", ["journal", "rdb"])
+def test_a_dead_trial_is_failed_and_retried_once_and_a_live_one_is_left_alone(tmp_path: Path, kind: str) -> None:
+    """Two dead trials (one beat, then nothing; one of them already a retry) and a live one older than the grace."""
+    if kind == "journal":  # sub-second beats are fine on a journal; RDBStorage takes whole seconds
+        cfg = SearchConfig(study="hb", storage=str(tmp_path / "hb.journal"), heartbeat_s=0.2, stale_after_s=1.0)
+    else:
+        cfg = SearchConfig(study="hb", storage=f"sqlite:///{tmp_path / 'hb.db'}", heartbeat_s=1, stale_after_s=2)
+    storage = storage_for(cfg)[0]
+    study = optuna.create_study(study_name="hb", storage=storage, direction="maximize")
+    distributions = {"x": FloatDistribution(0, 1)}
+    dead, dead_retry = study.ask(distributions), study.ask(distributions)
+    for trial in (dead, dead_retry):
+        storage.record_heartbeat(trial._trial_id)  # their workers beat once and were killed
+    storage.set_trial_system_attr(dead_retry._trial_id, "retry_history", [7])  # itself the retry of trial 7
+    seen: dict[str, TrialState] = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        time.sleep(cfg.stale_after_s + 0.5)  # every trial is now older than the grace period
+        other_worker = optuna.load_study(study_name="hb", storage=storage_for(cfg)[0])
+        optuna.storages.fail_stale_trials(other_worker)
+        seen["live"] = other_worker.get_trials()[trial.number].state
+        return trial.suggest_float("x", 0, 1)
+
+    study.optimize(objective, n_trials=1)
+    assert seen["live"] == TrialState.RUNNING  # its heartbeat is fresh: another worker left it alone
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE, TrialState.WAITING]
+    retry = trials[3]
+    assert retry.params == dead.params and retry.user_attrs["retry_of"] == dead.number
+    assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == dead.number
+    # dead_retry was a retry already: failed, not queued a second time
 
 
 def worker_args(
     tiny_features: Path, tmp_path: Path, tracking_uri: str, cfg: SearchConfig, trials: int, epochs: int = 2
-) -> list[str]:
+):
     config = tmp_path / "search.yaml"
     # A beat every second, stale after 3 s: a killed worker's trial is found quickly, a live one never.
     config.write_text(f"# test\nsearch:\n  space: {SPACE}\n  pruner: none\n  heartbeat_s: 1\n  stale_after_s: 3\n")
@@ -136,109 +257,124 @@ def worker_args(
     ]
 
 
-def test_two_worker_processes_share_one_study(tiny_features: Path, tmp_path: Path, tracking_uri: str) -> None:
+def test_two_worker_processes_share_one_study(tiny_features: Path, tmp_path: Path, store: str) -> None:
     """Create the study, then two worker processes run 2 trials each on one journal file: 4 distinct trials."""
-    base = base_config(tiny_features, tmp_path, tracking_uri)
+    base = base_config(tiny_features, tmp_path, store)
     cfg = search_config(tmp_path, trials=0)
-    prepare_study(cfg, base)
-    args = worker_args(tiny_features, tmp_path, tracking_uri, cfg, trials=2)
+    prepare_study(cfg, base)  # worker 0
+    args = worker_args(tiny_features, tmp_path, store, cfg, trials=2, epochs=1)
     workers = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     logs = [w.communicate(timeout=300)[0] for w in workers]
     assert all(w.returncode == 0 for w in workers), logs
     study = optuna.load_study(study_name="unit", storage=storage_for(cfg)[0])
     trials = study.get_trials()
     assert sorted(t.number for t in trials) == [0, 1, 2, 3]
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)  # no live trial was taken for dead
+    assert all(t.state == TrialState.COMPLETE for t in trials)  # no live trial was taken for dead
     assert sum(bool(t.user_attrs.get("baseline")) for t in trials) == 1
     proposed = [tuple(sorted(t.params.items())) for t in trials if not t.user_attrs.get("baseline")]
     assert len(set(proposed)) == len(proposed) == 3  # the workers did not propose the same parameters
-    seeds = {v for k, v in study.user_attrs.items() if k.startswith("worker_")}
-    assert len(seeds) == 3  # the creating process and the two workers: one sampler seed each
+    assert collections.Counter(t.user_attrs["worker"] for t in trials) == {1: 2, 2: 2}
+    assert all(t.user_attrs["sampler_seed"] == worker_seed(0, t.user_attrs["worker"], False) for t in trials)
+    assert {int(r.data.tags["worker"]) for r in trial_runs(study, store)} == {1, 2}
 
 
-def test_killed_study_restarts_and_trial_numbers_continue(
-    tiny_features: Path, tmp_path: Path, tracking_uri: str
+def test_a_killed_worker_s_trial_is_failed_and_retried_by_the_next_worker(
+    tiny_features: Path, tmp_path: Path, store: str
 ) -> None:
-    import signal
-    import time
-
-    base = base_config(tiny_features, tmp_path, tracking_uri)
+    base = base_config(tiny_features, tmp_path, store)
     cfg = search_config(tmp_path, trials=0)
     study = prepare_study(cfg, base)
     worker = subprocess.Popen(
-        worker_args(tiny_features, tmp_path, tracking_uri, cfg, trials=50, epochs=4),
+        worker_args(tiny_features, tmp_path, store, cfg, trials=50, epochs=4),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 240
-    while sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.get_trials()) < 2:
+    while not any(t.state == TrialState.RUNNING and t.intermediate_values for t in study.get_trials()):
         assert time.time() < deadline and worker.poll() is None
-        time.sleep(0.2)
-    while not any(t.state == optuna.trial.TrialState.RUNNING and t.intermediate_values for t in study.get_trials()):
-        time.sleep(0.05)  # a trial in the middle of training: all its parameters drawn, an epoch reported
+        time.sleep(0.05)  # the baseline in the middle of training: parameters drawn, an epoch reported
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     before = study.get_trials()
-    (killed,) = [t for t in before if t.state == optuna.trial.TrialState.RUNNING]
-    time.sleep(3)  # longer than stale_after_s
+    (killed,) = [t for t in before if t.state == TrialState.RUNNING]
+    (run,) = trial_runs(study, store, f"tags.trial = '{killed.number}'")
+    assert run.info.status == "RUNNING"  # what a kill -9 leaves behind
+    time.sleep(max(0.0, killed.system_attrs["heartbeat"] + 3.2 - time.time()))  # past stale_after_s
     restarted = subprocess.run(
-        worker_args(tiny_features, tmp_path, tracking_uri, cfg, trials=1), capture_output=True, text=True, timeout=300
+        worker_args(tiny_features, tmp_path, store, cfg, trials=1), capture_output=True, text=True, timeout=300
     )
     assert restarted.returncode == 0, restarted.stdout[-2000:]
     after = study.get_trials()
-    assert [t.number for t in after] == list(range(len(before) + 1))  # same study, numbering continues
-    assert after[-1].state == optuna.trial.TrialState.COMPLETE
-    assert all(a.state == b.state for a, b in zip(before, after, strict=False) if a.state.is_finished())  # nothing lost
-    # The dead worker's trial is failed, not left RUNNING, and its parameters were run again.
-    assert after[killed.number].state == optuna.trial.TrialState.FAIL
-    assert after[-1].params == killed.params and after[-1].system_attrs["failed_trial"] == killed.number
-    import mlflow
-
-    (run,) = mlflow.search_runs(
-        experiment_names=["search"], filter_string=f"tags.trial = '{killed.number}'", output_format="list"
-    )
+    assert [t.number for t in after] == [0, 1]  # same study, numbering continues
+    # The dead worker's trial is failed, not left RUNNING, and its parameters were run again: still the baseline.
+    assert after[killed.number].state == TrialState.FAIL
+    retry = after[-1]
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    assert retry.user_attrs["retry_of"] == killed.number and retry.user_attrs["worker"] == 2
+    assert retry.user_attrs["baseline"] is True
+    parent = tracking.mlflow_client(store).get_run(study.user_attrs[PARENT_ATTR])
+    assert parent.data.metrics["baseline_value"] == retry.value  # the study still answers "did we beat it?"
+    (run,) = trial_runs(study, store, f"tags.trial = '{killed.number}'")
     assert run.info.status == "KILLED" and run.data.tags["optuna_state"] == "FAIL"
+    (rerun,) = trial_runs(study, store, f"tags.trial = '{retry.number}'")
+    assert rerun.info.status == "FINISHED" and rerun.data.tags["retry_of"] == str(killed.number)
 
 
-def test_default_space_surrounds_the_config_and_an_empty_space_is_refused(tiny_features: Path, tmp_path: Path) -> None:
-    from research.search import default_space, resolve_space
-
-    demo = TrainConfig(hidden_size=128, num_layers=1, num_heads=4, dropout=0.2)  # the demo's sizes
-    space = resolve_space(SearchConfig(space=None), demo)
-    assert space == default_space(demo)
-    assert {"hidden_size", "num_layers", "num_heads", "dropout"} <= set(space)
-    check_space(space, demo)  # valid for every pair, and the baseline lies inside
-    assert set(default_space(dataclasses.replace(demo, model="mean_pool"))) == {"hidden_size", "num_layers", "dropout"}
-    with pytest.raises(ConfigError, match=r"search\.space is empty"):
-        resolve_space(SearchConfig(space={}), demo)
+# ----------------------------------------------------------------------- output
 
 
-def test_summary_table_keeps_every_number_at_80_columns(tiny_features: Path, tmp_path: Path, tracking_uri: str) -> None:
-    from rich.console import Console
+def test_summary_table_keeps_every_number_at_80_columns() -> None:
+    """Eight parameters with long names; the best five and the baseline shown, a pruned trial's value not."""
+    study = optuna.create_study(study_name="a-study-with-a-long-name", direction="maximize")
+    distributions = {
+        "classifier_dropout": FloatDistribution(0.0, 0.6),
+        "dropout": FloatDistribution(0.0, 0.5),
+        "hidden_size": CategoricalDistribution([64, 128, 256]),
+        "label_smoothing": FloatDistribution(0.0, 0.3),
+        "lr": FloatDistribution(1e-5, 1e-2, log=True),
+        "num_heads": CategoricalDistribution([2, 4, 8]),
+        "num_layers": IntDistribution(1, 4),
+        "weight_decay": FloatDistribution(1e-4, 1.0, log=True),
+    }
 
-    from research.search import summary_table
+    def params(i: int) -> dict:
+        return {
+            "classifier_dropout": 0.0123 * i,
+            "dropout": 0.0456 * i,
+            "hidden_size": [64, 128, 256][i % 3],
+            "label_smoothing": 0.0111 * i,
+            "lr": 1.234e-5 * (i + 1),
+            "num_heads": [2, 4, 8][i % 3],
+            "num_layers": 1 + i % 4,
+            "weight_decay": 1.5e-4 * (i + 1),
+        }
 
-    base = base_config(tiny_features, tmp_path, tracking_uri)
-    run_search(search_config(tmp_path, trials=2), base)
-    study = optuna.load_study(study_name="unit", storage=storage_for(search_config(tmp_path))[0])
+    values = [0.4321, 0.8123, 0.7234, 0.9345, 0.6456, 0.8567, 0.5678, 0.7789]
+    for i, value in enumerate(values):
+        attrs = {"baseline": True} if i == 0 else {}
+        study.add_trial(
+            optuna.create_trial(params=params(i), distributions=distributions, value=value, user_attrs=attrs)
+        )
+    pruned = optuna.create_trial(
+        params=params(8),
+        distributions=distributions,
+        state=TrialState.PRUNED,
+        value=0.9999,  # as Optuna stores it: the last reported value
+        intermediate_values={0: 0.9999},
+    )
+    study.add_trial(pruned)
+    study.add_trial(optuna.create_trial(params=params(9), distributions=distributions, state=TrialState.FAIL))
+
     console = Console(width=80, record=True)
     console.print(summary_table(study))
     text = console.export_text()
-    for trial in study.get_trials():
-        assert f"{trial.value:.4f}" in text and "…" not in text
-    experiment = mlflow_experiment("search", tracking_uri)
-    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI opens on runs
-    names = {r.info.run_name for r in mlflow_runs(experiment, tracking_uri)}
-    assert {"unit-trial0000", "unit-trial0001"} <= names
-
-
-def mlflow_experiment(name: str, uri: str):
-    from research.tracking import mlflow_client
-
-    return mlflow_client(uri).get_experiment_by_name(name)
-
-
-def mlflow_runs(experiment, uri: str) -> list:
-    from research.tracking import mlflow_client
-
-    return mlflow_client(uri).search_runs([experiment.experiment_id])
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= 80
+    shown = [*sorted(range(1, 8), key=lambda i: values[i], reverse=True)[:5], 0]
+    for i in shown:
+        assert f"{values[i]:.4f}" in text and f"{values[i] - values[0]:+.4f}" in text
+        for key, value in params(i).items():  # every name=value whole on one line
+            assert (f"{key}={value:.3g}" if isinstance(value, float) else f"{key}={value}") in text
+    assert "0 (baseline)" in text
+    assert "0.9999" not in text  # a pruned trial's value is an early epoch's, not a result
+    assert f"{values[4]:.4f}" not in text and f"{values[6]:.4f}" not in text  # sixth and seventh best
+    assert "10 trials: 8 COMPLETE, 1 PRUNED, 1 FAIL" in text
