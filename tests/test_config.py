@@ -40,15 +40,14 @@ def test_baseline_records_the_seed_values() -> None:
 
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_experiment_config_builds(path: Path) -> None:
-    from research import config as config_module
+    from research.config import EvalConfig, SearchConfig
+    from research.crossval import CVConfig
 
+    stages = {"extract": ExtractConfig, "train": TrainConfig, "evaluate": EvalConfig, "search": SearchConfig}
     sections = read_yaml(path)
     assert sections, f"{path.name} is empty"
     for section in sections:
-        cls = {"extract": ExtractConfig, "train": TrainConfig}.get(section) or getattr(
-            config_module, {"evaluate": "EvalConfig", "search": "SearchConfig"}[section]
-        )
-        load_config(cls, section, path)
+        load_config((stages | {"cv": CVConfig})[section], section, path)
     first = path.read_text().splitlines()[0]
     assert first.startswith("#"), f"{path.name} must start with a comment naming the command that runs it"
 
