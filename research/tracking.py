@@ -8,9 +8,10 @@ touch a store creates it under a file lock, so parallel workers (Optuna, torchru
 
     mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db
 
-Every experiment the project creates is of MLflow 3's classic-ML kind (the UI opens it
-on its runs list, not on the GenAI "Traces" page), and ``train``/``search`` carry a
-default runs-table view (``runs_view_url``, see ``DEFAULT_VIEWS``). ``import mlflow``
+Every experiment the project creates is tagged of MLflow 3's classic-ML kind, and
+``train``/``search`` carry a default runs-table view (``DEFAULT_VIEWS``). The MLflow
+3.17 UI itself opens on its GenAI pages until told otherwise: ``runs_view_url`` gives
+the link that opens an experiment on its runs list, with those columns. ``import mlflow``
 appears in this module only: every other module logs through the helpers here.
 """
 
@@ -34,15 +35,21 @@ from research.errors import UserError
 
 log = logging.getLogger(__name__)
 
-# MLflow 3's UI opens an experiment by its kind; without one it lands on the GenAI "Traces" page.
-# The key and value are the UI's own (ExperimentKind.CUSTOM_MODEL_DEVELOPMENT in its JS bundle).
+# MLflow 3's experiment kind; the key and value are the UI's own (ExperimentKind.CUSTOM_MODEL_DEVELOPMENT in
+# its JS bundle). MLflow 3 UIs built without workflow-based navigation open an experiment by this tag. The
+# 3.17 UI (built with it) ignores the tag: it takes the kind from its sidebar switch "GenAI | Model
+# training" (browser local storage ``mlflow.workflowType``, GenAI by default) or from the URL parameter
+# ``workflowType=machine_learning``, which ``runs_view_url`` therefore sets (checked with headless Chromium
+# against ``mlflow server`` 3.17.2: without it, the GenAI Overview; with it, the runs list).
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
 # MLflow 3 keeps the runs table's columns in the browser (local storage), not in the store, and the UI
 # opens with Source/Models/Dataset columns only. The one store-side hook it reads is a *shared view*:
 # an experiment tag ``mlflow.sharedViewState.<key>`` holding the table state as JSON, opened with
-# ``#/experiments/<id>?viewStateShareKey=<key>`` (what the UI's "Share" button writes; read from the
-# installed UI bundle). Column keys are ``<metrics|params|tags|attributes>.`<name>```.
+# ``#/experiments/<id>/runs?viewStateShareKey=<key>`` (what the UI's "Share" button writes; read from the
+# installed UI bundle, and seen to work in 3.17.2: "You're viewing a shared view" with these columns). The
+# key must be on the runs tab's URL: a redirect from ``#/experiments/<id>`` drops it. Column keys are
+# ``<metrics|params|tags|attributes>.`<name>```; a column no run has is not shown.
 VIEW_KEY = "default"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 _TRAINING_COLUMNS = [
@@ -130,10 +137,10 @@ def get_experiment_id(name: str, uri: str | None = None) -> str:
 
 
 def runs_view_url(experiment: str, uri: str | None = None, ui: str = "http://127.0.0.1:5000") -> str:
-    """The experiment's page in ``mlflow ui``, with the default columns when it has a default view."""
+    """The experiment's runs list in ``mlflow ui`` (not its GenAI pages), with its default columns if it has a view."""
     experiment_id = get_experiment_id(experiment, uri)
-    url = f"{ui.rstrip('/')}/#/experiments/{experiment_id}"
-    return f"{url}?viewStateShareKey={VIEW_KEY}" if experiment in DEFAULT_VIEWS else url
+    url = f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    return f"{url}&viewStateShareKey={VIEW_KEY}" if experiment in DEFAULT_VIEWS else url
 
 
 def git_commit() -> str:
