@@ -13,18 +13,13 @@ experiment `train`: mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db
 from research.cli import banner, make_parser, run_cli, setup_logging
 from research.config import TrainConfig, config_from_args
 from research.distributed import context
-from research.search import run_search, search_config_from_args
+from research.search import add_search_arguments, run_search, search_config_from_args
 from research.training import train
 
 
 def main() -> int:
     parser = make_parser(__doc__, TrainConfig)
-    parser.add_argument(
-        "--search", action="store_true", help="run an Optuna study around this config instead of one run"
-    )
-    parser.add_argument("--study", default=None, help="Optuna study name (with --search)")
-    parser.add_argument("--trials", type=int, default=None, help="trials for this worker to run (with --search)")
-    parser.add_argument("--storage", default=None, help="Optuna storage URL or journal file (with --search)")
+    add_search_arguments(parser, "run an Optuna study around this config instead of one run")
     args = parser.parse_args()
     setup_logging(args.verbose)
     cfg = config_from_args(TrainConfig, "train", args)

@@ -102,6 +102,22 @@ def synthetic_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives byte-identical files")
     parser.add_argument("--min-seconds", type=float, default=3.0, help="shortest video")
     parser.add_argument("--max-seconds", type=float, default=12.0, help="longest video")
+    parser.add_argument(
+        "--difficulty",
+        type=float,
+        nargs=2,
+        default=(0.0, 1.0),
+        metavar=("LO", "HI"),
+        help="each video draws its difficulty (confusers, overlays, compression) uniformly from [LO, HI]",
+    )
+    parser.add_argument(
+        "--fractions",
+        type=float,
+        nargs=3,
+        default=(0.6, 0.2, 0.2),
+        metavar=("TRAIN", "VAL", "TEST"),
+        help="share of each class's videos per split",
+    )
     parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     parser.add_argument("--contact-sheet", default=None, help="write a PNG with one frame per subcategory and exit")
     args = parser.parse_args(argv)
@@ -116,8 +132,10 @@ def synthetic_main(argv: list[str] | None = None) -> None:
             args.out,
             args.videos_per_class,
             args.seed,
+            fractions=tuple(args.fractions),
             min_seconds=args.min_seconds,
             max_seconds=args.max_seconds,
+            difficulty=tuple(args.difficulty),
             workers=args.workers,
         )
         elapsed = time.perf_counter() - start

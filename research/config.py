@@ -329,6 +329,7 @@ class TrainConfig:
     label_smoothing: float = opt(0.1, "our choice: 4 classes with confusable content; calibrates TTA averaging")
     grad_clip: float = opt(1.0, "our choice: LSTMs need clipping; 1.0 is the common norm")
     patience: int = opt(8, "our choice: epochs without a better val macro-F1 before stopping")
+    keep: str = opt("best", "best: the epoch with the best val macro-F1 (early stopping) | last: fixed schedule")
     aug_crop: float = opt(0.8, "min fraction of valid frames kept by the random temporal crop (1 = off)")
     aug_frame_dropout: float = opt(0.1, "probability of dropping each valid frame during training (0 = off)")
     in_memory: str = opt("auto", "auto | yes | no: load features into RAM when they fit, else read lazily")
@@ -347,8 +348,8 @@ class TrainConfig:
         if self.model not in list_models():
             hint = did_you_mean(self.model, list_models())
             raise ConfigError(f"unknown model {self.model!r}{hint}; registered: {list_models()}")
-        if self.in_memory not in ("auto", "yes", "no"):
-            raise ConfigError(f"in_memory must be auto, yes or no, got {self.in_memory!r}")
+        if self.in_memory not in ("auto", "yes", "no") or self.keep not in ("best", "last"):
+            raise ConfigError(f"in_memory must be auto|yes|no and keep best|last: {self.in_memory!r}, {self.keep!r}")
         if not 0 < self.aug_crop <= 1 or not 0 <= self.aug_frame_dropout < 1:
             raise ConfigError("aug_crop must be in (0, 1] and aug_frame_dropout in [0, 1)")
 

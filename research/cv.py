@@ -2,11 +2,16 @@
 
     python -m research.cv --config experiments/real.yaml --folds 5 --group-by source
     python -m research.cv --config experiments/real.yaml --model linear out_dir=outputs/cv/linear
+    python -m research.cv --config experiments/real.yaml --search --study real-recipe --trials 40
 
 Features are extracted once (the config's ``extract:`` section, one split folder such as
 ``all/``); folds are grouped (``--group-by`` a manifest column, ``subcategory`` or
 ``regex:PATTERN``), stratified by class and deterministic; validation comes from the
 training folds only. Writes OUT_DIR/cv.json and one MLflow parent run (experiment ``cv``).
+
+``--search`` runs an Optuna study (the config's ``search:`` section) whose trials are scored
+on the validation carves of the training folds only (``crossval.InnerValidation``): the way
+to choose a recipe without looking at the test folds; then run the CV with the winner.
 See ``research/crossval.py``.
 """
 
@@ -17,9 +22,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from research.cli import make_parser, run_cli, setup_logging
+from research.cli import banner, make_parser, run_cli, setup_logging
 from research.config import ExtractConfig, TrainConfig, config_from_args, load_config
-from research.crossval import CVConfig, cross_validate, table
+from research.crossval import CVConfig, InnerValidation, cross_validate, table
+from research.search import add_search_arguments, run_search, search_config_from_args
 
 console = Console(width=150)  # the table has 9 columns: never squeeze a number into "0.6…"
 
@@ -27,12 +33,18 @@ console = Console(width=150)  # the table has 9 columns: never squeeze a number 
 def main() -> int:
     parser = make_parser(__doc__, CVConfig)
     parser.add_argument("--model", default=None, help="train this registered model instead of the config's")
+    add_search_arguments(parser, "choose a recipe: an Optuna study scored on the training folds' validation carves")
     args = parser.parse_args()
     setup_logging(args.verbose)
     cfg = config_from_args(CVConfig, "cv", args)
     extract_cfg = load_config(ExtractConfig, "extract", args.config)
     train_cfg = load_config(TrainConfig, "train", args.config, {"model": args.model} if args.model else None)
     name = f"{Path(args.config).stem if args.config else 'cv'}-{train_cfg.model}"
+    if args.search:
+        search_cfg = search_config_from_args(args)
+        banner(f"Optuna study {search_cfg.study}: scored on inner validation only")
+        run_search(search_cfg, train_cfg, fit=InnerValidation(cfg, extract_cfg, train_cfg))
+        return 0
     report = cross_validate(cfg, extract_cfg, dataclasses.replace(train_cfg, experiment="cv"), name)
     console.print(table(report))
     console.print(f"{cfg.out_dir}/cv.json; {report['seconds']:.0f} s; MLflow experiment 'cv'")

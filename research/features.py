@@ -28,6 +28,7 @@ it; rows of removed or changed videos are left out. Memory holds a few parts.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -296,6 +297,23 @@ def stamps_in_file(path: str | Path) -> dict[str, str]:
         stamps = [v.decode() for v in f["stamps"][:]] if "stamps" in f else [""] * len(ids)
         skipped = json.loads(f.attrs.get("skipped_ids", "{}"))
     return dict(zip(ids, stamps, strict=True)) | skipped
+
+
+def content_fingerprint(path: str | Path) -> str:
+    """A digest of what a file holds (settings, ids, labels, frame counts, features, in chunks): two files
+    with the same digest hold the same data. A checkpoint records it for its train and val files, so
+    a member is re-used only while its training data is still the data it was trained on."""
+    digest = hashlib.sha256()
+    with h5py.File(path, "r") as f:
+        digest.update(str(f.attrs.get("settings_fingerprint", "")).encode())
+        if "video_ids" in f:  # variable-length strings: their bytes, not the object array's pointers
+            digest.update("\n".join(v.decode() if isinstance(v, bytes) else str(v) for v in f["video_ids"][:]).encode())
+        for name in ("labels", "num_frames"):
+            digest.update(np.ascontiguousarray(f[name][:]).tobytes())
+        features = f["features"]
+        for start in range(0, features.shape[0], 64):
+            digest.update(np.ascontiguousarray(features[start : start + 64]).tobytes())
+    return digest.hexdigest()[:16]
 
 
 # ---------------------------------------------------------------------- reading

@@ -18,7 +18,8 @@ from rich.rule import Rule
 
 from research.checkpoints import build_model, check_compatible, checkpoint_features, checkpoint_name, load_checkpoint
 from research.config import TrainConfig
-from research.data.dataset import FeatureDataset
+from research.data.dataset import FeatureDataset, split_path
+from research.features import content_fingerprint
 from research.metrics import classification_metrics
 from research.training import train
 from research.tta import DEFAULT_MODES, get_views, predict
@@ -35,7 +36,7 @@ def train_members(
     for seed in seeds:
         cfg = dataclasses.replace(base, seed=seed, overwrite=True)  # this folder's members follow the config
         path = Path(cfg.out_dir) / checkpoint_name(seed)
-        if path.is_file() and _same_run(load_checkpoint(path)["config"], cfg):
+        if path.is_file() and _same_run(load_checkpoint(path), cfg):
             log.info("member %d: re-using %s", seed, path)
         else:
             console.print(Rule(f"[bold]train {cfg.model} seed {seed}"))
@@ -50,9 +51,11 @@ def train_members(
     return paths
 
 
-def _same_run(recorded: dict[str, Any], cfg: TrainConfig) -> bool:
-    """A recorded config equals ``cfg`` (``overwrite`` only says how the file may be replaced)."""
-    return {**recorded, "overwrite": cfg.overwrite} == dataclasses.asdict(cfg)
+def _same_run(checkpoint: dict[str, Any], cfg: TrainConfig) -> bool:
+    """The checkpoint was trained with ``cfg`` (``overwrite`` aside) on the data its train/val files hold now."""
+    data = {s: content_fingerprint(split_path(cfg.features_dir, s, cfg.multi_scale)) for s in ("train", "val")}
+    recorded = checkpoint["config"]
+    return {**recorded, "overwrite": cfg.overwrite} == dataclasses.asdict(cfg) and checkpoint.get("data") == data
 
 
 def score_member(
@@ -62,7 +65,8 @@ def score_member(
     device: torch.device | None = None,
     batch_size: int = 64,
 ) -> dict[str, Any]:
-    """Probabilities, predictions and metrics of one member on one feature file, plain and with TTA."""
+    """Probabilities, predictions and metrics of one member on one feature file, plain and with TTA
+    (``tta_modes=()``: plain only)."""
     ckpt = load_checkpoint(checkpoint)
     ds = FeatureDataset(features)
     check_compatible(checkpoint_features(ckpt), ds.attrs, str(checkpoint), str(features))
@@ -70,7 +74,8 @@ def score_member(
     device = device or torch.device("cpu")
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size)
     out: dict[str, Any] = {"labels": ds.labels.tolist(), "video_ids": ds.video_ids}
-    for variant, views in (("plain", None), ("tta", get_views(tta_modes))):
+    variants = [("plain", None)] + ([("tta", get_views(tta_modes))] if tta_modes else [])
+    for variant, views in variants:
         probs, _ = predict(model, loader, device, views)
         pred = probs.argmax(1)
         m = classification_metrics(ds.labels, pred, ds.num_classes)

@@ -10,11 +10,15 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from research.checkpoints import build_model, load_checkpoint
 from research.cli import banner, console, make_parser, run_cli, setup_logging
@@ -24,17 +28,48 @@ from research.data.dataset import split_path
 from research.evaluation import evaluate
 from research.extraction import extract
 from research.members import mean_std, score_member, train_members
+from research.metrics import bootstrap_difference
 from research.models import count_parameters, list_models
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "experiments" / "demo.yaml"
 REAL_CONFIG = ROOT / "experiments" / "real.yaml"
+PROBE_CONFIG = ROOT / "experiments" / "real_probe.yaml"
+
+
+DIFFICULTY_BINS = tuple(i / 10 for i in range(11))  # 0.1 wide: the demo spans [0.5, 1], five bins
+
+
+def difficulty_of(video_ids: list[str], data_dir: Path) -> list[float] | None:
+    """Each video's generator difficulty from ``DATA_DIR/manifest.csv`` (None: no such column)."""
+    manifest = data_dir / "manifest.csv"
+    if not manifest.is_file():
+        return None
+    with manifest.open(newline="") as fh:
+        rows = {Path(r["path"]).with_suffix("").as_posix(): r.get("difficulty") for r in csv.DictReader(fh)}
+    values = [rows.get(v) for v in video_ids]
+    return None if any(v in (None, "") for v in values) else [float(v) for v in values]
+
+
+def difficulty_bin(d: float) -> str:
+    """The ``DIFFICULTY_BINS`` interval holding ``d``, as ``"0.25-0.50"``."""
+    b = min(int(np.digitize(d, DIFFICULTY_BINS[1:-1])), len(DIFFICULTY_BINS) - 2)
+    return f"{DIFFICULTY_BINS[b]:.2f}-{DIFFICULTY_BINS[b + 1]:.2f}"
+
+
+def accuracy_by_difficulty(labels: list[int], preds: list[int], difficulty: list[float]) -> dict[str, float]:
+    """Accuracy per difficulty bin, bins in order."""
+    bins = [difficulty_bin(d) for d in difficulty]
+    correct = np.asarray(labels) == np.asarray(preds)
+    return {b: float(correct[[x == b for x in bins]].mean()) for b in sorted(set(bins))}
 
 
 def compare_models(seeds: list[int], out_dir: Path, config: Path = DEMO_CONFIG) -> dict[str, Any]:
-    """Train every registered model with the demo config and the same seeds; score the test split."""
+    """Train every registered model with the demo config and the same seeds; score the test split
+    (and, when the data's manifest records difficulty, accuracy per difficulty bin)."""
 
     base = load_config(TrainConfig, "train", config)
+    data_dir = ROOT / load_config(ExtractConfig, "extract", config).data_dir
     results: dict[str, Any] = {}
     for name in list_models():
         banner(f"model {name}")
@@ -48,6 +83,7 @@ def compare_models(seeds: list[int], out_dir: Path, config: Path = DEMO_CONFIG) 
         start = time.perf_counter()
         checkpoints = train_members(cfg, seeds)
         scores = [score_member(c, split_path(cfg.features_dir, "test", cfg.multi_scale)) for c in checkpoints]
+        difficulty = difficulty_of(scores[0]["video_ids"], data_dir)
         ckpt = load_checkpoint(checkpoints[0])
         params = count_parameters(build_model(ckpt))
         results[name] = {
@@ -59,24 +95,40 @@ def compare_models(seeds: list[int], out_dir: Path, config: Path = DEMO_CONFIG) 
                 for m in ("accuracy", "macro_f1")
             },
         }
+        if difficulty is not None:
+            per_seed = [accuracy_by_difficulty(s["labels"], s["plain"]["pred"], difficulty) for s in scores]
+            results[name]["accuracy_by_difficulty"] = {b: mean_std([p[b] for p in per_seed]) for b in per_seed[0]}
+            bins = [difficulty_bin(d) for d in difficulty]
+            results[name]["videos_by_difficulty"] = {b: bins.count(b) for b in sorted(set(bins))}
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "models.json").write_text(json.dumps({"seeds": seeds, "models": results}, indent=2))
     return results
 
 
 def real_footage(seeds: list[int], out_dir: Path, config: Path = REAL_CONFIG) -> None:
-    """Every model, then the recipe single- vs multi-scale, under grouped CV; then the demo ensemble on the clips."""
+    """The linear probe and the recipe, every model (with the recipe's training settings), the recipe single-
+    vs multi-scale, all under the same grouped CV; then the demo ensemble on the clips."""
     extract_cfg = load_config(ExtractConfig, "extract", config)
     recipe = load_config(TrainConfig, "train", config)
     cv = dataclasses.replace(load_config(CVConfig, "cv", config), seeds=seeds)
-    arms = {f"models/{name}": {"model": name} for name in list_models()}
-    arms |= {f"scales/{kind}": {"multi_scale": kind == "multi"} for kind in ("single", "multi")}
-    for arm, change in arms.items():
+    probe = load_config(TrainConfig, "train", PROBE_CONFIG)
+    arms: dict[str, tuple[TrainConfig, dict]] = {"baseline/probe": (probe, {}), "baseline/recipe": (recipe, {})}
+    arms |= {f"models/{name}": (recipe, {"model": name}) for name in list_models()}
+    arms |= {f"scales/{kind}": (recipe, {"multi_scale": kind == "multi"}) for kind in ("single", "multi")}
+    done: dict[str, Path] = {}
+    for arm, (base, change) in arms.items():
         banner(f"real footage: {arm}")
         folder = out_dir / arm
-        if (folder / "cv.json").is_file():  # cross_validate re-uses features and members; the summary too
+        train_cfg = dataclasses.replace(base, experiment="real", **change)
+        key = json.dumps(dataclasses.asdict(train_cfg), sort_keys=True)
+        if key in done:  # e.g. models/linear when the recipe is the linear model: one experiment, run once
+            console.print(f"{arm} is the same experiment as {done[key].parent.relative_to(out_dir)}")
+            folder.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(done[key], folder / "cv.json")
             continue
-        train_cfg = dataclasses.replace(recipe, experiment="real", **change)
+        done[key] = folder / "cv.json"
+        if _same_cv(folder / "cv.json", train_cfg, cv):  # a summary of exactly this experiment: re-use it
+            continue
         cross_validate(dataclasses.replace(cv, out_dir=str(folder)), extract_cfg, train_cfg, arm)
     banner("real footage: the demo's ensemble")
     demo = load_config(ExtractConfig, "extract", DEMO_CONFIG)
@@ -90,6 +142,19 @@ def real_footage(seeds: list[int], out_dir: Path, config: Path = REAL_CONFIG) ->
         return
     features = split_path(at_demo_settings.out_dir, cv.split, True)
     evaluate(EvalConfig(checkpoints=[str(m) for m in members], features=str(features), out_dir=str(out_dir / "demo")))
+
+
+def _same_cv(path: Path, train_cfg: TrainConfig, cv: CVConfig) -> bool:
+    """``path`` summarises this experiment: the configs it records equal these (output folders aside)."""
+    if not path.is_file():
+        return False
+    recorded = json.loads(path.read_text()).get("config", {})
+    current = json.loads(json.dumps({"train": dataclasses.asdict(train_cfg), "cv": dataclasses.asdict(cv)}))
+    return all(
+        {k: v for k, v in recorded.get(part, {}).items() if k != "out_dir"}
+        == {k: v for k, v in current[part].items() if k != "out_dir"}
+        for part in ("train", "cv")
+    )
 
 
 def _pm(stat: dict[str, float]) -> str:
@@ -169,6 +234,7 @@ def render(outputs: Path = ROOT / "outputs") -> str:
             ]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         lines.append("")
+        lines += difficulty_section(m)
     lines += real_section(outputs / "real")
     lines += [
         "## Benchmarks",
@@ -177,6 +243,87 @@ def render(outputs: Path = ROOT / "outputs") -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def difficulty_section(m: dict[str, Any]) -> list[str]:
+    """Accuracy per model per difficulty bin: a curve over difficulty, not one number."""
+    with_bins = {name: r for name, r in m["models"].items() if "accuracy_by_difficulty" in r}
+    if not with_bins:
+        return []
+    bins = sorted({b for r in with_bins.values() for b in r["accuracy_by_difficulty"]})
+    counts = next(iter(with_bins.values()))["videos_by_difficulty"]
+    lines = [
+        "### Accuracy by difficulty",
+        "",
+        "Test videos binned by the difficulty the generator drew for them (`manifest.csv`); accuracy,"
+        " mean ± std over the seeds.",
+        "",
+        "| model | " + " | ".join(f"{b} ({counts.get(b, 0)} videos)" for b in bins) + " |",
+        "|---|" + "---|" * len(bins),
+    ]
+    for name, r in with_bins.items():
+        acc = r["accuracy_by_difficulty"]
+        lines.append(f"| {name} | " + " | ".join(_pm(acc[b]) if b in acc else "" for b in bins) + " |")
+    return [*lines, ""]
+
+
+def _load_pair(real: Path, a: str, b: str, row: str) -> tuple[dict, dict] | None:
+    paths = [real / arm / "cv.json" for arm in (a, b)]
+    if not all(p.is_file() for p in paths):
+        return None
+    first, second = (json.loads(p.read_text()) for p in paths)
+    if "pred" not in second["rows"][row]["pooled"] or first.get("video_ids") != second.get("video_ids"):
+        return None
+    return first, second
+
+
+def paired_difference(real: Path, a: str, b: str, row: str = "ensemble+tta") -> list[str]:
+    """Arm ``b`` minus arm ``a`` on the same clips, with a paired bootstrap interval over clips."""
+    pair = _load_pair(real, a, b, row)
+    if pair is None:
+        return []
+    first, second = pair
+    labels = np.asarray(second["labels"])
+    pa, pb = (np.asarray(r["rows"][row]["pooled"]["pred"])[None] for r in pair)
+    ci = bootstrap_difference(labels, pa, pb, len(second["classes"]), n=4000)
+    delta = second["rows"][row]["pooled"]["macro_f1"] - first["rows"][row]["pooled"]["macro_f1"]
+    return [
+        f"- {b} − {a} ({row}, paired bootstrap over the same clips): {delta:+.3f} macro-F1, "
+        f"95 % interval [{ci['low']:+.3f}, {ci['high']:+.3f}]."
+    ]
+
+
+def recipe_failures(real: Path, row: str = "ensemble+tta") -> list[str]:
+    """Where the recipe still fails: its largest confusions and the sources it gets mostly wrong."""
+    pair = _load_pair(real, "baseline/probe", "baseline/recipe", row)
+    if pair is None:
+        return []
+    recipe = pair[1]
+    classes, labels = recipe["classes"], np.asarray(recipe["labels"])
+    preds = np.asarray(recipe["rows"][row]["pooled"]["pred"])
+    confusion = np.asarray(recipe["rows"][row]["pooled"]["confusion"])
+    pairs = sorted(
+        (
+            (int(confusion[i, j]), classes[i], classes[j])
+            for i in range(len(classes))
+            for j in range(len(classes))
+            if i != j
+        ),
+        reverse=True,
+    )
+    per_source: dict[str, list] = {}
+    for group, y, p in zip(recipe["video_groups"], labels, preds, strict=True):
+        per_source.setdefault(group, [classes[y], 0, 0])
+        per_source[group][1] += int(y == p)
+        per_source[group][2] += 1
+    failing = sorted((c / n, g, cls, c, n) for g, (cls, c, n) in per_source.items() if c / n < 0.5)
+    return [
+        "- where the recipe still fails: largest confusions (true → predicted, clips) "
+        + ", ".join(f"{t} → {p} {c}" for c, t, p in pairs[:4] if c)
+        + f"; {len(failing)} of {len(per_source)} sources mostly misclassified (correct/clips): "
+        + ", ".join(f"{g} ({cls}) {c}/{n}" for _, g, cls, c, n in failing)
+        + "."
+    ]
 
 
 def real_section(real: Path) -> list[str]:
@@ -191,7 +338,9 @@ def real_section(real: Path) -> list[str]:
         f"`python -m research.results real`: `benchmarks/real/` ({first['videos']} clips, {first['groups']} sources), "
         f"{first['folds']} folds grouped by source and stratified by class; validation carved from the training "
         "folds only. Pooled macro-F1 over all clips with a bootstrap 95 % interval; `member` rows are the mean "
-        "over the seeds' members.",
+        "over the seeds' members. `baseline/probe` is `experiments/real_probe.yaml` (the textbook linear probe), "
+        "`baseline/recipe` is `experiments/real.yaml` (chosen by a study on inner validation only); the `models/` "
+        "and `scales/` arms change one thing of the recipe, so an arm equal to the recipe is the same run.",
         "",
         "| arm | member | member+TTA | ensemble | ensemble+TTA | ensemble 95 % | folds (ensemble) | s |",
         "|---|---|---|---|---|---|---|---|",
@@ -203,6 +352,9 @@ def real_section(real: Path) -> list[str]:
         cells = [f"{rows[k]['pooled']['macro_f1']:.3f}" for k in ("member", "member+tta", "ensemble", "ensemble+tta")]
         cells += [f"[{ci['low']:.3f}, {ci['high']:.3f}]", _pm(rows["ensemble"]["fold_macro_f1"]), f"{r['seconds']:.0f}"]
         lines.append(f"| {path.parent.relative_to(real)} | " + " | ".join(cells) + " |")
+    notes = paired_difference(real, "baseline/probe", "baseline/recipe")
+    notes += paired_difference(real, "scales/single", "scales/multi") + recipe_failures(real)
+    lines += ["", *notes] if notes else []
     demo = real / "demo" / "report.json"
     if demo.is_file():
         report = json.loads(demo.read_text())

@@ -38,9 +38,9 @@ journal, the winner of ``create_study`` on RDB), e.g.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
-import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -55,8 +55,7 @@ from rich.table import Table
 from research import tracking
 from research.config import SearchConfig, TrainConfig, load_config
 from research.distributed import file_lock
-from research.errors import ConfigError
-from research.models import attention_width
+from research.search_space import check_space, get_param, resolve_space, suggest, with_params
 from research.study_storage import (
     PARENT_ATTR,
     storage_for,
@@ -70,93 +69,6 @@ METRIC = "val_macro_f1"
 WORKERS_ATTR = "workers_started"
 # fANOVA's forest over a handful of trials ranks noise, and takes seconds: no importances plot before this many.
 MIN_TRIALS_FOR_IMPORTANCES = 10
-
-
-# ----------------------------------------------------------------------- space
-
-
-def suggest(trial: optuna.Trial, space: dict[str, dict]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for name, spec in space.items():
-        if spec["type"] == "categorical":
-            values[name] = trial.suggest_categorical(name, spec["choices"])
-        elif spec["type"] == "int":
-            values[name] = trial.suggest_int(
-                name, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log", False))
-            )
-        else:
-            values[name] = trial.suggest_float(
-                name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log", False))
-            )
-    return values
-
-
-def default_space(base: TrainConfig) -> dict[str, dict]:
-    """Hidden size, layers, heads and dropout around the config: the config's own values lie inside."""
-    if base.model == "linear":  # a probe has no width or depth: its knobs are regularisation and step size
-        return {
-            "dropout": {"type": "float", "low": 0.0, "high": max(0.5, base.dropout)},
-            "weight_decay": {"type": "float", "low": 1e-4, "high": max(1.0, base.weight_decay), "log": True},
-            "lr": {"type": "float", "low": base.lr / 10, "high": base.lr * 10, "log": True},
-        }
-    h, k = base.hidden_size, base.num_heads
-    hidden = sorted({max(8, h // 2), h, 2 * h})
-    space: dict[str, dict] = {
-        "hidden_size": {"type": "categorical", "choices": hidden},
-        "num_layers": {"type": "int", "low": max(1, base.num_layers - 1), "high": base.num_layers + 1},
-        "dropout": {"type": "float", "low": 0.0, "high": max(0.5, base.dropout)},
-    }
-    if attention_width(base.model, h) is not None:
-        widths = [attention_width(base.model, x) for x in hidden]
-        hidden = [x for x, w in zip(hidden, widths, strict=True) if w % k == 0]  # the baseline's heads must fit
-        heads = sorted(
-            {n for n in (max(1, k // 2), k, 2 * k) if all(attention_width(base.model, x) % n == 0 for x in hidden)}
-        )
-        space["hidden_size"]["choices"] = hidden
-        space["num_heads"] = {"type": "categorical", "choices": heads}
-    return space
-
-
-def resolve_space(cfg: SearchConfig, base: TrainConfig) -> dict[str, dict]:
-    """The configured space, or the default one when none is given; an empty one is an error."""
-    if cfg.space is None:
-        return default_space(base)
-    if not cfg.space:
-        raise ConfigError(
-            "search.space is empty: a study with nothing to search would only repeat the baseline. "
-            "Give {param: {type, low, high | choices}} or leave search.space out for the default space."
-        )
-    return cfg.space
-
-
-def _grid(spec: dict) -> list[Any]:
-    if spec["type"] == "categorical":
-        return list(spec["choices"])
-    if spec["type"] == "int":
-        return list(range(int(spec["low"]), int(spec["high"]) + 1))
-    return [float(spec["low"]), float(spec["high"])]
-
-
-def check_space(space: dict[str, dict], base: TrainConfig) -> None:
-    """Every field exists, every (hidden, heads) combination is valid, and the baseline lies inside."""
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(space) - fields)
-    if unknown:
-        raise ConfigError(f"search space names unknown TrainConfig field(s) {unknown}")
-    hidden = _grid(space["hidden_size"]) if "hidden_size" in space else [base.hidden_size]
-    heads = _grid(space["num_heads"]) if "num_heads" in space else [base.num_heads]
-    bad = [(h, k) for h, k in itertools.product(hidden, heads) if (attention_width(base.model, h) or k) % k]
-    if bad:
-        raise ConfigError(f"search space has (hidden_size, num_heads) pairs invalid for {base.model}: {bad}")
-    for name, spec in space.items():
-        value = getattr(base, name)
-        inside = (
-            value in spec["choices"]
-            if spec["type"] == "categorical"
-            else float(spec["low"]) <= value <= float(spec["high"])
-        )
-        if not inside:
-            raise ConfigError(f"baseline {name}={value!r} lies outside the search space {spec}; widen the space")
 
 
 # ---------------------------------------------------------------------- study
@@ -191,7 +103,7 @@ def _create_or_load(name: str, storage: optuna.storages.BaseStorage) -> tuple[op
 def _set_up(study: optuna.Study, cfg: SearchConfig, base: TrainConfig, space: dict[str, dict]) -> None:
     """Once per study: the baseline as trial 0 and the MLflow parent run."""
     if cfg.enqueue_baseline:
-        study.enqueue_trial({name: getattr(base, name) for name in space}, user_attrs={"baseline": True})
+        study.enqueue_trial({name: get_param(base, name) for name in space}, user_attrs={"baseline": True})
     with tracking.start_run(
         "search", run_name=f"study-{cfg.study}", uri=base.tracking_uri, tags={"study": cfg.study, "model": base.model}
     ) as parent:
@@ -238,39 +150,53 @@ def prepare_study(cfg: SearchConfig, base: TrainConfig) -> optuna.Study:
     return join_study(cfg, base).study
 
 
+# A trial's scoring: (its config, the trial, parent run id, tags, run name) -> the value to maximise.
+Fit = Callable[[TrainConfig, optuna.Trial, str, dict[str, Any], str], float]
+
+
+def fit_on_validation(
+    cfg: TrainConfig, trial: optuna.Trial, parent_run_id: str, tags: dict[str, Any], name: str
+) -> float:
+    """The default trial: one ``train(cfg)``, each epoch's val macro-F1 reported so the pruner can stop it."""
+
+    def report(epoch: int, metrics: dict[str, float]) -> None:
+        trial.report(metrics[METRIC], epoch)
+        if trial.should_prune():
+            tracking.set_tag("optuna_state", "PRUNED")
+            raise optuna.TrialPruned(f"pruned at epoch {epoch} (val macro-F1 {metrics[METRIC]:.4f})")
+
+    result = train(cfg, epoch_callback=report, parent_run_id=parent_run_id, extra_tags=tags, run_name=name)
+    trial.set_user_attr("mlflow_run_id", result["mlflow_run_id"])
+    trial.set_user_attr("test_macro_f1", result.get("test_macro_f1"))
+    return result[f"best_{METRIC}"]
+
+
 def objective(
-    study_cfg: SearchConfig, base: TrainConfig, parent_run_id: str, space: dict[str, dict], worker: Worker | None = None
+    study_cfg: SearchConfig,
+    base: TrainConfig,
+    parent_run_id: str,
+    space: dict[str, dict],
+    worker: Worker | None = None,
+    fit: Fit = fit_on_validation,
 ) -> Callable[[optuna.Trial], float]:
-    """The Optuna objective: one ``train(cfg)`` with the trial's parameters, reporting each epoch."""
+    """The Optuna objective: the trial's parameters over ``base``, scored by ``fit`` (one ``train`` by default;
+    ``crossval.InnerValidation`` scores every outer fold's validation carve instead)."""
 
     def run_trial(trial: optuna.Trial) -> float:
         if worker is not None:  # which sampler proposed it: a repeated proposal can be traced to its seed
             trial.set_user_attr("worker", worker.number)
             trial.set_user_attr("sampler_seed", worker.seed)
-        params = suggest(trial, space)
         cfg = dataclasses.replace(
-            base,
-            **params,
+            with_params(base, suggest(trial, space)),
             experiment="search",
             ensemble=f"search-{study_cfg.study}",
             resume=False,
             overwrite=True,  # the trial's own folder
             out_dir=str(Path(base.out_dir).parent / "search" / study_cfg.study / f"trial_{trial.number:04d}"),
         )
-
-        def report(epoch: int, metrics: dict[str, float]) -> None:
-            trial.report(metrics[METRIC], epoch)
-            if trial.should_prune():
-                tracking.set_tag("optuna_state", "PRUNED")
-                raise optuna.TrialPruned(f"pruned at epoch {epoch} (val macro-F1 {metrics[METRIC]:.4f})")
-
         tags = {"study": study_cfg.study, "trial": trial.number, "baseline": bool(trial.user_attrs.get("baseline"))}
         tags |= {k: trial.user_attrs[k] for k in ("worker", "retry_of") if k in trial.user_attrs}
-        name = f"{study_cfg.study}-trial{trial.number:04d}"
-        result = train(cfg, epoch_callback=report, parent_run_id=parent_run_id, extra_tags=tags, run_name=name)
-        trial.set_user_attr("mlflow_run_id", result["mlflow_run_id"])
-        trial.set_user_attr("test_macro_f1", result.get("test_macro_f1"))
-        return result[f"best_{METRIC}"]
+        return fit(cfg, trial, parent_run_id, tags, f"{study_cfg.study}-trial{trial.number:04d}")
 
     return run_trial
 
@@ -357,14 +283,14 @@ def summary_table(study: optuna.Study, top: int = 5) -> Table:
     return table
 
 
-def run_search(cfg: SearchConfig, base: TrainConfig) -> dict[str, Any]:
-    """Run this worker's trials of the study; returns the study summary."""
+def run_search(cfg: SearchConfig, base: TrainConfig, fit: Fit = fit_on_validation) -> dict[str, Any]:
+    """Run this worker's trials of the study (each scored by ``fit``); returns the study summary."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     worker = join_study(cfg, base)
     study = worker.study
     if cfg.trials > 0:
         study.optimize(
-            objective(cfg, base, study.user_attrs[PARENT_ATTR], resolve_space(cfg, base), worker),
+            objective(cfg, base, study.user_attrs[PARENT_ATTR], resolve_space(cfg, base), worker, fit),
             n_trials=cfg.trials,
             timeout=cfg.timeout_s,
             catch=(Exception,),
@@ -381,6 +307,14 @@ def run_search(cfg: SearchConfig, base: TrainConfig) -> dict[str, Any]:
     uri = tracking.resolve_tracking_uri(base.tracking_uri)
     console.print(f"MLflow: mlflow ui --backend-store-uri {uri}, then {tracking.runs_view_url('search', uri)}")
     return summary
+
+
+def add_search_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--search --study --trials --storage``: the same flags on every entry point that runs studies."""
+    parser.add_argument("--search", action="store_true", help=what)
+    parser.add_argument("--study", default=None, help="Optuna study name (with --search)")
+    parser.add_argument("--trials", type=int, default=None, help="trials for this worker to run (with --search)")
+    parser.add_argument("--storage", default=None, help="Optuna storage URL or journal file (with --search)")
 
 
 def search_config_from_args(args: Any) -> SearchConfig:

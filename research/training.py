@@ -43,6 +43,7 @@ from research.config import TrainConfig, to_flat_dict, to_yaml
 from research.data.dataset import Augment, FeatureDataset, split_path
 from research.distributed import unwrap_model
 from research.errors import UserError, ensure_dir
+from research.features import content_fingerprint
 from research.metrics import classification_metrics
 from research.models import count_parameters, create_model
 from research.tta import predict
@@ -225,6 +226,7 @@ def train(
     seed_everything(cfg.seed, cfg.deterministic)
     splits = open_splits(cfg)
     train_ds = splits["train"]
+    trained_on = {split: content_fingerprint(ds.path) for split, ds in splits.items() if split != "test"}
     model = create_model(cfg.model, **model_kwargs(cfg, train_ds.feature_dim, train_ds.num_classes))
     if hasattr(model, "fit_standardizer"):  # e.g. the linear probe: input statistics of the training set
         model.fit_standardizer(train_ds.plain_batches(cfg.batch_size))
@@ -304,7 +306,8 @@ def train(
             metrics |= score(model, eval_loaders["val"], device, eval_loss, "val", cfg.amp)
             metrics["lr"] = optimizer.param_groups[0]["lr"]
             history.append(metrics)
-            improved = metrics["val_macro_f1"] > best
+            # keep=last: a fixed schedule, the final epoch is the model; val is reported, never chooses
+            improved = metrics["val_macro_f1"] > best or cfg.keep == "last"
             if improved:
                 best, best_epoch, stale = metrics["val_macro_f1"], epoch, 0
             else:
@@ -314,6 +317,7 @@ def train(
                     tracking.log_metrics(metrics, step=epoch)
                 if improved:
                     checkpoint = make_checkpoint(model, cfg, train_ds.attrs, train_ds.path, metrics, epoch, run_id)
+                    checkpoint["data"] = trained_on  # what train_members compares before re-using it
                     save_checkpoint(checkpoint, best_path)
                 save_checkpoint(
                     {

@@ -58,6 +58,7 @@ CHOICES: dict[str, tuple] = {
     "scales": ([1.0, 0.5], [1.0, 0.7]),
     "model": ("transformer", "gru"),
     "in_memory": ("yes", "no"),
+    "keep": ("last", "best"),
     "aug_crop": (0.5, 0.6),
     "aug_frame_dropout": (0.2, 0.3),
     "tta_modes": (["identity"], ["reverse", "center"]),

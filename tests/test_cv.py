@@ -7,10 +7,24 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 
-from research.crossval import CVConfig, carve_validation, cross_validate, make_folds, video_groups
+from research.checkpoints import build_model, load_checkpoint
+from research.config import SearchConfig
+from research.crossval import (
+    ROWS,
+    CVConfig,
+    InnerValidation,
+    carve_validation,
+    cross_validate,
+    make_folds,
+    video_groups,
+)
 from research.data.dataset import FeatureDataset
+from research.results import real_section
+from research.search import run_search
+from research.study_storage import storage_for
 
 from .conftest import tiny_extract_config
 from .test_training import tiny_train_config
@@ -70,3 +84,67 @@ def test_cross_validation_end_to_end(pooled_videos: Path, tmp_path: Path, tracki
         test = FeatureDataset(tmp_path / "cv" / f"fold_{k}" / "features" / "test_features_multiscale.h5")
         val = FeatureDataset(tmp_path / "cv" / f"fold_{k}" / "features" / "val_features_multiscale.h5")
         assert not set(test.video_ids) & set(val.video_ids)
+
+
+def test_recipe_study_scores_training_folds_only(pooled_videos: Path, tmp_path: Path, tracking_uri: str) -> None:
+    """``python -m research.cv --search``: trials (model, nested pooling) are trained and scored per outer fold
+    on data that excludes that fold's test videos; no test file is ever written for the study."""
+    extract_cfg = tiny_extract_config(pooled_videos, tmp_path / "features", splits=["all"], frames=4, image_size=64)
+    base = tiny_train_config(tmp_path / "features", tmp_path / "runs", model="linear", epochs=2, keep="last")
+    base.tracking_uri = tracking_uri
+    base.model_args = {"linear": {"pooling": "mean"}}
+    cfg = CVConfig(folds=2, group_by="subcategory", seeds=[1], out_dir=str(tmp_path / "cv"))
+    fit = InnerValidation(cfg, extract_cfg, base)
+    space = {
+        "model": {"type": "categorical", "choices": ["linear", "mean_pool"]},
+        "model_args.linear.pooling": {"type": "categorical", "choices": ["mean", "mean+std"]},
+    }
+    study_cfg = SearchConfig(study="recipe", trials=3, storage=str(tmp_path / "s.journal"), space=space, pruner="none")
+    summary = run_search(study_cfg, base, fit=fit)
+    assert summary["states"] == {"COMPLETE": 3} and 0.0 <= summary["best_value"] <= 1.0
+    assert not list((tmp_path / "cv").rglob("test_*.h5"))  # the study never had a test file to look at
+    ds = FeatureDataset(tmp_path / "features" / "all_features_multiscale.h5")
+    folds = make_folds(ds.labels, video_groups(ds, cfg, pooled_videos), 2, cfg.fold_seed)
+    for k, fold_dir in enumerate(fit.fold_dirs):
+        seen = set()
+        for name in (
+            "train_features.h5",
+            "val_features.h5",
+            "train_features_multiscale.h5",
+            "val_features_multiscale.h5",
+        ):
+            seen |= set(FeatureDataset(fold_dir / name).video_ids)
+        assert not seen & {ds.video_ids[i] for i in folds[k]}
+    # Every trial's parameters reached the model it built, nested pooling included; all on a fixed schedule.
+    study = optuna.load_study(study_name="recipe", storage=storage_for(study_cfg, tracking_uri)[0])
+    for trial in study.trials:
+        for k in range(2):
+            ckpt = load_checkpoint(
+                next((tmp_path / "search" / "recipe" / f"trial_{trial.number:04d}" / f"fold_{k}").glob("*.pt"))
+            )
+            assert ckpt["config"]["keep"] == "last" and ckpt["model"]["name"] == trial.params["model"]
+            if trial.params["model"] == "linear":
+                assert build_model(ckpt).pooling == trial.params["model_args.linear.pooling"].split("+")
+
+
+def _cv_report(preds: list[int], labels: list[int], groups: list[str]) -> dict:
+    from research.metrics import classification_metrics
+
+    m = classification_metrics(np.asarray(labels), np.asarray(preds), 2)
+    pooled = {"macro_f1": m["macro_f1"], "bootstrap_95": {"low": 0.0, "high": 1.0}, "confusion": m["confusion"]}
+    rows = {r: {"pooled": pooled | {"pred": preds}, "fold_macro_f1": {"mean": 0.5, "std": 0.1}} for r in ROWS}
+    ids = [f"all/{c}/{g}/{g}_{i:02d}" for i, (c, g) in enumerate(zip(labels, groups, strict=True))]
+    summary = {"videos": 4, "groups": 3, "folds": 2, "classes": ["a", "b"], "rows": rows, "seconds": 1.0}
+    return summary | {"video_ids": ids, "video_groups": groups, "labels": labels}
+
+
+def test_real_section_compares_recipe_and_probe_on_the_same_clips(tmp_path: Path) -> None:
+    """RESULTS.md's real-footage section: a paired difference, the confusions and the sources that fail."""
+    labels, groups = [0, 0, 1, 1], ["s1", "s1", "s2", "s3"]
+    for arm, preds in (("probe", [0, 1, 0, 1]), ("recipe", [0, 0, 1, 0])):
+        (tmp_path / "baseline" / arm).mkdir(parents=True)
+        (tmp_path / "baseline" / arm / "cv.json").write_text(json.dumps(_cv_report(preds, labels, groups)))
+    text = "\n".join(real_section(tmp_path))
+    assert "| baseline/probe | 0.500 |" in text and "| baseline/recipe | 0.733 |" in text
+    assert "baseline/recipe − baseline/probe (ensemble+tta, paired bootstrap over the same clips): +0.233" in text
+    assert "b → a 1" in text and "1 of 3 sources mostly misclassified (correct/clips): s3 (b) 0/1." in text

@@ -187,3 +187,20 @@ def test_committed_results_page_matches_its_sources() -> None:
     assert (ROOT / "RESULTS.md").read_text() == render()
     report = json.loads((ROOT / "outputs" / "demo" / "report.json").read_text())
     assert {"member_1", "member_4+tta", "ensemble", "ensemble+tta"} <= set(report["rows"])
+
+
+def test_a_dataset_made_differently_is_refused_not_reused(tmp_path: Path) -> None:
+    """The demo re-uses data/demo only if generator.json matches what this run would generate."""
+    from research.data.synthetic import GENERATOR_VERSION
+    from research.demo import ensure_dataset
+    from research.errors import UserError
+
+    root = tmp_path / "data"
+    root.mkdir()
+    (root / "manifest.csv").write_text("path,split\n")
+    with pytest.raises(UserError, match=r"no generator\.json: an older generator"):
+        ensure_dataset(root, videos_per_class=5)
+    older = {"generator_version": GENERATOR_VERSION - 1, "videos_per_class": 5, "seed": 0}
+    (root / "generator.json").write_text(json.dumps(older))
+    with pytest.raises(UserError, match=r"difficulty, fractions, generator_version, seconds differ.*--overwrite"):
+        ensure_dataset(root, videos_per_class=5)

@@ -38,6 +38,9 @@ RUN: dict[str, str] = {
     "python -m research.data.synthetic --out data/more --videos-per-class 3 --seed 1": (
         "--min-seconds 1 --max-seconds 1"
     ),
+    "python -m research.data.synthetic --out data/hard --videos-per-class 3 --difficulty 0.7 1.0": (
+        "--min-seconds 1 --max-seconds 1"
+    ),
     "python -m research.backbones list": "",
 }
 NOT_RUN: dict[str, str] = {
@@ -47,6 +50,13 @@ NOT_RUN: dict[str, str] = {
     "python -m research.cv --config experiments/real.yaml --model linear out_dir=outputs/cv/linear": (
         "as above; tests/test_cv.py trains the linear probe in every fold"
     ),
+    "python -m research.cv --config experiments/real_probe.yaml": (
+        "minutes on the real clips: tests/test_cv.py cross-validates the linear probe on tiny data"
+    ),
+    "python -m research.cv --config experiments/real.yaml --search": (
+        "25 minutes: tests/test_cv.py::test_recipe_study_scores_training_folds_only runs a study the same way"
+    ),
+    "make results-real": "an hour on 2 cores: tests/test_demo.py covers research.results write, test_cv the CV",
     "make demo": "minutes of work: tests/test_demo.py runs research.demo's run_demo on tiny data",
     "make test": "the test suite itself",
     "make ablation": "trains 6 members: tests/test_demo.py::test_ablation_table_and_nested_mlflow_runs",

@@ -18,16 +18,8 @@ from rich.console import Console
 from research import tracking
 from research.config import ConfigError, SearchConfig, TrainConfig
 from research.models import list_models
-from research.search import (
-    check_space,
-    default_space,
-    join_study,
-    prepare_study,
-    resolve_space,
-    run_search,
-    suggest,
-    summary_table,
-)
+from research.search import join_study, prepare_study, run_search, summary_table
+from research.search_space import check_space, default_space, resolve_space, suggest, with_params
 from research.study_storage import PARENT_ATTR, storage_for, worker_seed
 
 from .conftest import ROOT
@@ -74,7 +66,7 @@ def test_space_is_checked_before_any_trial(tiny_features: Path, tmp_path: Path) 
         },
         base,
     )
-    with pytest.raises(ConfigError, match=r"invalid for transformer: \[\(36, 8\)\]"):
+    with pytest.raises(ConfigError, match=r"do not fit: \[\('transformer', 36, 8\)\]"):
         check_space(
             {
                 "hidden_size": {"type": "categorical", "choices": [32, 36]},
@@ -398,3 +390,19 @@ def test_summary_table_keeps_every_number_at_80_columns() -> None:
     assert "0.9999" not in text  # a pruned trial's value is an early epoch's, not a result
     assert f"{values[4]:.4f}" not in text and f"{values[6]:.4f}" not in text  # sixth and seventh best
     assert "10 trials: 8 COMPLETE, 1 PRUNED, 1 FAIL" in text
+
+
+def test_dotted_names_reach_model_args_and_every_model_is_checked(tmp_path: Path) -> None:
+    base = tiny_train_config(tmp_path, tmp_path, model="linear", model_args={"linear": {"pooling": "mean"}})
+    cfg = with_params(base, {"model_args.linear.pooling": "mean+std", "model_args.gru.x": 1, "lr": 0.01})
+    assert cfg.model_args == {"linear": {"pooling": "mean+std"}, "gru": {"x": 1}} and cfg.lr == 0.01
+    assert base.model_args == {"linear": {"pooling": "mean"}}  # the base config is not changed under a study
+    pooling = {"type": "categorical", "choices": ["mean", "mean+std"]}
+    check_space({"model_args.linear.pooling": pooling}, base)
+    with pytest.raises(ConfigError, match="outside the search space"):
+        check_space({"model_args.linear.pooling": {"type": "categorical", "choices": ["max"]}}, base)
+    with pytest.raises(ConfigError, match="dict fields"):
+        check_space({"lr.scale": {"type": "float", "low": 0, "high": 1}}, base)
+    models = {"type": "categorical", "choices": ["linear", "transformer"]}
+    with pytest.raises(ConfigError, match="do not fit"):  # heads that the transformer's width cannot split
+        check_space({"model": models, "num_heads": {"type": "categorical", "choices": [2, 7]}}, base)

@@ -9,7 +9,18 @@ import av
 import numpy as np
 import pytest
 
-from research.data.synthetic import CATALOG, CATEGORIES, FPS_CHOICES, make_video, plan_jobs, read_manifest
+from research.data.difficulty import QP_EASY, QP_HARD, apply_overlays, overlay_params
+from research.data.synthetic import (
+    CATALOG,
+    CATEGORIES,
+    FPS_CHOICES,
+    _caption,
+    _photos,
+    make_video,
+    plan_jobs,
+    read_manifest,
+)
+from research.errors import UserError
 
 
 def test_layout_and_class_mapping(tiny_videos: Path) -> None:
@@ -79,7 +90,46 @@ def test_every_subcategory_renders(sub, tmp_path: Path) -> None:
     import numpy as np
 
     rng = np.random.default_rng(0)
-    frames = list(sub.render(rng, 160, 120, 12, sub.sample_params(rng)))
+    frames = list(sub.render(rng, 160, 120, 12, sub.sample_params(rng, 1.0)))  # the hardest confusers
     assert len(frames) == 12
     assert all(f.shape == (120, 160, 3) and f.dtype == np.uint8 for f in frames)
     assert np.std(frames[0]) > 5, "a frame with no content"
+
+
+def test_difficulty_is_drawn_from_its_range_and_recorded(tmp_path: Path) -> None:
+    jobs = plan_jobs(3, 5, (0.34, 0.33, 0.33), 1.0, 1.2, difficulty=(0.3, 0.4))[::4]
+    rows = [make_video(job, tmp_path) for job in jobs]
+    assert all(0.3 <= row["difficulty"] <= 0.4 for row in rows)
+    assert len({row["difficulty"] for row in rows}) == len(rows)  # continuous: every video its own level
+    with pytest.raises(UserError, match="difficulty"):
+        plan_jobs(3, 5, (0.34, 0.33, 0.33), 1.0, 1.2, difficulty=(0.8, 0.2))
+
+
+def test_difficulty_scales_overlays_and_compression() -> None:
+    rng = np.random.default_rng(0)
+    easy = [overlay_params(rng, 0.0, "gaming", 10) for _ in range(200)]
+    hard = [overlay_params(rng, 1.0, "gaming", 10) for _ in range(200)]
+    assert all(p["qp"] == QP_EASY and not p["subtitle"] and p["logo"] < 0 and p["pip"] is None for p in easy)
+    assert all(not p["letterbox"] and not p["noise"] and not p["exposure"] for p in easy)
+    assert all(p["qp"] == QP_HARD for p in hard)
+    assert all(p["subtitle"] and p["logo"] >= 0 and p["letterbox"] and p["pip"] and p["exposure"] for p in hard)
+    assert all(p["noise"] for p in hard)  # every overlay at the hardest level
+    middle = [overlay_params(rng, 0.5, "gaming", 10) for _ in range(300)]
+    for key, rate in (("subtitle", 0.3), ("letterbox", 0.2), ("pip", 0.25), ("noise", 0.2), ("exposure", 0.2)):
+        seen = np.mean([bool(p[key]) for p in middle])
+        assert abs(seen - rate) < 0.09, (key, seen)  # the base rates at 0.5
+    natural = overlay_params(np.random.default_rng(3), 1.0, "natural_content", 10)
+    assert natural["noise"] == 0.0  # camera footage has its own sensor noise; overlays add none
+
+
+def test_overlays_are_drawn() -> None:
+    rng = np.random.default_rng(0)
+    params = {"qp": 30, "subtitle": 7, "logo": 0, "letterbox": 0.1, "noise": 0.0, "exposure": 0.0}
+    params["pip"] = {"kind": "photo", "photo": 0, "scale": 0.3, "corner": 3}
+    grey = (np.full((120, 160, 3), 128, np.uint8) for _ in range(3))
+    frames = list(apply_overlays(grey, rng, params, 160, 120, _photos, _caption))
+    first = frames[0]
+    assert (first[:12] == 0).all() and (first[-12:] == 0).all()  # letterbox bars
+    assert first[60:100, 100:150].std() > 10  # the photograph in the bottom-right window
+    assert (first[14:30, 4:20] > 128).any()  # the logo brightens its corner
+    assert (first[80:108, 8:100] == (255, 255, 230)).all(-1).any()  # subtitle text above the lower bar

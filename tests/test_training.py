@@ -10,7 +10,7 @@ import torch
 
 from research.checkpoints import build_model, check_compatible, load_checkpoint
 from research.config import TrainConfig
-from research.data.dataset import FeatureDataset
+from research.data.dataset import FeatureDataset, split_path
 from research.errors import FeatureMismatchError
 from research.training import train
 from research.tta import predict
@@ -187,3 +187,31 @@ def test_a_checkpoint_trained_with_another_config_is_not_replaced_silently(tiny_
         train(tiny_train_config(tiny_features, tmp_path, seed=1, epochs=1, model="gru", log_mlflow=False))
     replaced = train(tiny_train_config(tiny_features, tmp_path, seed=1, epochs=1, model="gru", overwrite=True))
     assert load_checkpoint(replaced["checkpoint"])["model"]["name"] == "gru"
+
+
+def test_keep_last_trains_the_whole_schedule_and_keeps_the_final_epoch(tiny_features: Path, tmp_path: Path) -> None:
+    """keep=last: validation never stops or chooses (a recipe study scores on it); keep=best may stop early."""
+    cfg = tiny_train_config(tiny_features, tmp_path / "last", epochs=4, patience=1, keep="last", log_mlflow=False)
+    result = train(cfg)
+    assert result["epochs_run"] == 4 and result["best_epoch"] == 3
+    assert load_checkpoint(Path(result["checkpoint"]))["epoch"] == 3
+
+
+def test_a_member_is_reused_only_while_its_training_data_is_unchanged(tiny_features: Path, tmp_path: Path) -> None:
+    """Same config, new data in the same files (e.g. a regenerated demo): the member is trained again."""
+    from research.features import subset
+    from research.members import train_members
+
+    features = tmp_path / "features"
+    shutil.copytree(tiny_features, features)
+    cfg = tiny_train_config(features, tmp_path / "runs", epochs=1, log_mlflow=False)
+    (path,) = train_members(cfg, [1])
+    first = path.stat().st_mtime_ns
+    train_members(cfg, [1])
+    assert path.stat().st_mtime_ns == first  # nothing changed: re-used
+    train_file = split_path(features, "train", cfg.multi_scale)
+    smaller = tmp_path / "smaller.h5"
+    subset(train_file, smaller, list(range(len(FeatureDataset(train_file)) - 1)))
+    shutil.move(smaller, train_file)
+    train_members(cfg, [1])
+    assert path.stat().st_mtime_ns != first  # one video fewer: trained again, not silently re-used

@@ -9,12 +9,15 @@ parameters that generated it. Categories sort into the seed's class indices:
 Each subcategory is one renderer ``(rng, width, height, n_frames) -> frames``.
 Confusers are drawn on purpose (photographs inside slides, photographic textures
 in game levels, sensor noise on cel-shaded scenes, posterised photographs) so the
-task is not trivially separable and differences between models show.
+task is not trivially separable and differences between models show. How often they
+appear, and how strong the class-agnostic overlays and compression are, follows each
+video's ``difficulty`` in [0, 1] (``research.data.difficulty``; a manifest column).
 
 The same arguments give byte-identical files: every video has its own RNG seeded
 from (seed, split, category, subcategory, index), and x264 runs single-threaded.
 
     python -m research.data.synthetic --out data/demo --videos-per-class 40 --seed 0
+    python -m research.data.synthetic --out data/hard --videos-per-class 40 --difficulty 0.7 1.0
     python -m research.data.synthetic --contact-sheet docs/contact_sheet.png --out data/demo
 """
 
@@ -36,6 +39,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from rich.progress import Progress
 
+from research.data.difficulty import apply_overlays, overlay_params, scaled
 from research.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,9 @@ CATEGORIES = ("animation", "flat_content", "gaming", "natural_content")
 SPLITS = ("train", "val", "test")
 RESOLUTIONS = ((320, 240), (256, 256), (352, 288), (426, 240), (300, 200), (240, 180), (362, 228))  # heights % 4 == 0: packed yuv420p layout
 FPS_CHOICES = (24, 25, 30)
+# Bumped whenever the same arguments would draw different videos; recorded in generator.json, so a
+# dataset made by an older generator is never mistaken for the current one (research.demo checks it).
+GENERATOR_VERSION = 3  # 2: per-video difficulty, overlays, compression; 3: every confuser certain at difficulty 1
 
 Frames = Iterator[np.ndarray]
 Renderer = Callable[[np.random.Generator, int, int, int, dict], Frames]
@@ -385,6 +392,14 @@ def _score_label(score: int, size: int) -> np.ndarray:
     return np.asarray(img)
 
 
+@cache
+def _caption(number: int, size: int) -> np.ndarray:
+    """A subtitle line as a text mask; the same number gives the same words."""
+    img = Image.new("L", (size * 30, size + 6), 0)
+    ImageDraw.Draw(img).text((0, 0), _sentence(np.random.default_rng(number), 6), font=_font(size), fill=255)
+    return np.asarray(img)
+
+
 def render_topdown(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
     """A top-down tile level scrolling under a centred player, enemies, HUD and minimap fixed."""
     tile = int(rng.integers(12, 24))
@@ -520,12 +535,12 @@ class Subcategory:
     category: str
     name: str
     render: Renderer
-    sample_params: Callable[[np.random.Generator], dict] = field(default=lambda rng: {})
+    sample_params: Callable[[np.random.Generator, float], dict] = field(default=lambda rng, d: {})  # (rng, difficulty)
 
 
-def _cartoon_confusers(rng: np.random.Generator) -> dict:
-    """Sensor noise (30%) and a live-action photo behind the cartoon (30%)."""
-    return {"noise": float(rng.uniform(6, 14)) if rng.uniform() < 0.3 else 0.0, "photo": _photo_or_none(rng, 0.3)}
+def _cartoon_confusers(rng: np.random.Generator, d: float) -> dict:
+    """Sensor noise and a live-action photo behind the cartoon (each 30% at difficulty 0.5)."""
+    return {"noise": float(rng.uniform(6, 14)) if rng.uniform() < scaled(0.3, d) else 0.0, "photo": _photo_or_none(rng, scaled(0.3, d))}
 
 
 def _photo_or_none(rng: np.random.Generator, p: float) -> int | None:
@@ -536,33 +551,35 @@ def _texture_or_none(rng: np.random.Generator, p: float) -> int | None:
     return int(rng.integers(len(_textures()))) if rng.uniform() < p else None
 
 
-def _camera_params(rng: np.random.Generator, shake: tuple, noise: tuple, blur_p: float, zoom: tuple) -> dict:
+def _camera_params(rng: np.random.Generator, d: float, shake: tuple, noise: tuple, blur_p: float, zoom: tuple) -> dict:
+    """A camera's motion and sensor; harder footage moves less (a still shot reads like a slide) and is posterised more."""
+    calm = 1.25 - 0.75 * d
     return {
         "photo": int(rng.integers(len(_photos()))),
-        "shake": float(rng.uniform(*shake)),
+        "shake": float(rng.uniform(*shake)) * calm,
         "noise": float(rng.uniform(*noise)),
         "light": float(rng.uniform(0.02, 0.15)),
         "blur": bool(rng.uniform() < blur_p),
         "zoom": float(rng.uniform(*zoom)),
-        "posterize": bool(rng.uniform() < 0.2),
-        "subtitle": int(rng.integers(1, 9999)) if rng.uniform() < 0.3 else 0,
+        "posterize": bool(rng.uniform() < scaled(0.2, d)),
+        "subtitle": int(rng.integers(1, 9999)) if rng.uniform() < scaled(0.3, d) else 0,
     }
 
 
 CATALOG: tuple[Subcategory, ...] = (
     Subcategory("animation", "cel_shapes", render_cel_shapes, _cartoon_confusers),
     Subcategory("animation", "characters", render_characters, _cartoon_confusers),
-    Subcategory("animation", "cgi_balls", render_cgi_balls, lambda rng: {"noise": float(rng.uniform(6, 14)) if rng.uniform() < 0.4 else 0.0}),
-    Subcategory("flat_content", "slides", render_slides, lambda rng: {"photo": _photo_or_none(rng, 0.5), "photo_scale": float(rng.uniform(0.3, 0.65))}),
-    Subcategory("flat_content", "code_scroll", render_code_scroll, lambda rng: {"speed": float(rng.uniform(0.3, 1.5))}),
-    Subcategory("flat_content", "spreadsheet", render_spreadsheet, lambda rng: {"edit_every": int(rng.integers(15, 60))}),
-    Subcategory("flat_content", "desktop", render_desktop, lambda rng: {"photo": _photo_or_none(rng, 0.5)}),
-    Subcategory("gaming", "topdown", render_topdown, lambda rng: {"photo_texture": _texture_or_none(rng, 0.5)}),
-    Subcategory("gaming", "side_scroller", render_side_scroller, lambda rng: {"photo_texture": _texture_or_none(rng, 0.35), "speed": float(rng.uniform(1, 4)), "photo": _photo_or_none(rng, 0.4)}),
-    Subcategory("gaming", "arena", render_arena, lambda rng: {"photo_texture": _texture_or_none(rng, 0.35)}),
-    Subcategory("natural_content", "photo_pan", render_camera, lambda rng: _camera_params(rng, (0, 0.5), (0, 4), 0.2, (0, 0.4))),
-    Subcategory("natural_content", "handheld", render_camera, lambda rng: _camera_params(rng, (1, 4), (3, 10), 0.6, (0, 0.15))),
-    Subcategory("natural_content", "scene_cuts", render_scene_cuts, lambda rng: _camera_params(rng, (0, 2), (0, 6), 0.3, (0, 0.3))),
+    Subcategory("animation", "cgi_balls", render_cgi_balls, lambda rng, d: {"noise": float(rng.uniform(6, 14)) if rng.uniform() < scaled(0.4, d) else 0.0}),
+    Subcategory("flat_content", "slides", render_slides, lambda rng, d: {"photo": _photo_or_none(rng, scaled(0.5, d)), "photo_scale": float(rng.uniform(0.3, 0.3 + 0.6 * d))}),
+    Subcategory("flat_content", "code_scroll", render_code_scroll, lambda rng, d: {"speed": float(rng.uniform(0.3, 1.5))}),
+    Subcategory("flat_content", "spreadsheet", render_spreadsheet, lambda rng, d: {"edit_every": int(rng.integers(15, 60))}),
+    Subcategory("flat_content", "desktop", render_desktop, lambda rng, d: {"photo": _photo_or_none(rng, scaled(0.5, d))}),
+    Subcategory("gaming", "topdown", render_topdown, lambda rng, d: {"photo_texture": _texture_or_none(rng, scaled(0.5, d))}),
+    Subcategory("gaming", "side_scroller", render_side_scroller, lambda rng, d: {"photo_texture": _texture_or_none(rng, scaled(0.35, d)), "speed": float(rng.uniform(1, 4)) * (1.25 - 0.75 * d), "photo": _photo_or_none(rng, scaled(0.4, d))}),
+    Subcategory("gaming", "arena", render_arena, lambda rng, d: {"photo_texture": _texture_or_none(rng, scaled(0.35, d))}),
+    Subcategory("natural_content", "photo_pan", render_camera, lambda rng, d: _camera_params(rng, d, (0, 0.5), (0, 4), 0.2, (0, 0.4))),
+    Subcategory("natural_content", "handheld", render_camera, lambda rng, d: _camera_params(rng, d, (1, 4), (3, 10), 0.6, (0, 0.15))),
+    Subcategory("natural_content", "scene_cuts", render_scene_cuts, lambda rng, d: _camera_params(rng, d, (0, 2), (0, 6), 0.3, (0, 0.3))),
 )
 
 
@@ -582,6 +599,7 @@ class VideoJob:
     seed: int
     min_seconds: float
     max_seconds: float
+    difficulty: tuple[float, float] = (0.0, 1.0)  # each video draws its own level uniformly from this range
 
     @property
     def relpath(self) -> str:
@@ -622,7 +640,7 @@ def _yuv_frame(planes: np.ndarray) -> av.VideoFrame:
     return av.VideoFrame.from_numpy_buffer(view, format="yuv420p")
 
 
-def write_video(path: Path, frames: Frames, width: int, height: int, fps: int) -> int:
+def write_video(path: Path, frames: Frames, width: int, height: int, fps: int, qp: int = 26) -> int:
     """Encode RGB frames to H.264/yuv420p, byte-identically for identical frames.
 
     Byte-identical output needed three things, each found by a failing test: our own
@@ -637,7 +655,7 @@ def write_video(path: Path, frames: Frames, width: int, height: int, fps: int) -
     with av.open(str(tmp), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "veryfast", "qp": "26", "threads": "1", "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0:mbtree=0:aq-mode=0"}
+        stream.options = {"preset": "veryfast", "qp": str(qp), "threads": "1", "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0:mbtree=0:aq-mode=0"}
         stream.codec_context.thread_count = 1  # parallelism is over videos, not inside one
         for frame in frames:
             yuv = _yuv_frame(rgb_to_yuv420p(frame))
@@ -659,22 +677,28 @@ def make_video(job: VideoJob, root: Path) -> dict:
     fps = int(rng.choice(FPS_CHOICES))
     seconds = float(rng.uniform(job.min_seconds, job.max_seconds))
     n_frames = max(int(round(seconds * fps)), 1)
-    params = sub.sample_params(rng)
-    frames = (np.ascontiguousarray(f, dtype=np.uint8) for f in sub.render(rng, width, height, n_frames, params))
-    written = write_video(root / job.relpath, frames, width, height, fps)
+    lo, hi = job.difficulty
+    difficulty = float(lo + (hi - lo) * rng.uniform())
+    params = sub.sample_params(rng, difficulty)
+    overlays = overlay_params(rng, difficulty, job.category, len(_photos()))
+    rendered = sub.render(rng, width, height, n_frames, params)
+    frames = (np.ascontiguousarray(f, dtype=np.uint8) for f in apply_overlays(rendered, rng, overlays, width, height, _photos, _caption))
+    written = write_video(root / job.relpath, frames, width, height, fps, qp=overlays["qp"])
     return {
         "path": job.relpath, "split": job.split, "category": job.category, "label": CATEGORIES.index(job.category),
-        "subcategory": job.subcategory, "width": width, "height": height, "fps": fps, "frames": written,
-        "seconds": round(written / fps, 3), "params": json.dumps(params, sort_keys=True),
+        "subcategory": job.subcategory, "difficulty": round(difficulty, 4), "width": width, "height": height, "fps": fps,
+        "frames": written, "seconds": round(written / fps, 3), "params": json.dumps(params | {"overlays": overlays}, sort_keys=True),
     }
 
 
-def plan_jobs(videos_per_class: int, seed: int, fractions: tuple[float, float, float], min_seconds: float, max_seconds: float) -> list[VideoJob]:
+def plan_jobs(videos_per_class: int, seed: int, fractions: tuple[float, float, float], min_seconds: float, max_seconds: float, difficulty: tuple[float, float] = (0.0, 1.0)) -> list[VideoJob]:
     """Split each class's videos over train/val/test (each at least one), round-robin over its subcategories.
 
     The round-robin runs across the splits, so even a tiny set covers every subcategory
     once it has as many videos per class as the class has subcategories.
     """
+    if not 0 <= difficulty[0] <= difficulty[1] <= 1:
+        raise UserError(f"difficulty range {difficulty}: needs 0 <= LO <= HI <= 1")
     if videos_per_class < len(SPLITS):
         raise UserError(f"videos_per_class={videos_per_class}: at least {len(SPLITS)} are needed, one per split")
     counts = [max(1, round(videos_per_class * f)) for f in fractions[1:]]
@@ -690,7 +714,7 @@ def plan_jobs(videos_per_class: int, seed: int, fractions: tuple[float, float, f
         k = 0  # the class's video counter across splits
         for split, count in zip(SPLITS, counts, strict=True):
             for i in range(count):
-                jobs.append(VideoJob(split, category, subs[k % len(subs)].name, i, seed, min_seconds, max_seconds))
+                jobs.append(VideoJob(split, category, subs[k % len(subs)].name, i, seed, min_seconds, max_seconds, difficulty))
                 k += 1
     return jobs
 
@@ -702,12 +726,14 @@ def generate(
     fractions: tuple[float, float, float] = (0.6, 0.2, 0.2),
     min_seconds: float = 3.0,
     max_seconds: float = 12.0,
+    difficulty: tuple[float, float] = (0.0, 1.0),
     workers: int | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Write the dataset and ``manifest.csv`` under ``out``; returns the manifest rows."""
+    """Write the dataset, ``manifest.csv`` and ``generator.json`` under ``out``; returns the manifest rows."""
     root = Path(out)
-    jobs = plan_jobs(videos_per_class, seed, fractions, min_seconds, max_seconds)
+    recipe = generator_settings(videos_per_class, seed, fractions, min_seconds, max_seconds, difficulty)
+    jobs = plan_jobs(videos_per_class, seed, fractions, min_seconds, max_seconds, tuple(difficulty))
     workers = workers or os.cpu_count() or 1
     rows: list[dict] = []
     with ProcessPoolExecutor(workers) as pool, Progress(disable=not progress, transient=True) as bar:
@@ -719,7 +745,32 @@ def generate(
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    (root / "generator.json").write_text(json.dumps(recipe, indent=2))
     return rows
+
+
+def generator_settings(
+    videos_per_class: int,
+    seed: int,
+    fractions: tuple[float, float, float],
+    min_seconds: float,
+    max_seconds: float,
+    difficulty: tuple[float, float],
+) -> dict:
+    """Everything that determines a generated dataset (written to ``generator.json``)."""
+    return {
+        "generator_version": GENERATOR_VERSION,
+        "videos_per_class": videos_per_class,
+        "seed": seed,
+        "fractions": [float(f) for f in fractions],
+        "seconds": [float(min_seconds), float(max_seconds)],
+        "difficulty": [float(d) for d in difficulty],
+    }
+
+
+def read_generator_settings(root: str | Path) -> dict | None:
+    path = Path(root) / "generator.json"
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def read_manifest(root: str | Path) -> list[dict]:

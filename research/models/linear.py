@@ -3,7 +3,8 @@
 What the frozen-feature literature (and the YouTube-8M starter code) reports first:
 if a temporal model cannot beat a linear classifier on pooled features, its extra
 capacity bought nothing. Pooling is the masked mean of the real frames, optionally
-with their standard deviation and maximum (``pooling=[mean, std, max]``), which
+with their standard deviation and maximum (``pooling=[mean, std, max]``, or the
+string ``"mean+std+max"``), which
 give a linear model some notion of how much a video changes over time.
 
 Inputs are standardised with the training set's statistics: ``fit_standardizer``
@@ -54,11 +55,12 @@ class LinearProbe(nn.Module):
         num_heads: int = 0,
         dropout: float = 0.0,
         classifier_dropout: float = 0.0,
-        pooling: list[str] | None = None,
+        pooling: list[str] | str | None = None,
     ) -> None:
         super().__init__()
         del hidden_size, num_layers, num_heads, classifier_dropout  # the shared contract; a probe has none
-        self.pooling = list(pooling or ["mean"])
+        # "mean+std" is the same as [mean, std]: a string is what an Optuna categorical can hold
+        self.pooling = pooling.split("+") if isinstance(pooling, str) else list(pooling or ["mean"])
         unknown = sorted(set(self.pooling) - set(POOLINGS))
         if unknown or not self.pooling:
             raise ValueError(f"pooling must be a non-empty list from {POOLINGS}, got {self.pooling}")
