@@ -91,7 +91,16 @@ def resolve_tracking_uri(uri: str | None = None) -> str:
 
 
 def _sqlite_path(uri: str) -> Path | None:
-    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+    return Path(uri.removeprefix("sqlite:///").split("?")[0]) if uri.startswith("sqlite:///") else None
+
+
+def _connect_uri(uri: str) -> str:
+    """The URI MLflow connects with: a SQLite store waits up to 60 s for the write lock, not sqlite's 5 s.
+
+    Several workers (``train.py --search`` twice) share one SQLite file; on a loaded 2-core
+    machine one of them held the lock past 5 s and the other crashed with "database is locked".
+    """
+    return f"{uri}?timeout=60" if uri.startswith("sqlite:///") and "?" not in uri else uri
 
 
 @contextlib.contextmanager
@@ -122,9 +131,9 @@ def get_experiment_id(name: str, uri: str | None = None) -> str:
     """Create the store (once, under a lock) and the experiment if needed, of the classic-ML kind; return its id."""
     _quiet_mlflow()
     uri = resolve_tracking_uri(uri)
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(_connect_uri(uri))
     with _store_lock(uri):
-        client = mlflow.MlflowClient(uri)
+        client = mlflow.MlflowClient(_connect_uri(uri))
         experiment = client.get_experiment_by_name(name)
         if experiment is not None:
             for key, value in _experiment_tags(name).items():
@@ -218,7 +227,7 @@ def set_tag(key: str, value: Any) -> None:
 
 
 def mlflow_client(uri: str | None = None) -> mlflow.MlflowClient:
-    return mlflow.MlflowClient(resolve_tracking_uri(uri))
+    return mlflow.MlflowClient(_connect_uri(resolve_tracking_uri(uri)))
 
 
 def _search_all(

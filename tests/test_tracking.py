@@ -109,3 +109,15 @@ def test_mlflow_is_imported_by_the_tracking_module_only() -> None:
     assert not {"research.cli", "research.commands"} & (
         _imports(ROOT / "research/search.py") | _imports(ROOT / "research/tracking.py")
     )
+
+
+def test_a_sqlite_store_waits_for_the_write_lock(tracking_uri: str) -> None:
+    """Workers sharing one SQLite store wait up to 60 s for its lock (sqlite's own 5 s crashed a loaded worker)."""
+    import mlflow
+    from mlflow.store.db.utils import create_sqlalchemy_engine
+
+    tracking.get_experiment_id("train", tracking_uri)
+    connected = mlflow.get_tracking_uri()
+    assert connected == f"{tracking_uri}?timeout=60"
+    with create_sqlalchemy_engine(connected).connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60000
