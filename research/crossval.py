@@ -42,7 +42,7 @@ from research.data.dataset import FeatureDataset, split_path
 from research.errors import ConfigError, UserError
 from research.evaluation import ensemble_probabilities
 from research.extraction import extract
-from research.features import subset
+from research.features import content_fingerprint, subset
 from research.members import mean_std, score_member, train_members
 from research.metrics import bootstrap_interval, classification_metrics
 from research.training import train
@@ -321,6 +321,7 @@ def cross_validate(
             "seconds": time.perf_counter() - start,
             # what determined these numbers: research.results re-uses a summary only for the same configs
             "config": {"train": dataclasses.asdict(train_cfg), "cv": dataclasses.asdict(cfg)},
+            "data": content_fingerprint(source),  # ... and the same features
         }
         for row, r in report["rows"].items():
             key = row.replace("+", "_")

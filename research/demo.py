@@ -36,6 +36,7 @@ DEMO_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"
 # between models is larger than the bootstrap interval's half-width, not noise (48 before).
 VIDEOS_PER_CLASS = 104
 FRACTIONS = (0.4, 0.1, 0.5)
+SECONDS = (3.0, 12.0)  # shortest and longest video
 # Every video draws its own difficulty: test results form a curve over it (RESULTS.md). Measured
 # on a [0, 1] demo, members scored 0.98-1.00 below 0.5 and 0.65-0.93 above: the easy half is a
 # ceiling that hides differences, so the demo draws from the hard half. (Trained on the hard half,
@@ -47,7 +48,7 @@ def ensure_dataset(
     root: Path, videos_per_class: int = VIDEOS_PER_CLASS, seed: int = 0, overwrite: bool = False
 ) -> None:
     """Generate the demo set, or re-use it if ``generator.json`` says it was made exactly so."""
-    wanted = generator_settings(videos_per_class, seed, FRACTIONS, 3.0, 12.0, DIFFICULTY)
+    wanted = generator_settings(videos_per_class, seed, FRACTIONS, *SECONDS, DIFFICULTY)
     if (root / "manifest.csv").is_file():
         recorded = read_generator_settings(root)
         if recorded == wanted:
@@ -62,7 +63,7 @@ def ensure_dataset(
             )
         shutil.rmtree(root)
     start = time.perf_counter()
-    rows = generate(root, videos_per_class=videos_per_class, seed=seed, fractions=FRACTIONS, difficulty=DIFFICULTY)
+    rows = generate(root, videos_per_class, seed, FRACTIONS, *SECONDS, difficulty=DIFFICULTY)
     log.info("dataset: %d videos in %.0f s -> %s", len(rows), time.perf_counter() - start, root)
 
 

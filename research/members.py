@@ -31,12 +31,18 @@ console = Console(stderr=True)
 def train_members(
     base: TrainConfig, seeds: list[int], parent_run_id: str | None = None, extra_tags: dict[str, str] | None = None
 ) -> list[Path]:
-    """One checkpoint per seed; a checkpoint on disk is re-used only if its whole config matches."""
+    """One checkpoint per seed; a checkpoint on disk is re-used only if its whole config and its training
+    data (a digest of the train and val files, read once, and only when there is a checkpoint) match."""
+    data: dict[str, str] | None = None
     paths = []
     for seed in seeds:
         cfg = dataclasses.replace(base, seed=seed, overwrite=True)  # this folder's members follow the config
         path = Path(cfg.out_dir) / checkpoint_name(seed)
-        if path.is_file() and _same_run(load_checkpoint(path), cfg):
+        if path.is_file():
+            data = data or {
+                s: content_fingerprint(split_path(base.features_dir, s, base.multi_scale)) for s in ("train", "val")
+            }
+        if path.is_file() and _same_run(load_checkpoint(path), cfg, data or {}):
             log.info("member %d: re-using %s", seed, path)
         else:
             console.print(Rule(f"[bold]train {cfg.model} seed {seed}"))
@@ -51,9 +57,8 @@ def train_members(
     return paths
 
 
-def _same_run(checkpoint: dict[str, Any], cfg: TrainConfig) -> bool:
-    """The checkpoint was trained with ``cfg`` (``overwrite`` aside) on the data its train/val files hold now."""
-    data = {s: content_fingerprint(split_path(cfg.features_dir, s, cfg.multi_scale)) for s in ("train", "val")}
+def _same_run(checkpoint: dict[str, Any], cfg: TrainConfig, data: dict[str, str]) -> bool:
+    """The checkpoint was trained with ``cfg`` (``overwrite`` aside) on ``data`` (train/val file digests)."""
     recorded = checkpoint["config"]
     return {**recorded, "overwrite": cfg.overwrite} == dataclasses.asdict(cfg) and checkpoint.get("data") == data
 

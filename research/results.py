@@ -27,6 +27,7 @@ from research.crossval import CVConfig, cross_validate
 from research.data.dataset import split_path
 from research.evaluation import evaluate
 from research.extraction import extract
+from research.features import content_fingerprint
 from research.members import mean_std, score_member, train_members
 from research.metrics import bootstrap_difference
 from research.models import count_parameters, list_models
@@ -115,6 +116,8 @@ def real_footage(seeds: list[int], out_dir: Path, config: Path = REAL_CONFIG) ->
     arms: dict[str, tuple[TrainConfig, dict]] = {"baseline/probe": (probe, {}), "baseline/recipe": (recipe, {})}
     arms |= {f"models/{name}": (recipe, {"model": name}) for name in list_models()}
     arms |= {f"scales/{kind}": (recipe, {"multi_scale": kind == "multi"}) for kind in ("single", "multi")}
+    # Extract (or re-use, or refuse changed inputs) first: a summary is re-used only for the same features.
+    extract(dataclasses.replace(extract_cfg, splits=[cv.split]))
     done: dict[str, Path] = {}
     for arm, (base, change) in arms.items():
         banner(f"real footage: {arm}")
@@ -127,7 +130,8 @@ def real_footage(seeds: list[int], out_dir: Path, config: Path = REAL_CONFIG) ->
             shutil.copyfile(done[key], folder / "cv.json")
             continue
         done[key] = folder / "cv.json"
-        if _same_cv(folder / "cv.json", train_cfg, cv):  # a summary of exactly this experiment: re-use it
+        source = split_path(extract_cfg.out_dir, cv.split, train_cfg.multi_scale)
+        if _same_cv(folder / "cv.json", train_cfg, cv, source):  # a summary of exactly this experiment: re-use it
             continue
         cross_validate(dataclasses.replace(cv, out_dir=str(folder)), extract_cfg, train_cfg, arm)
     banner("real footage: the demo's ensemble")
@@ -144,17 +148,20 @@ def real_footage(seeds: list[int], out_dir: Path, config: Path = REAL_CONFIG) ->
     evaluate(EvalConfig(checkpoints=[str(m) for m in members], features=str(features), out_dir=str(out_dir / "demo")))
 
 
-def _same_cv(path: Path, train_cfg: TrainConfig, cv: CVConfig) -> bool:
-    """``path`` summarises this experiment: the configs it records equal these (output folders aside)."""
+def _same_cv(path: Path, train_cfg: TrainConfig, cv: CVConfig, source: Path) -> bool:
+    """``path`` summarises this experiment: the configs it records equal these (output folders aside),
+    and it was computed from the features ``source`` holds now."""
     if not path.is_file():
         return False
-    recorded = json.loads(path.read_text()).get("config", {})
+    report = json.loads(path.read_text())
+    recorded = report.get("config", {})
     current = json.loads(json.dumps({"train": dataclasses.asdict(train_cfg), "cv": dataclasses.asdict(cv)}))
-    return all(
+    same_configs = all(
         {k: v for k, v in recorded.get(part, {}).items() if k != "out_dir"}
         == {k: v for k, v in current[part].items() if k != "out_dir"}
         for part in ("train", "cv")
     )
+    return same_configs and report.get("data") == content_fingerprint(source)
 
 
 def _pm(stat: dict[str, float]) -> str:
@@ -267,12 +274,16 @@ def difficulty_section(m: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def _load_arm(real: Path, arm: str, row: str) -> dict | None:
+    """An arm's summary, if it exists and records per-video predictions for ``row``."""
+    path = real / arm / "cv.json"
+    report = json.loads(path.read_text()) if path.is_file() else None
+    return report if report is not None and "pred" in report["rows"][row]["pooled"] else None
+
+
 def _load_pair(real: Path, a: str, b: str, row: str) -> tuple[dict, dict] | None:
-    paths = [real / arm / "cv.json" for arm in (a, b)]
-    if not all(p.is_file() for p in paths):
-        return None
-    first, second = (json.loads(p.read_text()) for p in paths)
-    if "pred" not in second["rows"][row]["pooled"] or first.get("video_ids") != second.get("video_ids"):
+    first, second = _load_arm(real, a, row), _load_arm(real, b, row)
+    if first is None or second is None or first["video_ids"] != second["video_ids"]:
         return None
     return first, second
 
@@ -295,10 +306,9 @@ def paired_difference(real: Path, a: str, b: str, row: str = "ensemble+tta") -> 
 
 def recipe_failures(real: Path, row: str = "ensemble+tta") -> list[str]:
     """Where the recipe still fails: its largest confusions and the sources it gets mostly wrong."""
-    pair = _load_pair(real, "baseline/probe", "baseline/recipe", row)
-    if pair is None:
+    recipe = _load_arm(real, "baseline/recipe", row)
+    if recipe is None:
         return []
-    recipe = pair[1]
     classes, labels = recipe["classes"], np.asarray(recipe["labels"])
     preds = np.asarray(recipe["rows"][row]["pooled"]["pred"])
     confusion = np.asarray(recipe["rows"][row]["pooled"]["confusion"])

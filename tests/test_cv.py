@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -22,7 +23,8 @@ from research.crossval import (
     video_groups,
 )
 from research.data.dataset import FeatureDataset
-from research.results import real_section
+from research.features import subset
+from research.results import _same_cv, real_section
 from research.search import run_search
 from research.study_storage import storage_for
 
@@ -84,6 +86,13 @@ def test_cross_validation_end_to_end(pooled_videos: Path, tmp_path: Path, tracki
         test = FeatureDataset(tmp_path / "cv" / f"fold_{k}" / "features" / "test_features_multiscale.h5")
         val = FeatureDataset(tmp_path / "cv" / f"fold_{k}" / "features" / "val_features_multiscale.h5")
         assert not set(test.video_ids) & set(val.video_ids)
+    # research.results re-uses this summary only for the same configs and the same features.
+    source = tmp_path / "features" / "all_features_multiscale.h5"
+    assert _same_cv(tmp_path / "cv" / "cv.json", train_cfg, cfg, source)
+    assert not _same_cv(tmp_path / "cv" / "cv.json", dataclasses.replace(train_cfg, lr=0.5), cfg, source)
+    fewer = tmp_path / "fewer.h5"
+    subset(source, fewer, list(range(len(ds) - 1)))
+    assert not _same_cv(tmp_path / "cv" / "cv.json", train_cfg, cfg, fewer)
 
 
 def test_recipe_study_scores_training_folds_only(pooled_videos: Path, tmp_path: Path, tracking_uri: str) -> None:

@@ -487,25 +487,17 @@ def target(src: Source, k: int) -> Path:
     return path
 
 
+def ffmpeg(inputs: list[str], w: int, h: int, fps: int, out: Path) -> list[str]:
+    """The ffmpeg command that reads ``inputs`` and writes one benchmark clip (what the manifest records)."""
+    return ["ffmpeg", "-v", "error", "-y", *inputs, *encode_args(w, h, fps), str(out)]
+
+
 def cut(src: Source) -> list[dict]:
     rows = []
     for k, (start, length) in enumerate(src.clips):
         w, h, fps = geometry()
         out = target(src, k)
-        cmd = [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-y",
-            "-ss",
-            str(start),
-            "-t",
-            str(length),
-            "-i",
-            str(fetch(src.path)),
-            *encode_args(w, h, fps),
-            str(out),
-        ]
+        cmd = ffmpeg(["-ss", str(start), "-t", str(length), "-i", str(fetch(src.path))], w, h, fps, out)
         subprocess.run(cmd, check=True)
         rows.append(row(src, out, cmd))
     return rows
@@ -538,24 +530,8 @@ def record(src: Source, display: int = 97) -> list[dict]:
             time.sleep(start if k == 0 else max(0.0, start - src.clips[k - 1][0] - src.clips[k - 1][1]))
             w, h, fps = geometry()
             out = target(src, k)
-            cmd = [
-                "ffmpeg",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "x11grab",
-                "-video_size",
-                f"{sw}x{sh}",
-                "-framerate",
-                str(fps),
-                "-i",
-                f":{display}",
-                "-t",
-                str(length),
-                *encode_args(w, h, fps),
-                str(out),
-            ]
+            grab = ["-f", "x11grab", "-video_size", f"{sw}x{sh}", "-framerate", str(fps), "-i", f":{display}"]
+            cmd = ffmpeg([*grab, "-t", str(length)], w, h, fps, out)
             subprocess.run(cmd, env=env, check=True, timeout=length + 30)
             rows.append(row(src, out, [*src.command, "|", *cmd]))
     finally:
