@@ -140,12 +140,12 @@ def test_predict_a_raw_video_with_the_checkpoints_own_settings(
     probs = member_probabilities(build_model(ckpt), ds, torch.device("cpu"), 8, get_views())
     with h5py.File(ds.path) as f:
         paths = [p.decode() for p in f["paths"][:]]
-    right = [i for i in range(len(ds)) if probs[i].argmax() == ds.labels[i]]
-    assert right, "the tiny model gets no test video right"
-    i = right[0]
+    # Decoding the raw file with the checkpoint's own extraction settings gives exactly the probabilities
+    # its feature row gives (right or wrong: 3 training videos per class do not make a classifier).
+    i = int(np.argmax(probs.max(1)))  # the most confident video: its class is not a near-tie
     (result,) = predict_videos(EvalConfig(checkpoints=[str(members[0])], predict=[str(tiny_videos / paths[i])]))
     classes = sorted(ckpt["category_mapping"], key=ckpt["category_mapping"].get)
-    assert result["class"] == classes[ds.labels[i]]
+    assert result["class"] == classes[int(probs[i].argmax())]
     assert list(result["probabilities"].values()) == pytest.approx(probs[i].tolist(), abs=1e-5)
 
 

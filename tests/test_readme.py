@@ -33,7 +33,7 @@ RUN: dict[str, str] = {
     "--out-dir runs/transformer": FAST_TRAIN,
     "python evaluate.py --checkpoints runs/demo/best_ensemble_model_1.pt runs/demo/best_ensemble_model_2.pt": "",
     "python evaluate.py --checkpoints runs/demo/best_ensemble_model_1.pt "
-    "--predict data/demo/test/flat_content/slides/slides_0000.mp4": "",
+    "--predict data/demo/test/flat_content/desktop/desktop_0000.mp4": "",
     "python train.py --search --config experiments/demo.yaml --study demo --trials 2": "epochs=1",
     "python -m research.data.synthetic --out data/more --videos-per-class 3 --seed 1": (
         "--min-seconds 1 --max-seconds 1"
@@ -79,7 +79,7 @@ NOT_RUN: dict[str, str] = {
         "tests/test_search.py runs two worker processes on one journal"
     ),
     "python -m research.data.synthetic --out data/demo --contact-sheet docs/contact_sheet.png": (
-        "tests/test_synthetic.py draws the contact sheet"
+        "tests/test_synthetic.py::test_contact_sheet_shows_every_category runs it on the tiny set"
     ),
     ".venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db": (
         "a server: tests/test_demo.py starts it on a free loopback port and queries it"
@@ -119,12 +119,17 @@ def test_every_readme_command_is_run_or_explained() -> None:
 def sandbox(tiny_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's layout around tiny data: scripts, experiments/, data/demo, features/demo."""
     from research.config import ExtractConfig, load_config
+    from research.data.synthetic import VideoJob, make_video
     from research.extraction import extract
 
     root = tmp_path_factory.mktemp("readme")
     for name in ("train.py", "extract.py", "evaluate.py", "experiments"):
         (root / name).symlink_to(ROOT / name)
     shutil.copytree(tiny_videos, root / "data" / "demo")
+    # the README's --predict example names a test video of the full demo; draw that one too, for real
+    make_video(
+        VideoJob("test", "flat_content", "desktop", 0, seed=7, min_seconds=1.0, max_seconds=2.0), root / "data" / "demo"
+    )
     overrides = {"data_dir": str(root / "data" / "demo"), "out_dir": str(root / "features" / "demo")}
     demo = load_config(ExtractConfig, "extract", ROOT / "experiments" / "demo.yaml", overrides)
     extract(demo_sized(demo))  # what the README's extract command gives (that test then re-uses it)

@@ -14,8 +14,6 @@ from research.data.synthetic import (
     CATALOG,
     CATEGORIES,
     FPS_CHOICES,
-    _caption,
-    _photos,
     make_video,
     plan_jobs,
     read_manifest,
@@ -107,18 +105,18 @@ def test_difficulty_is_drawn_from_its_range_and_recorded(tmp_path: Path) -> None
 
 def test_difficulty_scales_overlays_and_compression() -> None:
     rng = np.random.default_rng(0)
-    easy = [overlay_params(rng, 0.0, "gaming", 10) for _ in range(200)]
-    hard = [overlay_params(rng, 1.0, "gaming", 10) for _ in range(200)]
+    easy = [overlay_params(rng, 0.0, "gaming") for _ in range(200)]
+    hard = [overlay_params(rng, 1.0, "gaming") for _ in range(200)]
     assert all(p["qp"] == QP_EASY and not p["subtitle"] and p["logo"] < 0 and p["pip"] is None for p in easy)
     assert all(not p["letterbox"] and not p["noise"] and not p["exposure"] for p in easy)
     assert all(p["qp"] == QP_HARD for p in hard)
     assert all(p["subtitle"] and p["logo"] >= 0 and p["letterbox"] and p["pip"] and p["exposure"] for p in hard)
     assert all(p["noise"] for p in hard)  # every overlay at the hardest level
-    middle = [overlay_params(rng, 0.5, "gaming", 10) for _ in range(300)]
+    middle = [overlay_params(rng, 0.5, "gaming") for _ in range(300)]
     for key, rate in (("subtitle", 0.3), ("letterbox", 0.2), ("pip", 0.25), ("noise", 0.2), ("exposure", 0.2)):
         seen = np.mean([bool(p[key]) for p in middle])
         assert abs(seen - rate) < 0.09, (key, seen)  # the base rates at 0.5
-    natural = overlay_params(np.random.default_rng(3), 1.0, "natural_content", 10)
+    natural = overlay_params(np.random.default_rng(3), 1.0, "natural_content")
     assert natural["noise"] == 0.0  # camera footage has its own sensor noise; overlays add none
 
 
@@ -127,9 +125,27 @@ def test_overlays_are_drawn() -> None:
     params = {"qp": 30, "subtitle": 7, "logo": 0, "letterbox": 0.1, "noise": 0.0, "exposure": 0.0}
     params["pip"] = {"kind": "photo", "photo": 0, "scale": 0.3, "corner": 3}
     grey = (np.full((120, 160, 3), 128, np.uint8) for _ in range(3))
-    frames = list(apply_overlays(grey, rng, params, 160, 120, _photos, _caption))
+    frames = list(apply_overlays(grey, rng, params, 160, 120))
     first = frames[0]
     assert (first[:12] == 0).all() and (first[-12:] == 0).all()  # letterbox bars
     assert first[60:100, 100:150].std() > 10  # the photograph in the bottom-right window
     assert (first[14:30, 4:20] > 128).any()  # the logo brightens its corner
     assert (first[80:108, 8:100] == (255, 255, 230)).all(-1).any()  # subtitle text above the lower bar
+
+
+def test_contact_sheet_shows_every_category(tiny_videos: Path, tmp_path: Path) -> None:
+    """The README's ``--contact-sheet`` command: a grid, one row per category, one middle frame per subcategory."""
+    import numpy as np
+    from PIL import Image
+
+    from research.commands import synthetic_main
+
+    out = tmp_path / "sheet.png"
+    with pytest.raises(SystemExit) as done:
+        synthetic_main(["--out", str(tiny_videos), "--contact-sheet", str(out)])
+    assert done.value.code == 0
+    sheet = np.asarray(Image.open(out).convert("L"))
+    widest = max(len([s for s in CATALOG if s.category == c]) for c in CATEGORIES)
+    assert sheet.shape == (len(CATEGORIES) * (128 + 18), 130 + widest * (128 + 4))
+    for row in range(len(CATEGORIES)):  # the first thumbnail of every row is a real frame, not the white page
+        assert np.std(sheet[row * 146 : row * 146 + 128, 130 : 130 + 128]) > 5

@@ -19,10 +19,12 @@ strongest. Test results can then be read as a curve over ``d``
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw
+
+from research.data.drawing import caption, photos
 
 Frames = Iterator[np.ndarray]
 QP_EASY, QP_HARD = 20, 36  # x264 constant quantiser at d = 0 and d = 1 (26 before difficulty existed)
@@ -34,7 +36,7 @@ def scaled(p: float, d: float) -> float:
     return 2.0 * p * d if d <= 0.5 else p + (1.0 - p) * (2.0 * d - 1.0)
 
 
-def overlay_params(rng: np.random.Generator, d: float, category: str, n_photos: int) -> dict:
+def overlay_params(rng: np.random.Generator, d: float, category: str) -> dict:
     """The overlays one video gets, drawn from its own RNG (recorded in the manifest's params)."""
     natural = category == "natural_content"
     return {
@@ -46,7 +48,7 @@ def overlay_params(rng: np.random.Generator, d: float, category: str, n_photos: 
         "pip": (
             {
                 "kind": "panel" if natural else "photo",
-                "photo": int(rng.integers(n_photos)),
+                "photo": int(rng.integers(len(photos()))),
                 "scale": float(rng.uniform(0.2, 0.25 + 0.45 * d)),  # up to 70 % of the width
                 "corner": int(rng.integers(4)),
             }
@@ -83,11 +85,8 @@ def apply_overlays(
     params: dict,
     w: int,
     h: int,
-    photos: Callable[[], tuple],
-    caption: Callable[[int, int], np.ndarray],
 ) -> Frames:
-    """Draw the video's overlays onto each frame. ``photos``: the generator's photographs;
-    ``caption(number, size)``: a subtitle line as a text mask."""
+    """Draw the video's overlays onto each frame."""
     bar = int(h * params["letterbox"])
     pip = params["pip"]
     inset = None

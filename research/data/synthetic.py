@@ -6,8 +6,10 @@ yuv420p, written with PyAV), with a ``manifest.csv`` of every video and the
 parameters that generated it. Categories sort into the seed's class indices:
 0 animation, 1 flat_content, 2 gaming, 3 natural_content.
 
-Each subcategory is one renderer ``(rng, width, height, n_frames) -> frames``.
-Confusers are drawn on purpose (photographs inside slides, photographic textures
+Each subcategory is one renderer ``(rng, width, height, n_frames) -> frames``: the first
+ones here, and in ``research.data.lifelike``, ``games`` and ``screens`` the kinds of real footage they missed (3-D
+screensavers, visualisers, board and card games, terminals, documents, test cards, fixed
+cameras), added after the demo's models failed on the real-footage benchmark. Confusers are drawn on purpose (photographs inside slides, photographic textures
 in game levels, sensor noise on cel-shaded scenes, posterised photographs) so the
 task is not trivially separable and differences between models show. How often they
 appear, and how strong the class-agnostic overlays and compression are, follows each
@@ -31,15 +33,18 @@ import math
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 import av
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 from rich.progress import Progress
 
+from research.data import games, lifelike, screens
 from research.data.difficulty import apply_overlays, overlay_params, scaled
+from research.data.drawing import (
+    CODE_LINES, add_noise, color, font, paste, photos, resize, score_label, sentence, smooth_path, sprite, textures, vertical_gradient,
+)
 from research.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -50,96 +55,10 @@ RESOLUTIONS = ((320, 240), (256, 256), (352, 288), (426, 240), (300, 200), (240,
 FPS_CHOICES = (24, 25, 30)
 # Bumped whenever the same arguments would draw different videos; recorded in generator.json, so a
 # dataset made by an older generator is never mistaken for the current one (research.demo checks it).
-GENERATOR_VERSION = 3  # 2: per-video difficulty, overlays, compression; 3: every confuser certain at difficulty 1
+GENERATOR_VERSION = 4  # 2: per-video difficulty, overlays, compression; 3: every confuser certain at difficulty 1; 4: lifelike renderers
 
 Frames = Iterator[np.ndarray]
 Renderer = Callable[[np.random.Generator, int, int, int, dict], Frames]
-
-
-# ------------------------------------------------------------------ resources
-
-
-@cache
-def _font(size: int, mono: bool = False, bold: bool = False) -> ImageFont.FreeTypeFont:
-    """DejaVu ships inside matplotlib, so text looks the same on every machine."""
-    import matplotlib
-
-    name = "DejaVuSansMono" if mono else "DejaVuSans"
-    name += "-Bold" if bold else ""
-    return ImageFont.truetype(str(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / f"{name}.ttf"), size)
-
-
-@cache
-def _photos() -> tuple[np.ndarray, ...]:
-    """Real photographs shipped inside installed packages (no download)."""
-    import matplotlib
-    import skimage.data as skd
-    from sklearn.datasets import load_sample_images
-
-    photos = [getattr(skd, n)() for n in ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field")]
-    photos.append(skd.stereo_motorcycle()[0])
-    photos.extend(load_sample_images().images)
-    photos.append(np.asarray(Image.open(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg")))
-    for gray in (skd.camera(), skd.coins(), skd.moon()):  # tinted greyscale photographs
-        photos.append(np.stack([gray, (gray * 0.95).astype(np.uint8), (gray * 0.85).astype(np.uint8)], -1))
-    return tuple(np.ascontiguousarray(p[..., :3]) for p in photos)
-
-
-@cache
-def _textures() -> tuple[np.ndarray, ...]:
-    """Photographic textures (grass, gravel, brick) for game levels that look real."""
-    import skimage.data as skd
-
-    out = []
-    for gray, tint in ((skd.grass(), (0.6, 1.0, 0.5)), (skd.gravel(), (0.9, 0.85, 0.8)), (skd.brick(), (1.0, 0.6, 0.5))):
-        out.append(np.clip(np.stack([gray * t for t in tint], -1), 0, 255).astype(np.uint8))
-    return tuple(out)
-
-
-def _color(rng: np.random.Generator, lo: int = 40, hi: int = 255) -> tuple[int, int, int]:
-    return tuple(int(v) for v in rng.integers(lo, hi, 3))
-
-
-def _resize(img: np.ndarray, w: int, h: int) -> np.ndarray:
-    return np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
-
-
-def _smooth_path(rng: np.random.Generator, n: int, amplitude: float, wiggles: float = 1.5) -> np.ndarray:
-    """A smooth 1-D trajectory in [0, amplitude]: a sum of two slow sinusoids."""
-    t = np.linspace(0, 1, n)
-    f1, f2 = rng.uniform(0.3, wiggles, 2)
-    p1, p2 = rng.uniform(0, 2 * np.pi, 2)
-    y = 0.6 * np.sin(2 * np.pi * f1 * t + p1) + 0.4 * np.sin(2 * np.pi * f2 * t + p2)
-    return (y + 1) / 2 * amplitude
-
-
-def _paste(frame: np.ndarray, sprite: np.ndarray, mask: np.ndarray, x: int, y: int) -> None:
-    """Paste a sprite with a boolean mask at (x, y), clipped to the frame."""
-    h, w = frame.shape[:2]
-    sh, sw = mask.shape
-    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + sw, w), min(y + sh, h)
-    if x0 >= x1 or y0 >= y1:
-        return
-    m = mask[y0 - y : y1 - y, x0 - x : x1 - x]
-    frame[y0:y1, x0:x1][m] = sprite[y0 - y : y1 - y, x0 - x : x1 - x][m]
-
-
-def _sprite(draw_fn: Callable[[ImageDraw.ImageDraw, int], None], size: int) -> tuple[np.ndarray, np.ndarray]:
-    img = Image.new("RGBA", (size, size), (0, 0, 0, 0))
-    draw_fn(ImageDraw.Draw(img), size)
-    arr = np.asarray(img)
-    return np.ascontiguousarray(arr[..., :3]), arr[..., 3] > 127
-
-
-def _add_noise(frame: np.ndarray, rng: np.random.Generator, sigma: float) -> np.ndarray:
-    noise = rng.normal(0, sigma, frame.shape).astype(np.float32)
-    return np.clip(frame.astype(np.float32) + noise, 0, 255).astype(np.uint8)
-
-
-def _vertical_gradient(w: int, h: int, top: tuple, bottom: tuple) -> np.ndarray:
-    t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
-    grad = (1 - t) * np.array(top, np.float32) + t * np.array(bottom, np.float32)
-    return np.ascontiguousarray(np.broadcast_to(grad, (h, w, 3)).astype(np.uint8))
 
 
 # ------------------------------------------------------------------ animation
@@ -150,14 +69,14 @@ def _cartoon_world(rng: np.random.Generator, w: int, h: int, photo: int | None =
 
     With ``photo``, the sky is a real photograph (cartoons composited on live action: a confuser).
     """
-    sky = _resize(_photos()[photo], w, h) if photo is not None else _vertical_gradient(w, h, _color(rng, 60, 200), _color(rng, 150, 255))
+    sky = resize(photos()[photo], w, h) if photo is not None else vertical_gradient(w, h, color(rng, 60, 200), color(rng, 150, 255))
     world = Image.fromarray(np.ascontiguousarray(sky))
     draw = ImageDraw.Draw(world)
     for layer in range(int(rng.integers(2, 4))):
         base = h * (0.55 + 0.12 * layer)
         xs = np.linspace(-20, w + 20, int(rng.integers(4, 9)))
         pts = [(float(x), float(base - rng.uniform(0, h * 0.25))) for x in xs]
-        draw.polygon([(-20, h), *pts, (w + 20, h)], fill=_color(rng, 30, 220), outline=(0, 0, 0), width=3)
+        draw.polygon([(-20, h), *pts, (w + 20, h)], fill=color(rng, 30, 220), outline=(0, 0, 0), width=3)
     for _ in range(int(rng.integers(2, 6))):
         cx, cy, r = rng.uniform(0, w), rng.uniform(0, h * 0.35), rng.uniform(10, 30)
         for dx in (-r, 0, r):
@@ -168,10 +87,10 @@ def _cartoon_world(rng: np.random.Generator, w: int, h: int, photo: int | None =
 def render_cel_shapes(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
     """Flat-shaded outlined shapes moving smoothly over a panning cartoon landscape."""
     world = _cartoon_world(rng, w * 2, h, params.get("photo"))
-    pan = _smooth_path(rng, n, w)
+    pan = smooth_path(rng, n, w)
     sprites = []
     for _ in range(int(rng.integers(3, 7))):
-        size, fill, kind = int(rng.integers(h // 8, h // 3)), _color(rng), int(rng.integers(0, 3))
+        size, fill, kind = int(rng.integers(h // 8, h // 3)), color(rng), int(rng.integers(0, 3))
 
         def draw(d: ImageDraw.ImageDraw, s: int, fill: tuple = fill, kind: int = kind) -> None:
             box = (3, 3, s - 4, s - 4)
@@ -182,13 +101,13 @@ def render_cel_shapes(rng: np.random.Generator, w: int, h: int, n: int, params: 
             else:
                 d.regular_polygon((s / 2, s / 2, s / 2 - 4), 5, fill=fill, outline=(0, 0, 0))
 
-        sprites.append((*_sprite(draw, size), _smooth_path(rng, n, w - size), _smooth_path(rng, n, h - size)))
+        sprites.append((*sprite(draw, size), smooth_path(rng, n, w - size), smooth_path(rng, n, h - size)))
     for i in range(n):
         x = int(pan[i])
         frame = world[:, x : x + w].copy()
         for img, mask, px, py in sprites:
-            _paste(frame, img, mask, int(px[i]), int(py[i]))
-        yield _add_noise(frame, rng, params["noise"]) if params["noise"] else frame
+            paste(frame, img, mask, int(px[i]), int(py[i]))
+        yield add_noise(frame, rng, params["noise"]) if params["noise"] else frame
 
 
 def render_characters(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
@@ -196,7 +115,7 @@ def render_characters(rng: np.random.Generator, w: int, h: int, n: int, params: 
     world = _cartoon_world(rng, w, h, params.get("photo"))
     chars = []
     for _ in range(int(rng.integers(2, 5))):
-        s, body, skin = int(rng.integers(h // 5, h // 2.5)), _color(rng), _color(rng, 150, 255)
+        s, body, skin = int(rng.integers(h // 5, h // 2.5)), color(rng), color(rng, 150, 255)
 
         def draw(d: ImageDraw.ImageDraw, s: int, body: tuple = body, skin: tuple = skin) -> None:
             d.ellipse((s * 0.2, s * 0.45, s * 0.8, s - 3), fill=body, outline=(0, 0, 0), width=3)
@@ -207,73 +126,58 @@ def render_characters(rng: np.random.Generator, w: int, h: int, n: int, params: 
 
         speed, phase = rng.uniform(0.5, 2.5) * rng.choice([-1, 1]), rng.uniform(0, w)
         hop_f, y0 = rng.uniform(1, 3), rng.uniform(h * 0.45, h * 0.6)
-        chars.append((*_sprite(draw, s), speed, phase, hop_f, y0))
+        chars.append((*sprite(draw, s), speed, phase, hop_f, y0))
     for i in range(n):
         frame = world.copy()
         for img, mask, speed, phase, hop_f, y0 in chars:
             x = (phase + speed * i) % (w + img.shape[1]) - img.shape[1]
             y = y0 - abs(math.sin(i / 25 * hop_f * math.pi)) * h * 0.15
-            _paste(frame, img, mask, int(x), int(y))
-        yield _add_noise(frame, rng, params["noise"]) if params["noise"] else frame
+            paste(frame, img, mask, int(x), int(y))
+        yield add_noise(frame, rng, params["noise"]) if params["noise"] else frame
 
 
 def render_cgi_balls(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
     """Smoothly shaded 'CGI' spheres orbiting over a gradient, like a rendered intro."""
-    bg = _vertical_gradient(w, h, _color(rng, 0, 120), _color(rng, 60, 200))
+    bg = vertical_gradient(w, h, color(rng, 0, 120), color(rng, 60, 200))
     balls = []
     for _ in range(int(rng.integers(3, 8))):
         r = int(rng.integers(h // 12, h // 5))
         yy, xx = np.mgrid[-r : r + 1, -r : r + 1].astype(np.float32) / r
         inside = xx**2 + yy**2 <= 1
         shade = np.clip(np.sqrt(np.clip(1 - xx**2 - yy**2, 0, 1)) * 0.8 - 0.3 * (xx + yy) + 0.3, 0.1, 1.2)
-        img = np.clip(shade[..., None] * np.array(_color(rng), np.float32), 0, 255).astype(np.uint8)
+        img = np.clip(shade[..., None] * np.array(color(rng), np.float32), 0, 255).astype(np.uint8)
         cx, cy = rng.uniform(0.2 * w, 0.8 * w), rng.uniform(0.2 * h, 0.8 * h)
         rad, f, p = rng.uniform(0.1, 0.35) * min(w, h), rng.uniform(0.5, 2) / n * 2 * np.pi, rng.uniform(0, 2 * np.pi)
         balls.append((img, inside, cx, cy, rad, f, p, r))
     for i in range(n):
         frame = bg.copy()
         for img, inside, cx, cy, rad, f, p, r in balls:
-            _paste(frame, img, inside, int(cx + rad * math.cos(f * i + p)) - r, int(cy + rad * math.sin(f * i + p)) - r)
-        yield _add_noise(frame, rng, params["noise"]) if params["noise"] else frame
+            paste(frame, img, inside, int(cx + rad * math.cos(f * i + p)) - r, int(cy + rad * math.sin(f * i + p)) - r)
+        yield add_noise(frame, rng, params["noise"]) if params["noise"] else frame
 
 
 # --------------------------------------------------------------- flat content
 
-_WORDS = (
-    "revenue quarterly growth model pipeline results design review roadmap metrics customer baseline "
-    "training feature latency summary budget analysis objective risk timeline platform impact team"
-).split()
-_CODE = (
-    "def train(cfg):", "    model = build(cfg)", "    for epoch in range(cfg.epochs):", "        loss = step(batch)",
-    "    return metrics", "class Loader:", "    def __iter__(self):", "import numpy as np", "x = np.zeros((n, d))",
-    "if not path.exists():", "    raise FileNotFoundError(path)", "# TODO: cache this", "return {'acc': acc}",
-)
-
-
-def _sentence(rng: np.random.Generator, k: int) -> str:
-    return " ".join(rng.choice(_WORDS, k)).capitalize()
-
-
 def render_slides(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
     """Presentation slides: title, bullets appearing one by one, a slide change every few seconds."""
-    bg, accent, ink = _color(rng, 215, 256), _color(rng, 0, 160), _color(rng, 0, 70)
+    bg, accent, ink = color(rng, 215, 256), color(rng, 0, 160), color(rng, 0, 70)
     per_slide = int(rng.integers(60, 150))
     slides = []
     for _ in range(n // per_slide + 1):
-        bullets = [_sentence(rng, int(rng.integers(2, 5))) for _ in range(int(rng.integers(2, 5)))]
+        bullets = [sentence(rng, int(rng.integers(2, 5))) for _ in range(int(rng.integers(2, 5)))]
         stages = []
         for k in range(len(bullets) + 1):
             img = Image.new("RGB", (w, h), bg)
             d = ImageDraw.Draw(img)
             d.rectangle((0, 0, w, h // 6), fill=accent)
-            d.text((w // 20, h // 24), _sentence(rng, 2) if k == 0 else stages[0][1], font=_font(max(h // 14, 8), bold=True), fill=(255, 255, 255))
+            d.text((w // 20, h // 24), sentence(rng, 2) if k == 0 else stages[0][1], font=font(max(h // 14, 8), bold=True), fill=(255, 255, 255))
             for j, b in enumerate(bullets[:k]):
-                d.text((w // 12, h // 4 + j * h // 8), "• " + b, font=_font(max(h // 20, 7)), fill=ink)
+                d.text((w // 12, h // 4 + j * h // 8), "• " + b, font=font(max(h // 20, 7)), fill=ink)
             if params["photo"] is not None:  # confuser: a photograph on the slide
-                ph = _photos()[params["photo"]]
+                ph = photos()[params["photo"]]
                 pw, phh = int(w * params["photo_scale"]), int(h * params["photo_scale"])
-                img.paste(Image.fromarray(_resize(ph, pw, phh)), (w - pw - w // 20, h - phh - h // 12))
-            stages.append((np.asarray(img).copy(), stages[0][1] if stages else _sentence(rng, 2)))
+                img.paste(Image.fromarray(resize(ph, pw, phh)), (w - pw - w // 20, h - phh - h // 12))
+            stages.append((np.asarray(img).copy(), stages[0][1] if stages else sentence(rng, 2)))
         slides.append([s[0] for s in stages])
     for i in range(n):
         stages = slides[i // per_slide]
@@ -291,10 +195,10 @@ def render_code_scroll(rng: np.random.Generator, w: int, h: int, n: int, params:
     d = ImageDraw.Draw(page)
     kw_color = (200, 120, 255) if dark else (160, 0, 160)
     for j in range(lines):
-        text = str(rng.choice(_CODE))
+        text = str(rng.choice(CODE_LINES))
         color = kw_color if text.lstrip().split(" ")[0] in ("def", "class", "import", "if", "return") else fg
-        d.text((w // 8, j * (fs + 3)), text, font=_font(fs, mono=True), fill=color)
-        d.text((4, j * (fs + 3)), f"{j + 1:3d}", font=_font(fs, mono=True), fill=(128, 128, 128))
+        d.text((w // 8, j * (fs + 3)), text, font=font(fs, mono=True), fill=color)
+        d.text((4, j * (fs + 3)), f"{j + 1:3d}", font=font(fs, mono=True), fill=(128, 128, 128))
     page = np.asarray(page)
     for i in range(n):
         y = int(i * params["speed"])
@@ -306,7 +210,7 @@ def render_spreadsheet(rng: np.random.Generator, w: int, h: int, n: int, params:
     rows, cols = int(rng.integers(8, 14)), int(rng.integers(4, 7))
     ch, cw = h // rows, (w // 2) // cols
     values = rng.integers(1, 99, (rows, cols))
-    color = _color(rng, 0, 200)
+    bar_color = color(rng, 0, 200)
 
     def draw_sheet(vals: np.ndarray, sel: tuple[int, int]) -> np.ndarray:
         img = Image.new("RGB", (w, h), (255, 255, 255))
@@ -315,10 +219,10 @@ def render_spreadsheet(rng: np.random.Generator, w: int, h: int, n: int, params:
             for c in range(cols):
                 box = (c * cw, r * ch, (c + 1) * cw, (r + 1) * ch)
                 d.rectangle(box, outline=(200, 200, 200), fill=(210, 230, 255) if (r, c) == sel else None)
-                d.text((box[0] + 2, box[1] + 1), str(vals[r, c]), font=_font(max(ch - 6, 6)), fill=(0, 0, 0))
+                d.text((box[0] + 2, box[1] + 1), str(vals[r, c]), font=font(max(ch - 6, 6)), fill=(0, 0, 0))
         base, bw = h - 10, (w // 2 - 20) // rows
         for r in range(rows):  # bar chart of column 0
-            d.rectangle((w // 2 + 10 + r * bw, base - vals[r, 0] * (h - 30) // 100, w // 2 + 8 + (r + 1) * bw, base), fill=color)
+            d.rectangle((w // 2 + 10 + r * bw, base - vals[r, 0] * (h - 30) // 100, w // 2 + 8 + (r + 1) * bw, base), fill=bar_color)
         d.line((w // 2 + 8, base, w - 5, base), fill=(0, 0, 0))
         return np.asarray(img).copy()
 
@@ -333,23 +237,23 @@ def render_spreadsheet(rng: np.random.Generator, w: int, h: int, n: int, params:
 
 def render_desktop(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
     """A desktop with windows and a moving mouse cursor; nearly static otherwise (wallpaper may be a photo)."""
-    wallpaper = _resize(_photos()[params["photo"]], w, h) if params.get("photo") is not None else _vertical_gradient(w, h, _color(rng, 0, 120), _color(rng, 0, 120))
+    wallpaper = resize(photos()[params["photo"]], w, h) if params.get("photo") is not None else vertical_gradient(w, h, color(rng, 0, 120), color(rng, 0, 120))
     img = Image.fromarray(np.ascontiguousarray(wallpaper))
     d = ImageDraw.Draw(img)
     for _ in range(int(rng.integers(0 if params.get("photo") is not None else 1, 4))):
         x0, y0 = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2))
         x1, y1 = x0 + int(rng.integers(w // 3, w // 1.5)), y0 + int(rng.integers(h // 3, h // 1.5))
         d.rectangle((x0, y0, x1, y1), fill=(245, 245, 245), outline=(90, 90, 90))
-        d.rectangle((x0, y0, x1, y0 + 14), fill=_color(rng, 40, 160))
+        d.rectangle((x0, y0, x1, y0 + 14), fill=color(rng, 40, 160))
         for j in range(int(rng.integers(2, 6))):
-            d.text((x0 + 6, y0 + 20 + j * 14), _sentence(rng, 3), font=_font(10), fill=(20, 20, 20))
+            d.text((x0 + 6, y0 + 20 + j * 14), sentence(rng, 3), font=font(10), fill=(20, 20, 20))
     d.rectangle((0, h - 16, w, h), fill=(40, 40, 50))
     desktop = np.asarray(img).copy()
-    cursor, cmask = _sprite(lambda dd, s: dd.polygon([(0, 0), (0, s - 2), (s // 3, s * 2 // 3), (s - 2, s * 2 // 3)], fill=(255, 255, 255), outline=(0, 0, 0)), 14)
-    cx, cy = _smooth_path(rng, n, w - 14, 3.0), _smooth_path(rng, n, h - 14, 3.0)
+    cursor, cmask = sprite(lambda dd, s: dd.polygon([(0, 0), (0, s - 2), (s // 3, s * 2 // 3), (s - 2, s * 2 // 3)], fill=(255, 255, 255), outline=(0, 0, 0)), 14)
+    cx, cy = smooth_path(rng, n, w - 14, 3.0), smooth_path(rng, n, h - 14, 3.0)
     for i in range(n):
         frame = desktop.copy()
-        _paste(frame, cursor, cmask, int(cx[i]), int(cy[i]))
+        paste(frame, cursor, cmask, int(cx[i]), int(cy[i]))
         yield frame
 
 
@@ -358,13 +262,13 @@ def render_desktop(rng: np.random.Generator, w: int, h: int, n: int, params: dic
 
 def _tile_map(rng: np.random.Generator, tiles_x: int, tiles_y: int, tile: int, photo_texture: int | None) -> np.ndarray:
     """A map of grass/water/wall/path tiles with per-tile texture (optionally photographic)."""
-    palette = np.array([_color(rng, 30, 120), _color(rng, 0, 90), _color(rng, 90, 180), _color(rng, 150, 230)], np.int16)
+    palette = np.array([color(rng, 30, 120), color(rng, 0, 90), color(rng, 90, 180), color(rng, 150, 230)], np.int16)
     kinds = rng.choice(4, (tiles_y, tiles_x), p=[0.55, 0.15, 0.15, 0.15])
     world = np.repeat(np.repeat(palette[kinds], tile, 0), tile, 1)
     pattern = rng.integers(-18, 18, (tile, tile, 1)).astype(np.int16)  # the same pixel-art pattern per tile
     world = world + np.tile(pattern, (tiles_y, tiles_x, 1))
     if photo_texture is not None:
-        tex = _textures()[photo_texture].astype(np.int16)
+        tex = textures()[photo_texture].astype(np.int16)
         hh, ww = world.shape[:2]
         reps = (hh // tex.shape[0] + 1, ww // tex.shape[1] + 1, 1)
         world = (world * 0.4 + np.tile(tex, reps)[:hh, :ww] * 0.6).astype(np.int16)
@@ -378,44 +282,30 @@ def _hud(frame: np.ndarray, score: int, health: float, minimap: np.ndarray | Non
     h, w = frame.shape[:2]
     frame[4:14, 4 : 4 + w // 4] = (60, 0, 0)
     frame[4:14, 4 : 4 + int(w // 4 * health)] = (230, 30, 30)
-    label = _score_label(score, max(h // 16, 8))
+    label = score_label(score, max(h // 16, 8))
     frame[18 : 18 + label.shape[0], 4 : 4 + label.shape[1]][label > 0] = (255, 255, 80)
     if minimap is not None:
         mh, mw = minimap.shape[:2]
         frame[4 : 4 + mh, w - mw - 4 : w - 4] = minimap
 
 
-@cache
-def _score_label(score: int, size: int) -> np.ndarray:
-    img = Image.new("L", (size * 7, size + 4), 0)
-    ImageDraw.Draw(img).text((0, 0), f"SCORE {score}", font=_font(size, mono=True, bold=True), fill=255)
-    return np.asarray(img)
-
-
-@cache
-def _caption(number: int, size: int) -> np.ndarray:
-    """A subtitle line as a text mask; the same number gives the same words."""
-    img = Image.new("L", (size * 30, size + 6), 0)
-    ImageDraw.Draw(img).text((0, 0), _sentence(np.random.default_rng(number), 6), font=_font(size), fill=255)
-    return np.asarray(img)
-
 
 def render_topdown(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
     """A top-down tile level scrolling under a centred player, enemies, HUD and minimap fixed."""
     tile = int(rng.integers(12, 24))
     world = _tile_map(rng, (w * 2) // tile + 2, (h * 2) // tile + 2, tile, params["photo_texture"])
-    mini = _resize(world, w // 5, h // 5)
-    px, py = _smooth_path(rng, n, world.shape[1] - w), _smooth_path(rng, n, world.shape[0] - h)
-    hero, hmask = _sprite(lambda d, s: d.ellipse((1, 1, s - 2, s - 2), fill=(255, 220, 0), outline=(0, 0, 0), width=2), tile)
-    foe, fmask = _sprite(lambda d, s: d.rectangle((2, 2, s - 3, s - 3), fill=(200, 0, 200), outline=(0, 0, 0), width=2), tile)
-    foes = [(_smooth_path(rng, n, world.shape[1]), _smooth_path(rng, n, world.shape[0])) for _ in range(int(rng.integers(3, 8)))]
+    mini = resize(world, w // 5, h // 5)
+    px, py = smooth_path(rng, n, world.shape[1] - w), smooth_path(rng, n, world.shape[0] - h)
+    hero, hmask = sprite(lambda d, s: d.ellipse((1, 1, s - 2, s - 2), fill=(255, 220, 0), outline=(0, 0, 0), width=2), tile)
+    foe, fmask = sprite(lambda d, s: d.rectangle((2, 2, s - 3, s - 3), fill=(200, 0, 200), outline=(0, 0, 0), width=2), tile)
+    foes = [(smooth_path(rng, n, world.shape[1]), smooth_path(rng, n, world.shape[0])) for _ in range(int(rng.integers(3, 8)))]
     score = 0
     for i in range(n):
         x, y = int(px[i]), int(py[i])
         frame = world[y : y + h, x : x + w].copy()
         for fx, fy in foes:
-            _paste(frame, foe, fmask, int(fx[i]) - x, int(fy[i]) - y)
-        _paste(frame, hero, hmask, w // 2 - tile // 2, h // 2 - tile // 2)
+            paste(frame, foe, fmask, int(fx[i]) - x, int(fy[i]) - y)
+        paste(frame, hero, hmask, w // 2 - tile // 2, h // 2 - tile // 2)
         score += int(rng.integers(0, 3) == 0) * 10
         m = mini.copy()
         m[int(y / world.shape[0] * m.shape[0]), int(x / world.shape[1] * m.shape[1])] = (255, 255, 255)
@@ -428,18 +318,18 @@ def render_side_scroller(rng: np.random.Generator, w: int, h: int, n: int, param
     tile = int(rng.integers(12, 20))
     length = w + int(n * params["speed"]) + tile
     if params.get("photo") is not None:  # a photographic backdrop (confuser)
-        sky = _resize(_photos()[params["photo"]], length, h)
+        sky = resize(photos()[params["photo"]], length, h)
     else:
-        sky = _vertical_gradient(length, h, _color(rng, 80, 200), _color(rng, 150, 255))
+        sky = vertical_gradient(length, h, color(rng, 80, 200), color(rng, 150, 255))
     ground = _tile_map(rng, length // tile + 1, 3, tile, params["photo_texture"])[:, :length]
     level = sky.copy()
     level[h - ground.shape[0] :] = ground
     for _ in range(length // (tile * 6)):  # floating platforms with brick texture
         bx, by = int(rng.integers(0, length - tile * 4)), int(rng.integers(h // 3, h - ground.shape[0] - tile))
-        level[by : by + tile, bx : bx + tile * int(rng.integers(2, 5))] = _color(rng, 120, 200)
+        level[by : by + tile, bx : bx + tile * int(rng.integers(2, 5))] = color(rng, 120, 200)
         level[by : by + tile : 4, bx : bx + tile * 4] = (60, 30, 10)
-    coin, cmask = _sprite(lambda d, s: d.ellipse((1, 1, s - 2, s - 2), fill=(255, 210, 0), outline=(120, 80, 0), width=2), tile // 2 + 4)
-    hero, hmask = _sprite(lambda d, s: d.rectangle((2, 0, s - 3, s - 1), fill=(220, 0, 0), outline=(0, 0, 0), width=2), tile)
+    coin, cmask = sprite(lambda d, s: d.ellipse((1, 1, s - 2, s - 2), fill=(255, 210, 0), outline=(120, 80, 0), width=2), tile // 2 + 4)
+    hero, hmask = sprite(lambda d, s: d.rectangle((2, 0, s - 3, s - 1), fill=(220, 0, 0), outline=(0, 0, 0), width=2), tile)
     coins = [(int(rng.integers(0, length)), int(rng.integers(h // 4, h - tile * 4))) for _ in range(length // 40)]
     score = 0
     for i in range(n):
@@ -447,9 +337,9 @@ def render_side_scroller(rng: np.random.Generator, w: int, h: int, n: int, param
         frame = level[:, x : x + w].copy()
         for cx, cy in coins:
             if 0 <= cx - x < w:
-                _paste(frame, coin, cmask, cx - x, cy)
+                paste(frame, coin, cmask, cx - x, cy)
         jump = abs(math.sin(i / 18 * math.pi)) * h * 0.3
-        _paste(frame, hero, hmask, w // 3, int(h - ground.shape[0] - tile - jump))
+        paste(frame, hero, hmask, w // 3, int(h - ground.shape[0] - tile - jump))
         score += 5 * int(i % 15 == 0)
         _hud(frame, score, 1.0 - 0.5 * i / n)
         yield frame
@@ -482,10 +372,10 @@ def _camera_crops(rng: np.random.Generator, photo: np.ndarray, w: int, h: int, n
     """A virtual camera over a photograph: pan, zoom, shake, light drift, motion blur, noise."""
     ph, pw = photo.shape[:2]
     scale = max(w / pw, h / ph) * rng.uniform(1.3, 1.8)
-    big = _resize(photo, int(pw * scale) + 2, int(ph * scale) + 2).astype(np.float32)
+    big = resize(photo, int(pw * scale) + 2, int(ph * scale) + 2).astype(np.float32)
     bh, bw = big.shape[:2]
     zoom = 1 + params["zoom"] * np.linspace(0, 1, n) ** (1 if rng.uniform() < 0.5 else 2)
-    x_path, y_path = _smooth_path(rng, n, 1.0), _smooth_path(rng, n, 1.0)
+    x_path, y_path = smooth_path(rng, n, 1.0), smooth_path(rng, n, 1.0)
     shake = np.cumsum(rng.normal(0, params["shake"], (n, 2)), 0) * 0.3 + rng.normal(0, params["shake"], (n, 2))
     light = 1 + params["light"] * np.sin(np.linspace(0, rng.uniform(1, 4), n) + rng.uniform(0, 6))
     prev = None
@@ -506,7 +396,7 @@ def _camera_crops(rng: np.random.Generator, photo: np.ndarray, w: int, h: int, n
         if params.get("subtitle"):  # confuser: text on screen, as in news and lectures
             band = slice(h - h // 6, h - h // 30)
             out[band] = out[band] // 3
-            label = _score_label(int(params["subtitle"]) + i // 50, max(h // 14, 8))
+            label = score_label(int(params["subtitle"]) + i // 50, max(h // 14, 8))
             lh, lw = min(label.shape[0], h // 8), min(label.shape[1], w - 8)
             out[h - h // 6 + 2 : h - h // 6 + 2 + lh, 8 : 8 + lw][label[:lh, :lw] > 0] = 255
         yield out
@@ -515,7 +405,7 @@ def _camera_crops(rng: np.random.Generator, photo: np.ndarray, w: int, h: int, n
 def render_camera(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
     """A camera over one real photograph; its parameters make it a slow documentary pan/zoom
     (``photo_pan``) or shaky, noisy, blurred handheld footage (``handheld``)."""
-    yield from _camera_crops(rng, _photos()[params["photo"]], w, h, n, params)
+    yield from _camera_crops(rng, photos()[params["photo"]], w, h, n, params)
 
 
 def render_scene_cuts(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
@@ -523,7 +413,7 @@ def render_scene_cuts(rng: np.random.Generator, w: int, h: int, n: int, params: 
     shots = int(rng.integers(2, 5))
     bounds = np.linspace(0, n, shots + 1).astype(int)
     for s in range(shots):
-        photo = _photos()[int(rng.integers(len(_photos())))]
+        photo = photos()[int(rng.integers(len(photos())))]
         yield from _camera_crops(rng, photo, w, h, int(bounds[s + 1] - bounds[s]), params)
 
 
@@ -544,18 +434,18 @@ def _cartoon_confusers(rng: np.random.Generator, d: float) -> dict:
 
 
 def _photo_or_none(rng: np.random.Generator, p: float) -> int | None:
-    return int(rng.integers(len(_photos()))) if rng.uniform() < p else None
+    return int(rng.integers(len(photos()))) if rng.uniform() < p else None
 
 
 def _texture_or_none(rng: np.random.Generator, p: float) -> int | None:
-    return int(rng.integers(len(_textures()))) if rng.uniform() < p else None
+    return int(rng.integers(len(textures()))) if rng.uniform() < p else None
 
 
 def _camera_params(rng: np.random.Generator, d: float, shake: tuple, noise: tuple, blur_p: float, zoom: tuple) -> dict:
     """A camera's motion and sensor; harder footage moves less (a still shot reads like a slide) and is posterised more."""
     calm = 1.25 - 0.75 * d
     return {
-        "photo": int(rng.integers(len(_photos()))),
+        "photo": int(rng.integers(len(photos()))),
         "shake": float(rng.uniform(*shake)) * calm,
         "noise": float(rng.uniform(*noise)),
         "light": float(rng.uniform(0.02, 0.15)),
@@ -580,6 +470,16 @@ CATALOG: tuple[Subcategory, ...] = (
     Subcategory("natural_content", "photo_pan", render_camera, lambda rng, d: _camera_params(rng, d, (0, 0.5), (0, 4), 0.2, (0, 0.4))),
     Subcategory("natural_content", "handheld", render_camera, lambda rng, d: _camera_params(rng, d, (1, 4), (3, 10), 0.6, (0, 0.15))),
     Subcategory("natural_content", "scene_cuts", render_scene_cuts, lambda rng, d: _camera_params(rng, d, (0, 2), (0, 6), 0.3, (0, 0.3))),
+    # modelled on kinds of real footage the renderers above missed (research.data.lifelike, games, screens)
+    Subcategory("animation", "gl_objects", lifelike.render_gl_objects, lifelike.gl_objects_params),
+    Subcategory("animation", "visualiser", lifelike.render_visualiser, lifelike.visualiser_params),
+    Subcategory("flat_content", "terminal", screens.render_terminal, screens.terminal_params),
+    Subcategory("flat_content", "document", screens.render_document, screens.document_params),
+    Subcategory("flat_content", "test_card", screens.render_test_card, screens.test_card_params),
+    Subcategory("gaming", "board_game", games.render_board_game, games.board_game_params),
+    Subcategory("gaming", "card_game", games.render_card_game, games.card_game_params),
+    Subcategory("gaming", "bubble_shooter", games.render_bubble_shooter, games.bubble_shooter_params),
+    Subcategory("natural_content", "fixed_camera", lifelike.render_fixed_camera, lifelike.fixed_camera_params),
 )
 
 
@@ -680,9 +580,9 @@ def make_video(job: VideoJob, root: Path) -> dict:
     lo, hi = job.difficulty
     difficulty = float(lo + (hi - lo) * rng.uniform())
     params = sub.sample_params(rng, difficulty)
-    overlays = overlay_params(rng, difficulty, job.category, len(_photos()))
+    overlays = overlay_params(rng, difficulty, job.category)
     rendered = sub.render(rng, width, height, n_frames, params)
-    frames = (np.ascontiguousarray(f, dtype=np.uint8) for f in apply_overlays(rendered, rng, overlays, width, height, _photos, _caption))
+    frames = (np.ascontiguousarray(f, dtype=np.uint8) for f in apply_overlays(rendered, rng, overlays, width, height))
     written = write_video(root / job.relpath, frames, width, height, fps, qp=overlays["qp"])
     return {
         "path": job.relpath, "split": job.split, "category": job.category, "label": CATEGORIES.index(job.category),
@@ -779,7 +679,7 @@ def read_manifest(root: str | Path) -> list[dict]:
 
 
 def contact_sheet(root: str | Path, out: str | Path, thumb: int = 128) -> Path:
-    """One middle frame per subcategory (first video of each), in a grid: categories × subcategories."""
+    """One middle frame per subcategory (its first video in any split), in a grid: categories × subcategories."""
     root = Path(root)
     per_cat = max(len(subcategories(c)) for c in CATEGORIES)
     label_w = 130
@@ -787,16 +687,17 @@ def contact_sheet(root: str | Path, out: str | Path, thumb: int = 128) -> Path:
     draw = ImageDraw.Draw(sheet)
     for r, category in enumerate(CATEGORIES):
         y = r * (thumb + 18)
-        draw.text((4, y + thumb // 2), category, font=_font(13, bold=True), fill=(0, 0, 0))
+        draw.text((4, y + thumb // 2), category, font=font(13, bold=True), fill=(0, 0, 0))
         for c, sub in enumerate(subcategories(category)):
-            video = min((root / "train" / category / sub.name).glob("*.mp4"))
-            with av.open(str(video)) as container:
+            videos = sorted(root.glob(f"*/{category}/{sub.name}/*.mp4"))  # a small set may lack some subcategories
+            x = label_w + c * (thumb + 4)
+            draw.text((x, y + thumb + 2), sub.name, font=font(11), fill=(60, 60, 60))
+            if not videos:
+                continue
+            with av.open(str(videos[0])) as container:
                 stream = container.streams.video[0]
                 frames = list(container.decode(stream))
-            img = frames[len(frames) // 2].to_image().resize((thumb, thumb))
-            x = label_w + c * (thumb + 4)
-            sheet.paste(img, (x, y))
-            draw.text((x, y + thumb + 2), sub.name, font=_font(11), fill=(60, 60, 60))
+            sheet.paste(frames[len(frames) // 2].to_image().resize((thumb, thumb)), (x, y))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(out, optimize=True)
