@@ -162,9 +162,11 @@ def app_window(rng: np.random.Generator, w: int, h: int, title: str) -> tuple[Im
 
 
 LIGHT = np.array([-0.45, -0.55, 0.7]) / np.linalg.norm([-0.45, -0.55, 0.7])  # key light: upper left, towards the viewer
+_HALFWAY = (LIGHT + np.array([0, 0, 1.0])) / np.linalg.norm(LIGHT + np.array([0, 0, 1.0]))  # light/viewer bisector
 
 
 def sphere_normals(r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit normals ``[2r+1, 2r+1, 3]`` of a sphere of radius ``r`` seen head-on, and the disc they lie in."""
     yy, xx = np.mgrid[-r : r + 1, -r : r + 1].astype(np.float32) / max(r, 1)
     inside = xx**2 + yy**2 <= 1
     zz = np.sqrt(np.clip(1 - xx**2 - yy**2, 0, 1))
@@ -174,6 +176,5 @@ def sphere_normals(r: int) -> tuple[np.ndarray, np.ndarray]:
 def phong(normals: np.ndarray, base: np.ndarray, shininess: float) -> np.ndarray:
     """Ambient + diffuse + specular shading of unit normals ``[..., 3]`` with colours ``base`` ``[..., 3]``."""
     diffuse = np.clip(normals @ LIGHT, 0, 1)[..., None]
-    half = (LIGHT + np.array([0, 0, 1.0])) / np.linalg.norm(LIGHT + np.array([0, 0, 1.0]))
-    specular = np.clip(normals @ half, 0, 1)[..., None] ** shininess
+    specular = np.clip(normals @ _HALFWAY, 0, 1)[..., None] ** shininess
     return np.clip(base * (0.18 + 0.82 * diffuse) + 255 * 0.8 * specular, 0, 255)

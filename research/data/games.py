@@ -70,6 +70,7 @@ def _move(rng: np.random.Generator, kind: str, state: np.ndarray) -> tuple[int, 
     return r, c
 
 
+_TITLES = {"reversi": "Reversi", "mines": "Mines", "tiles": "Tetravex", "balls": "Five or More", "mahjongg": "Mahjongg"}
 _GLYPHS = "●◆▲■♣♦★♥123456789"
 _NUMBER_COLOURS = (
     (0, 0, 0),
@@ -163,19 +164,12 @@ def _draw_board(img: Image.Image, kind: str, state: np.ndarray, box: tuple[int, 
 
 
 def render_board_game(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
-    """A desktop board game (reversi, minesweeper, tile puzzles, lines of balls) in a window; the mouse
+    """A desktop board game (reversi, minesweeper, tile puzzles, lines of balls, mahjongg) in a window; the mouse
     moves to a cell and the board changes."""
     kind = params["kind"]
     cells = int(rng.integers(6, 11))
     palette = [color(rng, 20, 120), color(rng, 150, 200), *[color(rng, 60, 255) for _ in range(5)]]
-    titles = {
-        "reversi": "Reversi",
-        "mines": "Mines",
-        "tiles": "Tetravex",
-        "balls": "Five or More",
-        "mahjongg": "Mahjongg",
-    }
-    window, bar = app_window(rng, w, h, titles[kind])
+    window, bar = app_window(rng, w, h, _TITLES[kind])
     if kind == "mahjongg":  # the table under the tiles
         ImageDraw.Draw(window).rectangle((0, bar, w, h), fill=color(rng, 20, 110))
     size = min(w - 8, h - bar - 8)
@@ -324,7 +318,7 @@ def render_bubble_shooter(rng: np.random.Generator, w: int, h: int, n: int, para
 def board_game_params(rng: np.random.Generator, d: float) -> dict:
     # harder: fewer moves, so the board is as static as a spreadsheet
     return {
-        "kind": str(rng.choice(["reversi", "mines", "tiles", "balls", "mahjongg"])),
+        "kind": str(rng.choice(list(_TITLES))),
         "move_every": float(rng.uniform(8, 40) * (0.5 + d)),
         "dialog": bool(rng.uniform() < 0.25),
     }

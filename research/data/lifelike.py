@@ -137,9 +137,9 @@ def render_gl_objects(rng: np.random.Generator, w: int, h: int, n: int, params: 
                 "teeth": int(rng.integers(8, 20)),
                 "x": smooth_path(rng, n, max(w - 2 * r, 1), 2.5),
                 "y": smooth_path(rng, n, max(h - 2 * r, 1), 2.5),
+                "sphere": sphere_normals(r),  # (normals, disc)
             }
         )
-    normals, inside = {}, {}
     for i in range(n):
         frame = floor(i * params["speed"]) if floor is not None else bg.copy()
         for img, mask, speed, x0, y0 in fish:
@@ -147,9 +147,8 @@ def render_gl_objects(rng: np.random.Generator, w: int, h: int, n: int, params: 
         for o in objects:
             r, x, y = o["r"], int(o["x"][i]), int(o["y"][i])
             if o["kind"] == "sphere":
-                if r not in normals:
-                    normals[r], inside[r] = sphere_normals(r)
-                paste(frame, _banded_sphere(normals[r], o["spin"] * i, o["palette"], o["bands"]), inside[r], x, y)
+                normals, disc = o["sphere"]
+                paste(frame, _banded_sphere(normals, o["spin"] * i, o["palette"], o["bands"]), disc, x, y)
             else:
                 paste(frame, *_gear(r, o["teeth"], o["spin"][0] * i * 3, o["palette"][0]), x, y)
         yield frame
@@ -186,8 +185,8 @@ def render_visualiser(rng: np.random.Generator, w: int, h: int, n: int, params: 
 
 
 def render_fixed_camera(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
-    """A camera on a tripod (surveillance, lab bench, talking head): a still photographic scene, subjects
-    cut from other photographs moving through it, sensor noise; optionally old film or underwater colour."""
+    """A camera on a tripod (surveillance, lab bench, talking head): a still photographic scene, walkers
+    crossing it, sensor noise; optionally old film or underwater colour."""
     scene = resize(photos()[params["photo"]], w, h).astype(np.float32)
     subjects = []
     for _ in range(params["subjects"]):  # walkers: a head over a body in muted clothing colours, soft-edged

@@ -37,6 +37,7 @@ def render_terminal(rng: np.random.Generator, w: int, h: int, n: int, params: di
     rows, line_h = h // (fs + 2), fs + 2
     lines: list[str] = []
     typed, queue = "", []
+    shown: list[str] | None = None
     for i in range(n):
         if params["top"]:
             if i % 25 == 0 or not lines:
@@ -68,11 +69,14 @@ def render_terminal(rng: np.random.Generator, w: int, h: int, n: int, params: di
             if not lines:
                 lines.append("$ ")
             typed = str(rng.choice(_COMMANDS))
-        img = Image.new("RGB", (w, h), bg)
-        d = ImageDraw.Draw(img)
-        for k, text in enumerate(lines[-rows:]):
-            d.text((4, 2 + k * line_h), text, font=font(fs, mono=True), fill=fg)
-        yield np.asarray(img)
+        if lines[-rows:] != shown:  # most frames change nothing: draw only when the text does
+            shown = lines[-rows:]
+            img = Image.new("RGB", (w, h), bg)
+            d = ImageDraw.Draw(img)
+            for k, text in enumerate(shown):
+                d.text((4, 2 + k * line_h), text, font=font(fs, mono=True), fill=fg)
+            frame = np.asarray(img)
+        yield frame
 
 
 def render_document(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
@@ -107,13 +111,13 @@ def render_document(rng: np.random.Generator, w: int, h: int, n: int, params: di
                 )
                 y += fs + 3
             y += fs
-    page = np.asarray(page)
+    page, chrome = np.asarray(page), np.asarray(window)
     top = 0.0
     view = h - bar
     for i in range(n):
         if i % params["page_every"] == params["page_every"] - 1:
             top = min(top + view * rng.uniform(0.3, 0.9), page_h - view)
-        frame = np.asarray(window).copy()
+        frame = chrome.copy()
         frame[bar:] = page[int(top) : int(top) + view]
         yield frame
 

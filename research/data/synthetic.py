@@ -43,7 +43,7 @@ from rich.progress import Progress
 from research.data import games, lifelike, screens
 from research.data.difficulty import apply_overlays, overlay_params, scaled
 from research.data.drawing import (
-    CODE_LINES, add_noise, color, font, paste, photos, resize, score_label, sentence, smooth_path, sprite, textures, vertical_gradient,
+    CODE_LINES, add_noise, color, font, paste, photos, resize, score_label, sentence, smooth_path, sphere_normals, sprite, textures, vertical_gradient,
 )
 from research.errors import UserError
 
@@ -142,9 +142,9 @@ def render_cgi_balls(rng: np.random.Generator, w: int, h: int, n: int, params: d
     balls = []
     for _ in range(int(rng.integers(3, 8))):
         r = int(rng.integers(h // 12, h // 5))
-        yy, xx = np.mgrid[-r : r + 1, -r : r + 1].astype(np.float32) / r
-        inside = xx**2 + yy**2 <= 1
-        shade = np.clip(np.sqrt(np.clip(1 - xx**2 - yy**2, 0, 1)) * 0.8 - 0.3 * (xx + yy) + 0.3, 0.1, 1.2)
+        normals, inside = sphere_normals(r)
+        xx, yy, zz = normals[..., 0], normals[..., 1], normals[..., 2]
+        shade = np.clip(zz * 0.8 - 0.3 * (xx + yy) + 0.3, 0.1, 1.2)
         img = np.clip(shade[..., None] * np.array(color(rng), np.float32), 0, 255).astype(np.uint8)
         cx, cy = rng.uniform(0.2 * w, 0.8 * w), rng.uniform(0.2 * h, 0.8 * h)
         rad, f, p = rng.uniform(0.1, 0.35) * min(w, h), rng.uniform(0.5, 2) / n * 2 * np.pi, rng.uniform(0, 2 * np.pi)
