@@ -149,3 +149,17 @@ def test_contact_sheet_shows_every_category(tiny_videos: Path, tmp_path: Path) -
     assert sheet.shape == (len(CATEGORIES) * (128 + 18), 130 + widest * (128 + 4))
     for row in range(len(CATEGORIES)):  # the first thumbnail of every row is a real frame, not the white page
         assert np.std(sheet[row * 146 : row * 146 + 128, 130 : 130 + 128]) > 5
+
+
+def test_board_games_draw_the_mouse_moving_between_moves() -> None:
+    """Between two moves the board is still: only the pointer, easing onto the last move's cell, changes."""
+    import numpy as np
+
+    from research.data.games import render_board_game
+
+    params = {"kind": "reversi", "move_every": 4, "dialog": False}
+    frames = list(render_board_game(np.random.default_rng(0), 160, 120, 8, params))
+    changed = np.any(frames[5] != frames[6], axis=-1)  # the move was at frame 4, the next is at 8
+    assert changed.any(), "the pointer is not drawn"
+    ys, xs = np.nonzero(changed)
+    assert np.ptp(ys) < 30 and np.ptp(xs) < 30, "more than a pointer changed"

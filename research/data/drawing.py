@@ -141,11 +141,14 @@ def caption(number: int, size: int) -> np.ndarray:
     return np.asarray(img)
 
 
-def cursor_mask() -> np.ndarray:
-    """A mouse pointer's shape (14 px): draw it in any colour."""
+def cursor() -> tuple[np.ndarray, np.ndarray]:
+    """A white mouse pointer with a black outline, 14 px: (image, mask)."""
     return sprite(
-        lambda d, s: d.polygon([(0, 0), (0, s - 2), (s // 3, s * 2 // 3), (s - 2, s * 2 // 3)], fill=255), 14
-    )[1]
+        lambda d, s: d.polygon(
+            [(0, 0), (0, s - 2), (s // 3, s * 2 // 3), (s - 2, s * 2 // 3)], fill=(255, 255, 255), outline=(0, 0, 0)
+        ),
+        14,
+    )
 
 
 def app_window(rng: np.random.Generator, w: int, h: int, title: str) -> tuple[Image.Image, int]:

@@ -18,7 +18,7 @@ from research.data.difficulty import scaled
 from research.data.drawing import (
     app_window,
     color,
-    cursor_mask,
+    cursor,
     font,
     paste,
     phong,
@@ -186,7 +186,7 @@ def render_board_game(rng: np.random.Generator, w: int, h: int, n: int, params: 
                 outline=(160, 160, 160),
             )
     state = _board_state(rng, kind, cells)
-    cmask = cursor_mask()
+    pointer, pointer_mask = cursor()
     every = max(int(params["move_every"]), 2)
     target = (box[0] + size // 2, box[1] + size // 2)
     position = np.array(target, np.float32)
@@ -203,7 +203,7 @@ def render_board_game(rng: np.random.Generator, w: int, h: int, n: int, params: 
             frame = np.asarray(img)
         position += (np.array(target, np.float32) - position) * 0.25  # the hand eases onto the next cell
         out = frame.copy()
-        paste(out, np.full((14, 14, 3), 250, np.uint8), cmask, int(position[0]), int(position[1]))
+        paste(out, pointer, pointer_mask, int(position[0]), int(position[1]))
         yield out
 
 

@@ -43,7 +43,7 @@ from rich.progress import Progress
 from research.data import games, lifelike, screens
 from research.data.difficulty import apply_overlays, overlay_params, scaled
 from research.data.drawing import (
-    CODE_LINES, add_noise, color, font, paste, photos, resize, score_label, sentence, smooth_path, sphere_normals, sprite, textures, vertical_gradient,
+    CODE_LINES, add_noise, color, cursor, font, paste, photos, resize, score_label, sentence, smooth_path, sphere_normals, sprite, textures, vertical_gradient,
 )
 from research.errors import UserError
 
@@ -55,7 +55,7 @@ RESOLUTIONS = ((320, 240), (256, 256), (352, 288), (426, 240), (300, 200), (240,
 FPS_CHOICES = (24, 25, 30)
 # Bumped whenever the same arguments would draw different videos; recorded in generator.json, so a
 # dataset made by an older generator is never mistaken for the current one (research.demo checks it).
-GENERATOR_VERSION = 4  # 2: per-video difficulty, overlays, compression; 3: every confuser certain at difficulty 1; 4: lifelike renderers
+GENERATOR_VERSION = 5  # 2: per-video difficulty, overlays, compression; 3: every confuser certain at difficulty 1; 4: lifelike renderers; 5: board games draw their mouse pointer
 
 Frames = Iterator[np.ndarray]
 Renderer = Callable[[np.random.Generator, int, int, int, dict], Frames]
@@ -249,11 +249,11 @@ def render_desktop(rng: np.random.Generator, w: int, h: int, n: int, params: dic
             d.text((x0 + 6, y0 + 20 + j * 14), sentence(rng, 3), font=font(10), fill=(20, 20, 20))
     d.rectangle((0, h - 16, w, h), fill=(40, 40, 50))
     desktop = np.asarray(img).copy()
-    cursor, cmask = sprite(lambda dd, s: dd.polygon([(0, 0), (0, s - 2), (s // 3, s * 2 // 3), (s - 2, s * 2 // 3)], fill=(255, 255, 255), outline=(0, 0, 0)), 14)
+    pointer, pointer_mask = cursor()
     cx, cy = smooth_path(rng, n, w - 14, 3.0), smooth_path(rng, n, h - 14, 3.0)
     for i in range(n):
         frame = desktop.copy()
-        paste(frame, cursor, cmask, int(cx[i]), int(cy[i]))
+        paste(frame, pointer, pointer_mask, int(cx[i]), int(cy[i]))
         yield frame
 
 
