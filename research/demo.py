@@ -39,7 +39,7 @@ FRACTIONS = (0.4, 0.1, 0.5)
 SECONDS = (3.0, 12.0)  # shortest and longest video
 # Every video draws its own difficulty: test results form a curve over it (RESULTS.md). Measured
 # on a [0, 1] demo, members scored 0.98-1.00 below 0.5 and 0.65-0.93 above: the easy half is a
-# ceiling that hides differences, so the demo draws from the hard half (members 0.82-0.92 there
+# ceiling that hides differences, so the demo draws from the hard half (members 0.89-0.93 there
 # since the lifelike renderers).
 DIFFICULTY = (0.5, 1.0)
 
