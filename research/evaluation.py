@@ -31,7 +31,7 @@ from research.config import EvalConfig, to_flat_dict
 from research.data.dataset import FeatureDataset, split_path
 from research.errors import UserError, ensure_dir
 from research.frames import video_features
-from research.metrics import classification_metrics
+from research.metrics import bootstrap_interval, classification_metrics
 from research.tta import get_views, predict, tta_probabilities
 from research.video import VideoDecodeError
 
@@ -123,11 +123,14 @@ def ensemble_probabilities(probs: list[np.ndarray], weights: list[float] | None 
 
 
 def row_metrics(name: str, probs: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
-    m = classification_metrics(labels, probs.argmax(1), len(classes))
+    """One report row; ``macro_f1_95`` resamples the videos, so two rows whose intervals overlap widely tie."""
+    preds = probs.argmax(1)
+    m = classification_metrics(labels, preds, len(classes))
     return {
         "name": name,
         "accuracy": m["accuracy"],
         "macro_f1": m["macro_f1"],
+        "macro_f1_95": bootstrap_interval(labels, preds, len(classes)),
         "f1": dict(zip(classes, m["f1"], strict=True)),
         "precision": dict(zip(classes, m["precision"], strict=True)),
         "recall": dict(zip(classes, m["recall"], strict=True)),
@@ -233,19 +236,27 @@ def write_report(report: dict[str, Any], final_row: dict[str, Any], out_dir: Pat
 
 
 def results_table(report: dict[str, Any]) -> Any:
-    table = Table(title=f"{report['features']} ({report['num_videos']} videos); F1 per class")
+    # no outer edge and short class names: nine columns fit the 80 of a pipe or CI log
+    table = Table(title=f"{report['features']} ({report['num_videos']} videos); F1 per class", show_edge=False)
     table.add_column("", no_wrap=True)
-    for col in ("acc", "macro-F1", *[c.replace("_content", "") for c in report["classes"]]):
-        table.add_column(col, justify="right")
+    for col in ("acc", "macro-F1", "95 %", *[c.replace("_content", "")[:5] for c in report["classes"]]):
+        table.add_column(col, justify="right", no_wrap=True)
     for name, row in report["rows"].items():
         style = "bold" if name.startswith("ensemble") else None
         cells = [
             f"{row['accuracy']:.3f}",
             f"{row['macro_f1']:.3f}",
+            interval(row),
             *[f"{row['f1'][c]:.3f}" for c in report["classes"]],
         ]
         table.add_row(name, *cells, style=style)
     return table
+
+
+def interval(row: dict[str, Any]) -> str:
+    """A row's bootstrap 95 % interval of macro-F1 as text (empty for reports written before it existed)."""
+    ci = row.get("macro_f1_95")
+    return f"{ci['low']:.3f}-{ci['high']:.3f}" if ci else ""
 
 
 def log_report(cfg: EvalConfig, report: dict[str, Any], members: list[Member], out_dir: Path) -> str:

@@ -2,6 +2,7 @@
 
     python -m research.results models [--seeds 1 2 3]   # every registered model on the demo features
     python -m research.results real [--seeds 1 2 3 4]   # real footage: models, scales, demo transfer under grouped CV
+    python -m research.results transfer                 # only the make demo ensemble on the real clips (a minute)
     python -m research.results write                    # RESULTS.md from outputs/*/ JSON files
 
 ``make results`` runs models and write after ``make demo`` and ``make ablation``;
@@ -10,7 +11,6 @@
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import shutil
@@ -25,7 +25,9 @@ from research.cli import banner, console, make_parser, run_cli, setup_logging
 from research.config import EvalConfig, ExtractConfig, TrainConfig, load_config
 from research.crossval import CVConfig, cross_validate
 from research.data.dataset import split_path
-from research.evaluation import evaluate
+from research.data.difficulty import accuracy_by_difficulty, difficulty_bin, difficulty_of
+from research.errors import StaleWorkError
+from research.evaluation import evaluate, interval, results_table
 from research.extraction import extract
 from research.features import content_fingerprint
 from research.members import mean_std, score_member, train_members
@@ -36,33 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = ROOT / "experiments" / "demo.yaml"
 REAL_CONFIG = ROOT / "experiments" / "real.yaml"
 PROBE_CONFIG = ROOT / "experiments" / "real_probe.yaml"
-
-
-DIFFICULTY_BINS = tuple(i / 10 for i in range(11))  # 0.1 wide: the demo spans [0.5, 1], five bins
-
-
-def difficulty_of(video_ids: list[str], data_dir: Path) -> list[float] | None:
-    """Each video's generator difficulty from ``DATA_DIR/manifest.csv`` (None: no such column)."""
-    manifest = data_dir / "manifest.csv"
-    if not manifest.is_file():
-        return None
-    with manifest.open(newline="") as fh:
-        rows = {Path(r["path"]).with_suffix("").as_posix(): r.get("difficulty") for r in csv.DictReader(fh)}
-    values = [rows.get(v) for v in video_ids]
-    return None if any(v in (None, "") for v in values) else [float(v) for v in values]
-
-
-def difficulty_bin(d: float) -> str:
-    """The ``DIFFICULTY_BINS`` interval holding ``d``, as ``"0.25-0.50"``."""
-    b = min(int(np.digitize(d, DIFFICULTY_BINS[1:-1])), len(DIFFICULTY_BINS) - 2)
-    return f"{DIFFICULTY_BINS[b]:.2f}-{DIFFICULTY_BINS[b + 1]:.2f}"
-
-
-def accuracy_by_difficulty(labels: list[int], preds: list[int], difficulty: list[float]) -> dict[str, float]:
-    """Accuracy per difficulty bin, bins in order."""
-    bins = [difficulty_bin(d) for d in difficulty]
-    correct = np.asarray(labels) == np.asarray(preds)
-    return {b: float(correct[[x == b for x in bins]].mean()) for b in sorted(set(bins))}
 
 
 def compare_models(seeds: list[int], out_dir: Path, config: Path = DEMO_CONFIG) -> dict[str, Any]:
@@ -134,18 +109,32 @@ def real_footage(seeds: list[int], out_dir: Path, config: Path = REAL_CONFIG) ->
         if _same_cv(folder / "cv.json", train_cfg, cv, source):  # a summary of exactly this experiment: re-use it
             continue
         cross_validate(dataclasses.replace(cv, out_dir=str(folder)), extract_cfg, train_cfg, arm)
+    demo_transfer(out_dir / "demo", config)
+
+
+def demo_transfer(out_dir: Path, config: Path = REAL_CONFIG, demo_config: Path = DEMO_CONFIG) -> dict[str, Any] | None:
+    """The ``make demo`` ensemble on every real clip, extracted at the demo's settings: what the demo teaches
+    that carries over to real footage. ``None`` when there are no demo members yet."""
     banner("real footage: the demo's ensemble")
-    demo = load_config(ExtractConfig, "extract", DEMO_CONFIG)
+    real = load_config(ExtractConfig, "extract", config)
+    split = load_config(CVConfig, "cv", config).split
+    demo = load_config(ExtractConfig, "extract", demo_config)
     at_demo_settings = dataclasses.replace(
-        demo, data_dir=extract_cfg.data_dir, out_dir=str(Path(extract_cfg.out_dir) / "demo_settings"), splits=[cv.split]
+        demo, data_dir=real.data_dir, out_dir=str(Path(real.out_dir) / "demo_settings"), splits=[split]
     )
-    extract(at_demo_settings)
-    members = sorted(Path(load_config(TrainConfig, "train", DEMO_CONFIG).out_dir).glob("best_ensemble_model_*.pt"))
+    try:
+        extract(at_demo_settings)
+    except StaleWorkError as err:  # the demo's settings (or the clips) changed: this folder is ours to recompute
+        console.print(f"{err.args[0].split(':')[0]}: recomputing at the demo's current settings")
+        extract(dataclasses.replace(at_demo_settings, overwrite=True))
+    members = sorted(Path(load_config(TrainConfig, "train", demo_config).out_dir).glob("best_ensemble_model_*.pt"))
     if not members:
         console.print("no demo members (run make demo first): skipping the transfer row")
-        return
-    features = split_path(at_demo_settings.out_dir, cv.split, True)
-    evaluate(EvalConfig(checkpoints=[str(m) for m in members], features=str(features), out_dir=str(out_dir / "demo")))
+        return None
+    features = split_path(at_demo_settings.out_dir, split, True)
+    report = evaluate(EvalConfig(checkpoints=[str(m) for m in members], features=str(features), out_dir=str(out_dir)))
+    console.print(results_table(report))
+    return report
 
 
 def _same_cv(path: Path, train_cfg: TrainConfig, cv: CVConfig, source: Path) -> bool:
@@ -184,12 +173,12 @@ def render(outputs: Path = ROOT / "outputs") -> str:
             "",
             f"`make demo`: test split, {report['num_videos']} videos, TTA views {', '.join(report['tta_modes'])}.",
             "",
-            "| row | accuracy | macro-F1 | " + " | ".join(f"F1 {c}" for c in report["classes"]) + " |",
-            "|---|---|---|" + "---|" * len(report["classes"]),
+            "| row | accuracy | macro-F1 | macro-F1 95 % | " + " | ".join(f"F1 {c}" for c in report["classes"]) + " |",
+            "|---|---|---|---|" + "---|" * len(report["classes"]),
         ]
         for name, row in report["rows"].items():
             lines.append(
-                f"| {name} | {row['accuracy']:.3f} | {row['macro_f1']:.3f} | "
+                f"| {name} | {row['accuracy']:.3f} | {row['macro_f1']:.3f} | {interval(row)} | "
                 + " | ".join(f"{row['f1'][c]:.3f}" for c in report["classes"])
                 + " |"
             )
@@ -372,8 +361,8 @@ def real_section(real: Path) -> list[str]:
         per_class = ", ".join(f"{c} {ens['f1'][c]:.3f}" for c in report["classes"])
         lines += [
             "",
-            f"The `make demo` ensemble (+TTA) on all {report['num_videos']} clips: macro-F1 "
-            f"{ens['macro_f1']:.3f} (F1 {per_class}).",
+            f"The `make demo` ensemble (+TTA) on all {report['num_videos']} clips (`python -m research.results "
+            f"transfer`): macro-F1 {ens['macro_f1']:.3f}, 95 % {interval(ens)} (F1 {per_class}).",
         ]
     return [*lines, ""]
 
@@ -387,6 +376,7 @@ def main() -> int:
         "real", help="real footage under grouped CV: every model, single vs multi-scale, demo transfer"
     )
     real.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4])
+    sub.add_parser("transfer", help="only the last step of real: the make demo ensemble on the real clips")
     sub.add_parser("write", help="write RESULTS.md")
     args = parser.parse_args()
     setup_logging(args.verbose)
@@ -394,6 +384,8 @@ def main() -> int:
         compare_models(args.seeds, ROOT / "outputs" / "models")
     elif args.command == "real":
         real_footage(args.seeds, ROOT / "outputs" / "real")
+    elif args.command == "transfer":
+        demo_transfer(ROOT / "outputs" / "real" / "demo")
     else:
         (ROOT / "RESULTS.md").write_text(render())
         console.print(f"wrote {ROOT / 'RESULTS.md'}")

@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import subprocess
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -283,9 +284,23 @@ def log_to_run(
     """Metrics and tags onto a run that is not the active one (a study's parent run)."""
     c = mlflow_client(uri)
     for key, value in (metrics or {}).items():
-        c.log_metric(run_id, key, float(value))
+        _once_more_on_conflict(c.log_metric, run_id, key, float(value))
     for key, value in (tags or {}).items():
-        c.set_tag(run_id, key, str(value))
+        _once_more_on_conflict(c.set_tag, run_id, key, str(value))
+
+
+def _once_more_on_conflict(write: Any, *args: Any) -> None:
+    """Two study workers that finish together both write the parent run's summary; the store inserts a tag
+    or latest metric it has not seen, so the slower insert fails on the unique key. The row exists by
+    then, and writing again updates it."""
+    try:
+        write(*args)
+    except Exception as err:  # MlflowException or SQLAlchemy's IntegrityError, depending on the store's path
+        if "IntegrityError" not in str(err) and "UNIQUE constraint" not in str(err):
+            raise
+        log.info("concurrent write of the same MLflow key (%s): writing it again", args[1])
+        time.sleep(0.5)
+        write(*args)
 
 
 def log_figure_to_run(run_id: str, figure: Any, artifact_file: str, uri: str | None = None) -> None:

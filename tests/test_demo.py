@@ -64,6 +64,22 @@ def test_demo_runs_end_to_end_then_reuses_finished_work(
     assert "dataset: re-using" in text and "member 2: re-using" in text
     assert "already extracted from these inputs, re-using" in text
 
+    # `python -m research.results transfer`: the members on another collection (here the test split stands in
+    # for the real clips), extracted at the demo's settings, with a bootstrap interval on every row.
+    from research.results import demo_transfer
+
+    real = tmp_path / "tiny_real.yaml"
+    real.write_text(f"base: {config}\nextract:\n  out_dir: {tmp_path / 'real'}\ncv:\n  split: test\n")
+    transfer = demo_transfer(tmp_path / "transfer", real, config)
+    assert transfer is not None and transfer["num_videos"] == 8
+    assert (tmp_path / "real" / "demo_settings" / "test_features_multiscale.h5").is_file()
+    assert (
+        transfer["rows"]["ensemble"]["macro_f1"] == report["rows"]["ensemble"]["macro_f1"]
+    )  # same videos, same settings
+    for row in transfer["rows"].values():
+        ci = row["macro_f1_95"]
+        assert 0 <= ci["low"] <= row["macro_f1"] <= ci["high"] <= 1
+
 
 def test_ablation_table_and_nested_mlflow_runs(tiny_features: Path, tmp_path: Path, tracking_uri: str) -> None:
     import mlflow

@@ -33,7 +33,7 @@ RUN: dict[str, str] = {
     "--out-dir runs/transformer": FAST_TRAIN,
     "python evaluate.py --checkpoints runs/demo/best_ensemble_model_1.pt runs/demo/best_ensemble_model_2.pt": "",
     "python evaluate.py --checkpoints runs/demo/best_ensemble_model_1.pt "
-    "--predict data/demo/test/flat_content/desktop/desktop_0000.mp4": "",
+    "--predict data/demo/test/flat_content/desktop/desktop_0007.mp4": "",
     "python train.py --search --config experiments/demo.yaml --study demo --trials 2": "epochs=1",
     "python -m research.data.synthetic --out data/more --videos-per-class 3 --seed 1": (
         "--min-seconds 1 --max-seconds 1"
@@ -58,6 +58,9 @@ NOT_RUN: dict[str, str] = {
     ),
     "make results-real": "an hour on 2 cores: tests/test_demo.py covers research.results write, test_cv the CV",
     "make demo": "minutes of work: tests/test_demo.py runs research.demo's run_demo on tiny data",
+    "python -m research.results transfer": (
+        "extracts the 81 real clips: tests/test_demo.py runs its demo_transfer on the tiny set's test split"
+    ),
     "make test": "the test suite itself",
     "make ablation": "trains 6 members: tests/test_demo.py::test_ablation_table_and_nested_mlflow_runs",
     "make results": "trains every model 3 times: tests/test_demo.py covers research.results write",
@@ -118,18 +121,23 @@ def test_every_readme_command_is_run_or_explained() -> None:
 @pytest.fixture(scope="module")
 def sandbox(tiny_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The project's layout around tiny data: scripts, experiments/, data/demo, features/demo."""
+    import dataclasses
+
     from research.config import ExtractConfig, load_config
-    from research.data.synthetic import VideoJob, make_video
+    from research.data.synthetic import make_video, plan_jobs
+    from research.demo import DIFFICULTY, FRACTIONS, SECONDS, VIDEOS_PER_CLASS
     from research.extraction import extract
 
     root = tmp_path_factory.mktemp("readme")
     for name in ("train.py", "extract.py", "evaluate.py", "experiments"):
         (root / name).symlink_to(ROOT / name)
     shutil.copytree(tiny_videos, root / "data" / "demo")
-    # the README's --predict example names a test video of the full demo; draw that one too, for real
-    make_video(
-        VideoJob("test", "flat_content", "desktop", 0, seed=7, min_seconds=1.0, max_seconds=2.0), root / "data" / "demo"
-    )
+    # the README's --predict example names a test video the full demo draws; draw that one too, for real (shorter)
+    predicted = next(k.split("--predict ")[1] for k in RUN if "--predict" in k).removeprefix("data/demo/")
+    planned = {job.relpath: job for job in plan_jobs(VIDEOS_PER_CLASS, 0, FRACTIONS, *SECONDS, DIFFICULTY)}
+    assert predicted in planned, f"make demo draws no {predicted}"
+    job = dataclasses.replace(planned[predicted], min_seconds=1.0, max_seconds=2.0)
+    make_video(job, root / "data" / "demo")
     overrides = {"data_dir": str(root / "data" / "demo"), "out_dir": str(root / "features" / "demo")}
     demo = load_config(ExtractConfig, "extract", ROOT / "experiments" / "demo.yaml", overrides)
     extract(demo_sized(demo))  # what the README's extract command gives (that test then re-uses it)

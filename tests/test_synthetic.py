@@ -107,13 +107,25 @@ def test_difficulty_scales_overlays_and_compression() -> None:
     rng = np.random.default_rng(0)
     easy = [overlay_params(rng, 0.0, "gaming") for _ in range(200)]
     hard = [overlay_params(rng, 1.0, "gaming") for _ in range(200)]
-    assert all(p["qp"] == QP_EASY and not p["subtitle"] and p["logo"] < 0 and p["pip"] is None for p in easy)
+    assert all(
+        p["qp"] == QP_EASY and not p["subtitle"] and p["logo"] < 0 and p["pip"] is None and p["window"] is None
+        for p in easy
+    )
     assert all(not p["letterbox"] and not p["noise"] and not p["exposure"] for p in easy)
     assert all(p["qp"] == QP_HARD for p in hard)
-    assert all(p["subtitle"] and p["logo"] >= 0 and p["letterbox"] and p["pip"] and p["exposure"] for p in hard)
+    assert all(
+        p["subtitle"] and p["logo"] >= 0 and p["letterbox"] and p["pip"] and p["exposure"] and p["window"] for p in hard
+    )
     assert all(p["noise"] for p in hard)  # every overlay at the hardest level
     middle = [overlay_params(rng, 0.5, "gaming") for _ in range(300)]
-    for key, rate in (("subtitle", 0.3), ("letterbox", 0.2), ("pip", 0.25), ("noise", 0.2), ("exposure", 0.2)):
+    for key, rate in (
+        ("subtitle", 0.3),
+        ("letterbox", 0.2),
+        ("pip", 0.25),
+        ("noise", 0.2),
+        ("exposure", 0.2),
+        ("window", 0.2),
+    ):
         seen = np.mean([bool(p[key]) for p in middle])
         assert abs(seen - rate) < 0.09, (key, seen)  # the base rates at 0.5
     natural = overlay_params(np.random.default_rng(3), 1.0, "natural_content")
@@ -163,3 +175,42 @@ def test_board_games_draw_the_mouse_moving_between_moves() -> None:
     assert changed.any(), "the pointer is not drawn"
     ys, xs = np.nonzero(changed)
     assert np.ptp(ys) < 30 and np.ptp(xs) < 30, "more than a pointer changed"
+
+
+def test_ray_tracer_hits_spheres_and_turning_boxes_and_casts_shadows() -> None:
+    from research.data import raytrace
+
+    eye, ahead = np.zeros(3, np.float32), np.array([[0, 0, -1.0], [0, 1.0, 0]], np.float32)  # one ray ahead, one up
+    t = raytrace._hit_sphere(eye, ahead, np.array([0, 0, -5.0]), 1.0)
+    assert abs(t[0] - 4.0) < 1e-4 and t[1] == raytrace._FAR  # a unit sphere 5 away is met at 4; the other ray misses
+    half = np.ones(3, np.float32)
+    t, axis, sign = raytrace._hit_box(eye, ahead, np.array([0, 0, -5.0]), half, raytrace._yaw(0.0))
+    assert abs(t[0] - 4.0) < 1e-4 and axis[0] == 2 and sign[0] == 1 and t[1] == raytrace._FAR  # the face towards us
+    t, *_ = raytrace._hit_box(eye, ahead, np.array([0, 0, -5.0]), half, raytrace._yaw(np.pi / 4))
+    assert abs(t[0] - (5 - np.sqrt(2))) < 1e-4  # turned 45 degrees: the edge comes first
+    centre, sun = np.array([0, 1.5, 0], np.float32), raytrace._SUN.astype(np.float32)
+    under = centre - sun * (centre[1] / sun[1])  # the floor point whose ray to the sun passes through the centre
+    beside = under + np.array([3, 0, 0], np.float32)
+    blocked = raytrace._hit_sphere(np.stack([under, beside]), np.stack([sun, sun]), centre, 1.0) < raytrace._FAR
+    assert blocked.tolist() == [True, False]
+
+
+def test_ray_traced_worlds_render_on_twos() -> None:
+    from research.data import raytrace
+
+    for world in raytrace.WORLDS:
+        params = {"world": world, "camera": "orbit", "objects": 3, "creatures": 0.5, "photo_ground": None, "grain": 0.0}
+        frames = list(raytrace.render_scene3d(np.random.default_rng(1), 96, 72, 6, params))
+        assert len(frames) == 6 and all(f.shape == (72, 96, 3) for f in frames)
+        assert (frames[0] == frames[1]).all() and (frames[2] == frames[3]).all()  # each render shown twice
+        assert not (frames[0] == frames[2]).all(), f"{world}: the camera does not move"
+
+
+def test_window_overlay_shrinks_the_picture_onto_a_surround() -> None:
+    rng = np.random.default_rng(0)
+    params = {"qp": 30, "subtitle": 0, "logo": -1, "letterbox": 0.0, "noise": 0.0, "exposure": 0.0, "pip": None}
+    params["window"] = {"scale": 0.5, "x": 0.0, "y": 1.0, "surround": "black"}
+    white = (np.full((120, 160, 3), 255, np.uint8) for _ in range(2))
+    first = next(apply_overlays(white, rng, params, 160, 120))
+    assert (first[60:, :80] == 255).all()  # the picture, at half size, in the bottom-left corner
+    assert (first[:60] == 0).all() and (first[:, 80:] == 0).all()  # black around it

@@ -7,7 +7,8 @@ range and written to ``manifest.csv``) does two things:
   photograph behind a cartoon or on a slide, photographic textures in a game level,
   sensor noise on cel shading, a posterised camera shot, a slower, more static game;
 - **class-agnostic overlays and degradations**, drawn here (``overlay_params``) and applied
-  to any renderer's frames (``apply_overlays``): subtitles, a channel logo, letterbox bars,
+  to any renderer's frames (``apply_overlays``): the picture shrunk into a window on black or
+  on a desktop (how screen recordings show programs), subtitles, a channel logo, letterbox bars,
   a picture-in-picture window showing another class's kind of content, sensor noise,
   exposure drift, and stronger H.264 compression (the encoder's quantiser).
 
@@ -19,12 +20,14 @@ strongest. Test results can then be read as a curve over ``d``
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from research.data.drawing import caption, photos
+from research.data.drawing import SensorNoise, caption, photos
 
 Frames = Iterator[np.ndarray]
 QP_EASY, QP_HARD = 20, 36  # x264 constant quantiser at d = 0 and d = 1 (26 before difficulty existed)
@@ -57,6 +60,18 @@ def overlay_params(rng: np.random.Generator, d: float, category: str) -> dict:
         ),
         "noise": float(rng.uniform(2, 4 + 6 * d)) if not natural and rng.uniform() < scaled(0.2, d) else 0.0,
         "exposure": float(rng.uniform(0.05, 0.1 + 0.2 * d)) if rng.uniform() < scaled(0.2, d) else 0.0,
+        # the whole picture in a window: real screen recordings of games, spreadsheets and viewers
+        # leave the rest of the screen black or showing the desktop; what surrounds says nothing of the class
+        "window": (
+            {
+                "scale": float(rng.uniform(0.85 - 0.35 * d, 0.9)),
+                "x": float(rng.uniform()),
+                "y": float(rng.uniform()),
+                "surround": str(rng.choice(["black", "desktop"])),
+            }
+            if rng.uniform() < scaled(0.2, d)
+            else None
+        ),
     }
 
 
@@ -77,6 +92,25 @@ def _panel(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
         draw.rectangle((w // 10, y, w // 10 + int(rng.uniform(0.3, 0.8) * w), y + max(h // 20, 1)), fill=(60, 60, 70))
     draw.rectangle((w * 2 // 3, h - h // 6, w - w // 10, h - h // 20), fill=(40, 120, 220))
     return np.asarray(img).copy()
+
+
+def _windowed(frame: np.ndarray, window: dict, surround: np.ndarray) -> np.ndarray:
+    """``frame`` shrunk to ``window["scale"]`` of the picture and placed on ``surround``."""
+    h, w = frame.shape[:2]
+    ww, wh = max(int(w * window["scale"]), 8), max(int(h * window["scale"]), 8)
+    x, y = int((w - ww) * window["x"]), int((h - wh) * window["y"])
+    out = surround.copy()
+    out[y : y + wh, x : x + ww] = np.asarray(Image.fromarray(frame).resize((ww, wh), Image.BILINEAR))
+    return out
+
+
+def _surround(kind: str, w: int, h: int) -> np.ndarray:
+    if kind == "black":
+        return np.zeros((h, w, 3), np.uint8)
+    desktop = (np.linspace(60, 10, h)[:, None, None] * np.array([0.4, 0.6, 1.0])).astype(np.uint8)
+    desktop = np.repeat(desktop, w, 1)
+    desktop[: max(h // 20, 2)] = 30  # the top bar
+    return desktop
 
 
 def apply_overlays(
@@ -103,13 +137,18 @@ def apply_overlays(
         logo = np.zeros((size, size * 2), bool)
         logo[size // 4 : -size // 4, size // 4 : -size // 4] = True
         lx, ly = _corner_box(params["logo"], w, h, size * 2, size, max(w // 30, 2), bar)
+    noise = SensorNoise(rng, params["noise"], (h, w, 3)) if params["noise"] else None
+    window = params.get("window")
+    surround = _surround(window["surround"], w, h) if window else None
     phase = rng.uniform(0, 2 * np.pi)
     for i, frame in enumerate(frames):
+        if window:
+            frame = _windowed(frame, window, surround)
         out = frame.astype(np.float32) if params["exposure"] or params["noise"] else frame.copy()
         if params["exposure"]:  # auto-exposure drift
             out *= 1 + params["exposure"] * np.sin(i / 40 + phase)
         if params["noise"]:
-            out += rng.normal(0, params["noise"], out.shape).astype(np.float32)
+            out += noise()
         out = np.clip(out, 0, 255).astype(np.uint8) if out.dtype != np.uint8 else out
         if inset is not None:
             out[iy : iy + inset.shape[0], ix : ix + inset.shape[1]] = inset
@@ -126,3 +165,33 @@ def apply_overlays(
             out[:bar] = 0
             out[h - bar :] = 0
         yield out
+
+
+# ------------------------------------------------------------- reading it back
+# Results by difficulty (the per-difficulty table of research.results): each test video's level, binned.
+
+DIFFICULTY_BINS = tuple(i / 10 for i in range(11))  # 0.1 wide: the demo spans [0.6, 1]: four bins
+
+
+def difficulty_of(video_ids: list[str], data_dir: Path) -> list[float] | None:
+    """Each video's generator difficulty from ``DATA_DIR/manifest.csv`` (None: no such column)."""
+    manifest = data_dir / "manifest.csv"
+    if not manifest.is_file():
+        return None
+    with manifest.open(newline="") as fh:
+        rows = {Path(r["path"]).with_suffix("").as_posix(): r.get("difficulty") for r in csv.DictReader(fh)}
+    values = [rows.get(v) for v in video_ids]
+    return None if any(v in (None, "") for v in values) else [float(v) for v in values]
+
+
+def difficulty_bin(d: float) -> str:
+    """The ``DIFFICULTY_BINS`` interval holding ``d``, as ``"0.25-0.50"``."""
+    b = min(int(np.digitize(d, DIFFICULTY_BINS[1:-1])), len(DIFFICULTY_BINS) - 2)
+    return f"{DIFFICULTY_BINS[b]:.2f}-{DIFFICULTY_BINS[b + 1]:.2f}"
+
+
+def accuracy_by_difficulty(labels: list[int], preds: list[int], difficulty: list[float]) -> dict[str, float]:
+    """Accuracy per difficulty bin, bins in order."""
+    bins = [difficulty_bin(d) for d in difficulty]
+    correct = np.asarray(labels) == np.asarray(preds)
+    return {b: float(correct[[x == b for x in bins]].mean()) for b in sorted(set(bins))}

@@ -22,7 +22,9 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from research.data.difficulty import scaled
 from research.data.drawing import (
+    SensorNoise,
     color,
+    gaussian,
     paste,
     phong,
     photos,
@@ -211,16 +213,17 @@ def render_fixed_camera(rng: np.random.Generator, w: int, h: int, n: int, params
             )
         )
     flicker = rng.uniform(0, 0.08) if params["look"] == "film" else 0.0
+    noise = SensorNoise(rng, params["noise"], (h, w, 3))
     for i in range(n):
         frame = scene.copy()
         for patch, mask, speed, x0, y0, bob in subjects:
             x = int((x0 + speed * i) % (w + patch.shape[1]) - patch.shape[1])
             y = int(y0 + 2 * math.sin(i / 6 * bob))
             paste(frame, patch, mask, x, y)
-        frame += rng.normal(0, params["noise"], frame.shape).astype(np.float32)
+        frame += noise()
         if params["look"] == "film":  # monochrome, grain, flicker and the odd scratch
             grey = frame.mean(-1, keepdims=True) * (1 + flicker * rng.standard_normal())
-            frame = np.repeat(grey, 3, -1) + rng.normal(0, 9, (h, w, 1)).astype(np.float32)
+            frame = np.repeat(grey, 3, -1) + gaussian(rng, 9, (h, w, 1))
             if rng.uniform() < 0.3:
                 frame[:, int(rng.integers(w))] += 60
         elif params["look"] == "underwater":  # red absorbed, blue-green haze

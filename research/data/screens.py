@@ -1,5 +1,5 @@
 """Screen-content renderers modelled on real screen recordings: a terminal (shell or ``top``),
-a manual scrolling in a viewer window, a broadcast test card.
+a manual scrolling in a viewer window, a broadcast test card, an explainer diagram.
 
 Same contract as ``research.data.synthetic``: ``(rng, width, height, n_frames, params) -> frames``.
 """
@@ -148,12 +148,92 @@ def render_test_card(rng: np.random.Generator, w: int, h: int, n: int, params: d
         yield np.asarray(out)
 
 
+def _icon(d: ImageDraw.ImageDraw, kind: int, x: float, y: float, s: float, fill: tuple, ink: tuple) -> None:
+    """A grey line-art node of a diagram: a loudspeaker, a box, a disc or a screen."""
+    if kind == 0:  # loudspeaker: a cone on a magnet
+        d.polygon(
+            [
+                (x - s * 0.2, y - s * 0.2),
+                (x - s * 0.5, y - s * 0.5),
+                (x + s * 0.5, y - s * 0.5),
+                (x + s * 0.2, y - s * 0.2),
+            ],
+            fill=fill,
+            outline=ink,
+        )
+        d.rectangle((x - s * 0.2, y - s * 0.2, x + s * 0.2, y + s * 0.1), fill=fill, outline=ink)
+    elif kind == 1:
+        d.rounded_rectangle(
+            (x - s * 0.5, y - s * 0.35, x + s * 0.5, y + s * 0.35), radius=s * 0.1, fill=fill, outline=ink
+        )
+    elif kind == 2:
+        d.ellipse((x - s * 0.4, y - s * 0.4, x + s * 0.4, y + s * 0.4), fill=fill, outline=ink)
+    else:  # a monitor on a stand
+        d.rectangle((x - s * 0.5, y - s * 0.35, x + s * 0.5, y + s * 0.25), fill=fill, outline=ink)
+        d.rectangle((x - s * 0.1, y + s * 0.25, x + s * 0.1, y + s * 0.45), fill=ink)
+
+
+def render_diagram(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
+    """An explainer diagram on white (a loudspeaker layout, a signal chain): grey line-art nodes joined by
+    lines, small labels, a caption and a logo; one node at a time lights up with coloured arcs, and the
+    layout changes every few seconds."""
+    paper = color(rng, 225, 256)
+    ink, fill = color(rng, 40, 110), color(rng, 150, 215)
+    accent = color(rng, 0, 256)
+    per_layout = int(rng.integers(90, 240))
+    layouts = []
+    for _ in range(n // per_layout + 1):
+        k, s = int(rng.integers(3, 7)), float(rng.uniform(0.12, 0.22) * h)
+        centre = (w * rng.uniform(0.4, 0.6), h * rng.uniform(0.4, 0.55))
+        angles = (
+            rng.uniform(0, 2 * np.pi) + np.arange(k) * 2 * np.pi / k + rng.uniform(-0.2, 0.2, k)
+        )  # spread round the hub
+        radius = rng.uniform(0.25, 0.4) * h
+        nodes = [(centre[0] + radius * np.cos(a) * w / h * 0.8, centre[1] + radius * np.sin(a) * 0.9) for a in angles]
+        img = Image.new("RGB", (w, h), paper)
+        d = ImageDraw.Draw(img)
+        kind = int(rng.integers(4))
+        for x, y in nodes:
+            d.line((centre, (x, y)), fill=ink, width=1)
+            d.text(
+                ((centre[0] + x) / 2 + 3, (centre[1] + y) / 2),
+                f"{int(rng.integers(0, 180))}°",
+                font=font(max(h // 40, 6)),
+                fill=ink,
+            )
+        _icon(d, 2 if kind != 2 else 1, *centre, s * 0.8, fill, ink)
+        for x, y in nodes:
+            _icon(d, kind, x, y, s, fill, ink)
+        d.text((w * 0.03, h * 0.9), sentence(rng, 3), font=font(max(h // 32, 6)), fill=ink)
+        d.text(
+            (w * 0.78, h * 0.88),
+            sentence(rng, 1).split()[0],
+            font=font(max(h // 22, 7), bold=True),
+            fill=color(rng, 0, 160),
+        )
+        layouts.append((np.asarray(img).copy(), nodes, s))
+    lit_every = int(rng.integers(12, 40))
+    for i in range(n):
+        base, nodes, s = layouts[i // per_layout]
+        out = Image.fromarray(base)
+        d = ImageDraw.Draw(out)
+        x, y = nodes[(i // lit_every) % len(nodes)]
+        for r in range(1, 4):  # sound waves: concentric arcs in the accent colour
+            rr = s * (0.3 + 0.15 * r)
+            d.arc((x - rr, y - rr, x + rr, y + rr), 200, 340, fill=accent, width=2)
+        yield np.asarray(out)
+
+
 def terminal_params(rng: np.random.Generator, d: float) -> dict:
     return {"dark": bool(rng.uniform() < 0.7), "top": bool(rng.uniform() < 0.3)}
 
 
 def document_params(rng: np.random.Generator, d: float) -> dict:
     return {"figures": bool(rng.uniform() < scaled(0.5, d)), "page_every": int(rng.integers(20, 90))}
+
+
+def diagram_params(rng: np.random.Generator, d: float) -> dict:
+    return {}
 
 
 def test_card_params(rng: np.random.Generator, d: float) -> dict:

@@ -7,9 +7,10 @@ parameters that generated it. Categories sort into the seed's class indices:
 0 animation, 1 flat_content, 2 gaming, 3 natural_content.
 
 Each subcategory is one renderer ``(rng, width, height, n_frames) -> frames``: the first
-ones here, and in ``research.data.lifelike``, ``games`` and ``screens`` the kinds of real footage they missed (3-D
-screensavers, visualisers, board and card games, terminals, documents, test cards, fixed
-cameras), added after the demo's models failed on the real-footage benchmark. Confusers are drawn on purpose (photographs inside slides, photographic textures
+ones here, and in ``research.data.lifelike``, ``games``, ``screens`` and ``raytrace`` the kinds of real footage
+they missed (3-D screensavers, visualisers, board and card games, terminals, documents, test cards,
+explainer diagrams, fixed cameras, ray-traced 3-D worlds), added after the demo's models failed on the
+real-footage benchmark. Confusers are drawn on purpose (photographs inside slides, photographic textures
 in game levels, sensor noise on cel-shaded scenes, posterised photographs) so the
 task is not trivially separable and differences between models show. How often they
 appear, and how strong the class-agnostic overlays and compression are, follows each
@@ -40,10 +41,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 from rich.progress import Progress
 
-from research.data import games, lifelike, screens
+from research.data import games, lifelike, raytrace, screens
 from research.data.difficulty import apply_overlays, overlay_params, scaled
 from research.data.drawing import (
-    CODE_LINES, add_noise, color, cursor, font, paste, photos, resize, score_label, sentence, smooth_path, sphere_normals, sprite, textures, vertical_gradient,
+    CODE_LINES, SensorNoise, add_noise, color, cursor, font, paste, photos, resize, score_label, sentence, smooth_path, sphere_normals, sprite, textures, vertical_gradient,
 )
 from research.errors import UserError
 
@@ -52,10 +53,10 @@ log = logging.getLogger(__name__)
 CATEGORIES = ("animation", "flat_content", "gaming", "natural_content")
 SPLITS = ("train", "val", "test")
 RESOLUTIONS = ((320, 240), (256, 256), (352, 288), (426, 240), (300, 200), (240, 180), (362, 228))  # heights % 4 == 0: packed yuv420p layout
-FPS_CHOICES = (24, 25, 30)
+FPS_CHOICES = (15, 20, 24, 25, 30)  # the real-footage clips' rates, in equal shares
 # Bumped whenever the same arguments would draw different videos; recorded in generator.json, so a
 # dataset made by an older generator is never mistaken for the current one (research.demo checks it).
-GENERATOR_VERSION = 5  # 2: per-video difficulty, overlays, compression; 3: every confuser certain at difficulty 1; 4: lifelike renderers; 5: board games draw their mouse pointer
+GENERATOR_VERSION = 6  # 2: per-video difficulty, overlays, compression; 3: every confuser certain at difficulty 1; 4: lifelike renderers; 5: board games draw their mouse pointer; 6: ray-traced 3-D worlds
 
 Frames = Iterator[np.ndarray]
 Renderer = Callable[[np.random.Generator, int, int, int, dict], Frames]
@@ -235,14 +236,56 @@ def render_spreadsheet(rng: np.random.Generator, w: int, h: int, n: int, params:
         yield frame
 
 
+def _wallpaper(rng: np.random.Generator, w: int, h: int, photo: int | None) -> np.ndarray:
+    """A desktop background: a photograph (the confuser), a plain gradient, or the streaked abstract kind
+    desktops ship (vertical bands of light over a dark gradient)."""
+    if photo is not None:
+        return resize(photos()[photo], w, h)
+    base = vertical_gradient(w, h, color(rng, 0, 120), color(rng, 0, 120))
+    if rng.uniform() < 0.5:
+        return base
+    streaks = np.zeros(w, np.float32)
+    for _ in range(int(rng.integers(6, 20))):
+        streaks += rng.uniform(10, 50) * np.exp(-(((np.arange(w) - rng.uniform(0, w)) / rng.uniform(2, w / 10)) ** 2))
+    return np.clip(base + streaks[None, :, None], 0, 255).astype(np.uint8)
+
+
+def _dialog(rng: np.random.Generator, d: ImageDraw.ImageDraw, box: tuple[int, int, int, int]) -> None:
+    """A settings dialog: a header, labelled rows of switches, fields and drop-downs, a button or two."""
+    x0, y0, x1, y1 = box
+    d.rectangle(box, fill=color(rng, 235, 250), outline=(90, 90, 90))
+    d.rectangle((x0, y0, x1, y0 + 14), fill=color(rng, 200, 235))
+    d.text((x0 + 6, y0 + 2), sentence(rng, 1), font=font(9, bold=True), fill=(30, 30, 30))
+    accent = color(rng, 20, 200)
+    y = y0 + 22
+    while y < y1 - 26:
+        d.text((x0 + 6, y), sentence(rng, 2), font=font(9), fill=(40, 40, 40))
+        kind, right = int(rng.integers(3)), x1 - 8
+        if kind == 0:  # a switch
+            on = rng.uniform() < 0.5
+            d.rounded_rectangle((right - 24, y, right, y + 11), radius=5, fill=accent if on else (180, 180, 180))
+            d.ellipse((right - (11 if on else 24), y, right - (0 if on else 13), y + 11), fill=(250, 250, 250))
+        else:  # a field or a drop-down
+            d.rectangle((right - (x1 - x0) // 3, y, right, y + 12), fill=(255, 255, 255), outline=(150, 150, 150))
+            if kind == 2:
+                d.polygon([(right - 10, y + 4), (right - 4, y + 4), (right - 7, y + 8)], fill=(60, 60, 60))
+        y += 18
+    for k in range(int(rng.integers(1, 3))):
+        bx = x1 - 8 - (k + 1) * 48
+        d.rounded_rectangle((bx, y1 - 20, bx + 42, y1 - 6), radius=3, fill=accent if k == 0 else (220, 220, 220), outline=(120, 120, 120))
+
+
 def render_desktop(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
-    """A desktop with windows and a moving mouse cursor; nearly static otherwise (wallpaper may be a photo)."""
-    wallpaper = resize(photos()[params["photo"]], w, h) if params.get("photo") is not None else vertical_gradient(w, h, color(rng, 0, 120), color(rng, 0, 120))
-    img = Image.fromarray(np.ascontiguousarray(wallpaper))
+    """A desktop with text windows or settings dialogs and a moving mouse cursor; nearly static otherwise
+    (the wallpaper may be a photograph, a gradient or abstract streaks)."""
+    img = Image.fromarray(np.ascontiguousarray(_wallpaper(rng, w, h, params.get("photo"))))
     d = ImageDraw.Draw(img)
     for _ in range(int(rng.integers(0 if params.get("photo") is not None else 1, 4))):
         x0, y0 = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2))
         x1, y1 = x0 + int(rng.integers(w // 3, w // 1.5)), y0 + int(rng.integers(h // 3, h // 1.5))
+        if rng.uniform() < 0.5:
+            _dialog(rng, d, (x0, y0, x1, y1))
+            continue
         d.rectangle((x0, y0, x1, y1), fill=(245, 245, 245), outline=(90, 90, 90))
         d.rectangle((x0, y0, x1, y0 + 14), fill=color(rng, 40, 160))
         for j in range(int(rng.integers(2, 6))):
@@ -379,6 +422,7 @@ def _camera_crops(rng: np.random.Generator, photo: np.ndarray, w: int, h: int, n
     shake = np.cumsum(rng.normal(0, params["shake"], (n, 2)), 0) * 0.3 + rng.normal(0, params["shake"], (n, 2))
     light = 1 + params["light"] * np.sin(np.linspace(0, rng.uniform(1, 4), n) + rng.uniform(0, 6))
     prev = None
+    noise = SensorNoise(rng, params["noise"], (h, w, 3))
     for i in range(n):
         cw, ch = int(w / zoom[i] * 1.0), int(h / zoom[i] * 1.0)
         cw, ch = min(cw, bw), min(ch, bh)
@@ -390,7 +434,7 @@ def _camera_crops(rng: np.random.Generator, photo: np.ndarray, w: int, h: int, n
         if params["blur"] and prev is not None:  # motion blur: blend with the previous exposure
             frame = 0.6 * frame + 0.4 * prev
         prev = frame
-        out = np.clip(frame + rng.normal(0, params["noise"], frame.shape), 0, 255).astype(np.uint8)
+        out = np.clip(frame + noise(), 0, 255).astype(np.uint8)
         if params["posterize"]:  # confuser: flat-shaded look on a real photo
             out = (out // 64) * 64 + 32
         if params.get("subtitle"):  # confuser: text on screen, as in news and lectures
@@ -473,9 +517,11 @@ CATALOG: tuple[Subcategory, ...] = (
     # modelled on kinds of real footage the renderers above missed (research.data.lifelike, games, screens)
     Subcategory("animation", "gl_objects", lifelike.render_gl_objects, lifelike.gl_objects_params),
     Subcategory("animation", "visualiser", lifelike.render_visualiser, lifelike.visualiser_params),
+    Subcategory("animation", "scene3d", raytrace.render_scene3d, raytrace.scene3d_params),
     Subcategory("flat_content", "terminal", screens.render_terminal, screens.terminal_params),
     Subcategory("flat_content", "document", screens.render_document, screens.document_params),
     Subcategory("flat_content", "test_card", screens.render_test_card, screens.test_card_params),
+    Subcategory("flat_content", "diagram", screens.render_diagram, screens.diagram_params),
     Subcategory("gaming", "board_game", games.render_board_game, games.board_game_params),
     Subcategory("gaming", "card_game", games.render_card_game, games.card_game_params),
     Subcategory("gaming", "bubble_shooter", games.render_bubble_shooter, games.bubble_shooter_params),
