@@ -119,6 +119,11 @@ def _value_noise(rng: np.random.Generator, size: int = 128, octaves: int = 4) ->
     return (out - out.min()) / (np.ptp(out) + 1e-6)
 
 
+def _ground(kind: str, a: tuple | np.ndarray, b: tuple | np.ndarray, scale: float) -> dict:
+    """A ground texture: ``kind`` (noise | checker | tiles) between colours ``a`` and ``b``, ``scale`` world units."""
+    return {"kind": kind, "a": np.asarray(a, np.float32), "b": np.asarray(b, np.float32), "scale": scale}
+
+
 def _world(rng: np.random.Generator, kind: str, photo_ground: int | None) -> dict:
     """Ground texture, sky colours and fog of one world kind."""
     noise = _value_noise(rng)
@@ -128,24 +133,14 @@ def _world(rng: np.random.Generator, kind: str, photo_ground: int | None) -> dic
             if rng.uniform() < 0.7
             else np.array([200, 180, 130], np.float32)
         )
-        ground = {
-            "kind": "noise",
-            "a": np.clip(base * 0.55, 0, 255),
-            "b": np.clip(base * 1.1, 0, 255),
-            "scale": rng.uniform(2, 6),
-        }
+        ground = _ground("noise", np.clip(base * 0.55, 0, 255), np.clip(base * 1.1, 0, 255), rng.uniform(2, 6))
         sky = (
             np.array([150, 190, 240], np.float32) * rng.uniform(0.8, 1.05),
             np.array([40, 90, 200], np.float32) * rng.uniform(0.7, 1.2),
         )
         fog = {"colour": sky[0], "density": rng.uniform(0.005, 0.03)}
     elif kind == "checker":  # the GL demos' tiled floor
-        ground = {
-            "kind": "checker",
-            "a": np.array(color(rng, 20, 255), np.float32),
-            "b": np.array(color(rng, 20, 255), np.float32),
-            "scale": rng.uniform(0.8, 3),
-        }
+        ground = _ground("checker", color(rng, 20, 255), color(rng, 20, 255), rng.uniform(0.8, 3))
         top = np.array(color(rng, 0, 120), np.float32)
         sky = (top * 0.5 + 60, top * 0.3)
         fog = {"colour": sky[0], "density": rng.uniform(0.01, 0.05)}
@@ -156,21 +151,11 @@ def _world(rng: np.random.Generator, kind: str, photo_ground: int | None) -> dic
         fog = {"colour": np.zeros(3, np.float32), "density": 0.0}
     elif kind == "deep":  # underwater: blue-green haze swallowing everything with distance, a sandy floor
         water = np.array([10, 70, 130], np.float32) * rng.uniform(0.6, 1.2)
-        ground = {
-            "kind": "noise",
-            "a": np.array([90, 110, 100], np.float32),
-            "b": np.array([160, 170, 140], np.float32),
-            "scale": rng.uniform(3, 8),
-        }
+        ground = _ground("noise", (90, 110, 100), (160, 170, 140), rng.uniform(3, 8))
         sky = (water * 1.3, water * 0.4)
         fog = {"colour": water, "density": rng.uniform(0.06, 0.15)}
     else:  # room: a tiled floor and a back wall (the interior of a cut-scene)
-        ground = {
-            "kind": "tiles",
-            "a": np.array(color(rng, 60, 220), np.float32),
-            "b": np.array(color(rng, 20, 120), np.float32),
-            "scale": rng.uniform(1, 2.5),
-        }
+        ground = _ground("tiles", color(rng, 60, 220), color(rng, 20, 120), rng.uniform(1, 2.5))
         wall = np.array(color(rng, 60, 230), np.float32)
         sky = (wall, wall * 0.8)
         fog = {"colour": wall * 0.5, "density": rng.uniform(0.0, 0.02)}
