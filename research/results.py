@@ -124,8 +124,8 @@ def demo_transfer(out_dir: Path, config: Path = REAL_CONFIG, demo_config: Path =
     )
     try:
         extract(at_demo_settings)
-    except StaleWorkError as err:  # the demo's settings (or the clips) changed: this folder is ours to recompute
-        console.print(f"{err.args[0].split(':')[0]}: recomputing at the demo's current settings")
+    except StaleWorkError:  # the demo's settings (or the clips) changed: this folder is ours to recompute
+        console.print(f"{at_demo_settings.out_dir} was made differently: recomputing it at the demo's settings")
         extract(dataclasses.replace(at_demo_settings, overwrite=True))
     members = sorted(Path(load_config(TrainConfig, "train", demo_config).out_dir).glob("best_ensemble_model_*.pt"))
     if not members:

@@ -161,7 +161,7 @@ def _world(rng: np.random.Generator, kind: str, photo_ground: int | None) -> dic
         fog = {"colour": wall * 0.5, "density": rng.uniform(0.0, 0.02)}
     if ground is not None and photo_ground is not None:  # confuser: a photographic texture on the ground
         ground = {"kind": "photo", "texture": textures()[photo_ground].astype(np.float32), "scale": rng.uniform(3, 8)}
-    return {"kind": kind, "ground": ground, "sky": sky, "fog": fog, "noise": noise}
+    return {"ground": ground, "sky": sky, "fog": fog, "noise": noise}
 
 
 def _ground_colour(ground: dict, noise: np.ndarray, p: np.ndarray) -> np.ndarray:
