@@ -20,9 +20,11 @@ $(STAMP): setup.cfg pyproject.toml
 	touch $(STAMP)
 
 weights: $(STAMP)
-	$(PY) -m research.backbones provision
+	$(PY) -m research.commands.backbones provision
 
+# The generator draws data/demo (or re-uses it when its generator.json matches), then the pipeline runs on it.
 demo: setup
+	$(PY) -m videogen --demo --out data/demo
 	$(PY) -m research.demo
 
 test: setup
@@ -49,4 +51,4 @@ clean:
 	rm -rf data/demo features/demo runs/demo outputs/demo
 
 contact-sheet: setup
-	$(PY) -m research.data.synthetic --out data/demo --contact-sheet docs/contact_sheet.png
+	$(PY) -m videogen --out data/demo --contact-sheet docs/contact_sheet.png

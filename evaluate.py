@@ -14,13 +14,15 @@ from rich.console import Console
 
 from research.cli import make_parser, run_cli, setup_logging
 from research.config import EvalConfig, config_from_args
-from research.evaluation import evaluate, predict_videos, results_table
 
 
 def main() -> int:
     args = make_parser(__doc__, EvalConfig).parse_args()
     setup_logging(args.verbose)
     cfg = config_from_args(EvalConfig, "evaluate", args)
+    # The stage (torch, mlflow: seconds to import) only once the config is known good.
+    from research.evaluation import evaluate, predict_videos, results_table
+
     console = Console(soft_wrap=True)  # a path is never broken across lines
     if cfg.predict:
         failed = 0

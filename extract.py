@@ -12,17 +12,20 @@ configuration_analysis.json. Interrupted runs resume where they stopped: re-run 
 
 from research.cli import make_parser, run_cli, setup_logging
 from research.config import ExtractConfig, config_from_args
-from research.extraction import extract
-from research.timestamps import extract_timestamps
 
 
 def main() -> int:
     args = make_parser(__doc__, ExtractConfig).parse_args()
     setup_logging(args.verbose)
     cfg = config_from_args(ExtractConfig, "extract", args)
+    # The stage (torch, torchvision, mlflow: seconds to import) only once the config is known good.
     if cfg.frame_index:  # seed 002: one feature per (video, timestamp) row
+        from research.timestamps import extract_timestamps
+
         extract_timestamps(cfg)
     else:
+        from research.extraction import extract
+
         extract(cfg)  # prints the per-split summary; a user error (exit 2) if nothing could be extracted
     return 0
 

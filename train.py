@@ -11,10 +11,7 @@ experiment `train`: mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db
 """
 
 from research.cli import banner, make_parser, run_cli, setup_logging
-from research.config import TrainConfig, config_from_args
-from research.distributed import context
-from research.search import add_search_arguments, run_search, search_config_from_args
-from research.training import train
+from research.config import TrainConfig, add_search_arguments, config_from_args, search_config_from_args
 
 
 def main() -> int:
@@ -23,11 +20,17 @@ def main() -> int:
     args = parser.parse_args()
     setup_logging(args.verbose)
     cfg = config_from_args(TrainConfig, "train", args)
+    # The stage (torch, mlflow, optuna: seconds to import) only once the config is known good.
     if args.search:
+        from research.search import run_search
+
         search_cfg = search_config_from_args(args)
         banner(f"Optuna study {search_cfg.study}")
         run_search(search_cfg, cfg)
         return 0
+    from research.distributed import context
+    from research.training import train
+
     banner(f"train {cfg.model} seed {cfg.seed}")
     result = train(cfg)
     if not context().is_main:

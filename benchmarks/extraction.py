@@ -31,10 +31,10 @@ from rich.table import Table
 
 from research.backbones import create_backbone
 from research.config import ExtractConfig
-from research.data.synthetic import generate
 from research.extraction import extract
 from research.frames import auto_batch_size
 from research.video import decode_video, normalize
+from videogen.writing import generate
 
 SCALES = [1.0, 0.85, 1.15]
 

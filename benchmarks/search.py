@@ -35,8 +35,8 @@ def main() -> None:
     setup_logging()
     extract_cfg = load_config(ExtractConfig, "extract", args.config)
     if not (ROOT / extract_cfg.out_dir / "train_features_multiscale.h5").is_file():
-        from research.demo import ensure_dataset
         from research.extraction import extract
+        from videogen.demo import ensure_dataset
 
         ensure_dataset(ROOT / extract_cfg.data_dir)
         extract(

@@ -19,14 +19,15 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from research.data.synthetic import CATALOG, generate
+from videogen.catalogue import CATALOG
+from videogen.writing import generate
 
 
 def per_renderer(frames: int) -> Table:
     """Each subcategory drawn for ``frames`` frames at 320x240, three videos each: ms per frame."""
     import numpy as np
 
-    from research.data.drawing import photos, textures
+    from videogen.drawing import photos, textures
 
     photos(), textures()  # loaded once per process (seconds of imports): not any renderer's cost
     table = Table(title=f"drawing cost per subcategory (320x240, {frames} frames x 3 videos, difficulty 0.8)")

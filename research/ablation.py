@@ -27,6 +27,7 @@ from research import tracking
 from research.cli import banner, console, make_parser, run_cli, setup_logging
 from research.config import TrainConfig, load_config
 from research.data.dataset import split_path
+from research.files import write_text_atomic
 from research.members import mean_std, score_member, train_members
 from research.metrics import bootstrap_difference
 from research.tta import DEFAULT_MODES
@@ -122,10 +123,11 @@ def run_ablation(
         summary = summarise(arms, num_classes)
         out_dir.mkdir(parents=True, exist_ok=True)
         path = out_dir / "ablation.json"
-        path.write_text(
+        write_text_atomic(
+            path,
             json.dumps(
                 {"summary": summary, "configs": {a: dataclasses.asdict(c) for a, c in configs.items()}}, indent=2
-            )
+            ),
         )
         for arm, stats in summary["arms"].items():
             tracking.log_metrics(

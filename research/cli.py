@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +21,7 @@ from rich.logging import RichHandler
 from rich.rule import Rule
 
 from research.config import ConfigParser, add_config_arguments
-from research.errors import UserError
+from research.errors import Terminated, UserError
 
 console = Console(stderr=True)
 
@@ -51,14 +52,27 @@ def banner(title: str) -> None:
     console.print(Rule(f"[bold]{title}"))
 
 
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM -> ``Terminated`` (a KeyboardInterrupt): every ``finally:`` runs, runs end KILLED.
+
+    Once: a second SIGTERM while cleaning up ends the process the default way.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Terminated
+
+
 def run_cli(main: Callable[[], Any]) -> None:
-    """Run a script's main; user-fixable errors exit 2 with their message only."""
+    """Run a script's main; user-fixable errors exit 2 with their message only, Ctrl-C 130, SIGTERM 143."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         result = main()
     except (UserError, FileNotFoundError) as err:
         console.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)  # one line
         sys.exit(2)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted[/yellow]: finished work is kept; re-run the same command to resume")
-        sys.exit(130)
+    except KeyboardInterrupt as err:
+        what, code = ("terminated", 143) if isinstance(err, Terminated) else ("interrupted", 130)
+        console.print(f"[yellow]{what}[/yellow]: finished work is kept; re-run the same command to resume")
+        sys.exit(code)
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # in-process callers (tests) get their own handler back
     sys.exit(result if isinstance(result, int) else 0)

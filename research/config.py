@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import types
 import typing
@@ -23,11 +24,12 @@ from typing import Any, TypeVar
 
 import yaml
 
-from research.backbones import get_spec
-from research.errors import ConfigError, did_you_mean
-from research.models import list_models
-from research.tta import DEFAULT_MODES, get_views
-from research.video import SAMPLING_STRATEGIES
+from research.backbone_specs import get_spec
+from research.errors import ConfigError, UserError, did_you_mean, yaml_problem
+from research.settings import SAMPLING_STRATEGIES
+
+# The views research.tta averages (a test checks it defines exactly these); named here, torch-free, for validation.
+TTA_DEFAULT_MODES = ("identity", "reverse", "stride2", "center")
 
 C = TypeVar("C")
 
@@ -49,12 +51,20 @@ def opt(default: Any, help: str, aliases: dict[str, Any] | None = None) -> Any:
 # ---------------------------------------------------------------------------- YAML
 
 
+def parse_yaml(text: str, source: str, error: type[UserError] = ConfigError) -> Any:
+    """``yaml.safe_load``; a syntax error is one line naming ``source`` and the line and column."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise error(yaml_problem(err, source)) from None
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a config file, following its ``base:`` chain (paths relative to the file)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    data = parse_yaml(path.read_text(), str(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
     base = data.pop("base", None)
@@ -66,8 +76,16 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         return data
     merged = read_yaml(path.parent / base)
     for section, values in data.items():
-        merged[section] = {**merged.get(section, {}), **(values or {})}
+        merged[section] = deep_merge(merged.get(section, {}), values or {})
     return merged
+
+
+def deep_merge(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
+    """``delta`` over ``base``; mappings merge key by key, so a config can change one model argument."""
+    out = dict(base)
+    for key, value in delta.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 # ---------------------------------------------------------------------- coercion
@@ -133,7 +151,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override {text!r} is not of the form key=value")
     key, raw = text.split("=", 1)
     key = key.strip().lstrip("-").replace("-", "_")
-    return key, yaml.safe_load(raw) if raw.strip() else ""
+    return key, parse_yaml(raw, f"override {text!r}") if raw.strip() else ""
 
 
 def build_config(cls: type[C], values: dict[str, Any], source: str = "config") -> C:
@@ -235,10 +253,24 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> argparse
             group.add_argument(flag, nargs="+", type=item_tp if item_tp in (int, float, str) else str, **kwargs)
         elif inner in (int, float, str):
             group.add_argument(flag, type=inner, **kwargs)
-        else:  # dicts and other structures: YAML text
-            group.add_argument(flag, type=yaml.safe_load, **kwargs)
+        else:  # dicts and other structures: YAML text (a UserError: argparse would hide a ValueError)
+            group.add_argument(flag, type=functools.partial(parse_yaml, source=flag, error=UserError), **kwargs)
     parser.add_argument("overrides", nargs="*", default=[], help="key=value overrides, e.g. lr=3e-4")
     return parser
+
+
+def add_search_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--search --study --trials --storage``: the same flags on every entry point that runs studies."""
+    parser.add_argument("--search", action="store_true", help=what)
+    parser.add_argument("--study", default=None, help="Optuna study name (with --search)")
+    parser.add_argument("--trials", type=int, default=None, help="trials for this worker to run (with --search)")
+    parser.add_argument("--storage", default=None, help="Optuna storage URL or journal file (with --search)")
+
+
+def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
+    """The ``search:`` section of ``--config``, with ``--study``, ``--trials`` and ``--storage`` on top."""
+    overrides = {k: getattr(args, k) for k in ("study", "trials", "storage") if getattr(args, k, None) is not None}
+    return load_config(SearchConfig, "search", getattr(args, "config", None), overrides)
 
 
 def config_from_args(cls: type[C], section: str, args: argparse.Namespace) -> C:
@@ -312,13 +344,10 @@ class TrainConfig:
     out_dir: str = opt("runs/demo", "checkpoints best_ensemble_model_{seed}.pt go here")
     seed: int = opt(1, "the seed's ensemble members are seeds 1..4")
     model: str = opt("super_enhanced", "a name from research.models.list_models()")
-    hidden_size: int = opt(768, "seed 003: Linear(D->768), BiLSTM hidden 768")
-    num_layers: int = opt(4, "seed 003: 4 BiLSTM layers")
-    num_heads: int = opt(12, "seed 003: 12 attention heads on 1536")
-    dropout: float = opt(0.2, "seed 003: input projection Dropout(0.2)")
-    classifier_dropout: float = opt(0.4, "seed 003: classifier Dropout(0.4)")
     model_args: dict = opt(
-        {}, "extras per model name, e.g. {transformer: {positions: learned}}; only the chosen model's apply"
+        {},
+        "architecture per model family, e.g. {super_enhanced: {hidden_size: 128}}; only the chosen model's "
+        "entry applies, over its constructor's defaults (super_enhanced's are the seed 003 sizes)",
     )
     epochs: int = opt(40, "our choice: the seed gives none; early stopping ends most runs sooner")
     batch_size: int = opt(32, "our choice: fits the baseline model in a few GB; the seed gives none")
@@ -345,13 +374,15 @@ class TrainConfig:
     log_mlflow: bool = opt(True, "off for throwaway runs (benchmarks)")
 
     def validate(self) -> None:
-        if self.model not in list_models():
-            hint = did_you_mean(self.model, list_models())
-            raise ConfigError(f"unknown model {self.model!r}{hint}; registered: {list_models()}")
+        # The model's name and model_args are checked against the registry where torch is loaded anyway:
+        # at the start of train(cfg) and of a study (research.models.resolve_model_args), before any data is read.
         if self.in_memory not in ("auto", "yes", "no") or self.keep not in ("best", "last"):
             raise ConfigError(f"in_memory must be auto|yes|no and keep best|last: {self.in_memory!r}, {self.keep!r}")
         if not 0 < self.aug_crop <= 1 or not 0 <= self.aug_frame_dropout < 1:
             raise ConfigError("aug_crop must be in (0, 1] and aug_frame_dropout in [0, 1)")
+        shapes = {family: type(args).__name__ for family, args in self.model_args.items() if not isinstance(args, dict)}
+        if shapes:
+            raise ConfigError(f"model_args maps each model family to its options {{key: value}}, got {shapes}")
 
 
 @dataclasses.dataclass
@@ -363,7 +394,7 @@ class EvalConfig:
     features: str | None = opt(None, "feature file; default: the members' own {split} file next to their training file")
     split: str = opt("test", "split to score when --features is not given")
     tta: bool = opt(True, "also score with test-time augmentation (seed: ~93% -> ~95%)")
-    tta_modes: list[str] = opt(list(DEFAULT_MODES), "temporal views averaged (research.tta)")
+    tta_modes: list[str] = opt(list(TTA_DEFAULT_MODES), "temporal views averaged (research.tta)")
     weights: list[float] | None = opt(None, "ensemble weights per member (default: equal)")
     allow_feature_mismatch: bool = opt(
         False, "score features made with other frames/size/sampling than the members' (warns); never dim or classes"
@@ -377,10 +408,9 @@ class EvalConfig:
     log_mlflow: bool = opt(True, "log the evaluation as one MLflow run linking its members")
 
     def validate(self) -> None:
-        try:
-            get_views(self.tta_modes)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
+        unknown = [m for m in self.tta_modes if m not in TTA_DEFAULT_MODES]
+        if unknown or not self.tta_modes:
+            raise ConfigError(f"unknown TTA mode(s) {unknown}; choose from {sorted(TTA_DEFAULT_MODES)}")
         if self.weights is not None and self.checkpoints and len(self.weights) != len(self.checkpoints):
             raise ConfigError(f"{len(self.weights)} weights for {len(self.checkpoints)} checkpoints")
 

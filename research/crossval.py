@@ -43,6 +43,7 @@ from research.errors import ConfigError, UserError
 from research.evaluation import ensemble_probabilities
 from research.extraction import extract
 from research.features import content_fingerprint, subset
+from research.files import write_text_atomic
 from research.members import mean_std, score_member, train_members
 from research.metrics import bootstrap_interval, classification_metrics
 from research.training import train
@@ -330,6 +331,6 @@ def cross_validate(
             )
         out = Path(cfg.out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "cv.json").write_text(json.dumps(report, indent=2))
+        write_text_atomic(out / "cv.json", json.dumps(report, indent=2))
         tracking.log_artifact(out / "cv.json")
     return report

@@ -23,9 +23,16 @@ from pathlib import Path
 from rich.console import Console
 
 from research.cli import banner, make_parser, run_cli, setup_logging
-from research.config import ExtractConfig, TrainConfig, config_from_args, load_config
+from research.config import (
+    ExtractConfig,
+    TrainConfig,
+    add_search_arguments,
+    config_from_args,
+    load_config,
+    search_config_from_args,
+)
 from research.crossval import CVConfig, InnerValidation, cross_validate, table
-from research.search import add_search_arguments, run_search, search_config_from_args
+from research.search import run_search
 
 console = Console(width=150)  # the table has 9 columns: never squeeze a number into "0.6…"
 

@@ -40,6 +40,23 @@ class StaleWorkError(UserError):
     """Finished or partial work on disk was made from other inputs or settings than this run's."""
 
 
+class TrainingDivergedError(UserError):
+    """The loss (or the weights) became NaN or infinite: nothing is saved from the broken weights."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, ``docker stop``), raised like Ctrl-C so every ``finally:`` runs (exit 143)."""
+
+
+def yaml_problem(err: Exception, source: str) -> str:
+    """One line for a YAML syntax error: the source, line and column (yaml's ``problem_mark``), the problem."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    hint = " (YAML indents with spaces, not tabs)" if "\\t" in problem or "\t" in problem else ""
+    return f"{source} is not valid YAML{where}: {problem}{hint}"
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """`` (did you mean 'x'?)`` for a near miss, else an empty string."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)

@@ -30,10 +30,12 @@ from research.checkpoints import build_model, check_compatible, checkpoint_featu
 from research.config import EvalConfig, to_flat_dict
 from research.data.dataset import FeatureDataset, split_path
 from research.errors import UserError, ensure_dir
-from research.frames import video_features
+from research.files import write_text_atomic
+from research.frames import entry_features
+from research.inputs import file_entry
 from research.metrics import bootstrap_interval, classification_metrics
+from research.settings import FeatureSettings, kind_of
 from research.tta import get_views, predict, tta_probabilities
-from research.video import VideoDecodeError
 
 log = logging.getLogger(__name__)
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -223,9 +225,10 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], title: str, p
 
 def write_report(report: dict[str, Any], final_row: dict[str, Any], out_dir: Path) -> None:
     ensure_dir(out_dir)
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2))
-    (out_dir / "confusion_matrix.txt").write_text(
-        f"{final_row['name']}\n" + confusion_text(final_row["confusion"], report["classes"])
+    write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2))
+    write_text_atomic(
+        out_dir / "confusion_matrix.txt",
+        f"{final_row['name']}\n" + confusion_text(final_row["confusion"], report["classes"]),
     )
     plot_confusion(
         final_row["confusion"],
@@ -279,40 +282,34 @@ def log_report(cfg: EvalConfig, report: dict[str, Any], members: list[Member], o
 
 
 def predict_videos(cfg: EvalConfig) -> list[dict[str, Any]]:
-    """Raw video -> class and probabilities, with the extraction settings recorded in the checkpoint.
+    """Raw video -> class and probabilities, with the feature settings recorded in the members.
 
-    A video that cannot be decoded gets an ``error`` instead of a class; the others are still classified.
+    The videos go through extraction's own decode -> CNN -> scales path (``research.frames``), so a
+    video's features here equal its row in a feature file made with the same settings. A video that
+    cannot be decoded gets an ``error`` instead of a class; the others are still classified.
     """
     device = distributed.device_for(cfg.device)
     members = load_members(cfg)
-    info = members[0].features
-    backbone = create_backbone(info["backbone"], pretrained=info.get("weights") != "random", device=device)
-    classes = [c for c, _ in sorted(info["category_mapping"].items(), key=lambda kv: kv[1])]
+    record = members[0].features
+    settings, kind = FeatureSettings.from_record(record), kind_of(record)
+    backbone = create_backbone(settings.backbone, pretrained=settings.pretrained, device=device)
+    classes = [c for c, _ in sorted(record["category_mapping"].items(), key=lambda kv: kv[1])]
     views = get_views(cfg.tta_modes) if cfg.tta else get_views(["identity"])
     models = [build_model(m.checkpoint).eval().to(device) for m in members]
-    results = []
-    for video in cfg.predict:
-        try:
-            feats = video_features(
-                video,
-                backbone,
-                int(info["frames_per_video"]),
-                int(info["image_size"]),
-                info.get("scales") if members[0].multi_scale else None,
-                info.get("sampling", "uniform"),
-                info.get("clip_seconds"),
-            )
-        except (VideoDecodeError, OSError) as err:
-            results.append({"video": str(video), "error": str(err)})
+    entries = [file_entry(Path(video)) for video in cfg.predict]
+    results: list[dict[str, Any]] = [{} for _ in entries]
+    for item, feats in entry_features(entries, settings, [kind], backbone, device):
+        video = str(cfg.predict[item["i"]])
+        if feats is None:
+            results[item["i"]] = {"video": video, "error": item["error"]}
             continue
-        x, n = feats[None].to(device), torch.tensor([feats.shape[0]], device=device)
+        x = feats[kind][None].to(device)
+        n = torch.tensor([x.shape[1]], device=device)
         probs = [tta_probabilities(model, x, n, views).cpu().numpy()[0] for model in models]
         p = ensemble_probabilities(probs, cfg.weights)
-        results.append(
-            {
-                "video": str(video),
-                "class": classes[int(p.argmax())],
-                "probabilities": dict(zip(classes, p.tolist(), strict=True)),
-            }
-        )
+        results[item["i"]] = {
+            "video": video,
+            "class": classes[int(p.argmax())],
+            "probabilities": dict(zip(classes, p.tolist(), strict=True)),
+        }
     return results

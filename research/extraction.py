@@ -20,7 +20,7 @@ skipped, counted and listed; truncated ones are recorded as partial.
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import json
 import logging
 import shutil
@@ -33,10 +33,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.rule import Rule
 from rich.table import Table
-from torch.utils.data import DataLoader
 
 from research import distributed, tracking
-from research.backbones import create_backbone, get_spec
+from research.backbones import create_backbone
 from research.checkpoints import describe, feature_differences
 from research.config import ExtractConfig, to_flat_dict
 from research.errors import StaleWorkError, UserError, ensure_dir
@@ -50,14 +49,8 @@ from research.features import (
     stamps_in_file,
     summary,
 )
-from research.frames import (
-    FrameBatcher,
-    PendingVideo,
-    VideoSource,
-    auto_batch_size,
-    multiscale_features,
-    multiscale_length,
-)
+from research.files import disk_errors, folder_lock, write_text_atomic
+from research.frames import FrameBatcher, auto_batch_size, decoded_videos, video_features
 from research.inputs import (
     Entry,
     check_data_root,
@@ -67,41 +60,18 @@ from research.inputs import (
     load_tensor_file,
     scan_split,
 )
+from research.settings import FeatureSettings, file_record, fingerprint
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
 
-# Bumped when the numbers a given config produces change (a fix in sampling, decoding, ...),
-# so files from before are refused instead of silently mixed with new ones.
-FEATURE_FORMAT = 2
 
-
-# ------------------------------------------------------------- what determines a file
-
-
-def settings(cfg: ExtractConfig, split: str, kind: str, mapping: dict[str, int]) -> dict[str, Any]:
-    """Everything that determines the numbers in one feature file, named as its attributes."""
-    spec = get_spec(cfg.backbone)
-    return {
-        "format": FEATURE_FORMAT,
-        "data_dir": str(Path(cfg.data_dir).resolve()),
-        "split": split,
-        "category_mapping": mapping,
-        "backbone": cfg.backbone,
-        "weights": "random" if cfg.random_weights else str(spec.weights_enum),
-        "weights_file": "random" if cfg.random_weights else spec.weights_file,
-        "image_size": cfg.image_size,
-        "frames_per_video": cfg.frames,
-        "clip_seconds": cfg.clip_seconds,
-        "sampling": cfg.sampling,
-        "sampling_per_subcategory": cfg.sampling_per_subcategory,
-        "multi_scale": kind == "multi",
-        "scales": cfg.scales if kind == "multi" else [1.0],
-    }
-
-
-def fingerprint(values: dict[str, Any]) -> str:
-    return hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+def file_records(
+    settings: FeatureSettings, cfg: ExtractConfig, split: str, mapping: dict[str, int]
+) -> dict[str, dict[str, Any]]:
+    """Per output kind, everything that determines that file's numbers (its attributes and work key)."""
+    data_dir = str(Path(cfg.data_dir).resolve())
+    return {kind: file_record(settings, kind, split, data_dir, mapping) for kind in cfg.outputs}
 
 
 def file_attrs(made_from: dict[str, Any], stamps: dict[str, str]) -> dict[str, Any]:
@@ -150,59 +120,49 @@ def _progress(enabled: bool) -> Progress:
     return Progress(*columns, console=console, disable=not enabled, transient=False)
 
 
+NON_FINITE = "its features are not finite (NaN or inf from the CNN): corrupt frames or a broken backbone"
+
+
 def run_cnn(
     cfg: ExtractConfig,
+    settings: FeatureSettings,
     todo: list[Entry],
     writer: PartWriter,
     backbone: torch.nn.Module,
     device: torch.device,
     label: str,
 ) -> dict[str, Any]:
-    """Decode ``todo`` in a worker, run the CNN, commit rows and skips; returns counts and throughput."""
-    loader = DataLoader(
-        VideoSource(todo, cfg, decoder_threads=1 if cfg.num_workers else 0),
-        batch_size=None,
-        shuffle=False,
-        num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda",
-        prefetch_factor=4 if cfg.num_workers else None,
-    )
-    batcher = FrameBatcher(backbone, device, cfg.batch_size or auto_batch_size(device, cfg.image_size), cfg.amp)
+    """Decode ``todo`` in workers, run the CNN, commit rows and skips; returns counts and throughput."""
+    loader = decoded_videos(todo, settings, cfg.num_workers, pin_memory=device.type == "cuda")
+    batch_size = cfg.batch_size or auto_batch_size(device, settings.image_size)
+    batcher = FrameBatcher(backbone, settings, device, batch_size, cfg.amp)
     skipped: list[dict[str, str]] = []
     start = time.perf_counter()
-
-    def commit(done: PendingVideo) -> None:
-        entry, item = todo[done.item["i"]], done.item
-        single = done.features[item["index"]]
-        feats = {}
-        if "single" in cfg.outputs:
-            feats["single"] = single.numpy()
-        if "multi" in cfg.outputs:
-            feats["multi"] = multiscale_features(single, cfg.scales).numpy()
-        writer.add(
-            Row(entry.video_id, entry.stamp, entry.relpath, entry.label, item["n_frames"], item["listed_frames"], feats)
-        )
-
     with _progress(distributed.context().is_main) as progress:
         task = progress.add_task(label, total=len(todo), fps=0.0)
-
-        def advance(done: PendingVideo) -> None:
-            commit(done)
-            progress.update(task, advance=1, fps=batcher.frames_done / (time.perf_counter() - start))
-
         try:
-            for item in loader:
-                if "error" in item:
-                    entry = todo[item["i"]]
+            for item, feats in video_features(loader, batcher, cfg.outputs):
+                entry = todo[item["i"]]
+                if feats is not None and not all(bool(torch.isfinite(f).all()) for f in feats.values()):
+                    item, feats = item | {"error": NON_FINITE}, None  # never a row of NaN: the video is listed
+                if feats is None:
                     log.warning("skipping %s: %s", entry.relpath, item["error"])
                     skipped.append({"path": entry.relpath, "reason": item["error"]})
                     writer.skip(entry.video_id, entry.stamp, entry.relpath, item["error"])
-                    progress.advance(task)
-                    continue
-                for done in batcher.add(item):
-                    advance(done)
-            for done in batcher.flush():
-                advance(done)
+                else:
+                    arrays = {kind: f.numpy() for kind, f in feats.items()}
+                    writer.add(
+                        Row(
+                            entry.video_id,
+                            entry.stamp,
+                            entry.relpath,
+                            entry.label,
+                            item["n_frames"],
+                            item["listed_frames"],
+                            arrays,
+                        )
+                    )
+                progress.update(task, advance=1, fps=batcher.frames_done / (time.perf_counter() - start))
         finally:
             writer.flush()  # finished videos survive Ctrl-C and errors
     elapsed = time.perf_counter() - start
@@ -214,17 +174,17 @@ def run_cnn(
     }
 
 
-def sequence_length(cfg: ExtractConfig, kind: str, entries: list[Entry]) -> int:
+def sequence_length(settings: FeatureSettings, kind: str, entries: list[Entry]) -> int:
     """``max_frames`` of a file: T (or the multi-scale length), or longer for seed tensors with their own T."""
-    scales = cfg.scales if kind == "multi" else [1.0]
-    lengths = {cfg.frames} | {
+    lengths = {settings.frames} | {
         load_tensor_file(p, mmap=True).shape[1] for p in {e.path for e in entries if e.tensor_item is not None}
     }
-    return max(multiscale_length(t, scales) for t in lengths)
+    return max(settings.sequence_length(kind, t) for t in lengths)
 
 
 def extract_split(
     cfg: ExtractConfig,
+    settings: FeatureSettings,
     split: str,
     entries: list[Entry],
     backbone: torch.nn.Module,
@@ -234,14 +194,14 @@ def extract_split(
     """Extract what is left of one split (this rank's share), then assemble its files on rank 0."""
     ctx = distributed.context()
     out_dir = Path(cfg.out_dir)
-    made_from = {kind: settings(cfg, split, kind, mapping) for kind in cfg.outputs}
+    made_from = file_records(settings, cfg, split, mapping)
     work = out_dir / ".work" / f"{split}-{fingerprint(made_from)}"
     if cfg.overwrite and ctx.is_main and work.exists():
         shutil.rmtree(work)
     distributed.barrier()
     if ctx.is_main:
         ensure_dir(work, "work folder")
-        (work / "settings.json").write_text(json.dumps(made_from, indent=2, sort_keys=True))
+        write_text_atomic(work / "settings.json", json.dumps(made_from, indent=2, sort_keys=True))
     distributed.barrier()
     done = done_videos(work)
     todo = [e for e in distributed.shard(entries, ctx) if (e.video_id, e.stamp) not in done]
@@ -250,7 +210,7 @@ def extract_split(
         log.info("%s: resuming, %d of %d videos already committed", split, current, len(entries))
     label = f"{split} (rank {ctx.rank})" if ctx.distributed else split
     result = {"split": split, "status": "extracted"} | run_cnn(
-        cfg, todo, PartWriter(work / f"rank{ctx.rank:03d}", cfg.flush_every), backbone, device, label
+        cfg, settings, todo, PartWriter(work / f"rank{ctx.rank:03d}", cfg.flush_every), backbone, device, label
     )
     distributed.barrier()
     if ctx.is_main:
@@ -259,8 +219,8 @@ def extract_split(
         for kind in cfg.outputs:
             target = out_dir / feature_filename(split, kind)
             attrs = file_attrs(made_from[kind], stamps)
-            length = sequence_length(cfg, kind, entries)
-            result["videos"] = assemble(work, target, kind, attrs, backbone.spec.feature_dim, length, order)
+            length = sequence_length(settings, kind, entries)
+            result["videos"] = assemble(work, target, kind, attrs, settings.feature_dim, length, order)
         final = read_attrs(target)
         result |= {"skipped": final["num_skipped"], "partial": final["num_partial"]}
         shutil.rmtree(work, ignore_errors=True)
@@ -273,7 +233,7 @@ def extract_split(
 # ---------------------------------------------------------------------- all splits
 
 
-def write_configuration_analysis(cfg: ExtractConfig, device: torch.device) -> Path:
+def write_configuration_analysis(cfg: ExtractConfig, settings: FeatureSettings, device: torch.device) -> Path:
     """Seed 000's ``configuration_analysis.json``: preprocessing info and per-file statistics."""
     out_dir = Path(cfg.out_dir)
     files = {}
@@ -284,28 +244,26 @@ def write_configuration_analysis(cfg: ExtractConfig, device: torch.device) -> Pa
                 info = summary(path)
                 info.pop("attrs")
                 files[path.name] = info
-    spec = get_spec(cfg.backbone)
+    record = settings.record("multi")
     doc = {
         "preprocessing_info": {
-            "frames_per_video": cfg.frames,
-            "image_size": [cfg.image_size, cfg.image_size],
+            "frames_per_video": settings.frames,
+            "image_size": [settings.image_size, settings.image_size],
             "processing_mode": "gpu" if device.type == "cuda" else "cpu",
-            "clip_duration": cfg.clip_seconds,
-            "sampling": cfg.sampling,
-            "sampling_per_subcategory": cfg.sampling_per_subcategory,
-            "normalization": {"mean": list(spec.mean), "std": list(spec.std)},
+            "clip_duration": settings.clip_seconds,
+            "sampling": settings.sampling,
+            "sampling_per_subcategory": record["sampling_per_subcategory"],
+            "normalization": record["normalization"],
         },
         "feature_extraction": {
-            "backbone": cfg.backbone,
-            "weights": "random" if cfg.random_weights else str(spec.weights_enum),
-            "feature_dim": spec.feature_dim,
-            "scales": cfg.scales,
+            "backbone": settings.backbone,
+            "weights": settings.weights,
+            "feature_dim": settings.feature_dim,
+            "scales": record["scales"],
         },
         "files": files,
     }
-    path = out_dir / "configuration_analysis.json"
-    path.write_text(json.dumps(doc, indent=2))
-    return path
+    return write_text_atomic(out_dir / "configuration_analysis.json", json.dumps(doc, indent=2))
 
 
 def summary_table(results: dict[str, Any]) -> Table:
@@ -321,13 +279,30 @@ def summary_table(results: dict[str, Any]) -> Table:
 def extract(cfg: ExtractConfig) -> dict[str, Any]:
     """Extract (or re-use) every configured split; returns per-split counts and throughput.
 
-    Raises ``UserError`` when no split yields a single video.
+    One job writes into an output folder at a time (a second is refused, naming the holder);
+    a full disk is one ``UserError`` naming the folder, and the next run resumes. Raises
+    ``UserError`` when no split yields a single video.
     """
     ctx = distributed.init("cuda" if distributed.device_for(cfg.device).type == "cuda" else "cpu")
     device = distributed.device_for(cfg.device, ctx)
+    settings = FeatureSettings.from_config(cfg)
     data_dir = Path(cfg.data_dir)
     mapping = check_data_root(data_dir, cfg.splits)
-    ensure_dir(cfg.out_dir)
+    out_dir = ensure_dir(cfg.out_dir)
+    # rank 0 holds the lock for the whole torchrun job (its other ranks wait at the first barrier)
+    lock = folder_lock(out_dir, "extraction", ".extract.lock") if ctx.is_main else contextlib.nullcontext()
+    with disk_errors(out_dir), lock:
+        return _extract(cfg, settings, ctx, device, data_dir, mapping)
+
+
+def _extract(
+    cfg: ExtractConfig,
+    settings: FeatureSettings,
+    ctx: distributed.Context,
+    device: torch.device,
+    data_dir: Path,
+    mapping: dict[str, int],
+) -> dict[str, Any]:
     splits = [s for s in cfg.splits if (data_dir / s).is_dir()]
     for missing in sorted(set(cfg.splits) - set(splits)):
         log.warning("no %s/ folder under %s; skipping that split", missing, data_dir)
@@ -338,7 +313,7 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
     for split in splits:
         stamps = identities(entries[split])
         targets = [Path(cfg.out_dir) / feature_filename(split, kind) for kind in cfg.outputs]
-        made_from = [settings(cfg, split, kind, mapping) for kind in cfg.outputs]
+        made_from = file_records(settings, cfg, split, mapping).values()
         if not cfg.overwrite and all(check_existing(t, m, stamps) for t, m in zip(targets, made_from, strict=True)):
             attrs = read_attrs(targets[0])
             log.info("%s: %s already extracted from these inputs, re-using", split, ", ".join(t.name for t in targets))
@@ -352,8 +327,8 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
         else:
             pending.append(split)
     if pending:
-        backbone = create_backbone(cfg.backbone, pretrained=not cfg.random_weights, device=device)
-        log.info("backbone %s (%d-d) on %s; classes %s", cfg.backbone, backbone.spec.feature_dim, device, mapping)
+        backbone = create_backbone(settings.backbone, pretrained=settings.pretrained, device=device)
+        log.info("backbone %s (%d-d) on %s; classes %s", settings.backbone, settings.feature_dim, device, mapping)
         with tracking.start_run(
             cfg.experiment,
             run_name=f"extract-{cfg.backbone}",
@@ -366,13 +341,13 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
             for split in pending:
                 if ctx.is_main:
                     console.print(Rule(f"[bold]extract {split}"))
-                res = extract_split(cfg, split, entries[split], backbone, device, mapping)
+                res = extract_split(cfg, settings, split, entries[split], backbone, device, mapping)
                 results["splits"][split] = res
                 if run is not None:
                     keys = ("videos", "skipped", "partial", "frames_per_s", "seconds")
                     tracking.log_metrics({f"{split}_{k}": res[k] for k in keys})
             if ctx.is_main:
-                analysis = write_configuration_analysis(cfg, device)
+                analysis = write_configuration_analysis(cfg, settings, device)
                 results["configuration_analysis"] = str(analysis)
                 if run is not None:
                     tracking.log_artifact(analysis)
@@ -387,4 +362,4 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
     return results
 
 
-__all__ = ["check_existing", "extract", "settings"]
+__all__ = ["check_existing", "extract", "file_records"]

@@ -19,18 +19,20 @@ Writing is crash-safe: rows are committed in small ``.npz`` part files (written 
 a temporary name, then renamed), one folder per rank, each row keyed by its
 video's identity and stamp. A killed run resumes from its parts, even when videos
 were added, removed or replaced in between: ``assemble`` writes the rows of the
-inputs as they are NOW, in their sorted order, into ``NAME.h5.tmp`` and renames
+inputs as they are NOW, in their sorted order, into this process's ``NAME.h5.<pid>.tmp`` and renames
 it; rows of removed or changed videos are left out. Memory holds a few parts.
 
-    python -m research.features inspect features/demo/test_features_multiscale.h5
-    python -m research.features merge OUT.h5 A.h5 B.h5
+    python -m research.commands.features inspect features/demo/test_features_multiscale.h5
+    python -m research.commands.features merge OUT.h5 A.h5 B.h5
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,14 +42,46 @@ import numpy as np
 
 from research.checkpoints import FEATURE_KEYS, check_compatible
 from research.errors import FeatureFileError
+from research.files import temporary_path
 
 KINDS = {"single": "", "multi": "_multiscale"}
 # Attributes stored as JSON text (HDF5 has no nested types); read_attrs decodes them.
-JSON_ATTRS = ("category_mapping", "scales", "skipped", "skipped_ids", "partial", "sampling_per_subcategory", "settings")
+JSON_ATTRS = (
+    "category_mapping",
+    "scales",
+    "skipped",
+    "skipped_ids",
+    "partial",
+    "sampling_per_subcategory",
+    "normalization",
+    "settings",
+)
 
 
 def feature_filename(split: str, kind: str) -> str:
     return f"{split}_features{KINDS[kind]}.h5"
+
+
+@contextlib.contextmanager
+def writing(target: Path) -> Iterator[h5py.File]:
+    """An HDF5 file written under this process's temporary name and renamed onto ``target`` when complete.
+
+    On any failure (a full disk included) the handle is closed, its errors swallowed, and the
+    temporary file removed, so nothing half-written remains and h5py never closes a dead file
+    again at interpreter exit (which crashed the process with a segfault).
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_path(target)
+    f = h5py.File(tmp, "w")
+    try:
+        yield f
+        f.close()
+        tmp.replace(target)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            f.close()
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 # ------------------------------------------------------------------ part files
@@ -107,12 +141,15 @@ class PartWriter:
         for kind in self.rows[0].features if self.rows else ():
             arrays[f"features_{kind}"] = np.stack([r.features[kind] for r in self.rows])
         target = self.folder / f"part_{self._seq:06d}.npz"
-        tmp = target.with_suffix(".tmp.npz")
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(target)  # atomic: a part is either complete or absent
+        tmp = self.folder / f"part_{self._seq:06d}.{os.getpid()}.tmp.npz"  # this process's own temporary name
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+                fh.flush()
+                os.fsync(fh.fileno())
+            tmp.replace(target)  # atomic: a part is either complete or absent
+        finally:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no half part behind
         self._seq += 1
         self.rows, self.skips = [], []
 
@@ -183,9 +220,7 @@ def write_features(
     dim = int(attrs.get("feature_dim") or features[0].shape[1])
     length = max_frames or max((f.shape[0] for f in features), default=1)
     ids = video_ids or [f"video_{i:05d}" for i in range(n)]
-    tmp = target.with_suffix(".h5.tmp")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(tmp, "w") as f:
+    with writing(target) as f:
         ds = create_layout(f, n, length, dim)
         for i, feat in enumerate(features):
             ds["features"][i, : feat.shape[0]] = feat
@@ -197,7 +232,6 @@ def write_features(
         ds["stamps"][:] = [""] * n
         f.attrs.update({"skipped": "[]", "num_skipped": 0, "partial": "[]", "num_partial": 0, **attrs})
         f.attrs.update({"num_videos": n, "max_frames": length, "feature_dim": dim})
-    tmp.replace(target)
     return target
 
 
@@ -205,8 +239,7 @@ def write_frame_features(
     target: Path, features: np.ndarray, columns: dict[str, np.ndarray], attrs: dict[str, Any]
 ) -> Path:
     """Timestamp mode's layout (seed 002): ``features [rows, D]`` plus one value per row in each column."""
-    tmp = target.with_suffix(".h5.tmp")
-    with h5py.File(tmp, "w") as f:
+    with writing(target) as f:
         n, dim = features.shape
         chunks = (min(n, 256), dim) if n else None  # a few hundred rows per chunk: summaries read runs of frames
         f.create_dataset("features", data=features, chunks=chunks, compression="gzip", compression_opts=4)
@@ -216,7 +249,6 @@ def write_frame_features(
             else:
                 f.create_dataset(name, data=values)
         f.attrs.update(attrs)
-    tmp.replace(target)
     return target
 
 
@@ -246,8 +278,7 @@ def assemble(
         remaining[p.part] = remaining.get(p.part, 0) + 1
     loaded: dict[Path, dict[str, np.ndarray]] = {}  # parts in use; dropped once their last row is written
     partial: list[dict] = []
-    tmp = target.with_suffix(".h5.tmp")
-    with h5py.File(tmp, "w") as f:
+    with writing(target) as f:
         ds = create_layout(f, len(rows), max_frames, feature_dim)
         for i, p in enumerate(rows):
             if p.part not in loaded:
@@ -283,7 +314,6 @@ def assemble(
                 "num_partial": len(partial),
             }
         )
-    tmp.replace(target)
     return len(rows)
 
 
@@ -324,7 +354,14 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"feature file not found: {path}")
-    with h5py.File(path, "r") as f:
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:  # truncated, not HDF5 at all, or unreadable: one line, not h5py's traceback
+        raise FeatureFileError(
+            f"{path} cannot be read as an HDF5 feature file ({err}): it is damaged or incomplete "
+            "(an interrupted copy?); extract it again (extract.py --overwrite)"
+        ) from None
+    with f:
         out = {}
         for key, value in f.attrs.items():
             if isinstance(value, np.generic):
@@ -332,7 +369,8 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
             if key in JSON_ATTRS and isinstance(value, str):
                 value = json.loads(value)
             out[key] = value
-        out.setdefault("num_videos", int(f["labels"].shape[0]))
+        if "labels" in f:
+            out.setdefault("num_videos", int(f["labels"].shape[0]))
     return out
 
 
@@ -386,9 +424,7 @@ def _copy_rows(output: Path, sources: list[tuple[Path, list[int] | None]]) -> in
     for path, rows in sources:
         with h5py.File(path, "r") as f:
             counts.append(f["labels"].shape[0] if rows is None else len(rows))
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_suffix(".h5.tmp")
-    with h5py.File(tmp, "w") as out:
+    with writing(output) as out:
         ds = create_layout(out, sum(counts), max_frames, dim)
         out.attrs.update(attrs)
         offset, skipped = 0, []
@@ -404,11 +440,4 @@ def _copy_rows(output: Path, sources: list[tuple[Path, list[int] | None]]) -> in
                     skipped.extend(json.loads(f.attrs.get("skipped", "[]")))
             offset += n
         out.attrs.update({"num_videos": offset, "skipped": json.dumps(skipped), "num_skipped": len(skipped)})
-    tmp.replace(output)
     return offset
-
-
-if __name__ == "__main__":  # the command line lives in research.commands; the library never imports it
-    from research.commands import features_main
-
-    features_main()

@@ -1,32 +1,33 @@
-"""Frames for the frozen CNN: the seed's multi-scale index maths and batching frames across videos.
+"""Frames for the frozen CNN: one decode -> CNN -> scales path for extraction and ``--predict``.
 
 - ``scale_indices`` / ``multiscale_features``: seed 000's temporal scales (1.0, 0.85,
   1.15 -> 64, 54 and 73 frames for T=64), computed from ONE CNN pass over the T
   sampled frames: the frozen CNN maps each frame independently, so indexing its
   output per scale equals the seed's three passes.
-- ``VideoSource``: a dataset that decodes one input per item (in a DataLoader worker),
-  turning failures into a reason instead of an exception;
+- ``VideoSource``: a dataset that decodes one input per item (in a DataLoader worker)
+  as its ``FeatureSettings`` say, turning failures into a reason instead of an exception;
 - ``FrameBatcher``: packs frames of consecutive videos into full CNN batches and
   hands back each video as soon as all its frames are through.
+- ``video_features``: decoded items -> (item, {kind: feature sequence}), in order of
+  completion; extraction commits what it yields, ``evaluate.py --predict`` classifies it,
+  so a prediction sees exactly the row a feature file holds for the same video.
 - ``auto_batch_size``: frames per CNN call when the config leaves it open.
-- ``video_features``: one video's feature sequence exactly as extraction writes it
-  (``evaluate.py --predict``).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
-from research.config import ExtractConfig
 from research.inputs import Entry, load_tensor_file
+from research.settings import FeatureSettings, scale_length
 from research.video import VideoDecodeError, decode_video, normalize
 
 # ------------------------------------------------------------------- multi-scale
@@ -39,15 +40,15 @@ def scale_indices(num_frames: int, scales: list[float]) -> list[np.ndarray]:
         if s == 1.0:
             out.append(np.arange(num_frames))
         else:
-            out.append(np.linspace(0, num_frames - 1, max(int(num_frames * s), 5)).astype(int))
+            out.append(np.linspace(0, num_frames - 1, scale_length(num_frames, s)).astype(int))
     return out
 
 
 def multiscale_length(num_frames: int, scales: list[float]) -> int:
-    return max(len(i) for i in scale_indices(num_frames, scales))
+    return max(scale_length(num_frames, s) for s in scales)
 
 
-def multiscale_features(frame_features: torch.Tensor, scales: list[float]) -> torch.Tensor:
+def multiscale_features(frame_features: torch.Tensor, scales: Iterable[float]) -> torch.Tensor:
     """Seed multi-scale from one CNN pass: index ``[T, D]`` per scale, zero-pad, average.
 
     Equal to running the CNN on each re-sampled frame sequence (the seed's loop),
@@ -67,8 +68,8 @@ def multiscale_features(frame_features: torch.Tensor, scales: list[float]) -> to
 class VideoSource(Dataset):
     """Decodes one whole entry per item, in a worker; failures come back as a reason, not an exception."""
 
-    def __init__(self, entries: list[Entry], cfg: ExtractConfig, decoder_threads: int) -> None:
-        self.entries, self.cfg, self.threads = entries, cfg, decoder_threads
+    def __init__(self, entries: list[Entry], settings: FeatureSettings, decoder_threads: int) -> None:
+        self.entries, self.settings, self.threads = entries, settings, decoder_threads
         self._tensor_cache: tuple[Path, torch.Tensor] | None = None
 
     def __len__(self) -> int:
@@ -84,9 +85,9 @@ class VideoSource(Dataset):
         return {"frames": video, "index": torch.arange(t), "n_frames": t, "listed_frames": t, "normalized": True}
 
     def _video(self, entry: Entry) -> dict[str, Any]:
-        strategy = self.cfg.sampling_per_subcategory.get(entry.subcategory, self.cfg.sampling)
+        s = self.settings
         dec = decode_video(
-            entry.path, self.cfg.frames, self.cfg.image_size, strategy, self.cfg.clip_seconds, self.threads
+            entry.path, s.frames, s.image_size, s.sampling_for(entry.subcategory), s.clip_seconds, self.threads
         )
         return {
             "frames": torch.from_numpy(dec.frames),
@@ -133,9 +134,10 @@ class PendingVideo:
 class FrameBatcher:
     """Packs frames of consecutive videos into full CNN batches; yields videos as they complete."""
 
-    def __init__(self, backbone: torch.nn.Module, device: torch.device, batch_size: int, amp: bool) -> None:
-        self.backbone, self.device, self.batch_size = backbone, device, batch_size
-        self.spec = backbone.spec
+    def __init__(
+        self, backbone: torch.nn.Module, settings: FeatureSettings, device: torch.device, batch_size: int, amp: bool
+    ) -> None:
+        self.backbone, self.settings, self.device, self.batch_size = backbone, settings, device, batch_size
         self.memory_format = torch.channels_last if backbone.uses_channels_last else torch.contiguous_format
         self.amp = amp and device.type == "cuda"
         self.queue: deque[tuple[PendingVideo, int, torch.Tensor]] = deque()  # (video, first row, frames)
@@ -147,7 +149,7 @@ class FrameBatcher:
         frames = item["frames"]
         if self.queue and self.queue[-1][2].shape[1:] != frames.shape[1:]:
             yield from self.flush()  # a different frame size or dtype cannot share a batch
-        pending = PendingVideo(item, torch.empty(frames.shape[0], self.spec.feature_dim), frames.shape[0])
+        pending = PendingVideo(item, torch.empty(frames.shape[0], self.settings.feature_dim), frames.shape[0])
         self.order.append(pending)
         self.queue.append((pending, 0, frames))
         self.buffered += frames.shape[0]
@@ -166,7 +168,7 @@ class FrameBatcher:
 
     def _prepare(self, frames: torch.Tensor, normalized: bool) -> torch.Tensor:
         frames = frames.to(self.device, non_blocking=True)
-        x = frames.float() if normalized else normalize(frames, self.spec.mean, self.spec.std)
+        x = frames.float() if normalized else normalize(frames, self.settings.mean, self.settings.std)
         return x.contiguous(memory_format=self.memory_format)
 
     def _run(self, n: int) -> None:
@@ -193,25 +195,52 @@ class FrameBatcher:
         self.frames_done += n
 
 
-@torch.inference_mode()
-def video_features(
-    path: str | Path,
-    backbone: torch.nn.Module,
-    frames: int,
-    image_size: int,
-    scales: list[float] | None,
-    sampling: str = "uniform",
-    clip_seconds: float | None = None,
-    batch_size: int | None = None,
-) -> torch.Tensor:
-    """One video's feature sequence, exactly as ``extract`` writes it (multi-scale when ``scales``).
+def decoded_videos(entries: list[Entry], settings: FeatureSettings, num_workers: int, pin_memory: bool) -> DataLoader:
+    """``entries`` decoded in order by ``num_workers`` processes (0: in this one), one item per entry."""
+    return DataLoader(
+        VideoSource(entries, settings, decoder_threads=1 if num_workers else 0),
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        prefetch_factor=4 if num_workers else None,
+    )
 
-    The end-user path (``evaluate.py --predict``): settings come from a checkpoint.
+
+def sequences(done: PendingVideo, settings: FeatureSettings, kinds: Iterable[str]) -> dict[str, torch.Tensor]:
+    """A finished video's feature sequence per file kind: the T sampled frames, or their scales averaged."""
+    single = done.features[done.item["index"]]
+    return {kind: multiscale_features(single, settings.scales) if kind == "multi" else single for kind in kinds}
+
+
+def video_features(
+    items: Iterable[dict[str, Any]], batcher: FrameBatcher, kinds: Iterable[str]
+) -> Iterator[tuple[dict[str, Any], dict[str, torch.Tensor] | None]]:
+    """Decoded items -> ``(item, {kind: [L, D]})`` as videos finish; ``(item, None)`` for a failed decode.
+
+    The one decode -> CNN -> scales path: extraction writes what it yields, ``--predict`` classifies it.
     """
-    decoded = decode_video(path, frames, image_size, sampling, clip_seconds)
-    device = next(backbone.parameters()).device
-    batcher = FrameBatcher(backbone, device, batch_size or auto_batch_size(device, image_size), amp=True)
-    item = {"frames": torch.from_numpy(decoded.frames), "normalized": False}
-    (done,) = [*batcher.add(item), *batcher.flush()]
-    single = done.features[torch.from_numpy(decoded.index)]
-    return multiscale_features(single, scales) if scales else single
+    kinds = list(kinds)
+    for item in items:
+        if "error" in item:
+            yield item, None
+            continue
+        for done in batcher.add(item):
+            yield done.item, sequences(done, batcher.settings, kinds)
+    for done in batcher.flush():
+        yield done.item, sequences(done, batcher.settings, kinds)
+
+
+def entry_features(
+    entries: list[Entry],
+    settings: FeatureSettings,
+    kinds: Iterable[str],
+    backbone: torch.nn.Module,
+    device: torch.device,
+    batch_size: int | None = None,
+    num_workers: int = 0,
+) -> Iterator[tuple[dict[str, Any], dict[str, torch.Tensor] | None]]:
+    """``video_features`` over ``entries`` decoded here: what ``--predict`` and tests use."""
+    loader = decoded_videos(entries, settings, num_workers, pin_memory=device.type == "cuda")
+    batcher = FrameBatcher(backbone, settings, device, batch_size or auto_batch_size(device, settings.image_size), True)
+    return video_features(loader, batcher, kinds)

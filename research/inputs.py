@@ -59,6 +59,11 @@ def load_tensor_file(path: Path, mmap: bool = False) -> torch.Tensor:
     return tensor_videos(torch.load(path, map_location="cpu", weights_only=True, mmap=mmap))
 
 
+def file_entry(path: Path) -> Entry:
+    """A video outside any data root (``--predict``): its folder name stands for the subcategory."""
+    return Entry(path, str(path), -1, path.parent.name, "")
+
+
 def category_mapping(data_dir: Path, splits: list[str]) -> dict[str, int]:
     """Category -> index by sorted folder name over all splits."""
     names = sorted(

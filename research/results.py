@@ -30,6 +30,7 @@ from research.errors import StaleWorkError
 from research.evaluation import evaluate, interval, results_table
 from research.extraction import extract
 from research.features import content_fingerprint
+from research.files import write_text_atomic
 from research.members import mean_std, score_member, train_members
 from research.metrics import bootstrap_difference
 from research.models import count_parameters, list_models
@@ -77,7 +78,7 @@ def compare_models(seeds: list[int], out_dir: Path, config: Path = DEMO_CONFIG) 
             bins = [difficulty_bin(d) for d in difficulty]
             results[name]["videos_by_difficulty"] = {b: bins.count(b) for b in sorted(set(bins))}
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "models.json").write_text(json.dumps({"seeds": seeds, "models": results}, indent=2))
+    write_text_atomic(out_dir / "models.json", json.dumps({"seeds": seeds, "models": results}, indent=2))
     return results
 
 
@@ -387,7 +388,7 @@ def main() -> int:
     elif args.command == "transfer":
         demo_transfer(ROOT / "outputs" / "real" / "demo")
     else:
-        (ROOT / "RESULTS.md").write_text(render())
+        write_text_atomic(ROOT / "RESULTS.md", render())
         console.print(f"wrote {ROOT / 'RESULTS.md'}")
     return 0
 

@@ -38,7 +38,6 @@ journal, the winner of ``create_study`` on RDB), e.g.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import logging
@@ -53,7 +52,7 @@ from rich.console import Console
 from rich.table import Table
 
 from research import tracking
-from research.config import SearchConfig, TrainConfig, load_config
+from research.config import SearchConfig, TrainConfig
 from research.distributed import file_lock
 from research.search_space import check_space, get_param, resolve_space, suggest, with_params
 from research.study_storage import (
@@ -307,16 +306,3 @@ def run_search(cfg: SearchConfig, base: TrainConfig, fit: Fit = fit_on_validatio
     uri = tracking.resolve_tracking_uri(base.tracking_uri)
     console.print(f"MLflow: mlflow ui --backend-store-uri {uri}, then {tracking.runs_view_url('search', uri)}")
     return summary
-
-
-def add_search_arguments(parser: argparse.ArgumentParser, what: str) -> None:
-    """``--search --study --trials --storage``: the same flags on every entry point that runs studies."""
-    parser.add_argument("--search", action="store_true", help=what)
-    parser.add_argument("--study", default=None, help="Optuna study name (with --search)")
-    parser.add_argument("--trials", type=int, default=None, help="trials for this worker to run (with --search)")
-    parser.add_argument("--storage", default=None, help="Optuna storage URL or journal file (with --search)")
-
-
-def search_config_from_args(args: Any) -> SearchConfig:
-    overrides = {k: getattr(args, k) for k in ("study", "trials", "storage") if getattr(args, k, None) is not None}
-    return load_config(SearchConfig, "search", getattr(args, "config", None), overrides)

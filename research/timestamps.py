@@ -28,11 +28,13 @@ import numpy as np
 import torch
 
 from research import distributed
-from research.backbones import create_backbone, get_spec
+from research.backbones import create_backbone
 from research.config import ExtractConfig
 from research.errors import UserError, ensure_dir
 from research.features import write_frame_features
+from research.files import disk_errors, folder_lock, write_text_atomic
 from research.frames import FrameBatcher, auto_batch_size
+from research.settings import FeatureSettings
 from research.video import VideoDecodeError, decode_frames_at, probe
 
 log = logging.getLogger(__name__)
@@ -72,11 +74,19 @@ def extract_timestamps(cfg: ExtractConfig) -> dict[str, Any]:
     """One feature per row of ``cfg.frame_index``; rows that cannot be read are reported, never filled in."""
     if not distributed.context().is_main:  # one process reads rows in order; other ranks have nothing to do
         return {"timestamps": None}
+    out_dir = ensure_dir(cfg.out_dir)
+    with disk_errors(out_dir), folder_lock(out_dir, "extraction", ".extract.lock"):
+        return _extract_timestamps(cfg)
+
+
+def _extract_timestamps(cfg: ExtractConfig) -> dict[str, Any]:
     device = distributed.device_for(cfg.device)
     rows = resolve_rows(cfg)
-    backbone = create_backbone(cfg.backbone, pretrained=not cfg.random_weights, device=device)
-    batcher = FrameBatcher(backbone, device, cfg.batch_size or auto_batch_size(device, cfg.image_size), cfg.amp)
-    dim = backbone.spec.feature_dim
+    settings = FeatureSettings.from_config(cfg)
+    backbone = create_backbone(settings.backbone, pretrained=settings.pretrained, device=device)
+    batch_size = cfg.batch_size or auto_batch_size(device, settings.image_size)
+    batcher = FrameBatcher(backbone, settings, device, batch_size, cfg.amp)
+    dim = settings.feature_dim
     features = np.zeros((len(rows), dim), np.float32)
     found = np.zeros(len(rows), bool)
     frame_numbers = np.full(len(rows), -1, np.int64)
@@ -92,7 +102,7 @@ def extract_timestamps(cfg: ExtractConfig) -> dict[str, Any]:
                 else probe(path).fps
             )
             wanted = np.round(group["timestamp_sec"].to_numpy(np.float64) * fps).astype(np.int64)
-            frames = decode_frames_at(path, sorted(set(wanted[wanted >= 0].tolist())), cfg.image_size)
+            frames = decode_frames_at(path, sorted(set(wanted[wanted >= 0].tolist())), settings.image_size)
         except (VideoDecodeError, OSError) as err:
             for r in group.index:
                 missing.append(
@@ -126,21 +136,20 @@ def extract_timestamps(cfg: ExtractConfig) -> dict[str, Any]:
                 )
     for m in missing:
         log.warning("row %d (%s @ %.3f s): %s", m["row"], m["video_id"], m["timestamp_sec"], m["reason"])
-    return _write(cfg, rows, features, found, frame_numbers, sorted(missing, key=lambda m: m["row"]), dim)
+    return _write(cfg, settings, rows, features, found, frame_numbers, sorted(missing, key=lambda m: m["row"]))
 
 
 def _write(
     cfg: ExtractConfig,
+    settings: FeatureSettings,
     rows: Any,
     features: np.ndarray,
     found: np.ndarray,
     frame_numbers: np.ndarray,
     missing: list[dict],
-    dim: int,
 ) -> dict[str, Any]:
     out_dir = ensure_dir(cfg.out_dir)
-    spec = get_spec(cfg.backbone)
-    weights = "random" if cfg.random_weights else str(spec.weights_enum)
+    weights, dim = settings.weights, settings.feature_dim
     target = out_dir / f"{Path(cfg.frame_index).stem}_features.h5"
     keep = np.flatnonzero(found)
     write_frame_features(
@@ -153,10 +162,10 @@ def _write(
             "frame_numbers": frame_numbers[keep],
         },
         {
-            "backbone": cfg.backbone,
+            "backbone": settings.backbone,
             "weights": weights,
             "feature_dim": dim,
-            "image_size": cfg.image_size,
+            "image_size": settings.image_size,
             "total_rows": len(rows),
             "total_frames": len(keep),
             "order": "frame_index_rows",
@@ -166,7 +175,7 @@ def _write(
         },
     )
     manifest = {
-        "backbone": cfg.backbone,
+        "backbone": settings.backbone,
         "weights": weights,
         "feature_dim": dim,
         "total_frames": len(keep),
@@ -176,6 +185,6 @@ def _write(
         "features_file": target.name,
         "missing_rows": missing,
     }
-    (out_dir / "feature_manifest.json").write_text(json.dumps(manifest, indent=2))
+    write_text_atomic(out_dir / "feature_manifest.json", json.dumps(manifest, indent=2))
     log.info("%d of %d rows -> %s (%d missing)", len(keep), len(rows), target, len(missing))
     return {"timestamps": str(target), "rows": len(rows), "found": len(keep), "missing": missing}

@@ -58,10 +58,10 @@ _TRAINING_COLUMNS = [
     "metrics.`test_macro_f1`",
     "metrics.`test_accuracy`",
     "params.`model`",
-    "params.`hidden_size`",
-    "params.`num_layers`",
-    "params.`num_heads`",
-    "params.`dropout`",
+    "params.`model.hidden_size`",  # the family's arguments as built (training logs model.<argument>)
+    "params.`model.num_layers`",
+    "params.`model.num_heads`",
+    "params.`model.dropout`",
     "params.`lr`",
     "params.`seed`",
     "attributes.`Duration`",
@@ -175,7 +175,8 @@ def start_run(
     enabled: bool = True,
     run_id: str | None = None,
 ) -> Iterator[Any]:
-    """Open an MLflow run (or nothing when ``enabled`` is false); failed runs end FAILED.
+    """Open an MLflow run (or nothing when ``enabled`` is false); failed runs end FAILED, interrupted
+    ones (Ctrl-C, SIGTERM as ``research.errors.Terminated``) KILLED.
 
     ``run_id`` re-opens an existing run (a resumed training continues its own run).
     """
@@ -184,16 +185,29 @@ def start_run(
         return
     experiment_id = get_experiment_id(experiment, uri)
     if run_id is not None:
-        with mlflow.start_run(run_id=run_id) as run:
+        with mlflow.start_run(run_id=run_id) as run, _killed_when_interrupted():
             yield run
         return
     all_tags = {"git_commit": git_commit(), **{k: str(v) for k, v in (tags or {}).items()}}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=run_name, tags=all_tags, nested=nested or bool(parent_run_id)
-    ) as run:
+    with (
+        mlflow.start_run(
+            experiment_id=experiment_id, run_name=run_name, tags=all_tags, nested=nested or bool(parent_run_id)
+        ) as run,
+        _killed_when_interrupted(),
+    ):
         yield run
+
+
+@contextlib.contextmanager
+def _killed_when_interrupted() -> Iterator[None]:
+    """End the active run KILLED on a KeyboardInterrupt (MLflow itself says FAILED for every exception)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        mlflow.end_run("KILLED")  # no longer active: MLflow's own exit leaves it as it is
+        raise
 
 
 def log_params(params: dict[str, Any]) -> None:

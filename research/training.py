@@ -16,6 +16,7 @@ logs and saves.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -37,15 +38,17 @@ from research.checkpoints import (
     checkpoint_name,
     load_checkpoint,
     make_checkpoint,
+    nonfinite_tensors,
     save_checkpoint,
 )
 from research.config import TrainConfig, to_flat_dict, to_yaml
 from research.data.dataset import Augment, FeatureDataset, split_path
 from research.distributed import unwrap_model
-from research.errors import UserError, ensure_dir
+from research.errors import TrainingDivergedError, UserError, ensure_dir
 from research.features import content_fingerprint
+from research.files import folder_lock
 from research.metrics import classification_metrics
-from research.models import count_parameters, create_model
+from research.models import count_parameters, create_model, resolve_model_args
 from research.tta import predict
 
 log = logging.getLogger(__name__)
@@ -100,32 +103,46 @@ def train_one_epoch(
     loss_fn: nn.Module,
     device: torch.device,
     cfg: TrainConfig,
+    epoch: int = 0,
 ) -> dict[str, float]:
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
     amp = cfg.amp and device.type == "cuda"
-    for features, num_frames, labels in loader:
+    for step, (features, num_frames, labels) in enumerate(loader):
         features = features.to(device, non_blocking=True)
         num_frames, labels = num_frames.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(features, num_frames)
             loss = loss_fn(logits.float(), labels)
+        value = loss.item()
+        if not math.isfinite(value):  # stop before NaNs reach the weights
+            raise _diverged(f"the loss is {value}", epoch, step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         scheduler.step()
-        total_loss += loss.item() * len(labels)
+        total_loss += value * len(labels)
         correct += (logits.argmax(1) == labels).sum().item()
         seen += len(labels)
     elapsed = time.perf_counter() - start
+    bad = nonfinite_tensors(unwrap_model(model).state_dict())
+    if bad:  # a finite loss, infinite gradients: the last step broke the weights
+        raise _diverged(f"the weights hold NaN or infinity ({', '.join(bad[:3])})", epoch, len(loader) - 1)
     return {
         "train_loss": total_loss / max(seen, 1),
         "train_accuracy": correct / max(seen, 1),
         "samples_per_s": seen / elapsed if elapsed else 0.0,
     }
+
+
+def _diverged(what: str, epoch: int, step: int) -> TrainingDivergedError:
+    return TrainingDivergedError(
+        f"training diverged at epoch {epoch}, step {step}: {what}; nothing was saved from these weights "
+        "(earlier checkpoints are kept). Lower lr, or check the features for huge values"
+    )
 
 
 def score(
@@ -192,19 +209,6 @@ def _loader(
     )
 
 
-def model_kwargs(cfg: TrainConfig, feature_dim: int, num_classes: int) -> dict[str, Any]:
-    return {
-        "feature_dim": feature_dim,
-        "num_classes": num_classes,
-        "hidden_size": cfg.hidden_size,
-        "num_layers": cfg.num_layers,
-        "num_heads": cfg.num_heads,
-        "dropout": cfg.dropout,
-        "classifier_dropout": cfg.classifier_dropout,
-        **cfg.model_args.get(cfg.model, {}),
-    }
-
-
 # ---------------------------------------------------------------------- train
 
 
@@ -221,13 +225,40 @@ def train(
     and prunes through it; an exception it raises ends training, and the run is
     marked accordingly).
     """
+    resolve_model_args(cfg.model, cfg.model_args.get(cfg.model, {}))  # a bad name or argument: before any work
     ctx = distributed.init(distributed.device_for(cfg.device).type)
+    out_dir = ensure_dir(cfg.out_dir)
+    # One writer per checkpoint: a second run of this seed into out_dir is refused, naming the holder;
+    # other seeds (an ensemble's members, trained side by side) share the folder.
+    lock = folder_lock(out_dir, f"training of seed {cfg.seed}", f".train_{cfg.seed}.lock")
+    with lock if ctx.is_main else contextlib.nullcontext():
+        return _train(cfg, ctx, out_dir, epoch_callback, parent_run_id, extra_tags, run_name)
+
+
+def _train(
+    cfg: TrainConfig,
+    ctx: distributed.Context,
+    out_dir: Path,
+    epoch_callback: EpochCallback | None,
+    parent_run_id: str | None,
+    extra_tags: dict[str, str] | None,
+    run_name: str | None,
+) -> dict[str, Any]:
     device = distributed.device_for(cfg.device, ctx)
     seed_everything(cfg.seed, cfg.deterministic)
     splits = open_splits(cfg)
     train_ds = splits["train"]
     trained_on = {split: content_fingerprint(ds.path) for split, ds in splits.items() if split != "test"}
-    model = create_model(cfg.model, **model_kwargs(cfg, train_ds.feature_dim, train_ds.num_classes))
+    model = create_model(
+        cfg.model,
+        feature_dim=train_ds.feature_dim,
+        num_classes=train_ds.num_classes,
+        **cfg.model_args.get(cfg.model, {}),
+    )
+    # the family's own arguments as built (defaults filled in): one column per argument across runs
+    model_params = to_flat_dict(
+        {k: v for k, v in model.config["kwargs"].items() if k not in ("feature_dim", "num_classes")}, prefix="model."
+    )
     if hasattr(model, "fit_standardizer"):  # e.g. the linear probe: input statistics of the training set
         model.fit_standardizer(train_ds.plain_batches(cfg.batch_size))
     model = model.to(device)
@@ -248,7 +279,6 @@ def train(
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     eval_loss = nn.NLLLoss()
 
-    out_dir = ensure_dir(cfg.out_dir)
     best_path, last_path = out_dir / checkpoint_name(cfg.seed), out_dir / f"last_{cfg.seed}.pt"
     if ctx.is_main and not cfg.overwrite:
         check_replaceable(best_path, cfg)
@@ -295,6 +325,7 @@ def train(
                     "feature_dim": train_ds.feature_dim,
                     "train_videos": len(train_ds),
                 }
+                | model_params
             )
             tracking.log_text(to_yaml(cfg, "train"), "config.yaml")
         for epoch in range(start_epoch, cfg.epochs):
@@ -302,7 +333,7 @@ def train(
             train_loader.generator.manual_seed(cfg.seed * 100_003 + epoch)
             if ctx.distributed:
                 train_loader.sampler.set_epoch(epoch)
-            metrics = train_one_epoch(model, train_loader, optimizer, scheduler, loss_fn, device, cfg)
+            metrics = train_one_epoch(model, train_loader, optimizer, scheduler, loss_fn, device, cfg, epoch)
             metrics |= score(model, eval_loaders["val"], device, eval_loss, "val", cfg.amp)
             metrics["lr"] = optimizer.param_groups[0]["lr"]
             history.append(metrics)
@@ -407,8 +438,12 @@ def check_replaceable(path: Path, cfg: TrainConfig) -> None:
 def _resume_state(path: Path, cfg: TrainConfig) -> dict[str, Any] | None:
     if not path.is_file():
         return None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if state.get("config") != dataclasses.asdict(cfg):
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a damaged or foreign last.pt: the epochs it held are lost, not the run
+        log.warning("%s cannot be read (%s: %s); starting afresh", path, type(err).__name__, err)
+        return None
+    if not isinstance(state, dict) or state.get("config") != dataclasses.asdict(cfg):
         log.warning("%s was written by a different config; starting afresh", path)
         return None
     return state

@@ -28,8 +28,9 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
+from research.config import TTA_DEFAULT_MODES as DEFAULT_MODES  # named where configs can check them without torch
+
 View = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-DEFAULT_MODES = ("identity", "reverse", "stride2", "center")
 
 
 def _take(

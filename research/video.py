@@ -29,9 +29,9 @@ import av
 import numpy as np
 import torch
 
-log = logging.getLogger(__name__)
+from research.settings import SAMPLING_STRATEGIES
 
-SAMPLING_STRATEGIES = {"uniform", "center", "dense"}
+log = logging.getLogger(__name__)
 
 
 class VideoDecodeError(RuntimeError):
@@ -59,10 +59,21 @@ class DecodedVideo:
         return self.frames[self.index]
 
 
+def is_image_demuxer(name: str) -> bool:
+    """FFmpeg reads still images through ``image2`` and the ``*_pipe`` demuxers (png_pipe, jpeg_pipe, ...)."""
+    return any(n == "image2" or n.endswith("_pipe") for n in name.split(","))
+
+
 def probe(path: str | Path) -> VideoInfo:
-    """Count video packets (demux only, no decoding) and read the stream geometry."""
+    """Count video packets (demux only, no decoding) and read the stream geometry.
+
+    A still image is refused even under a video's name: FFmpeg would open it and it would be
+    stored as one frame repeated T times, a "video" with no time in it.
+    """
     try:
         with av.open(str(path)) as container:
+            if is_image_demuxer(container.format.name):
+                raise VideoDecodeError(f"a still image, not a video (FFmpeg reads it as {container.format.name})")
             if not container.streams.video:
                 raise VideoDecodeError("no video stream (audio-only or not a video)")
             stream = container.streams.video[0]

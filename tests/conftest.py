@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import runpy
+import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,12 +27,48 @@ def session_tracking_store(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def tiny_videos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """5 videos per class (3 train / 1 val / 1 test), 1-2 s each, real H.264 from the generator."""
-    from research.data.synthetic import generate
+    from videogen.writing import generate
 
     root = tmp_path_factory.mktemp("videos")
     # easy videos (few confusers): tests check plumbing and that a model learns, not the demo's hard slope
     generate(root, 5, seed=7, min_seconds=1.0, max_seconds=2.0, difficulty=(0.0, 0.3), workers=2, progress=False)
     return root
+
+
+@dataclass
+class Finished:
+    """What a command left behind, as ``subprocess.run`` reports it."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_entry_point(args: list[str] | str, cwd: Path = ROOT) -> Finished:
+    """``python ARGS`` (``X.py ...`` or ``-m MODULE ...``) run in this interpreter, as the shell would run it.
+
+    For commands that need no fresh interpreter (no torchrun, no signal, no import-time check):
+    torch, mlflow and optuna are imported once per session instead of once per command.
+    """
+    argv = shlex.split(args) if isinstance(args, str) else [str(a) for a in args]
+    out, err, saved = io.StringIO(), io.StringIO(), (sys.argv, os.getcwd())
+    code: object = 0
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                if argv[0] == "-m":
+                    sys.argv = [argv[1], *argv[2:]]
+                    runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+                else:
+                    sys.argv = argv
+                    runpy.run_path(str(Path(argv[0]).resolve()), run_name="__main__")
+            except SystemExit as exit_:
+                code = exit_.code
+    finally:
+        sys.argv = saved[0]
+        os.chdir(saved[1])
+    return Finished(0 if code is None else code if isinstance(code, int) else 1, out.getvalue(), err.getvalue())
 
 
 def committed_parts(out_dir: Path, rank: str = "*") -> int:
@@ -55,6 +96,24 @@ def tiny_extract_config(data_dir: Path, out_dir: Path, **overrides):
         clip_seconds=None,
     )
     return ExtractConfig(**{**values, **overrides})
+
+
+# The kill-and-resume tests' settings: one part file per video, so a kill lands between commits.
+RESUME_SETTINGS = dict(frames=16, image_size=128, batch_size=8, flush_every=1, splits=["train"])
+
+
+def resume_config(data_dir: Path, out_dir: Path, **overrides):
+    return tiny_extract_config(data_dir, out_dir, **(RESUME_SETTINGS | {"log_mlflow": False} | overrides))
+
+
+@pytest.fixture(scope="session")
+def resume_reference(tiny_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A clean, uninterrupted run at the resume settings: what every killed-and-resumed run must equal."""
+    from research.extraction import extract
+
+    out = tmp_path_factory.mktemp("resume_reference")
+    extract(resume_config(tiny_videos, out))
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +8,7 @@ import torch
 
 from research.backbones import WeightsNotFoundError, create_backbone, get_spec, list_backbones, load_classifier
 
-from .conftest import ROOT
+from .conftest import ROOT, run_entry_point
 
 CAT_CLASSES = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 
@@ -54,24 +51,12 @@ def test_missing_weights_error_names_the_file(tmp_path: Path, monkeypatch: pytes
     assert "random" in str(err.value) and str(tmp_path) in str(err.value)
 
 
-def test_missing_weights_cli_is_one_paragraph_and_nonzero(tmp_path: Path, tiny_videos: Path) -> None:
-    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch")}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "extract.py"),
-            "--backbone",
-            "resnet50",
-            "--data-dir",
-            str(tiny_videos),
-            "--out-dir",
-            str(tmp_path / "f"),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-    )
+def test_missing_weights_cli_is_one_paragraph_and_nonzero(
+    tmp_path: Path, tiny_videos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache: no resnet50 file
+    args = ["--backbone", "resnet50", "--data-dir", tiny_videos, "--out-dir", tmp_path / "f"]
+    proc = run_entry_point([ROOT / "extract.py", *args])
     assert proc.returncode == 2
     assert "resnet50-11ad3fa6.pth" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -29,7 +29,7 @@ from research.search import run_search
 from research.study_storage import storage_for
 
 from .conftest import tiny_extract_config
-from .test_training import tiny_train_config
+from .test_training import tiny_sizes, tiny_train_config
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def test_recipe_study_scores_training_folds_only(pooled_videos: Path, tmp_path: 
     extract_cfg = tiny_extract_config(pooled_videos, tmp_path / "features", splits=["all"], frames=4, image_size=64)
     base = tiny_train_config(tmp_path / "features", tmp_path / "runs", model="linear", epochs=2, keep="last")
     base.tracking_uri = tracking_uri
-    base.model_args = {"linear": {"pooling": "mean"}}
+    base.model_args = {"linear": {**tiny_sizes("linear"), "pooling": "mean"}, "mean_pool": tiny_sizes("mean_pool")}
     cfg = CVConfig(folds=2, group_by="subcategory", seeds=[1], out_dir=str(tmp_path / "cv"))
     fit = InnerValidation(cfg, extract_cfg, base)
     space = {

@@ -42,12 +42,14 @@ evaluate:
 def test_demo_runs_end_to_end_then_reuses_finished_work(
     tmp_path: Path, tracking_uri: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from research.data.synthetic import read_manifest
     from research.demo import run_demo
+    from videogen.demo import ensure_dataset
+    from videogen.writing import read_manifest
 
     caplog.set_level(logging.INFO)
     config = tiny_demo_config(tmp_path, tracking_uri)
-    report = run_demo(config, seeds=[1, 2], videos_per_class=5)
+    ensure_dataset(tmp_path / "data", videos_per_class=5)  # make demo's first command: python -m videogen --demo
+    report = run_demo(config, seeds=[1, 2])
     assert list(report["rows"]) == ["member_1", "member_1+tta", "member_2", "member_2+tta", "ensemble", "ensemble+tta"]
     assert len(read_manifest(tmp_path / "data")) == 20
     stamps = {
@@ -56,7 +58,8 @@ def test_demo_runs_end_to_end_then_reuses_finished_work(
     assert len(stamps) == 6 + 2
     caplog.clear()
     start = time.perf_counter()
-    again = run_demo(config, seeds=[1, 2], videos_per_class=5)
+    ensure_dataset(tmp_path / "data", videos_per_class=5)
+    again = run_demo(config, seeds=[1, 2])
     assert time.perf_counter() - start < 30
     assert again["rows"] == report["rows"]
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing recomputed
@@ -98,7 +101,6 @@ def test_ablation_table_and_nested_mlflow_runs(tiny_features: Path, tmp_path: Pa
             "features_dir",
             "out_dir",
             "model",
-            "hidden_size",
             "epochs",
             "batch_size",
             "tracking_uri",
@@ -207,9 +209,9 @@ def test_committed_results_page_matches_its_sources() -> None:
 
 def test_a_dataset_made_differently_is_refused_not_reused(tmp_path: Path) -> None:
     """The demo re-uses data/demo only if generator.json matches what this run would generate."""
-    from research.data.synthetic import GENERATOR_VERSION
-    from research.demo import ensure_dataset
     from research.errors import UserError
+    from videogen.demo import ensure_dataset
+    from videogen.writing import GENERATOR_VERSION
 
     root = tmp_path / "data"
     root.mkdir()

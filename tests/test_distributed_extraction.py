@@ -18,7 +18,7 @@ from research.config import ExtractConfig
 from research.features import FeatureFileError, merge, read_attrs
 from research.timestamps import extract_timestamps
 
-from .conftest import ROOT, committed_parts, torchrun_cmd
+from .conftest import committed_parts, torchrun_cmd
 from .test_extraction import RESUME_ARGS
 
 DATASETS = ("features", "labels", "num_frames", "decoded_frames", "paths", "video_ids")
@@ -95,23 +95,10 @@ def _rank_pid(root: int, rank: int) -> int | None:
     return None
 
 
-def test_killed_rank_resumes_without_recomputing_finished_shards(tiny_videos: Path, tmp_path: Path) -> None:
+def test_killed_rank_resumes_without_recomputing_finished_shards(
+    tiny_videos: Path, resume_reference: Path, tmp_path: Path
+) -> None:
     settings = RESUME_ARGS  # the single-process resume test's: one part file per video
-    single = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "extract.py"),
-            "--data-dir",
-            str(tiny_videos),
-            "--out-dir",
-            str(tmp_path / "single"),
-            *settings,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert single.returncode == 0, single.stderr[-2000:]
     out = tmp_path / "ranks"
     args = ["--data-dir", str(tiny_videos), "--out-dir", str(out), *settings]
     proc = torchrun(args, 29562, start_new_session=True)
@@ -129,12 +116,12 @@ def test_killed_rank_resumes_without_recomputing_finished_shards(tiny_videos: Pa
     log = again.communicate(timeout=300)[0]
     assert again.returncode == 0, log[-3000:]
     assert f"resuming, {committed} of 12" in " ".join(log.split())
-    assert_same_files(tmp_path / "single", out, ["train_features.h5", "train_features_multiscale.h5"])
+    assert_same_files(resume_reference, out, ["train_features.h5", "train_features_multiscale.h5"])
 
 
 def _index_video(path: Path, n: int = 25, fps: int = 25, size: int = 64) -> list[int]:
     """A video whose frame i is a flat grey of level 20 + 8 i: each frame encodes its own index."""
-    from research.data.synthetic import write_video
+    from videogen.writing import write_video
 
     levels = [20 + 8 * i for i in range(n)]
     write_video(path, (np.full((size, size, 3), v, np.uint8) for v in levels), size, size, fps)
@@ -189,7 +176,10 @@ def test_merge_concatenates_and_refuses_mismatched_files(tiny_features: Path, tm
     with pytest.raises(FeatureFileError, match=r"multi_scale: False .* vs True"):
         merge(tmp_path / "bad.h5", [tiny_features / "train_features.h5", tiny_features / "val_features_multiscale.h5"])
     proc = subprocess.run(
-        [sys.executable, "-m", "research.features", "inspect", str(out)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "research.commands.features", "inspect", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0 and "mobilenet_v2" in proc.stdout and "[16, 8, 1280]" in proc.stdout
     assert read_attrs(out)["num_skipped"] == 0

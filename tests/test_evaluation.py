@@ -150,27 +150,12 @@ def test_predict_a_raw_video_with_the_checkpoints_own_settings(
 
 
 def test_cli_mismatch_is_one_clear_line(members: list[Path], tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from .conftest import ROOT
+    from .conftest import ROOT, run_entry_point
 
     wide = tmp_path / "wide.h5"
     write_features(wide, np.zeros((2, 9, 2048), np.float32), [0, 0], {"multi_scale": True, "backbone": "resnet50"})
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "evaluate.py"),
-            "--checkpoints",
-            str(members[0]),
-            "--features",
-            str(wide),
-            "--no-log-mlflow",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    args = ["--checkpoints", members[0], "--features", wide, "--no-log-mlflow"]
+    proc = run_entry_point([ROOT / "evaluate.py", *args])
     assert proc.returncode == 2
     assert "feature_dim: 1280" in proc.stderr and "vs 2048" in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1  # one line, not wrapped at 80 columns

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -14,16 +15,17 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from research.backbones import create_backbone
 from research.config import ExtractConfig
-from research.data.synthetic import read_manifest
 from research.extraction import extract
 from research.features import read_attrs
 from research.frames import multiscale_features, multiscale_length, scale_indices
 from research.video import decode_video, normalize
+from videogen.writing import read_manifest, write_video
 
-from .conftest import ROOT, committed_parts, tiny_extract_config
+from .conftest import RESUME_SETTINGS, ROOT, committed_parts, resume_config, run_entry_point, tiny_extract_config
 
 
 def test_seed_multiscale_lengths() -> None:
@@ -164,61 +166,39 @@ def test_bad_inputs_are_skipped_counted_and_listed(tiny_videos: Path, tmp_path: 
     good = next((tiny_videos / "test").rglob("*.mp4")).read_bytes()
     (bad / "truncated.mp4").write_bytes(good[: len(good) // 3])
     _write_audio_only(bad / "audio_only.mp4")
+    Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(bad / "picture.mp4", format="PNG")  # a still image
+    Image.fromarray(np.full((48, 64, 3), 90, np.uint8)).save(bad / "photo.mp4", format="JPEG")
+    write_video(root / "test" / "gaming" / "one_frame.mp4", [np.full((48, 64, 3), 90, np.uint8)], 64, 48, 25)
     results = extract(tiny_extract_config(root, tmp_path / "out", splits=["test"]))
-    assert results["splits"]["test"]["videos"] == 4
+    assert results["splits"]["test"]["videos"] == 5  # the 4 good ones and a real one-frame video
     attrs = read_attrs(tmp_path / "out" / "test_features.h5")
-    assert attrs["num_skipped"] == 4
+    assert attrs["num_skipped"] == 6
     reasons = {Path(s["path"]).name: s["reason"] for s in attrs["skipped"]}
-    assert set(reasons) == {"notes.mp4", "empty.mp4", "truncated.mp4", "audio_only.mp4"}
+    assert set(reasons) == {"notes.mp4", "empty.mp4", "truncated.mp4", "audio_only.mp4", "picture.mp4", "photo.mp4"}
     assert "no video stream" in reasons["audio_only.mp4"]
-    assert attrs["num_videos"] == 4
+    assert reasons["picture.mp4"].startswith("a still image, not a video (FFmpeg reads it as png_pipe)")
+    assert "jpeg_pipe" in reasons["photo.mp4"]
+    assert attrs["num_videos"] == 5
 
 
 def test_cli_exits_nonzero_when_nothing_could_be_extracted(tmp_path: Path) -> None:
     (tmp_path / "data" / "test" / "cat").mkdir(parents=True)
     (tmp_path / "data" / "test" / "cat" / "x.mp4").write_text("not a video")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "extract.py"),
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--out-dir",
-            str(tmp_path / "out"),
-            "--backbone",
-            "mobilenet_v2",
-            "--frames",
-            "4",
-            "--image-size",
-            "64",
-            "--splits",
-            "test",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    args = ["--data-dir", tmp_path / "data", "--out-dir", tmp_path / "out", "--backbone", "mobilenet_v2"]
+    proc = run_entry_point([ROOT / "extract.py", *args, "--frames", "4", "--image-size", "64", "--splits", "test"])
     assert proc.returncode == 2, proc.stderr
     assert "no video could be extracted" in proc.stderr
     assert "x.mp4" in proc.stderr
 
 
+# RESUME_SETTINGS on the command line (conftest.resume_config in-process): the same extraction either way.
 RESUME_ARGS = [
     "--backbone",
     "mobilenet_v2",
-    "--frames",
-    "16",
-    "--image-size",
-    "128",
-    "--batch-size",
-    "8",
-    "--flush-every",
-    "1",
     "--num-workers",
     "0",
-    "--splits",
-    "train",
     "clip_seconds=null",
+    *(f"{k}={json.dumps(v)}" for k, v in RESUME_SETTINGS.items()),
 ]
 
 
@@ -231,23 +211,35 @@ def _run_extract(data: Path, out: Path) -> subprocess.Popen:
     )
 
 
-def test_resume_after_kill_equals_a_clean_run(tiny_videos: Path, tmp_path: Path) -> None:
-    clean, resumed = tmp_path / "clean", tmp_path / "resumed"
-    assert _run_extract(tiny_videos, clean).wait(300) == 0
-    proc = _run_extract(tiny_videos, resumed)
+def kill_after_parts(proc: subprocess.Popen, out: Path, parts: int) -> int:
+    """SIGKILL ``proc`` once ``out`` holds ``parts`` committed part files; returns how many it committed."""
     deadline = time.time() + 240
-    while time.time() < deadline and committed_parts(resumed) < 3:
+    while time.time() < deadline and committed_parts(out) < parts:
+        assert proc.poll() is None, proc.communicate()[0][-3000:]
         time.sleep(0.02)
     os.kill(proc.pid, signal.SIGKILL)  # no chance to clean up: the hard case
     proc.wait()
-    committed = committed_parts(resumed)
+    return committed_parts(out)
+
+
+def resume_in_process(data: Path, out: Path, caplog: pytest.LogCaptureFixture) -> str:
+    """Re-run the killed extraction (the same code path the CLI runs); returns its log."""
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="research.extraction"):
+        extract(resume_config(data, out))
+    return caplog.text
+
+
+def test_resume_after_kill_equals_a_clean_run(
+    tiny_videos: Path, resume_reference: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    resumed = tmp_path / "resumed"
+    committed = kill_after_parts(_run_extract(tiny_videos, resumed), resumed, 3)
     assert 3 <= committed < 12 and not (resumed / "train_features.h5").exists()
-    second = _run_extract(tiny_videos, resumed)
-    log = second.communicate(timeout=300)[0]
-    assert second.returncode == 0, log
+    log = resume_in_process(tiny_videos, resumed, caplog)
     assert f"resuming, {committed} of 12" in " ".join(log.split())
     for name in ("train_features.h5", "train_features_multiscale.h5"):
-        with h5py.File(clean / name) as a, h5py.File(resumed / name) as b:
+        with h5py.File(resume_reference / name) as a, h5py.File(resumed / name) as b:
             for key in ("features", "labels", "num_frames", "decoded_frames", "paths"):
                 np.testing.assert_array_equal(a[key][:], b[key][:])
     assert not (resumed / ".work").exists()
@@ -296,7 +288,7 @@ def test_config_rejects_unknown_sampling() -> None:
 
 def test_display_rotation_is_applied(tmp_path: Path) -> None:
     """A phone video stores a display matrix; the sampled frames come out upright."""
-    from research.data.synthetic import rgb_to_yuv420p
+    from videogen.writing import rgb_to_yuv420p
 
     path = tmp_path / "rotated.mp4"
     with av.open(str(path), "w") as container:

@@ -1,31 +1,31 @@
 """Every command the README shows runs here on tiny data, or says why it cannot (and which test covers it).
 
-Each command is run as written, from a sandbox folder laid out like the project
-(scripts, experiments/, data/demo, features/demo, runs/demo), with size overrides
-appended (``key=value``: fewer frames, fewer epochs) so that it takes seconds.
+Each command is run as written (in this interpreter, as ``python`` would run it), from a sandbox
+folder laid out like the project (scripts, experiments/, data/demo, features/demo, runs/demo),
+with size overrides appended (``key=value``: fewer frames, fewer epochs) so that it takes seconds.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT
+from .conftest import ROOT, run_entry_point
 
 README = ROOT / "README.md"
 PROMPT = re.compile(r"^(make|python|torchrun|for|\.venv/bin/)")
 # How each documented command is checked: extra arguments appended when run, or the reason it is not run.
-FAST_TRAIN = "epochs=2 hidden_size=32 num_heads=2 log_mlflow=false"
+FAST_TRAIN = (  # the demo.yaml model_args at hidden 32 and 2 heads (for the demo's model and the transformer)
+    "epochs=2 log_mlflow=false 'model_args={super_enhanced: {hidden_size: 32, num_layers: 1, num_heads: 2, "
+    "classifier_dims: [128, 64]}, transformer: {hidden_size: 32, num_layers: 1, num_heads: 2}}'"
+)
 RUN: dict[str, str] = {
     "python extract.py --config experiments/demo.yaml": "frames=4 image_size=64",
-    "python -m research.features inspect features/demo/test_features_multiscale.h5": "",
-    "python -m research.features merge features/demo/trainval_features.h5 features/demo/train_features.h5 "
+    "python -m research.commands.features inspect features/demo/test_features_multiscale.h5": "",
+    "python -m research.commands.features merge features/demo/trainval_features.h5 features/demo/train_features.h5 "
     "features/demo/val_features.h5": "",
     "python train.py --config experiments/demo.yaml --seed 1": FAST_TRAIN,
     "python train.py --config experiments/demo.yaml --seed 2": FAST_TRAIN,
@@ -35,13 +35,9 @@ RUN: dict[str, str] = {
     "python evaluate.py --checkpoints runs/demo/best_ensemble_model_1.pt "
     "--predict data/demo/test/flat_content/desktop/desktop_0007.mp4": "",
     "python train.py --search --config experiments/demo.yaml --study demo --trials 2": "epochs=1",
-    "python -m research.data.synthetic --out data/more --videos-per-class 3 --seed 1": (
-        "--min-seconds 1 --max-seconds 1"
-    ),
-    "python -m research.data.synthetic --out data/hard --videos-per-class 3 --difficulty 0.7 1.0": (
-        "--min-seconds 1 --max-seconds 1"
-    ),
-    "python -m research.backbones list": "",
+    "python -m videogen --out data/more --videos-per-class 3 --seed 1": "--min-seconds 1 --max-seconds 1",
+    "python -m videogen --out data/hard --videos-per-class 3 --difficulty 0.7 1.0": "--min-seconds 1 --max-seconds 1",
+    "python -m research.commands.backbones list": "",
 }
 NOT_RUN: dict[str, str] = {
     "python -m research.cv --config experiments/real.yaml --folds 5 --group-by source": (
@@ -57,7 +53,7 @@ NOT_RUN: dict[str, str] = {
         "25 minutes: tests/test_cv.py::test_recipe_study_scores_training_folds_only runs a study the same way"
     ),
     "make results-real": "an hour on 2 cores: tests/test_demo.py covers research.results write, test_cv the CV",
-    "make demo": "minutes of work: tests/test_demo.py runs research.demo's run_demo on tiny data",
+    "make demo": "minutes of work: tests/test_demo.py draws a tiny demo set and runs research.demo's run_demo on it",
     "python -m research.results transfer": (
         "extracts the 81 real clips: tests/test_demo.py runs its demo_transfer on the tiny set's test split"
     ),
@@ -81,7 +77,7 @@ NOT_RUN: dict[str, str] = {
     "for i in 1 2; do python train.py --search --config experiments/demo.yaml --study demo --trials 6 & done; wait": (
         "tests/test_search.py runs two worker processes on one journal"
     ),
-    "python -m research.data.synthetic --out data/demo --contact-sheet docs/contact_sheet.png": (
+    "python -m videogen --out data/demo --contact-sheet docs/contact_sheet.png": (
         "tests/test_synthetic.py::test_contact_sheet_shows_every_category runs it on the tiny set"
     ),
     ".venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db": (
@@ -124,9 +120,9 @@ def sandbox(tiny_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
     import dataclasses
 
     from research.config import ExtractConfig, load_config
-    from research.data.synthetic import make_video, plan_jobs
-    from research.demo import DIFFICULTY, FRACTIONS, SECONDS, VIDEOS_PER_CLASS
     from research.extraction import extract
+    from videogen.demo import DIFFICULTY, FRACTIONS, SECONDS, VIDEOS_PER_CLASS
+    from videogen.writing import make_video, plan_jobs
 
     root = tmp_path_factory.mktemp("readme")
     for name in ("train.py", "extract.py", "evaluate.py", "experiments"):
@@ -155,19 +151,12 @@ def demo_sized(cfg):
 def test_readme_command_runs(command: str, sandbox: Path) -> None:
     if command not in readme_commands():
         pytest.skip("not in the README")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     if (
         command.startswith("python evaluate.py")
         and not (sandbox / "runs" / "demo" / "best_ensemble_model_2.pt").exists()
     ):
         pytest.skip("needs the members trained by the train.py commands above (run the whole module)")
-    proc = subprocess.run(
-        f"{command} {RUN[command]}",
-        shell=True,
-        cwd=sandbox,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    python, args = f"{command} {RUN[command]}".split(" ", 1)
+    assert python == "python"
+    done = run_entry_point(args, cwd=sandbox)  # no command here needs a fresh interpreter
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]

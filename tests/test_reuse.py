@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import time
 from pathlib import Path
 
 import h5py
@@ -17,8 +14,8 @@ from research.extraction import extract
 from research.features import read_attrs
 from research.training import train
 
-from .conftest import committed_parts, tiny_extract_config
-from .test_extraction import _run_extract
+from .conftest import resume_config, tiny_extract_config
+from .test_extraction import _run_extract, kill_after_parts, resume_in_process
 from .test_training import tiny_train_config
 
 
@@ -70,28 +67,21 @@ def test_a_finished_file_whose_inputs_changed_is_refused(tiny_videos: Path, tmp_
 
 
 def test_resume_after_videos_were_added_removed_and_replaced_equals_a_clean_run(
-    tiny_videos: Path, tmp_path: Path
+    tiny_videos: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Kill -9 mid-run, change the folder, re-run: the file a clean run on the new folder gives."""
     data, resumed, clean = tmp_path / "data", tmp_path / "resumed", tmp_path / "clean"
     shutil.copytree(tiny_videos / "train", data / "train")
-    proc = _run_extract(data, resumed)
-    deadline = time.time() + 240
-    while time.time() < deadline and committed_parts(resumed) < 4:
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert 4 <= committed_parts(resumed) < 12
+    assert 4 <= kill_after_parts(_run_extract(data, resumed), resumed, 4) < 12
 
     videos = sorted((data / "train").rglob("*.mp4"))  # the first ones in sorted order are committed
     videos[0].unlink()  # removed after it was extracted
     videos[1].write_bytes(videos[7].read_bytes())  # replaced after it was extracted
     shutil.copyfile(videos[8], videos[2].parent / "aaa_new.mp4")  # added, sorting before committed ones
 
-    second = _run_extract(data, resumed)
-    log = second.communicate(timeout=300)[0]
-    assert second.returncode == 0, log
-    assert _run_extract(data, clean).wait(300) == 0
+    log = resume_in_process(data, resumed, caplog)
+    assert "resuming" in log
+    extract(resume_config(data, clean))
     for name in ("train_features.h5", "train_features_multiscale.h5"):
         with h5py.File(clean / name) as a, h5py.File(resumed / name) as b:
             ids = [v.decode() for v in b["video_ids"][:]]

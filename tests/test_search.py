@@ -17,7 +17,7 @@ from rich.console import Console
 
 from research import tracking
 from research.config import ConfigError, SearchConfig, TrainConfig
-from research.models import list_models
+from research.models import list_models, model_arguments
 from research.search import join_study, prepare_study, run_search, summary_table
 from research.search_space import check_space, default_space, resolve_space, suggest, with_params
 from research.study_storage import PARENT_ATTR, storage_for, worker_seed
@@ -25,9 +25,9 @@ from research.study_storage import PARENT_ATTR, storage_for, worker_seed
 from .conftest import ROOT
 from .test_training import tiny_train_config
 
-SPACE = {
-    "hidden_size": {"type": "categorical", "choices": [16, 32]},
-    "dropout": {"type": "float", "low": 0.0, "high": 0.5},
+SPACE = {  # around base_config's model, mean_pool
+    "model_args.mean_pool.hidden_size": {"type": "categorical", "choices": [16, 32]},
+    "model_args.mean_pool.dropout": {"type": "float", "low": 0.0, "high": 0.5},
     "lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
 }
 
@@ -58,19 +58,20 @@ def trial_runs(study: optuna.Study, uri: str, filter_string: str = "") -> list:
 
 
 def test_space_is_checked_before_any_trial(tiny_features: Path, tmp_path: Path) -> None:
-    base = tiny_train_config(tiny_features, tmp_path, model="transformer", hidden_size=32, num_heads=4)
+    sizes = {"hidden_size": 32, "num_layers": 1, "num_heads": 4}
+    base = tiny_train_config(tiny_features, tmp_path, model="transformer", model_args={"transformer": sizes})
     check_space(
         {
-            "hidden_size": {"type": "categorical", "choices": [32, 64]},
-            "num_heads": {"type": "categorical", "choices": [2, 4]},
+            "model_args.transformer.hidden_size": {"type": "categorical", "choices": [32, 64]},
+            "model_args.transformer.num_heads": {"type": "categorical", "choices": [2, 4]},
         },
         base,
     )
     with pytest.raises(ConfigError, match=r"do not fit: \[\('transformer', 36, 8\)\]"):
         check_space(
             {
-                "hidden_size": {"type": "categorical", "choices": [32, 36]},
-                "num_heads": {"type": "categorical", "choices": [4, 8]},
+                "model_args.transformer.hidden_size": {"type": "categorical", "choices": [32, 36]},
+                "model_args.transformer.num_heads": {"type": "categorical", "choices": [4, 8]},
             },
             base,
         )
@@ -79,14 +80,23 @@ def test_space_is_checked_before_any_trial(tiny_features: Path, tmp_path: Path) 
 
 
 def test_default_space_surrounds_the_config_and_an_empty_space_is_refused() -> None:
-    demo = TrainConfig(hidden_size=128, num_layers=1, num_heads=4, dropout=0.2)  # the demo's sizes
+    def sized(model: str, **sizes) -> TrainConfig:  # every family at these sizes, where it takes them
+        entries = {m: {k: v for k, v in sizes.items() if k in model_arguments(m)} for m in list_models()}
+        return TrainConfig(model=model, model_args=entries)
+
+    demo = sized("super_enhanced", hidden_size=128, num_layers=1, num_heads=4, dropout=0.2)  # the demo's sizes
     space = resolve_space(SearchConfig(space=None), demo)
     assert space == default_space(demo)
-    assert set(space) == {"hidden_size", "num_layers", "num_heads", "dropout"}
-    assert space["hidden_size"]["choices"] == [64, 128, 256] and space["num_heads"]["choices"] == [2, 4, 8]
-    assert set(default_space(dataclasses.replace(demo, model="mean_pool"))) == {"hidden_size", "num_layers", "dropout"}
-    for model in list_models():  # every model, demo-sized and baseline-sized: valid pairs, baseline inside
-        for base in (dataclasses.replace(demo, model=model), TrainConfig(model=model)):
+    assert set(space) == {
+        f"model_args.super_enhanced.{k}" for k in ("hidden_size", "num_layers", "num_heads", "dropout")
+    }
+    assert space["model_args.super_enhanced.hidden_size"]["choices"] == [64, 128, 256]
+    assert space["model_args.super_enhanced.num_heads"]["choices"] == [2, 4, 8]
+    mean_pool = {"model_args.mean_pool.hidden_size", "model_args.mean_pool.num_layers", "model_args.mean_pool.dropout"}
+    assert set(default_space(dataclasses.replace(demo, model="mean_pool"))) == mean_pool
+    for model in list_models():  # every model, demo-sized, seed-sized and at its defaults: valid pairs, baseline inside
+        seed = sized(model, hidden_size=768, num_layers=4, num_heads=12, dropout=0.2)
+        for base in (dataclasses.replace(demo, model=model), seed, TrainConfig(model=model)):
             check_space(default_space(base), base)
     with pytest.raises(ConfigError, match=r"search\.space is empty.*leave search\.space out"):
         resolve_space(SearchConfig(space={}), demo)
@@ -105,7 +115,12 @@ def test_trial_zero_is_the_baseline_and_restarts_continue_numbering(
     study = optuna.load_study(study_name="unit", storage=storage_for(cfg)[0])
     trials = study.get_trials()
     assert [t.number for t in trials] == [0, 1, 2, 3]
-    assert trials[0].params == {"hidden_size": base.hidden_size, "dropout": base.dropout, "lr": base.lr}
+    own = base.model_args["mean_pool"]
+    assert trials[0].params == {
+        "model_args.mean_pool.hidden_size": own["hidden_size"],
+        "model_args.mean_pool.dropout": own["dropout"],
+        "lr": base.lr,
+    }
     assert trials[0].user_attrs["baseline"] is True
     assert [t.user_attrs["worker"] for t in trials] == [0, 0, 1, 1]
     assert [t.user_attrs["sampler_seed"] for t in trials] == [worker_seed(0, w, False) for w in (0, 0, 1, 1)]
@@ -120,7 +135,7 @@ def test_trial_zero_is_the_baseline_and_restarts_continue_numbering(
     assert sorted(int(r.data.tags["trial"]) for r in children) == [0, 1, 2, 3]
     assert {r.info.run_name for r in children} == {f"unit-trial{n:04d}" for n in range(4)}
     assert all(r.data.tags["optuna_state"] == "COMPLETE" for r in children)
-    assert {r.data.params["hidden_size"] for r in children} <= {"16", "32"}
+    assert {r.data.params["model.hidden_size"] for r in children} <= {"16", "32"}
     # Importances from 4 trials would rank noise: only the history.
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "plots")} == {"plots/optimization_history.png"}
     # The UI opens the experiment on its runs, and the default view's columns are ones these runs have.
@@ -130,7 +145,9 @@ def test_trial_zero_is_the_baseline_and_restarts_continue_numbering(
     have |= {f"params.`{k}`" for r in children for k in r.data.params} | {"attributes.`Duration`"}
     have |= {f"tags.`{k}`" for r in children for k in r.data.tags}
     columns = json.loads(experiment.tags["mlflow.sharedViewState.default"])["selectedColumns"]
-    assert set(columns) <= have, set(columns) - have
+    # a family's own columns (model.num_heads) are on the runs of families that take them
+    others = {f"params.`model.{k}`" for k in ("num_heads",) if k not in model_arguments("mean_pool")}
+    assert set(columns) - others <= have, set(columns) - others - have
 
 
 def test_pruner_stops_a_hopeless_trial_early(tiny_features: Path, tmp_path: Path, store: str) -> None:
@@ -251,14 +268,12 @@ def worker_args(
         str(tmp_path / "runs" / "w"),
         "--model",
         "mean_pool",
-        "--hidden-size",
-        "32",
         "--epochs",
         str(epochs),
         "--batch-size",
         "4",
         f"tracking_uri={tracking_uri}",
-        "model_args={}",
+        "model_args={mean_pool: {hidden_size: 32, num_layers: 1}}",
     ]
 
 
@@ -405,4 +420,8 @@ def test_dotted_names_reach_model_args_and_every_model_is_checked(tmp_path: Path
         check_space({"lr.scale": {"type": "float", "low": 0, "high": 1}}, base)
     models = {"type": "categorical", "choices": ["linear", "transformer"]}
     with pytest.raises(ConfigError, match="do not fit"):  # heads that the transformer's width cannot split
-        check_space({"model": models, "num_heads": {"type": "categorical", "choices": [2, 7]}}, base)
+        check_space(
+            {"model": models, "model_args.transformer.num_heads": {"type": "categorical", "choices": [2, 7]}}, base
+        )
+    with pytest.raises(ConfigError, match=r"takes no argument 'hiden_size' \(did you mean 'hidden_size'\?\)"):
+        check_space({"model_args.transformer.hiden_size": {"type": "categorical", "choices": [8]}}, base)

@@ -9,16 +9,10 @@ import av
 import numpy as np
 import pytest
 
-from research.data.difficulty import QP_EASY, QP_HARD, apply_overlays, overlay_params
-from research.data.synthetic import (
-    CATALOG,
-    CATEGORIES,
-    FPS_CHOICES,
-    make_video,
-    plan_jobs,
-    read_manifest,
-)
 from research.errors import UserError
+from videogen.catalogue import CATALOG, CATEGORIES
+from videogen.difficulty import QP_EASY, QP_HARD, apply_overlays, overlay_params
+from videogen.writing import FPS_CHOICES, make_video, plan_jobs, read_manifest
 
 
 def test_layout_and_class_mapping(tiny_videos: Path) -> None:
@@ -150,11 +144,11 @@ def test_contact_sheet_shows_every_category(tiny_videos: Path, tmp_path: Path) -
     import numpy as np
     from PIL import Image
 
-    from research.commands import synthetic_main
+    from videogen.__main__ import main as videogen_main
 
     out = tmp_path / "sheet.png"
     with pytest.raises(SystemExit) as done:
-        synthetic_main(["--out", str(tiny_videos), "--contact-sheet", str(out)])
+        videogen_main(["--out", str(tiny_videos), "--contact-sheet", str(out)])
     assert done.value.code == 0
     sheet = np.asarray(Image.open(out).convert("L"))
     widest = max(len([s for s in CATALOG if s.category == c]) for c in CATEGORIES)
@@ -167,7 +161,7 @@ def test_board_games_draw_the_mouse_moving_between_moves() -> None:
     """Between two moves the board is still: only the pointer, easing onto the last move's cell, changes."""
     import numpy as np
 
-    from research.data.games import render_board_game
+    from videogen.gaming.casual import render_board_game
 
     params = {"kind": "reversi", "move_every": 4, "dialog": False}
     frames = list(render_board_game(np.random.default_rng(0), 160, 120, 8, params))
@@ -178,7 +172,7 @@ def test_board_games_draw_the_mouse_moving_between_moves() -> None:
 
 
 def test_ray_tracer_hits_spheres_and_turning_boxes_and_casts_shadows() -> None:
-    from research.data import raytrace
+    from videogen.animation import raytrace
 
     eye, ahead = np.zeros(3, np.float32), np.array([[0, 0, -1.0], [0, 1.0, 0]], np.float32)  # one ray ahead, one up
     t = raytrace._hit_sphere(eye, ahead, np.array([0, 0, -5.0]), 1.0)
@@ -196,7 +190,7 @@ def test_ray_tracer_hits_spheres_and_turning_boxes_and_casts_shadows() -> None:
 
 
 def test_ray_traced_worlds_render_on_twos() -> None:
-    from research.data import raytrace
+    from videogen.animation import raytrace
 
     for world in raytrace.WORLDS:
         params = {"world": world, "camera": "orbit", "objects": 3, "creatures": 0.5, "photo_ground": None, "grain": 0.0}
@@ -214,3 +208,22 @@ def test_window_overlay_shrinks_the_picture_onto_a_surround() -> None:
     first = next(apply_overlays(white, rng, params, 160, 120))
     assert (first[60:, :80] == 255).all()  # the picture, at half size, in the bottom-left corner
     assert (first[:60] == 0).all() and (first[:, 80:] == 0).all()  # black around it
+
+
+def test_the_command_reuses_a_matching_dataset_and_refuses_another(tmp_path: Path) -> None:
+    """``python -m videogen`` re-uses a folder whose generator.json matches, and refuses one made otherwise."""
+    from videogen.__main__ import main as videogen_main
+
+    args = ["--out", str(tmp_path), "--videos-per-class", "3", "--min-seconds", "0.3", "--max-seconds", "0.3"]
+
+    def exit_code(*extra: str) -> int:
+        with pytest.raises(SystemExit) as done:
+            videogen_main([*args, "--workers", "1", *extra])
+        return done.value.code
+
+    assert exit_code() == 0
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.mp4")}
+    assert len(stamps) == 12
+    assert exit_code() == 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # re-used: nothing drawn again
+    assert exit_code("--seed", "1") == 2  # another seed: refused (error: ..., exit 2)

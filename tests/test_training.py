@@ -12,24 +12,31 @@ from research.checkpoints import build_model, check_compatible, load_checkpoint
 from research.config import TrainConfig
 from research.data.dataset import FeatureDataset, split_path
 from research.errors import FeatureMismatchError
+from research.models import model_arguments
 from research.training import train
 from research.tta import predict
 
+TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "dropout": 0.2, "classifier_dropout": 0.4}
+
+
+def tiny_sizes(model: str) -> dict:
+    """The tiny sizes, for those ``model`` takes: its ``model_args`` entry."""
+    return {k: v for k, v in TINY.items() if k in model_arguments(model)}
+
 
 def tiny_train_config(features: Path, out: Path, **overrides) -> TrainConfig:
+    """A seconds-long training config; ``model_args`` defaults to the chosen model at the tiny sizes."""
+    model = overrides.get("model", "mean_pool")
     values = dict(
         features_dir=str(features),
         out_dir=str(out),
-        model="mean_pool",
-        hidden_size=32,
-        num_layers=1,
-        num_heads=2,
+        model=model,
         epochs=3,
         batch_size=4,
         lr=3e-3,
         warmup_epochs=1,
         patience=5,
-        model_args={},
+        model_args={model: tiny_sizes(model)},
     )
     return TrainConfig(**{**values, **overrides})
 
@@ -121,6 +128,15 @@ def test_mlflow_run_holds_params_epoch_metrics_and_checkpoint(
         and run.data.params["seed"] == "2"
         and int(run.data.params["param_count"]) > 0
     )
+    # the model's arguments as built, defaults filled in: the same columns for every run of a family
+    assert run.data.params["model.hidden_size"] == "32" and run.data.params["model.classifier_dropout"] == "0.4"
+    ckpt = load_checkpoint(result["checkpoint"])
+    assert ckpt["model"]["kwargs"] == {
+        "feature_dim": 1280,
+        "num_classes": 4,
+        **model_arguments("mean_pool"),
+        **tiny_sizes("mean_pool"),
+    }
     assert (
         run.data.tags["backbone"] == "mobilenet_v2"
         and run.data.tags["multi_scale"] == "True"
@@ -155,8 +171,8 @@ def test_torchrun_two_processes_train_with_ddp(tiny_features: Path, tmp_path: Pa
             str(tmp_path),
             "--model",
             "mean_pool",
-            "--hidden-size",
-            "32",
+            "--model-args",
+            "{mean_pool: {hidden_size: 32}}",
             "--epochs",
             "2",
             "--batch-size",

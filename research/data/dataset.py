@@ -18,7 +18,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from research.errors import FeatureFileError
 from research.features import feature_filename, read_attrs
+
+LAYOUT = ("features", "labels", "num_frames")  # the datasets every feature file holds (seed 000)
 
 
 @dataclass(frozen=True)
@@ -63,21 +66,51 @@ class FeatureDataset(Dataset):
 
     def __init__(self, path: str | Path, in_memory: str = "auto", augment: Augment | None = None) -> None:
         self.path = Path(path)
-        self.attrs: dict[str, Any] = read_attrs(self.path)
-        with h5py.File(self.path, "r") as f:
-            self.labels = f["labels"][:].astype(np.int64)
-            ids = f["video_ids"][:] if "video_ids" in f else range(len(self.labels))  # seed files have none
-            self.video_ids = [v.decode() if isinstance(v, bytes) else str(v) for v in ids]
-            self.num_frames = f["num_frames"][:].astype(np.int64)
-            self.shape = f["features"].shape
-            self.features = None
-            nbytes = int(np.prod(self.shape)) * 4
-            if in_memory == "yes" or (in_memory == "auto" and nbytes < available_memory_bytes() // 4):
-                self.features = torch.from_numpy(f["features"][:])
+        self.attrs: dict[str, Any] = read_attrs(self.path)  # a damaged or non-HDF5 file: FeatureFileError
+        try:
+            with h5py.File(self.path, "r") as f:
+                self._open(f, in_memory)
+        except OSError as err:  # a chunk that does not decompress
+            raise self._damaged(f"is damaged ({err})") from None
         self.in_memory = self.features is not None
         self.augment = augment if augment is not None and augment.active else None
         self._file: h5py.File | None = None
         self._pid = -1
+
+    def _open(self, f: h5py.File, in_memory: str) -> None:
+        missing = [name for name in LAYOUT if name not in f] + ["feature_dim"] * ("feature_dim" not in self.attrs)
+        if missing:
+            raise self._damaged(f"is not a complete feature file (no {', '.join(missing)})")
+        self.labels = f["labels"][:].astype(np.int64)
+        ids = f["video_ids"][:] if "video_ids" in f else range(len(self.labels))  # seed files have none
+        self.video_ids = [v.decode() if isinstance(v, bytes) else str(v) for v in ids]
+        self.num_frames = f["num_frames"][:].astype(np.int64)
+        self.shape = f["features"].shape
+        if not len(self.labels) == len(self.num_frames) == self.shape[0]:
+            raise self._damaged(f"is incomplete: {self.shape[0]} feature rows, {len(self.labels)} labels")
+        self.features = None
+        nbytes = int(np.prod(self.shape)) * 4
+        if in_memory == "yes" or (in_memory == "auto" and nbytes < available_memory_bytes() // 4):
+            self.features = torch.from_numpy(f["features"][:])
+            self._refuse_nonfinite(self.features.numpy(), 0)
+        else:  # read lazily: scan once, a few videos at a time
+            for start in range(0, self.shape[0], 64):
+                self._refuse_nonfinite(f["features"][start : start + 64], start)
+
+    def _damaged(self, what: str) -> FeatureFileError:
+        return FeatureFileError(f"{self.path} {what}: extract it again (extract.py --overwrite)")
+
+    def _refuse_nonfinite(self, rows: np.ndarray, start: int) -> None:
+        """Features with NaN or infinity train a model of NaNs (and score it): refused, naming the first video."""
+        if not len(rows):
+            return
+        bad = ~np.isfinite(rows.reshape(len(rows), -1)).all(1)
+        if bad.any():
+            row = start + int(np.argmax(bad))
+            raise FeatureFileError(
+                f"{self.path} holds non-finite features (NaN or infinity), first in video {self.video_ids[row]!r} "
+                f"(row {row}): extract it again (extract.py --overwrite), or leave that video out"
+            )
 
     @property
     def feature_dim(self) -> int:

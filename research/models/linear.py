@@ -44,21 +44,12 @@ def masked_pool(features: torch.Tensor, num_frames: torch.Tensor, pooling: list[
 
 @register_model("linear")
 class LinearProbe(nn.Module):
-    """Pooled, standardised features -> one ``nn.Linear``; ``hidden_size``, layers and heads are unused."""
+    """Pooled, standardised features -> dropout -> one ``nn.Linear``: no width, depth or heads."""
 
     def __init__(
-        self,
-        feature_dim: int,
-        num_classes: int,
-        hidden_size: int = 0,
-        num_layers: int = 0,
-        num_heads: int = 0,
-        dropout: float = 0.0,
-        classifier_dropout: float = 0.0,
-        pooling: list[str] | str | None = None,
+        self, feature_dim: int, num_classes: int, dropout: float = 0.0, pooling: list[str] | str = "mean"
     ) -> None:
         super().__init__()
-        del hidden_size, num_layers, num_heads, classifier_dropout  # the shared contract; a probe has none
         # "mean+std" is the same as [mean, std]: a string is what an Optuna categorical can hold
         self.pooling = pooling.split("+") if isinstance(pooling, str) else list(pooling or ["mean"])
         unknown = sorted(set(self.pooling) - set(POOLINGS))

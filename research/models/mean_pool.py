@@ -19,12 +19,10 @@ class MeanPoolModel(nn.Module):
         num_classes: int,
         hidden_size: int = 512,
         num_layers: int = 1,
-        num_heads: int = 1,
         dropout: float = 0.2,
         classifier_dropout: float = 0.4,
     ) -> None:
         super().__init__()
-        del num_heads  # part of the contract; pooling has none
         self.input_dropout = nn.Dropout(dropout)
         self.head = mlp_head(feature_dim, [hidden_size] * max(num_layers, 1), num_classes, classifier_dropout)
 

@@ -32,15 +32,12 @@ class NetVLADModel(nn.Module):
         feature_dim: int,
         num_classes: int,
         hidden_size: int = 256,
-        num_layers: int = 1,
-        num_heads: int = 1,
         dropout: float = 0.2,
         classifier_dropout: float = 0.4,
         clusters: int = 16,
         reduce_dim: int = 128,
     ) -> None:
         super().__init__()
-        del num_layers, num_heads  # part of the contract; not used here
         self.reduce = nn.Sequential(nn.Linear(feature_dim, reduce_dim), nn.LayerNorm(reduce_dim), nn.Dropout(dropout))
         self.assign = nn.Linear(reduce_dim, clusters)
         self.centres = nn.Parameter(torch.randn(clusters, reduce_dim) * 0.1)

@@ -11,7 +11,7 @@ from research.models.registry import register_model
 
 @register_model("super_enhanced")
 class SuperEnhancedTemporalModel(nn.Module):
-    """Seed 003, layer for layer (baseline sizes in brackets):
+    """Seed 003, layer for layer (baseline sizes in brackets; they are the defaults below):
 
     input projection Linear(D -> H [768]) + LayerNorm + ReLU + Dropout [0.2];
     BiLSTM, L [4] layers, hidden H -> 2H [1536]; multi-head self-attention, heads [12]
@@ -26,12 +26,12 @@ class SuperEnhancedTemporalModel(nn.Module):
         self,
         feature_dim: int,
         num_classes: int,
-        hidden_size: int = 768,
-        num_layers: int = 4,
-        num_heads: int = 12,
-        dropout: float = 0.2,
-        classifier_dropout: float = 0.4,
-        classifier_dims: list[int] | None = None,
+        hidden_size: int = 768,  # seed 003: Linear(1280->768); BiLSTM hidden_dim=768 (-> 1536 bidirectional)
+        num_layers: int = 4,  # seed 003: 4 BiLSTM layers
+        num_heads: int = 12,  # seed 003: 12 heads, embed_dim=1536
+        dropout: float = 0.2,  # seed 003: input projection Dropout(0.2)
+        classifier_dropout: float = 0.4,  # seed 003: classifier Dropout(0.4)
+        classifier_dims: tuple[int, ...] | list[int] = (768, 512, 256),  # seed 003: 1536->768->512->256->C
         lstm_dropout: float | None = None,
     ) -> None:
         super().__init__()
@@ -51,9 +51,7 @@ class SuperEnhancedTemporalModel(nn.Module):
         self.attention = nn.MultiheadAttention(width, num_heads, dropout=dropout, batch_first=True)
         self.attention_norm = nn.LayerNorm(width)
         self.pool = AttentionPooling(width)
-        self.classifier = mlp_head(
-            width, classifier_dims if classifier_dims is not None else [768, 512, 256], num_classes, classifier_dropout
-        )
+        self.classifier = mlp_head(width, list(classifier_dims), num_classes, classifier_dropout)
 
     def forward(self, features: torch.Tensor, num_frames: torch.Tensor) -> torch.Tensor:
         mask = padding_mask(num_frames, features.shape[1])
@@ -73,12 +71,10 @@ class BiGRUModel(nn.Module):
         num_classes: int,
         hidden_size: int = 256,
         num_layers: int = 1,
-        num_heads: int = 1,
         dropout: float = 0.2,
         classifier_dropout: float = 0.4,
     ) -> None:
         super().__init__()
-        del num_heads  # part of the contract; a GRU has none
         self.input_proj = input_projection(feature_dim, hidden_size, dropout)
         self.gru = nn.GRU(
             hidden_size,

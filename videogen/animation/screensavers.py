@@ -1,30 +1,29 @@
-"""Renderers modelled on kinds of real footage the first renderers missed: 3-D, visualisers, cameras.
+"""3-D screensavers and music visualisers (subcategories ``gl_objects``, ``visualiser``).
 
 Trained on the first catalogue only, the demo's ensemble scored 0.46-0.60 macro-F1 on the
 real-footage benchmark (``benchmarks/real``): 3-D screensavers and music visualisers read as
-camera footage, GNOME board and card games as slides or cartoons (``research.data.games``),
-terminals and manuals as camera footage (``research.data.screens``), a fixed surveillance camera
-as a side-scroller. Each renderer draws one such kind from first principles (no real footage is
-copied): here lit 3-D objects on black, a checkered floor or deep water, feedback visualisers,
-and fixed cameras with walkers, film grain or underwater colour.
+camera footage, GNOME board and card games as slides or cartoons (``videogen.gaming.casual``),
+terminals and manuals as camera footage (``videogen.flat_content.screens``), a fixed surveillance
+camera as a side-scroller (``videogen.natural_content.cameras``). Each renderer draws one such kind
+from first principles (no real footage is copied): here lit 3-D objects on black, a checkered floor
+or deep water, and feedback visualisers.
 
-Same contract as ``research.data.synthetic``: ``(rng, width, height, n_frames, params) -> frames``,
-every random draw from the video's own RNG.
+Same contract as every renderer (``videogen.catalogue``): ``(rng, width, height, n_frames, params)
+-> frames``, every random draw from the video's own RNG.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
-from research.data.difficulty import scaled
-from research.data.drawing import (
-    SensorNoise,
+from videogen.difficulty import scaled
+from videogen.drawing import (
+    Frames,
     color,
-    gaussian,
     paste,
     phong,
     photos,
@@ -34,11 +33,6 @@ from research.data.drawing import (
     sprite,
     vertical_gradient,
 )
-
-Frames = Iterator[np.ndarray]
-
-
-# ------------------------------------------------------------------ animation
 
 
 def _rotation(a: float, b: float) -> np.ndarray:
@@ -183,54 +177,6 @@ def render_visualiser(rng: np.random.Generator, w: int, h: int, n: int, params: 
         yield np.clip(feedback, 0, 255).astype(np.uint8)
 
 
-# -------------------------------------------------------------------- natural
-
-
-def render_fixed_camera(rng: np.random.Generator, w: int, h: int, n: int, params: dict) -> Frames:
-    """A camera on a tripod (surveillance, lab bench, talking head): a still photographic scene, walkers
-    crossing it, sensor noise; optionally old film or underwater colour."""
-    scene = resize(photos()[params["photo"]], w, h).astype(np.float32)
-    subjects = []
-    for _ in range(params["subjects"]):  # walkers: a head over a body in muted clothing colours, soft-edged
-        sw, sh = int(rng.integers(w // 40, w // 16)) + 3, int(rng.integers(h // 10, h // 4)) + 6
-        person = Image.new("RGBA", (sw, sh), (0, 0, 0, 0))
-        pd = ImageDraw.Draw(person)
-        pd.ellipse((sw * 0.25, 0, sw * 0.75, sh * 0.18), fill=(*color(rng, 90, 200), 255))
-        pd.rounded_rectangle(
-            (0, sh * 0.17, sw - 1, sh * 0.62), radius=max(sw // 3, 1), fill=(*color(rng, 10, 120), 255)
-        )
-        pd.rectangle((sw * 0.15, sh * 0.6, sw * 0.85, sh - 1), fill=(*color(rng, 10, 80), 255))
-        rgba = np.asarray(person.filter(ImageFilter.GaussianBlur(0.8)), np.float32)
-        speed = rng.uniform(0.2, 1.5) * rng.choice([-1, 1])
-        subjects.append(
-            (
-                rgba[..., :3],
-                rgba[..., 3] > 100,
-                speed,
-                rng.uniform(0, w),
-                rng.uniform(h * 0.35, h - sh),
-                rng.uniform(0.5, 2),
-            )
-        )
-    flicker = rng.uniform(0, 0.08) if params["look"] == "film" else 0.0
-    noise = SensorNoise(rng, params["noise"], (h, w, 3))
-    for i in range(n):
-        frame = scene.copy()
-        for patch, mask, speed, x0, y0, bob in subjects:
-            x = int((x0 + speed * i) % (w + patch.shape[1]) - patch.shape[1])
-            y = int(y0 + 2 * math.sin(i / 6 * bob))
-            paste(frame, patch, mask, x, y)
-        frame += noise()
-        if params["look"] == "film":  # monochrome, grain, flicker and the odd scratch
-            grey = frame.mean(-1, keepdims=True) * (1 + flicker * rng.standard_normal())
-            frame = np.repeat(grey, 3, -1) + gaussian(rng, 9, (h, w, 1))
-            if rng.uniform() < 0.3:
-                frame[:, int(rng.integers(w))] += 60
-        elif params["look"] == "underwater":  # red absorbed, blue-green haze
-            frame = frame * np.array([0.45, 0.85, 1.0], np.float32) + np.array([0, 25, 45], np.float32)
-        yield np.clip(frame, 0, 255).astype(np.uint8)
-
-
 # --------------------------------------------------------------- parameters
 # (rng, difficulty) -> the renderer's params; harder videos carry more of their class's confusers.
 
@@ -248,13 +194,3 @@ def gl_objects_params(rng: np.random.Generator, d: float) -> dict:
 
 def visualiser_params(rng: np.random.Generator, d: float) -> dict:
     return {"speed": float(rng.uniform(0.03, 0.15)), "plasma": float(rng.uniform(0.08, 0.3))}
-
-
-def fixed_camera_params(rng: np.random.Generator, d: float) -> dict:
-    # harder: nothing moves through the scene, and it reads like a still slide
-    return {
-        "photo": int(rng.integers(len(photos()))),
-        "subjects": int(rng.integers(0, 2 + round(3 * (1 - d)))),
-        "noise": float(rng.uniform(1.5, 6)),
-        "look": str(rng.choice(["plain", "plain", "film", "underwater"])),
-    }

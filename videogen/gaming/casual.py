@@ -3,19 +3,19 @@ minesweeper, tile puzzles, mahjongg, lines of balls), solitaire on felt, a bubbl
 
 Added because the demo's first game renderers (tile maps with HUDs) taught nothing about the
 GNOME games of the real-footage benchmark, which the demo ensemble read as slides or cartoons.
-Same contract as ``research.data.synthetic``: ``(rng, width, height, n_frames, params) -> frames``.
+Same contract as every renderer (``videogen.catalogue``): ``(rng, width, height, n_frames, params) -> frames``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from research.data.difficulty import scaled
-from research.data.drawing import (
+from videogen.difficulty import scaled
+from videogen.drawing import (
+    Frames,
     app_window,
     color,
     cursor,
@@ -27,8 +27,6 @@ from research.data.drawing import (
     sentence,
     sphere_normals,
 )
-
-Frames = Iterator[np.ndarray]
 
 
 def _board_state(rng: np.random.Generator, kind: str, cells: int) -> np.ndarray:

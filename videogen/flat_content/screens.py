@@ -1,21 +1,16 @@
 """Screen-content renderers modelled on real screen recordings: a terminal (shell or ``top``),
 a manual scrolling in a viewer window, a broadcast test card, an explainer diagram.
 
-Same contract as ``research.data.synthetic``: ``(rng, width, height, n_frames, params) -> frames``.
+Same contract as every renderer (``videogen.catalogue``): ``(rng, width, height, n_frames, params) -> frames``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 from PIL import Image, ImageDraw
 
-from research.data.difficulty import scaled
-from research.data.drawing import app_window, color, font, photos, resize, sentence
-
-Frames = Iterator[np.ndarray]
-
+from videogen.difficulty import scaled
+from videogen.drawing import Frames, app_window, color, font, photos, resize, sentence
 
 _COMMANDS = (
     "ls -la",

@@ -6,12 +6,14 @@ Every function that draws takes the video's own RNG, so a renderer stays a pure 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+Frames = Iterator[np.ndarray]  # what a renderer yields: RGB uint8 frames [H, W, 3]
 
 
 @cache
@@ -53,6 +55,16 @@ def textures() -> tuple[np.ndarray, ...]:
     ):
         out.append(np.clip(np.stack([gray * t for t in tint], -1), 0, 255).astype(np.uint8))
     return tuple(out)
+
+
+def photo_or_none(rng: np.random.Generator, p: float) -> int | None:
+    """A photograph's index with probability ``p`` (a confuser), else None."""
+    return int(rng.integers(len(photos()))) if rng.uniform() < p else None
+
+
+def texture_or_none(rng: np.random.Generator, p: float) -> int | None:
+    """A photographic texture's index with probability ``p`` (a confuser), else None."""
+    return int(rng.integers(len(textures()))) if rng.uniform() < p else None
 
 
 def color(rng: np.random.Generator, lo: int = 40, hi: int = 255) -> tuple[int, int, int]:

@@ -9,23 +9,21 @@ frame here is ray-cast: one primary ray per pixel against spheres, turning boxes
 plane, one shadow ray per ground pixel, Blinn-Phong shading and exponential fog, at half the
 video's resolution (the bilinear upscale softens edges the way a renderer's anti-aliasing does).
 
-Same contract as ``research.data.synthetic``: ``(rng, width, height, n_frames, params) -> frames``,
+Same contract as every renderer (``videogen.catalogue``): ``(rng, width, height, n_frames, params) -> frames``,
 every random draw from the video's own RNG, taken before the first frame.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from research.data.difficulty import scaled
-from research.data.drawing import color, gaussian, textures
+from videogen.difficulty import scaled
+from videogen.drawing import Frames, color, gaussian, textures
 
-Frames = Iterator[np.ndarray]
 _SUN = np.array([-0.5, 0.8, -0.35]) / np.linalg.norm([-0.5, 0.8, -0.35])  # towards the light, from above
 _FAR = np.float32(1e9)
 WORLDS = ("meadow", "checker", "void", "deep", "room")  # ground + sky + fog; see _world

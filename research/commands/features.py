@@ -1,0 +1,62 @@
+"""Inspect or combine HDF5 feature files (the format: ``research.features``).
+
+python -m research.commands.features inspect features/demo/test_features_multiscale.h5
+python -m research.commands.features merge OUT.h5 A.h5 B.h5   # files made with the same backbone and settings
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from research import features
+from research.cli import make_parser, run_cli
+
+console = Console()
+
+
+def print_inspect(path: str) -> None:
+    info = features.summary(path)
+    table = Table(title=str(path), show_header=False)
+    table.add_row("features", f"{info['features_shape']} float32, {info['compression']}")
+    nf = info["num_frames"]
+    table.add_row("num_frames", f"min {nf['min']}  max {nf['max']}  mean {nf['mean']:.1f}")
+    table.add_row("classes", ", ".join(f"{k}: {v}" for k, v in info["class_counts"].items()))
+    for key, value in info["attrs"].items():
+        if key not in ("skipped", "skipped_ids", "partial", "settings"):
+            table.add_row(key, str(value))
+    console.print(table)
+    for key, title, columns in (
+        ("skipped", "skipped", ("path", "reason")),
+        ("partial", "partial (decoded shorter than listed)", ("path", "decoded", "listed")),
+    ):
+        rows = info["attrs"].get(key, [])
+        if rows:
+            t = Table(*columns, title=f"{len(rows)} {title}")
+            for row in rows:
+                t.add_row(*(str(row[c]) for c in columns))
+            console.print(t)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = make_parser(__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("inspect", help="print attributes, shapes and skipped inputs").add_argument("files", nargs="+")
+    merge = sub.add_parser("merge", help="concatenate files made with the same backbone and settings")
+    merge.add_argument("output")
+    merge.add_argument("inputs", nargs="+")
+    args = parser.parse_args(argv)
+
+    def run() -> int:
+        if args.command == "inspect":
+            for path in args.files:
+                print_inspect(path)
+        else:
+            console.print(f"merged {features.merge(args.output, args.inputs)} videos into {args.output}")
+        return 0
+
+    run_cli(run)
+
+
+if __name__ == "__main__":
+    main()

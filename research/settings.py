@@ -1,0 +1,190 @@
+"""What determines a feature sequence: one frozen ``FeatureSettings``, built once, stored verbatim.
+
+Every setting that changes the numbers a video's features hold (backbone and weights,
+frames per video, image size, sampling and its per-subcategory map, clip window,
+temporal scales, normalisation) lives in one immutable object that is
+
+- made from ``ExtractConfig`` in one place (``FeatureSettings.from_config``);
+- written in one function (``record``): the feature file's attributes under the seed's
+  names, which are also what a checkpoint stores under ``features`` and what keys an
+  extraction's work folder;
+- read back in one function (``FeatureSettings.from_record``), from a feature file's
+  attributes or a checkpoint, older files included (``clip_seconds = -1`` for "no clip",
+  no ``normalization`` before it was recorded);
+- compared by THE compatibility rule, ``research.checkpoints.check_compatible``, on records.
+
+A file is one of two kinds made from the same CNN pass: ``single`` (the T sampled
+frames) or ``multi`` (seed 000's temporal scales averaged). The kind decides which
+scales a record names. This module imports no torch, so the config layer and
+``--help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from research.backbone_specs import IMAGENET_MEAN, IMAGENET_STD, get_spec
+from research.errors import ConfigError
+
+# Bumped when the numbers a given config produces change (a fix in sampling, decoding, ...),
+# so files from before are refused instead of silently mixed with new ones.
+FEATURE_FORMAT = 2
+
+SAMPLING_STRATEGIES = ("uniform", "center", "dense")
+KINDS = ("single", "multi")
+
+
+def scale_length(num_frames: int, scale: float) -> int:
+    """Frames of one temporal scale: T itself at 1.0, else the seed's ``max(int(T*s), 5)``."""
+    return num_frames if scale == 1.0 else max(int(num_frames * scale), 5)
+
+
+def fingerprint(values: Any) -> str:
+    """A short, order-independent digest of plain data (work-folder keys, file attributes)."""
+    return hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    backbone: str
+    weights: str  # the weights' enum name, or "random" for an untrained network (asked for, never a fallback)
+    weights_file: str
+    feature_dim: int
+    frames: int  # T sampled per video ("frames_per_video" in files)
+    image_size: int
+    clip_seconds: float | None  # None: the whole video
+    sampling: str
+    sampling_per_subcategory: tuple[tuple[str, str], ...]  # sorted (subcategory, strategy) pairs
+    scales: tuple[float, ...]  # the multi-scale file's temporal scales
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    # ------------------------------------------------------------------ making
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> FeatureSettings:
+        """The settings an ``ExtractConfig`` asks for (its backbone's weights and normalisation)."""
+        spec = get_spec(cfg.backbone)
+        random = bool(cfg.random_weights)
+        return cls(
+            backbone=cfg.backbone,
+            weights="random" if random else spec.weights_name,
+            weights_file="random" if random else spec.weights_file,
+            feature_dim=spec.feature_dim,
+            frames=int(cfg.frames),
+            image_size=int(cfg.image_size),
+            clip_seconds=None if cfg.clip_seconds is None else float(cfg.clip_seconds),
+            sampling=cfg.sampling,
+            sampling_per_subcategory=tuple(sorted(dict(cfg.sampling_per_subcategory).items())),
+            scales=tuple(float(s) for s in cfg.scales),
+            mean=spec.mean,
+            std=spec.std,
+        )
+
+    # ----------------------------------------------------------------- queries
+
+    @property
+    def pretrained(self) -> bool:
+        return self.weights != "random"
+
+    def sampling_for(self, subcategory: str | None) -> str:
+        """The strategy for a video of ``subcategory`` (the per-subcategory map, else the default)."""
+        return dict(self.sampling_per_subcategory).get(subcategory or "", self.sampling)
+
+    def scales_for(self, kind: str) -> tuple[float, ...]:
+        return self.scales if kind == "multi" else (1.0,)
+
+    def sequence_length(self, kind: str, num_frames: int | None = None) -> int:
+        """``max_frames`` of a file of ``kind`` (73 for multi-scale T=64); ``num_frames`` for other T."""
+        t = self.frames if num_frames is None else num_frames
+        return max(scale_length(t, s) for s in self.scales_for(kind))
+
+    # ---------------------------------------------------------- writing, reading
+
+    def record(self, kind: str) -> dict[str, Any]:
+        """The attributes of a feature file of ``kind``, under the seed's names (JSON-able)."""
+        return {
+            "backbone": self.backbone,
+            "weights": self.weights,
+            "weights_file": self.weights_file,
+            "image_size": self.image_size,
+            "frames_per_video": self.frames,
+            "clip_seconds": self.clip_seconds,
+            "sampling": self.sampling,
+            "sampling_per_subcategory": dict(self.sampling_per_subcategory),
+            "multi_scale": kind == "multi",
+            "scales": list(self.scales_for(kind)),
+            "normalization": {"mean": list(self.mean), "std": list(self.std)},
+        }
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> FeatureSettings:
+        """Read back what ``record`` wrote: a feature file's attributes or a checkpoint's ``features``.
+
+        Files from before normalisation was recorded used their backbone's (ImageNet) statistics.
+        """
+        clip = record.get("clip_seconds")
+        clip = None if clip is None or float(clip) < 0 else float(clip)
+        norm = record.get("normalization")
+        if isinstance(norm, str):
+            norm = json.loads(norm)
+        if norm is None:
+            try:
+                spec = get_spec(str(record["backbone"]))
+                norm = {"mean": spec.mean, "std": spec.std}
+            except ConfigError:  # a backbone this version does not know: the seed's ImageNet statistics
+                norm = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+        per_sub = record.get("sampling_per_subcategory") or {}
+        if isinstance(per_sub, str):
+            per_sub = json.loads(per_sub)
+        scales = record.get("scales") or [1.0]
+        if isinstance(scales, str):
+            scales = json.loads(scales)
+        return cls(
+            backbone=str(record["backbone"]),
+            weights=str(record.get("weights", "")),
+            weights_file=str(record.get("weights_file", "")),
+            feature_dim=int(record["feature_dim"]),
+            frames=int(record["frames_per_video"]),
+            image_size=int(record["image_size"]),
+            clip_seconds=clip,
+            sampling=str(record.get("sampling", "uniform")),
+            sampling_per_subcategory=tuple(sorted(dict(per_sub).items())),
+            scales=tuple(float(s) for s in scales),
+            mean=tuple(float(v) for v in norm["mean"]),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in norm["std"]),  # type: ignore[arg-type]
+        )
+
+
+def kind_of(record: Mapping[str, Any]) -> str:
+    """``multi`` or ``single``: which of the two files a record describes."""
+    return "multi" if bool(record.get("multi_scale")) else "single"
+
+
+def file_record(
+    settings: FeatureSettings, kind: str, split: str, data_dir: str, mapping: Mapping[str, int]
+) -> dict[str, Any]:
+    """Everything that determines one feature file's numbers: its settings, split, inputs root, classes."""
+    return {
+        "format": FEATURE_FORMAT,
+        "data_dir": data_dir,
+        "split": split,
+        "category_mapping": dict(mapping),
+        **settings.record(kind),
+    }
+
+
+__all__ = [
+    "FEATURE_FORMAT",
+    "KINDS",
+    "SAMPLING_STRATEGIES",
+    "FeatureSettings",
+    "file_record",
+    "fingerprint",
+    "kind_of",
+    "scale_length",
+]

@@ -1,0 +1,111 @@
+"""The one FeatureSettings object: made once, recorded once, read back once; one decode -> CNN -> scales path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from research.backbone_specs import get_spec, list_backbones
+from research.backbones import create_backbone
+from research.checkpoints import feature_differences
+from research.features import read_attrs
+from research.frames import entry_features
+from research.inputs import file_entry
+from research.settings import FeatureSettings, kind_of
+
+from .conftest import ROOT, tiny_extract_config
+
+
+def test_settings_round_trip_through_their_record(tmp_path: Path) -> None:
+    cfg = tiny_extract_config(tmp_path, tmp_path, sampling_per_subcategory={"b": "dense", "a": "center"})
+    settings = FeatureSettings.from_config(cfg)
+    for kind in ("single", "multi"):
+        record = settings.record(kind) | {"feature_dim": settings.feature_dim}
+        back = FeatureSettings.from_record(record)
+        assert kind_of(record) == kind
+        assert back.record(kind) == settings.record(kind)
+    assert FeatureSettings.from_record(settings.record("multi") | {"feature_dim": 1280}) == settings
+    assert settings.sampling_for("b") == "dense" and settings.sampling_for("zzz") == "uniform"
+    assert settings.sequence_length("single") == 8 and settings.sequence_length("multi") == 9
+    assert settings.sequence_length("multi", 64) == 73  # seed 000: 64, 54 and 73 frames
+
+
+def test_an_older_file_reads_back_with_the_seed_spellings() -> None:
+    """Before this version: clip_seconds -1 for 'whole video', no normalization, JSON text attributes."""
+    old = {
+        "backbone": "mobilenet_v2",
+        "weights": "MobileNet_V2_Weights.IMAGENET1K_V1",
+        "feature_dim": np.int64(1280),
+        "frames_per_video": np.int64(24),
+        "image_size": np.int64(160),
+        "clip_seconds": -1.0,
+        "sampling": "uniform",
+        "sampling_per_subcategory": "{}",
+        "multi_scale": np.True_,
+        "scales": "[1.0, 0.85, 1.15]",
+    }
+    settings = FeatureSettings.from_record(old)
+    assert settings.clip_seconds is None and settings.frames == 24 and settings.scales == (1.0, 0.85, 1.15)
+    assert settings.mean == get_spec("mobilenet_v2").mean and kind_of(old) == "multi"
+    decoded = old | {"sampling_per_subcategory": {}, "scales": [1.0, 0.85, 1.15]}  # as read_attrs gives them
+    new = settings.record("multi") | {"feature_dim": 1280}
+    assert feature_differences(decoded, new) == {}  # the compatibility rule sees the same settings
+
+
+def test_predict_path_equals_the_feature_file_row(tiny_features: Path, tiny_videos: Path) -> None:
+    """``--predict`` decodes, runs the CNN and takes scales through extraction's own path: same numbers."""
+    backbone = create_backbone("mobilenet_v2")
+    for kind, name in (("single", "test_features.h5"), ("multi", "test_features_multiscale.h5")):
+        attrs = read_attrs(tiny_features / name)
+        settings = FeatureSettings.from_record(attrs)
+        assert kind_of(attrs) == kind
+        with h5py.File(tiny_features / name) as f:
+            rows = {p.decode(): (f["features"][i, : f["num_frames"][i]]) for i, p in enumerate(f["paths"][:])}
+        entries = [file_entry(tiny_videos / rel) for rel in sorted(rows)]
+        got = {
+            item["i"]: feats[kind]
+            for item, feats in entry_features(entries, settings, [kind], backbone, torch.device("cpu"))
+        }
+        assert len(got) == len(rows) >= 4
+        for i, rel in enumerate(sorted(rows)):
+            torch.testing.assert_close(got[i], torch.from_numpy(rows[rel]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", list_backbones())
+def test_the_backbone_table_names_torchvision_weights(name: str) -> None:
+    from torchvision import models
+
+    spec = get_spec(name)
+    member = models.get_model_weights(name)[spec.weights]
+    assert spec.weights_name == str(member) and spec.weights_file == Path(member.url).name
+
+
+def test_tta_views_are_the_configs_modes() -> None:
+    from research.config import TTA_DEFAULT_MODES
+    from research.tta import VIEWS
+
+    assert tuple(VIEWS) == TTA_DEFAULT_MODES
+
+
+@pytest.mark.parametrize("script", ["extract.py", "train.py", "evaluate.py"])
+def test_help_and_config_errors_import_no_torch(script: str) -> None:
+    """The parser, --help and a one-line config error answer without importing torch, torchvision or mlflow."""
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = [{script!r}, *sys.argv[1:]]\n"
+        "try:\n"
+        f"    runpy.run_path({str(ROOT / script)!r}, run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    code = e.code\n"
+        "heavy = sorted(m for m in ('torch', 'torchvision', 'mlflow', 'optuna') if m in sys.modules)\n"
+        "print('HEAVY', heavy, 'EXIT', code)\n"
+    )
+    for args, code in ((["--help"], 0), (["no_such_key=1"], 2)):
+        out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, cwd=ROOT)
+        assert f"HEAVY [] EXIT {code}" in out.stdout, out.stdout + out.stderr
