@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup weights demo test test-all lint ablation results results-real benchmarks clean contact-sheet
+.PHONY: setup weights demo test lint ablation results results-real benchmarks clean contact-sheet
 
 setup: $(STAMP) weights
 
@@ -29,9 +29,6 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest
-
-test-all: setup
-	$(PY) -m pytest -m ""
 
 lint: setup
 	$(VENV)/bin/ruff check .
