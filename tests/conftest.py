@@ -7,6 +7,7 @@ import io
 import os
 import runpy
 import shlex
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,7 +127,20 @@ def tiny_features(tiny_videos: Path, tmp_path_factory: pytest.TempPathFactory) -
     return out
 
 
+@pytest.fixture(scope="session")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real MLflow SQLite store with its tables made (the migrations take seconds), nothing logged."""
+    from research.tracking import mlflow_client
+
+    path = tmp_path_factory.mktemp("empty_store") / "mlflow.db"
+    mlflow_client(f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture()
-def tracking_uri(tmp_path: Path) -> str:
-    """A fresh SQLite MLflow store of the test's own (a real store, created for real)."""
-    return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+def tracking_uri(tmp_path: Path, empty_store: Path) -> str:
+    """A fresh SQLite MLflow store of the test's own: a copy of the session's empty one."""
+    path = tmp_path / "mlruns" / "mlflow.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(empty_store, path)
+    return f"sqlite:///{path}"

@@ -166,6 +166,8 @@ def test_mlflow_ui_serves_the_ensemble_members(tiny_features: Path, tmp_path: Pa
             "127.0.0.1",
             "--port",
             str(port),
+            "--workers",  # the documented command with one worker: 4 starting on 2 cores took ~20 s
+            "1",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -19,7 +19,6 @@ from research.features import FeatureFileError, merge, read_attrs
 from research.timestamps import extract_timestamps
 
 from .conftest import committed_parts, torchrun_cmd
-from .test_extraction import RESUME_ARGS
 
 DATASETS = ("features", "labels", "num_frames", "decoded_frames", "paths", "video_ids")
 
@@ -43,32 +42,6 @@ def assert_same_files(a: Path, b: Path, names: list[str]) -> None:
                 else:
                     np.testing.assert_array_equal(fa[key][:], fb[key][:], err_msg=f"{name}:{key}")
             assert fa.attrs["num_videos"] == fb.attrs["num_videos"]
-
-
-def test_two_rank_torchrun_equals_one_process(tiny_videos: Path, tiny_features: Path, tmp_path: Path) -> None:
-    args = [
-        "--data-dir",
-        str(tiny_videos),
-        "--out-dir",
-        str(tmp_path),
-        "--backbone",
-        "mobilenet_v2",
-        "--frames",
-        "8",
-        "--image-size",
-        "96",
-        "--batch-size",
-        "16",
-        "--num-workers",
-        "0",
-        "clip_seconds=null",
-    ]
-    proc = torchrun(args, 29561)
-    log = proc.communicate(timeout=300)[0]
-    assert proc.returncode == 0, log[-3000:]
-    names = [f"{s}_features{k}.h5" for s in ("train", "val", "test") for k in ("", "_multiscale")]
-    assert_same_files(tiny_features, tmp_path, names)
-    assert not (tmp_path / ".work").exists()
 
 
 def _descendants(pid: int) -> list[int]:
@@ -95,12 +68,20 @@ def _rank_pid(root: int, rank: int) -> int | None:
     return None
 
 
-def test_killed_rank_resumes_without_recomputing_finished_shards(
-    tiny_videos: Path, resume_reference: Path, tmp_path: Path
+# tiny_features' settings (conftest.tiny_extract_config), one part file per video so a kill lands between commits
+TINY_ARGS = [
+    *("--backbone", "mobilenet_v2", "--frames", "8", "--image-size", "96", "--batch-size", "16"),
+    *("--num-workers", "0", "clip_seconds=null", "flush_every=1"),
+]
+
+
+def test_two_ranks_equal_one_process_and_a_killed_rank_resumes_without_recomputing(
+    tiny_videos: Path, tiny_features: Path, tmp_path: Path
 ) -> None:
-    settings = RESUME_ARGS  # the single-process resume test's: one part file per video
+    """One set of torchrun runs for two checks: a rank killed mid-train-split resumes from every rank's
+    committed parts, and the two-rank files of every split then equal the one-process files."""
     out = tmp_path / "ranks"
-    args = ["--data-dir", str(tiny_videos), "--out-dir", str(out), *settings]
+    args = ["--data-dir", str(tiny_videos), "--out-dir", str(out), *TINY_ARGS]
     proc = torchrun(args, 29562, start_new_session=True)
     deadline = time.time() + 240
     while committed_parts(out, "rank001") < 2:
@@ -116,7 +97,9 @@ def test_killed_rank_resumes_without_recomputing_finished_shards(
     log = again.communicate(timeout=300)[0]
     assert again.returncode == 0, log[-3000:]
     assert f"resuming, {committed} of 12" in " ".join(log.split())
-    assert_same_files(resume_reference, out, ["train_features.h5", "train_features_multiscale.h5"])
+    names = [f"{s}_features{k}.h5" for s in ("train", "val", "test") for k in ("", "_multiscale")]
+    assert_same_files(tiny_features, out, names)
+    assert not (out / ".work").exists()
 
 
 def _index_video(path: Path, n: int = 25, fps: int = 25, size: int = 64) -> list[int]:

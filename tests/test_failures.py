@@ -125,7 +125,7 @@ def test_weights_that_do_not_fit_the_architecture_and_a_damaged_last_pt(
 ) -> None:
     ckpt = load_checkpoint(good_checkpoint)
     ckpt["model"]["kwargs"] = ckpt["model"]["kwargs"] | {"hidden_size": 2 * ckpt["model"]["kwargs"]["hidden_size"]}
-    with pytest.raises(CheckpointError, match="weights do not fit its .* architecture: size mismatch"):
+    with pytest.raises(CheckpointError, match=r"weights do not fit its .* architecture: size mismatch"):
         build_model(ckpt)
     out = tmp_path / "runs"
     out.mkdir()
