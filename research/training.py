@@ -30,11 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from research import distributed, tracking
 from research.checkpoints import (
-    check_compatible,
     checkpoint_name,
     load_checkpoint,
     make_checkpoint,
@@ -42,7 +41,7 @@ from research.checkpoints import (
     save_checkpoint,
 )
 from research.config import TrainConfig, to_flat_dict, to_yaml
-from research.data.dataset import Augment, FeatureDataset, split_path
+from research.data.splits import open_splits, split_loader
 from research.distributed import unwrap_model
 from research.errors import TrainingDivergedError, UserError, ensure_dir
 from research.features import content_fingerprint
@@ -162,53 +161,6 @@ def score(
     }
 
 
-# --------------------------------------------------------------------- setup
-
-
-def open_splits(cfg: TrainConfig) -> dict[str, FeatureDataset]:
-    """train/val(/test) datasets; refuses empty splits and files that were made differently."""
-    augment = Augment(cfg.aug_crop, cfg.aug_frame_dropout)
-    splits: dict[str, FeatureDataset] = {}
-    for split in ("train", "val", "test"):
-        path = split_path(cfg.features_dir, split, cfg.multi_scale)
-        if not path.is_file():
-            if split == "test":
-                continue
-            kind = "multi-scale" if cfg.multi_scale else "single-scale"
-            raise UserError(f"{kind} {split} features not found: {path} (run extract.py first, or pass --features-dir)")
-        splits[split] = FeatureDataset(path, cfg.in_memory, augment if split == "train" else None)
-        if split != "test" and not len(splits[split]):
-            raise UserError(
-                f"{path} holds no videos: training needs a non-empty {split} split "
-                f"(add videos under DATA/{split}/ and extract again)"
-            )
-    ref = splits["train"]
-    for ds in splits.values():
-        check_compatible(ref.attrs, ds.attrs, str(ref.path), str(ds.path))
-    return splits
-
-
-def _loader(
-    ds: FeatureDataset, cfg: TrainConfig, shuffle: bool, ctx: distributed.Context, device: torch.device, seed: int
-) -> DataLoader:
-    sampler = (
-        DistributedSampler(ds, ctx.world_size, ctx.rank, shuffle=shuffle, seed=seed)
-        if ctx.distributed and shuffle
-        else None
-    )
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        ds,
-        batch_size=cfg.batch_size,
-        shuffle=shuffle and sampler is None,
-        sampler=sampler,
-        generator=generator,
-        num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=cfg.num_workers > 0,
-    )
-
-
 # ---------------------------------------------------------------------- train
 
 
@@ -266,9 +218,9 @@ def _train(
     if ctx.distributed:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    train_loader = _loader(train_ds, cfg, True, ctx, device, cfg.seed)
+    train_loader = split_loader(train_ds, cfg, True, ctx, device, cfg.seed)
     eval_loaders = {
-        name: _loader(ds, cfg, False, ctx, device, cfg.seed) for name, ds in splits.items() if name != "train"
+        name: split_loader(ds, cfg, False, ctx, device, cfg.seed) for name, ds in splits.items() if name != "train"
     }
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     steps_per_epoch = len(train_loader)
