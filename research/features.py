@@ -42,7 +42,7 @@ import numpy as np
 
 from research.checkpoints import FEATURE_KEYS, check_compatible
 from research.errors import FeatureFileError
-from research.files import temporary_path
+from research.files import replaced_atomically
 
 KINDS = {"single": "", "multi": "_multiscale"}
 # Attributes stored as JSON text (HDF5 has no nested types); read_attrs decodes them.
@@ -71,17 +71,15 @@ def writing(target: Path) -> Iterator[h5py.File]:
     again at interpreter exit (which crashed the process with a segfault).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temporary_path(target)
-    f = h5py.File(tmp, "w")
-    try:
-        yield f
-        f.close()
-        tmp.replace(target)
-    except BaseException:
-        with contextlib.suppress(Exception):
+    with replaced_atomically(target) as tmp:
+        f = h5py.File(tmp, "w")
+        try:
+            yield f
             f.close()
-        tmp.unlink(missing_ok=True)
-        raise
+        except BaseException:
+            with contextlib.suppress(Exception):
+                f.close()
+            raise
 
 
 # ------------------------------------------------------------------ part files
@@ -109,7 +107,8 @@ class PartWriter:
 
     def __post_init__(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        for stale in self.folder.glob("part_*.tmp.npz"):  # a part being written when the run was killed
+        # parts being written when a run was killed (``.tmp.npz``: the name versions before this one gave them)
+        for stale in [*self.folder.glob("part_*.npz.*.tmp"), *self.folder.glob("part_*.tmp.npz")]:
             stale.unlink()
         committed = [int(p.name[5:11]) for p in self.folder.glob("part_*.npz")]
         self._seq = max(committed, default=-1) + 1
@@ -141,15 +140,10 @@ class PartWriter:
         for kind in self.rows[0].features if self.rows else ():
             arrays[f"features_{kind}"] = np.stack([r.features[kind] for r in self.rows])
         target = self.folder / f"part_{self._seq:06d}.npz"
-        tmp = self.folder / f"part_{self._seq:06d}.{os.getpid()}.tmp.npz"  # this process's own temporary name
-        try:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
-                fh.flush()
-                os.fsync(fh.fileno())
-            tmp.replace(target)  # atomic: a part is either complete or absent
-        finally:
-            tmp.unlink(missing_ok=True)  # a full disk leaves no half part behind
+        with replaced_atomically(target) as tmp, open(tmp, "wb") as fh:  # a part is complete or absent
+            np.savez(fh, **arrays)
+            fh.flush()
+            os.fsync(fh.fileno())
         self._seq += 1
         self.rows, self.skips = [], []
 

@@ -3,7 +3,8 @@
 - ``temporary_path``: a per-process temporary name next to a target; finished files are
   renamed into place, so a reader sees the old file or the new one, never half of one,
   and two processes never write the same temporary file.
-- ``write_text_atomic``: the same for small text files (JSON reports, settings).
+- ``replaced_atomically``: the rename (and the clean-up on failure) for any writer;
+  ``write_text_atomic``, the same for small text files (JSON reports, settings).
 - ``folder_lock``: one writer per output folder; a second process is refused in one line
   naming the holder (pid, host, since when) instead of racing on the same files.
 - ``disk_errors``: an out-of-space ``OSError`` anywhere inside becomes one user error that
@@ -42,18 +43,27 @@ def temporary_path(target: Path) -> Path:
     return target.with_name(f"{target.name}.{os.getpid()}.tmp")
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    tmp = temporary_path(path)
+@contextlib.contextmanager
+def replaced_atomically(target: Path) -> Iterator[Path]:
+    """Yield this process's temporary path for ``target``; rename it onto ``target`` when the block ends well.
+
+    On any failure (a full disk included) the temporary file is removed and ``target`` is untouched.
+    """
+    tmp = temporary_path(target)
     try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
+        yield tmp
+        tmp.replace(target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file, fsync and a rename."""
+    path = Path(path)
+    with replaced_atomically(path) as tmp, open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
     return path
 
 
@@ -121,6 +131,7 @@ __all__ = [
     "disk_errors",
     "folder_lock",
     "is_out_of_space",
+    "replaced_atomically",
     "temporary_path",
     "write_text_atomic",
 ]

@@ -54,7 +54,10 @@ def family_args(cfg: TrainConfig, model: str | None = None) -> dict[str, Any]:
 def default_space(base: TrainConfig) -> dict[str, dict]:
     """Width, depth, heads and dropout of the config's model around its values: they lie inside."""
     args = family_args(base)
-    arg = f"model_args.{base.model}.".__add__
+
+    def arg(name: str) -> str:
+        return f"model_args.{base.model}.{name}"
+
     dropout = (
         {arg("dropout"): {"type": "float", "low": 0.0, "high": max(0.5, args["dropout"])}} if "dropout" in args else {}
     )

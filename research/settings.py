@@ -123,27 +123,16 @@ class FeatureSettings:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> FeatureSettings:
-        """Read back what ``record`` wrote: a feature file's attributes or a checkpoint's ``features``.
+        """Read back what ``record`` wrote: a feature file's attributes (as ``features.read_attrs`` decodes
+        them) or a checkpoint's ``features``.
 
         Files from before normalisation was recorded used their backbone's (ImageNet) statistics.
         """
         clip = record.get("clip_seconds")
         clip = None if clip is None or float(clip) < 0 else float(clip)
-        norm = record.get("normalization")
-        if isinstance(norm, str):
-            norm = json.loads(norm)
-        if norm is None:
-            try:
-                spec = get_spec(str(record["backbone"]))
-                norm = {"mean": spec.mean, "std": spec.std}
-            except ConfigError:  # a backbone this version does not know: the seed's ImageNet statistics
-                norm = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+        norm = normalization_of(record) or {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}  # the seed's statistics
         per_sub = record.get("sampling_per_subcategory") or {}
-        if isinstance(per_sub, str):
-            per_sub = json.loads(per_sub)
         scales = record.get("scales") or [1.0]
-        if isinstance(scales, str):
-            scales = json.loads(scales)
         return cls(
             backbone=str(record["backbone"]),
             weights=str(record.get("weights", "")),
@@ -158,6 +147,18 @@ class FeatureSettings:
             mean=tuple(float(v) for v in norm["mean"]),  # type: ignore[arg-type]
             std=tuple(float(v) for v in norm["std"]),  # type: ignore[arg-type]
         )
+
+
+def normalization_of(record: Mapping[str, Any]) -> dict[str, list[float]] | None:
+    """What a record's frames were normalised with: as recorded, or, for files and checkpoints from
+    before it was recorded, their backbone's statistics (the only ones used then); None if unknown."""
+    if "normalization" in record:
+        return record["normalization"]
+    try:
+        spec = get_spec(str(record["backbone"]))
+    except (KeyError, ConfigError):
+        return None
+    return {"mean": list(spec.mean), "std": list(spec.std)}
 
 
 def kind_of(record: Mapping[str, Any]) -> str:
@@ -186,5 +187,6 @@ __all__ = [
     "file_record",
     "fingerprint",
     "kind_of",
+    "normalization_of",
     "scale_length",
 ]

@@ -14,7 +14,7 @@ import torch
 from research.backbone_specs import get_spec, list_backbones
 from research.backbones import create_backbone
 from research.checkpoints import feature_differences
-from research.features import read_attrs
+from research.features import read_attrs, write_features
 from research.frames import entry_features
 from research.inputs import file_entry
 from research.settings import FeatureSettings, kind_of
@@ -36,26 +36,28 @@ def test_settings_round_trip_through_their_record(tmp_path: Path) -> None:
     assert settings.sequence_length("multi", 64) == 73  # seed 000: 64, 54 and 73 frames
 
 
-def test_an_older_file_reads_back_with_the_seed_spellings() -> None:
-    """Before this version: clip_seconds -1 for 'whole video', no normalization, JSON text attributes."""
+def test_an_older_file_reads_back_with_the_seed_spellings(tmp_path: Path) -> None:
+    """Before this version: clip_seconds -1 for 'whole video', no normalization; a real HDF5 file, read back."""
     old = {
         "backbone": "mobilenet_v2",
         "weights": "MobileNet_V2_Weights.IMAGENET1K_V1",
-        "feature_dim": np.int64(1280),
-        "frames_per_video": np.int64(24),
-        "image_size": np.int64(160),
+        "frames_per_video": 24,
+        "image_size": 160,
         "clip_seconds": -1.0,
         "sampling": "uniform",
         "sampling_per_subcategory": "{}",
-        "multi_scale": np.True_,
+        "multi_scale": True,
         "scales": "[1.0, 0.85, 1.15]",
     }
-    settings = FeatureSettings.from_record(old)
+    path = write_features(tmp_path / "old.h5", np.zeros((2, 32, 1280), np.float32), [0, 1], old)
+    attrs = read_attrs(path)
+    settings = FeatureSettings.from_record(attrs)
     assert settings.clip_seconds is None and settings.frames == 24 and settings.scales == (1.0, 0.85, 1.15)
-    assert settings.mean == get_spec("mobilenet_v2").mean and kind_of(old) == "multi"
-    decoded = old | {"sampling_per_subcategory": {}, "scales": [1.0, 0.85, 1.15]}  # as read_attrs gives them
+    assert settings.mean == get_spec("mobilenet_v2").mean and kind_of(attrs) == "multi"
     new = settings.record("multi") | {"feature_dim": 1280}
-    assert feature_differences(decoded, new) == {}  # the compatibility rule sees the same settings
+    assert feature_differences(attrs, new) == {}  # the compatibility rule sees the same settings
+    other = new | {"normalization": {"mean": [0.5] * 3, "std": [0.5] * 3}}  # e.g. TensorFlow-style inputs
+    assert set(feature_differences(attrs, other)) == {"normalization"}  # never taken for the old file
 
 
 def test_predict_path_equals_the_feature_file_row(tiny_features: Path, tiny_videos: Path) -> None:
