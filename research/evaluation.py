@@ -25,7 +25,7 @@ import torch
 from rich.table import Table
 
 from research import distributed, tracking
-from research.backbones import create_backbone
+from research.backbones import create_backbones
 from research.checkpoints import build_model, check_compatible, checkpoint_features, load_checkpoint
 from research.config import EvalConfig, to_flat_dict
 from research.data.dataset import FeatureDataset, split_path
@@ -292,13 +292,13 @@ def predict_videos(cfg: EvalConfig) -> list[dict[str, Any]]:
     members = load_members(cfg)
     record = members[0].features
     settings, kind = FeatureSettings.from_record(record), kind_of(record)
-    backbone = create_backbone(settings.backbone, pretrained=settings.pretrained, device=device)
+    backbones = create_backbones(settings, device=device)
     classes = [c for c, _ in sorted(record["category_mapping"].items(), key=lambda kv: kv[1])]
     views = get_views(cfg.tta_modes) if cfg.tta else get_views(["identity"])
     models = [build_model(m.checkpoint).eval().to(device) for m in members]
     entries = [file_entry(Path(video)) for video in cfg.predict]
     results: list[dict[str, Any]] = [{} for _ in entries]
-    for item, feats in entry_features(entries, settings, [kind], backbone, device):
+    for item, feats in entry_features(entries, settings, [kind], backbones, device):
         video = str(cfg.predict[item["i"]])
         if feats is None:
             results[item["i"]] = {"video": video, "error": item["error"]}

@@ -35,7 +35,7 @@ from rich.rule import Rule
 from rich.table import Table
 
 from research import distributed, tracking
-from research.backbones import create_backbone
+from research.backbones import create_backbones
 from research.checkpoints import describe, feature_differences
 from research.config import ExtractConfig, to_flat_dict
 from research.errors import StaleWorkError, UserError, ensure_dir
@@ -128,14 +128,14 @@ def run_cnn(
     settings: FeatureSettings,
     todo: list[Entry],
     writer: PartWriter,
-    backbone: torch.nn.Module,
+    backbones: list[torch.nn.Module],
     device: torch.device,
     label: str,
 ) -> dict[str, Any]:
     """Decode ``todo`` in workers, run the CNN, commit rows and skips; returns counts and throughput."""
     loader = decoded_videos(todo, settings, cfg.num_workers, pin_memory=device.type == "cuda")
-    batch_size = cfg.batch_size or auto_batch_size(device, settings.image_size)
-    batcher = FrameBatcher(backbone, settings, device, batch_size, cfg.amp)
+    batch_size = cfg.batch_size or auto_batch_size(device, max(settings.image_sizes))
+    batcher = FrameBatcher(backbones, settings, device, batch_size, cfg.amp)
     skipped: list[dict[str, str]] = []
     start = time.perf_counter()
     with _progress(distributed.context().is_main) as progress:
@@ -187,7 +187,7 @@ def extract_split(
     settings: FeatureSettings,
     split: str,
     entries: list[Entry],
-    backbone: torch.nn.Module,
+    backbones: list[torch.nn.Module],
     device: torch.device,
     mapping: dict[str, int],
 ) -> dict[str, Any]:
@@ -210,7 +210,7 @@ def extract_split(
         log.info("%s: resuming, %d of %d videos already committed", split, current, len(entries))
     label = f"{split} (rank {ctx.rank})" if ctx.distributed else split
     result = {"split": split, "status": "extracted"} | run_cnn(
-        cfg, settings, todo, PartWriter(work / f"rank{ctx.rank:03d}", cfg.flush_every), backbone, device, label
+        cfg, settings, todo, PartWriter(work / f"rank{ctx.rank:03d}", cfg.flush_every), backbones, device, label
     )
     distributed.barrier()
     if ctx.is_main:
@@ -248,7 +248,9 @@ def write_configuration_analysis(cfg: ExtractConfig, settings: FeatureSettings, 
     doc = {
         "preprocessing_info": {
             "frames_per_video": settings.frames,
-            "image_size": [settings.image_size, settings.image_size],
+            "image_size": [[p.image_size, p.image_size] for p in settings.parts]
+            if settings.fused
+            else [settings.image_size, settings.image_size],
             "processing_mode": "gpu" if device.type == "cuda" else "cpu",
             "clip_duration": settings.clip_seconds,
             "sampling": settings.sampling,
@@ -259,6 +261,7 @@ def write_configuration_analysis(cfg: ExtractConfig, settings: FeatureSettings, 
             "backbone": settings.backbone,
             "weights": settings.weights,
             "feature_dim": settings.feature_dim,
+            "parts": [p.record() for p in settings.parts],
             "scales": record["scales"],
         },
         "files": files,
@@ -327,7 +330,7 @@ def _extract(
         else:
             pending.append(split)
     if pending:
-        backbone = create_backbone(settings.backbone, pretrained=settings.pretrained, device=device)
+        backbones = create_backbones(settings, device=device)
         log.info("backbone %s (%d-d) on %s; classes %s", settings.backbone, settings.feature_dim, device, mapping)
         with tracking.start_run(
             cfg.experiment,
@@ -341,7 +344,7 @@ def _extract(
             for split in pending:
                 if ctx.is_main:
                     console.print(Rule(f"[bold]extract {split}"))
-                res = extract_split(cfg, settings, split, entries[split], backbone, device, mapping)
+                res = extract_split(cfg, settings, split, entries[split], backbones, device, mapping)
                 results["splits"][split] = res
                 if run is not None:
                     keys = ("videos", "skipped", "partial", "frames_per_s", "seconds")

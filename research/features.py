@@ -54,6 +54,7 @@ JSON_ATTRS = (
     "partial",
     "sampling_per_subcategory",
     "normalization",
+    "parts",
     "settings",
 )
 

