@@ -67,7 +67,11 @@ class ExtractConfig:
     batch_size: int | None = opt(
         None, "frames per CNN call across videos; null = auto (see research.extraction.auto_batch_size)"
     )
-    num_workers: int = opt(1, "decoding processes beside the CNN; 1 overlaps decode with compute on 2 cores")
+    num_workers: int | None = opt(
+        None,
+        "decoding processes beside the CNN; null = one per core but one, at most 8 (1 on 2 cores: decode overlaps "
+        "the CNN; a GPU machine's CNN needs several decoders to keep it busy)",
+    )
     device: str = opt("auto", "auto = cuda when available, else cpu")
     amp: bool = opt(True, "bf16/fp16 autocast for the CNN on CUDA (ignored on CPU, where it is slower)")
     flush_every: int = opt(16, "videos per committed part file: at most this much work is lost on a crash")

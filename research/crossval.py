@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import optuna
 from rich.console import Console
@@ -46,6 +47,7 @@ from research.features import content_fingerprint, subset
 from research.files import write_text_atomic
 from research.members import mean_std, score_member, train_members
 from research.metrics import bootstrap_interval, classification_metrics
+from research.probe import fit_probe, pooled_mean
 from research.training import train
 
 log = logging.getLogger(__name__)
@@ -290,6 +292,46 @@ def table(report: dict[str, Any]) -> Table:
             style="bold" if row.startswith("ensemble") else None,
         )
     return t
+
+
+def probe_cross_validate(
+    cfg: CVConfig, extract_cfg: ExtractConfig, train_cfg: TrainConfig, name: str = "probe"
+) -> dict[str, Any]:
+    """The logistic-regression probe (``research.probe``) on the same folds: its L2 strength chosen by an
+    inner grouped CV of each fold's training videos; the masked mean of the single-scale frames."""
+    start = time.perf_counter()
+    source, ds, groups, folds = prepare(cfg, extract_cfg, dataclasses.replace(train_cfg, multi_scale=False))
+    classes = [c for c, _ in sorted(ds.category_mapping.items(), key=lambda kv: kv[1])]
+    with h5py.File(source, "r") as f:
+        x = pooled_mean(f["features"][()], f["num_frames"][()])
+    probs, per_fold, chosen = np.zeros((len(ds), len(classes))), [], []
+    for k, test in enumerate(folds):
+        rest = np.setdiff1d(np.arange(len(ds)), test)
+        probe = fit_probe(x[rest], ds.labels[rest], [groups[i] for i in rest], len(classes), seed=cfg.fold_seed + k)
+        probs[test] = probe.predict_proba(x[test])
+        per_fold.append(row_scores(ds.labels[test], probs[test], classes))
+        chosen.append(probe.c)
+    preds = probs.argmax(1)
+    pooled = row_scores(ds.labels, probs, classes) | {
+        "confusion": classification_metrics(ds.labels, preds, len(classes))["confusion"],
+        "pred": preds.tolist(),
+        "bootstrap_95": bootstrap_interval(ds.labels, preds, len(classes), n=cfg.bootstrap),
+    }
+    row = {"pooled": pooled, "folds": per_fold, "fold_macro_f1": mean_std([f["macro_f1"] for f in per_fold])}
+    report = {
+        "name": name,
+        "folds": cfg.folds,
+        "videos": len(ds),
+        "groups": len(set(groups)),
+        "classes": classes,
+        "model": "logistic_probe",
+        "c_per_fold": chosen,
+        "rows": {"probe": row},
+        "seconds": time.perf_counter() - start,
+    }
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    write_text_atomic(Path(cfg.out_dir) / "cv.json", json.dumps(report, indent=2))
+    return report
 
 
 def cross_validate(

@@ -3,6 +3,7 @@
     python -m research.cv --config experiments/real.yaml --folds 5 --group-by source
     python -m research.cv --config experiments/real.yaml --model linear out_dir=outputs/cv/linear
     python -m research.cv --config experiments/real.yaml --search --study real-recipe --trials 40
+    python -m research.cv --config experiments/real.yaml --probe      # the logistic-regression probe, same folds
 
 Features are extracted once (the config's ``extract:`` section, one split folder such as
 ``all/``); folds are grouped (``--group-by`` a manifest column, ``subcategory`` or
@@ -31,7 +32,7 @@ from research.config import (
     load_config,
     search_config_from_args,
 )
-from research.crossval import CVConfig, InnerValidation, cross_validate, table
+from research.crossval import CVConfig, InnerValidation, cross_validate, probe_cross_validate, table
 from research.search import run_search
 
 console = Console(width=150)  # the table has 9 columns: never squeeze a number into "0.6…"
@@ -40,6 +41,9 @@ console = Console(width=150)  # the table has 9 columns: never squeeze a number 
 def main() -> int:
     parser = make_parser(__doc__, CVConfig)
     parser.add_argument("--model", default=None, help="train this registered model instead of the config's")
+    parser.add_argument(
+        "--probe", action="store_true", help="the logistic-regression probe (research.probe) instead of training"
+    )
     add_search_arguments(parser, "choose a recipe: an Optuna study scored on the training folds' validation carves")
     args = parser.parse_args()
     setup_logging(args.verbose)
@@ -51,6 +55,11 @@ def main() -> int:
         search_cfg = search_config_from_args(args)
         banner(f"Optuna study {search_cfg.study}: scored on inner validation only")
         run_search(search_cfg, train_cfg, fit=InnerValidation(cfg, extract_cfg, train_cfg))
+        return 0
+    if args.probe:
+        report = probe_cross_validate(cfg, extract_cfg, train_cfg, name=f"{Path(args.config or 'cv').stem}-probe")
+        console.print(table(report))
+        console.print(f"{cfg.out_dir}/cv.json; {report['seconds']:.0f} s; C per fold {report['c_per_fold']}")
         return 0
     report = cross_validate(cfg, extract_cfg, dataclasses.replace(train_cfg, experiment="cv"), name)
     console.print(table(report))

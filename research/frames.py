@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -262,8 +263,16 @@ class FrameBatcher:
         self.frames_done += n
 
 
-def decoded_videos(entries: list[Entry], settings: FeatureSettings, num_workers: int, pin_memory: bool) -> DataLoader:
+def decode_workers(requested: int | None) -> int:
+    """Decoding processes: as asked, or one per core but one (the CNN's), at most 8."""
+    return requested if requested is not None else max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+def decoded_videos(
+    entries: list[Entry], settings: FeatureSettings, num_workers: int | None, pin_memory: bool
+) -> DataLoader:
     """``entries`` decoded in order by ``num_workers`` processes (0: in this one), one item per entry."""
+    num_workers = decode_workers(num_workers)
     return DataLoader(
         VideoSource(entries, settings, decoder_threads=1 if num_workers else 0),
         batch_size=None,

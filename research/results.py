@@ -3,6 +3,7 @@
     python -m research.results models [--seeds 1 2 3]   # every registered model on the demo features
     python -m research.results real [--seeds 1 2 3 4]   # real footage: models, scales, demo transfer under grouped CV
     python -m research.results transfer                 # only the make demo ensemble on the real clips (a minute)
+    python -m research.results backbones                # every backbone and fusion on real footage (backbone_study)
     python -m research.results write                    # RESULTS.md from outputs/*/ JSON files
 
 ``make results`` runs models and write after ``make demo`` and ``make ablation``;
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from research.backbone_study import CANDIDATES, compare_backbones, markdown
 from research.checkpoints import build_model, load_checkpoint
 from research.cli import banner, console, make_parser, run_cli, setup_logging
 from research.config import EvalConfig, ExtractConfig, TrainConfig, load_config
@@ -138,6 +140,20 @@ def demo_transfer(out_dir: Path, config: Path = REAL_CONFIG, demo_config: Path =
     return report
 
 
+def backbone_study(data_dir: str | None, out_dir: Path, config: Path = REAL_CONFIG) -> dict[str, Any]:
+    """One fused extraction of every backbone the candidates use, at each one's own size; then the study."""
+    overrides = {"image_size": None, **({"data_dir": data_dir} if data_dir else {})}
+    extract_cfg = load_config(ExtractConfig, "extract", config, overrides)
+    every = "+".join(dict.fromkeys(p for c in CANDIDATES for p in c.split("+")))
+    fused_dir = out_dir / "features" / "fused"
+    banner(f"extract {every} once")
+    extract(dataclasses.replace(extract_cfg, backbone=every, out_dir=str(fused_dir), splits=["all"]))
+    train_cfg = load_config(TrainConfig, "train", config, {"experiment": "backbones"})
+    report = compare_backbones(fused_dir, extract_cfg, train_cfg, out_dir)
+    console.print("\n".join(markdown(report)))
+    return report
+
+
 def _same_cv(path: Path, train_cfg: TrainConfig, cv: CVConfig, source: Path) -> bool:
     """``path`` summarises this experiment: the configs it records equal these (output folders aside),
     and it was computed from the features ``source`` holds now."""
@@ -233,6 +249,9 @@ def render(outputs: Path = ROOT / "outputs") -> str:
         lines.append("")
         lines += difficulty_section(m)
     lines += real_section(outputs / "real")
+    backbones = outputs / "backbones" / "backbones.json"
+    if backbones.is_file():
+        lines += [*markdown(json.loads(backbones.read_text())), ""]
     lines += [
         "## Benchmarks",
         "",
@@ -378,6 +397,8 @@ def main() -> int:
     )
     real.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4])
     sub.add_parser("transfer", help="only the last step of real: the make demo ensemble on the real clips")
+    study = sub.add_parser("backbones", help="every backbone and fusion on real footage: probe, recipe, transfer")
+    study.add_argument("--data-dir", default=None, help="the collection (default: experiments/real.yaml's)")
     sub.add_parser("write", help="write RESULTS.md")
     args = parser.parse_args()
     setup_logging(args.verbose)
@@ -385,6 +406,8 @@ def main() -> int:
         compare_models(args.seeds, ROOT / "outputs" / "models")
     elif args.command == "real":
         real_footage(args.seeds, ROOT / "outputs" / "real")
+    elif args.command == "backbones":
+        backbone_study(args.data_dir, ROOT / "outputs" / "backbones")
     elif args.command == "transfer":
         demo_transfer(ROOT / "outputs" / "real" / "demo")
     else:

@@ -20,10 +20,12 @@ from research.crossval import (
     carve_validation,
     cross_validate,
     make_folds,
+    probe_cross_validate,
     video_groups,
 )
 from research.data.dataset import FeatureDataset
 from research.features import subset
+from research.probe import C_GRID
 from research.results import _same_cv, real_section
 from research.search import run_search
 from research.study_storage import storage_for
@@ -157,3 +159,17 @@ def test_real_section_compares_recipe_and_probe_on_the_same_clips(tmp_path: Path
     assert "| baseline/probe | 0.500 |" in text and "| baseline/recipe | 0.733 |" in text
     assert "baseline/recipe − baseline/probe (ensemble+tta, paired bootstrap over the same clips): +0.233" in text
     assert "b → a 1" in text and "1 of 3 sources mostly misclassified (correct/clips): s3 (b) 0/1." in text
+
+
+def test_probe_cross_validation_scores_every_video_once_with_the_same_folds(
+    pooled_videos: Path, tmp_path: Path
+) -> None:
+    """``python -m research.cv --probe``: the logistic-regression probe on the CV's own folds, C per fold."""
+    extract_cfg = tiny_extract_config(pooled_videos, tmp_path / "features", splits=["all"], frames=4, image_size=64)
+    train_cfg = tiny_train_config(tmp_path / "features", tmp_path / "unused", model="linear")
+    cfg = CVConfig(folds=2, group_by="subcategory", out_dir=str(tmp_path / "cv"), bootstrap=200)
+    report = probe_cross_validate(cfg, extract_cfg, train_cfg)
+    pooled = report["rows"]["probe"]["pooled"]
+    assert report["videos"] == 20 and len(pooled["pred"]) == 20 and len(report["rows"]["probe"]["folds"]) == 2
+    assert sum(map(sum, pooled["confusion"])) == 20 and set(report["c_per_fold"]) <= set(C_GRID)
+    assert json.loads((tmp_path / "cv" / "cv.json").read_text())["rows"]["probe"]["pooled"]["pred"] == pooled["pred"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import h5py
@@ -156,3 +157,24 @@ def test_extract_cli_takes_a_fused_backbone(tiny_videos: Path, tmp_path: Path) -
     assert proc.returncode == 0, proc.stderr
     attrs = read_attrs(tmp_path / "val_features.h5")
     assert attrs["backbone"] == "mobilenet_v2+efficientnet_lite0" and attrs["feature_dim"] == 2560
+
+
+def test_a_part_selected_from_the_fused_file_is_the_file_its_own_extraction_writes(
+    fused_and_parts: dict[str, Path], tiny_videos: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "test_features.h5"
+    fused = fused_and_parts["mobilenet_v2+efficientnet_lite2"]
+    proc = run_entry_point(
+        ["-m", "research.commands.features", "select", out, fused, "--backbone", "efficientnet_lite2"]
+    )
+    assert proc.returncode == 0, proc.stderr
+    own = read_attrs(fused_and_parts["efficientnet_lite2"])
+    selected = read_attrs(out)
+    assert selected["settings"] == own["settings"] and "parts" not in selected
+    assert selected["settings_fingerprint"] == own["settings_fingerprint"] and selected["feature_dim"] == 1280
+    with h5py.File(out) as a, h5py.File(fused_and_parts["efficientnet_lite2"]) as b:
+        np.testing.assert_allclose(a["features"][()], b["features"][()], rtol=1e-5, atol=1e-5)
+    # extraction with that backbone takes the selected file as its own and does not recompute it
+    cfg = tiny_extract_config(tiny_videos, tmp_path, backbone="efficientnet_lite2", image_size=None, frames=4)
+    result = extract(dataclasses.replace(cfg, splits=["test"], outputs=["single"], log_mlflow=False))
+    assert result["splits"]["test"]["status"] == "re-used"

@@ -2,6 +2,7 @@
 
 python -m research.commands.features inspect features/demo/test_features_multiscale.h5
 python -m research.commands.features merge OUT.h5 A.h5 B.h5   # files made with the same backbone and settings
+python -m research.commands.features select OUT.h5 FUSED.h5 --backbone mobilenet_v2   # some parts of a fused file
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from rich.table import Table
 
 from research import features
 from research.cli import make_parser, run_cli
+from research.feature_parts import select_parts
 
 console = Console()
 
@@ -45,12 +47,18 @@ def main(argv: list[str] | None = None) -> None:
     merge = sub.add_parser("merge", help="concatenate files made with the same backbone and settings")
     merge.add_argument("output")
     merge.add_argument("inputs", nargs="+")
+    select = sub.add_parser("select", help="some backbones of a fused file, as their own extraction writes it")
+    select.add_argument("output")
+    select.add_argument("source")
+    select.add_argument("--backbone", required=True, help="the parts to keep, in order: a or a+b")
     args = parser.parse_args(argv)
 
     def run() -> int:
         if args.command == "inspect":
             for path in args.files:
                 print_inspect(path)
+        elif args.command == "select":
+            console.print(f"wrote {select_parts(args.source, args.output, args.backbone)}")
         else:
             console.print(f"merged {features.merge(args.output, args.inputs)} videos into {args.output}")
         return 0
