@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ from research.files import write_text_atomic
 from research.members import mean_std
 from research.metrics import bootstrap_interval, classification_metrics
 from research.probe import fit_probe, pooled_mean
+
+log = logging.getLogger(__name__)
 
 CANDIDATES = (
     "mobilenet_v2",
@@ -164,34 +167,37 @@ def compare_backbones(
     cv = CVConfig(folds=5, seeds=[train_cfg.seed], out_dir=str(out_dir), bootstrap=2000)
     rows: dict[str, Any] = {}
     fps = {name: cnn_frames_per_s(name) for name in {p for c in candidates for p in backbone_parts(c)}}
-    with tracking.start_run("backbones", run_name="backbones", uri=train_cfg.tracking_uri) as parent:
-        for cand in candidates:
-            folder = out_dir / "features" / cand.replace("+", "__")
-            for multi in (False, True):
-                target = split_path(folder, cv.split, multi)
-                if not target.is_file():
-                    folder.mkdir(parents=True, exist_ok=True)
-                    select_parts(split_path(fused_dir, cv.split, multi), target, cand)
-            pool = load_pool(folder, cv, Path(extract_cfg.data_dir))
-            tests = source_halves(pool, halves)
-            probe = probe_cv(pool, cv.folds, draws, cv.bootstrap)
-            transfer = probe_transfer(pool, tests)
-            cand_cv = dataclasses.replace(cv, out_dir=str(out_dir / "runs" / cand.replace("+", "__") / "cv"))
-            cand_extract = dataclasses.replace(extract_cfg, backbone=cand, out_dir=str(folder))
-            cand_train = dataclasses.replace(train_cfg, features_dir=str(folder))
-            recipe = cross_validate(cand_cv, cand_extract, cand_train, name=f"backbones-{cand}")
-            halves_cv = dataclasses.replace(cand_cv, out_dir=str(out_dir / "runs" / cand.replace("+", "__") / "halves"))
-            rows[cand] = {
-                "feature_dim": int(pool.x.shape[1]),
-                "probe": probe,
-                "probe_transfer": transfer,
-                "recipe": {
-                    "macro_f1": recipe["rows"]["member"]["pooled"]["macro_f1"],
-                    "bootstrap_95": recipe["rows"]["member"]["pooled"]["bootstrap_95"],
-                },
-                "recipe_transfer": recipe_transfer(folder, pool, tests, cand_train, halves_cv, parent.info.run_id),
-                "cnn_frames_per_s": 1 / sum(1 / fps[p] for p in backbone_parts(cand)),
-            }
+    for cand in candidates:
+        folder = out_dir / "features" / cand.replace("+", "__")
+        for multi in (False, True):
+            target = split_path(folder, cv.split, multi)
+            if not target.is_file():
+                folder.mkdir(parents=True, exist_ok=True)
+                select_parts(split_path(fused_dir, cv.split, multi), target, cand)
+        pool = load_pool(folder, cv, Path(extract_cfg.data_dir))
+        tests = source_halves(pool, halves)
+        probe = probe_cv(pool, cv.folds, draws, cv.bootstrap)
+        transfer = probe_transfer(pool, tests)
+        runs = out_dir / "runs" / cand.replace("+", "__")
+        cand_cv = dataclasses.replace(cv, out_dir=str(runs / "cv"))
+        cand_extract = dataclasses.replace(extract_cfg, backbone=cand, out_dir=str(folder))
+        cand_train = dataclasses.replace(train_cfg, features_dir=str(folder))
+        recipe = cross_validate(cand_cv, cand_extract, cand_train, name=f"backbones-{cand}")
+        with tracking.start_run("backbones", run_name=f"transfer-{cand}", uri=train_cfg.tracking_uri) as parent:
+            halves_cv = dataclasses.replace(cv, out_dir=str(runs / "halves"))
+            recipe_halves = recipe_transfer(folder, pool, tests, cand_train, halves_cv, parent.info.run_id)
+        rows[cand] = {
+            "feature_dim": int(pool.x.shape[1]),
+            "probe": probe,
+            "probe_transfer": transfer,
+            "recipe": {
+                "macro_f1": recipe["rows"]["member"]["pooled"]["macro_f1"],
+                "bootstrap_95": recipe["rows"]["member"]["pooled"]["bootstrap_95"],
+            },
+            "recipe_transfer": recipe_halves,
+            "cnn_frames_per_s": 1 / sum(1 / fps[p] for p in backbone_parts(cand)),
+        }
+        log.info("%s: %s", cand, rows[cand]["probe"]["macro_f1"])
     report = {
         "videos": len(pool.labels),
         "sources": len(set(pool.groups)),
