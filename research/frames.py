@@ -109,15 +109,10 @@ class VideoSource(Dataset):
 
     def _video(self, entry: Entry) -> dict[str, Any]:
         s = self.settings
-        decoded = {
-            size: decode_video(
-                entry.path, s.frames, size, s.sampling_for(entry.subcategory), s.clip_seconds, self.threads
-            )
-            for size in s.image_sizes
-        }
-        dec = decoded[s.image_sizes[0]]
+        sizes = s.image_sizes if len(s.image_sizes) > 1 else s.image_sizes[0]  # one decode for every size
+        dec = decode_video(entry.path, s.frames, sizes, s.sampling_for(entry.subcategory), s.clip_seconds, self.threads)
         return {
-            "frames": {size: torch.from_numpy(d.frames) for size, d in decoded.items()},
+            "frames": {size: torch.from_numpy(f) for size, f in dec.by_size.items()},
             "index": torch.from_numpy(dec.index),
             "n_frames": dec.n_frames,
             "listed_frames": dec.listed_frames,

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from research import distributed
-from research.backbones import create_backbone
+from research.backbones import create_backbones
 from research.config import ExtractConfig
 from research.errors import UserError, ensure_dir
 from research.features import write_frame_features
@@ -83,9 +83,9 @@ def _extract_timestamps(cfg: ExtractConfig) -> dict[str, Any]:
     device = distributed.device_for(cfg.device)
     rows = resolve_rows(cfg)
     settings = FeatureSettings.from_config(cfg)
-    backbone = create_backbone(settings.backbone, pretrained=settings.pretrained, device=device)
-    batch_size = cfg.batch_size or auto_batch_size(device, settings.image_size)
-    batcher = FrameBatcher(backbone, settings, device, batch_size, cfg.amp)
+    backbones = create_backbones(settings, device=device)
+    batch_size = cfg.batch_size or auto_batch_size(device, max(settings.image_sizes))
+    batcher = FrameBatcher(backbones, settings, device, batch_size, cfg.amp)
     dim = settings.feature_dim
     features = np.zeros((len(rows), dim), np.float32)
     found = np.zeros(len(rows), bool)
@@ -102,7 +102,9 @@ def _extract_timestamps(cfg: ExtractConfig) -> dict[str, Any]:
                 else probe(path).fps
             )
             wanted = np.round(group["timestamp_sec"].to_numpy(np.float64) * fps).astype(np.int64)
-            frames = decode_frames_at(path, sorted(set(wanted[wanted >= 0].tolist())), settings.image_size)
+            numbers = sorted(set(wanted[wanted >= 0].tolist()))
+            per_size = {size: decode_frames_at(path, numbers, size) for size in settings.image_sizes}
+            frames = per_size[settings.image_sizes[0]]
         except (VideoDecodeError, OSError) as err:
             for r in group.index:
                 missing.append(
@@ -116,7 +118,8 @@ def _extract_timestamps(cfg: ExtractConfig) -> dict[str, Any]:
             continue
         available = sorted(frames)
         if available:
-            item = {"frames": torch.from_numpy(np.stack([frames[i] for i in available])), "normalized": False}
+            stacked = {size: torch.from_numpy(np.stack([f[i] for i in available])) for size, f in per_size.items()}
+            item = {"frames": stacked, "normalized": False}
             (done,) = [*batcher.add(item), *batcher.flush()]
             by_frame = {f: done.features[k].numpy() for k, f in enumerate(available)}
         else:
