@@ -4,10 +4,14 @@
     python evaluate.py --checkpoints RUN_ID RUN_ID --features FEATURES/test_features_multiscale.h5 --no-tta
     python evaluate.py --ensemble demo --out-dir outputs/demo     # every training run tagged ensemble=demo
     python evaluate.py --checkpoints runs/demo/best_ensemble_model_1.pt --predict my_video.mp4
+    python evaluate.py --ensemble demo --predict my_videos/ --out-dir outputs/mine   # every video under it
 
 Prints the table (per member, member+TTA, ensemble, ensemble+TTA: accuracy, macro-F1, F1 per class),
-writes OUT_DIR/report.json, confusion_matrix.png and .txt, and logs one MLflow run in experiment
-`evaluate` that links its members' training runs.
+writes OUT_DIR/report.json, predictions.csv (one row per video: id, path, true and predicted class, the
+final row's probabilities), confusion_matrix.png and .txt, and logs one MLflow run in experiment
+`evaluate` that links its members' training runs. --predict classifies files and folders (recursively,
+video files by extension) into OUT_DIR/predictions.csv, lists the videos it could not read, and exits 1
+if there were any.
 """
 
 from rich.console import Console
@@ -25,18 +29,25 @@ def main() -> int:
 
     console = Console(soft_wrap=True)  # a path is never broken across lines
     if cfg.predict:
-        failed = 0
-        for result in predict_videos(cfg):
+        failed, results = 0, predict_videos(cfg)
+        for result in results:
             if "error" in result:
                 failed += 1
                 console.print(f"[bold red]error[/bold red]  {result['video']}: {result['error']}", highlight=False)
                 continue
             probs = "  ".join(f"{c} {p:.3f}" for c, p in result["probabilities"].items())
             console.print(f"[bold]{result['class']}[/bold]  {result['video']}  ({probs})", highlight=False)
+        console.print(f"predictions: {cfg.out_dir}/predictions.csv", highlight=False)
+        if failed:
+            console.print(f"[bold red]{failed} of {len(results)} videos could not be classified[/bold red]")
         return 1 if failed else 0  # every readable video is classified; a failure still shows in the exit code
     report = evaluate(cfg)
     console.print(results_table(report))
-    console.print(f"report: {cfg.out_dir}/report.json, confusion matrix: {cfg.out_dir}/confusion_matrix.png")
+    console.print(
+        f"report: {cfg.out_dir}/report.json, per video: {cfg.out_dir}/predictions.csv, "
+        f"confusion matrix: {cfg.out_dir}/confusion_matrix.png",
+        highlight=False,
+    )
     return 0
 
 

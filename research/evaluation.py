@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from rich.table import Table
 
-from research import distributed, tracking
+from research import distributed, predictions, tracking
 from research.backbones import create_backbones
 from research.checkpoints import build_model, check_compatible, checkpoint_features, load_checkpoint
 from research.config import EvalConfig, to_flat_dict
@@ -153,17 +153,20 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     views = get_views(cfg.tta_modes) if cfg.tta else None
 
     rows, plain, augmented = [], [], []
+    final = np.empty(0)  # the probabilities of the last row: the one the report ends on, per video in predictions.csv
     for m in members:
         model = build_model(m.checkpoint)
-        plain.append(member_probabilities(model, ds, device, cfg.batch_size, None))
-        rows.append(row_metrics(m.name, plain[-1], ds.labels, classes))
+        plain.append(final := member_probabilities(model, ds, device, cfg.batch_size, None))
+        rows.append(row_metrics(m.name, final, ds.labels, classes))
         if views:
-            augmented.append(member_probabilities(model, ds, device, cfg.batch_size, views))
-            rows.append(row_metrics(f"{m.name}+tta", augmented[-1], ds.labels, classes))
+            augmented.append(final := member_probabilities(model, ds, device, cfg.batch_size, views))
+            rows.append(row_metrics(f"{m.name}+tta", final, ds.labels, classes))
     if len(members) > 1:
-        rows.append(row_metrics("ensemble", ensemble_probabilities(plain, cfg.weights), ds.labels, classes))
+        final = ensemble_probabilities(plain, cfg.weights)
+        rows.append(row_metrics("ensemble", final, ds.labels, classes))
         if views:
-            rows.append(row_metrics("ensemble+tta", ensemble_probabilities(augmented, cfg.weights), ds.labels, classes))
+            final = ensemble_probabilities(augmented, cfg.weights)
+            rows.append(row_metrics("ensemble+tta", final, ds.labels, classes))
 
     report = {
         "features": str(path),
@@ -180,9 +183,12 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             }
             for m in members
         ],
+        "final_row": rows[-1]["name"],
+        "predictions": str(Path(cfg.out_dir) / predictions.FILE_NAME),
         "rows": {r["name"]: {k: v for k, v in r.items() if k != "name"} for r in rows},
     }
     write_report(report, rows[-1], Path(cfg.out_dir))
+    predictions.write_predictions(Path(cfg.out_dir), predictions.feature_file_rows(path, final, classes), classes)
     if cfg.log_mlflow:
         report["mlflow_run_id"] = log_report(cfg, report, members, Path(cfg.out_dir))
     return report
@@ -262,18 +268,37 @@ def interval(row: dict[str, Any]) -> str:
     return f"{ci['low']:.3f}-{ci['high']:.3f}" if ci else ""
 
 
+def ensemble_name(cfg: EvalConfig, members: list[Member]) -> str | None:
+    """``--ensemble NAME``, else the ``ensemble`` tag the members' training runs share (the demo's checkpoints)."""
+    run_ids = [m.run_id for m in members if m.run_id]
+    if cfg.ensemble or len(run_ids) < len(members):
+        return cfg.ensemble
+    shared = tracking.run_tag(run_ids, "ensemble", cfg.tracking_uri)
+    return shared if shared not in (None, "", "None") else None  # training tags str(None) when it had none
+
+
 def log_report(cfg: EvalConfig, report: dict[str, Any], members: list[Member], out_dir: Path) -> str:
+    """One run named ``evaluate-<ensemble>`` (or ``evaluate-<model>-x<N>``): every row's metrics, the final
+    row's as ``accuracy``/``macro_f1`` (the ``evaluate`` view's columns), the report, predictions, confusion matrix."""
     tags = {f"member_{i + 1}_run_id": m.run_id or "" for i, m in enumerate(members)} | {"features": report["features"]}
-    if cfg.ensemble:
-        tags["ensemble"] = cfg.ensemble
-    with tracking.start_run(
-        cfg.experiment, run_name=f"evaluate-{cfg.ensemble or len(members)}", uri=cfg.tracking_uri, tags=tags
-    ) as run:
+    ensemble = ensemble_name(cfg, members)
+    if ensemble:
+        tags["ensemble"] = ensemble
+    tags["final_row"] = report["final_row"]
+    models = sorted({m.checkpoint["model"]["name"] for m in members})
+    name = f"evaluate-{ensemble}" if ensemble else f"evaluate-{'+'.join(models)}-x{len(members)}"
+    with tracking.start_run(cfg.experiment, run_name=name, uri=cfg.tracking_uri, tags=tags) as run:
         tracking.log_params(to_flat_dict(cfg) | {"members": json.dumps([m.source for m in members])})
-        for name, row in report["rows"].items():
-            key = name.replace("+", "_")
+        for row_name, row in report["rows"].items():
+            key = row_name.replace("+", "_")
             tracking.log_metrics({f"{key}_accuracy": row["accuracy"], f"{key}_macro_f1": row["macro_f1"]})
-        for artifact in ("report.json", "confusion_matrix.png", "confusion_matrix.txt"):
+        final = report["rows"][report["final_row"]]
+        ci = final.get("macro_f1_95") or {}
+        tracking.log_metrics(
+            {"accuracy": final["accuracy"], "macro_f1": final["macro_f1"]}
+            | {f"macro_f1_{k}": ci[k] for k in ("low", "high") if k in ci}
+        )
+        for artifact in ("report.json", predictions.FILE_NAME, "confusion_matrix.png", "confusion_matrix.txt"):
             tracking.log_artifact(out_dir / artifact)
         return run.info.run_id
 
@@ -282,13 +307,15 @@ def log_report(cfg: EvalConfig, report: dict[str, Any], members: list[Member], o
 
 
 def predict_videos(cfg: EvalConfig) -> list[dict[str, Any]]:
-    """Raw video -> class and probabilities, with the feature settings recorded in the members.
+    """Raw videos (files, or every video file under a folder, recursively) -> class and probabilities, with the
+    feature settings recorded in the members; ``OUT_DIR/predictions.csv`` holds one row per video.
 
     The videos go through extraction's own decode -> CNN -> scales path (``research.frames``), so a
     video's features here equal its row in a feature file made with the same settings. A video that
     cannot be decoded gets an ``error`` instead of a class; the others are still classified.
     """
     device = distributed.device_for(cfg.device)
+    videos = predictions.videos_to_predict(cfg.predict)  # before the members: a folder without videos says so
     members = load_members(cfg)
     record = members[0].features
     settings, kind = FeatureSettings.from_record(record), kind_of(record)
@@ -296,20 +323,25 @@ def predict_videos(cfg: EvalConfig) -> list[dict[str, Any]]:
     classes = [c for c, _ in sorted(record["category_mapping"].items(), key=lambda kv: kv[1])]
     views = get_views(cfg.tta_modes) if cfg.tta else get_views(["identity"])
     models = [build_model(m.checkpoint).eval().to(device) for m in members]
-    entries = [file_entry(Path(video)) for video in cfg.predict]
+    entries = [file_entry(video.path) for video in videos]
     results: list[dict[str, Any]] = [{} for _ in entries]
+    rows: list[dict[str, Any]] = [{} for _ in entries]
     for item, feats in entry_features(entries, settings, [kind], backbones, device):
-        video = str(cfg.predict[item["i"]])
+        i = item["i"]
+        video, path = videos[i].video_id, videos[i].path.as_posix()
         if feats is None:
-            results[item["i"]] = {"video": video, "error": item["error"]}
+            results[i] = {"video": path, "error": item["error"]}
+            rows[i] = predictions.prediction_row(video, path, None, classes, error=item["error"])
             continue
         x = feats[kind][None].to(device)
         n = torch.tensor([x.shape[1]], device=device)
         probs = [tta_probabilities(model, x, n, views).cpu().numpy()[0] for model in models]
         p = ensemble_probabilities(probs, cfg.weights)
-        results[item["i"]] = {
-            "video": video,
+        results[i] = {
+            "video": path,
             "class": classes[int(p.argmax())],
             "probabilities": dict(zip(classes, p.tolist(), strict=True)),
         }
+        rows[i] = predictions.prediction_row(video, path, p, classes)
+    predictions.write_predictions(Path(cfg.out_dir), rows, classes)
     return results

@@ -9,9 +9,10 @@ touch a store creates it under a file lock, so parallel workers (Optuna, torchru
     mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db
 
 Every experiment the project creates is tagged of MLflow 3's classic-ML kind, and
-``train``/``search`` carry a default runs-table view (``DEFAULT_VIEWS``). The MLflow
-3.17 UI itself opens on its GenAI pages until told otherwise: ``runs_view_url`` gives
-the link that opens an experiment on its runs list, with those columns. ``import mlflow``
+``train``/``search``/``evaluate`` carry a default runs-table view (``DEFAULT_VIEWS``). The
+MLflow 3.17 UI itself opens on its GenAI pages until told otherwise: ``runs_view_url`` gives
+the link that opens an experiment on its runs list, with those columns (``research.mlflow_links``:
+the command and every link a newcomer needs after an evaluation). ``import mlflow``
 appears in this module only: every other module logs through the helpers here.
 """
 
@@ -52,7 +53,8 @@ EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 # key must be on the runs tab's URL: a redirect from ``#/experiments/<id>`` drops it. Column keys are
 # ``<metrics|params|tags|attributes>.`<name>```; a column no run has is not shown.
 VIEW_KEY = "default"
-VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+VIEW_TAG = f"{VIEW_TAG_PREFIX}{VIEW_KEY}"
 _TRAINING_COLUMNS = [
     "metrics.`best_val_macro_f1`",
     "metrics.`test_macro_f1`",
@@ -75,6 +77,23 @@ DEFAULT_VIEWS: dict[str, dict[str, Any]] = {
             "metrics.`best_value`",
             "metrics.`improvement`",
             *_TRAINING_COLUMNS,
+        ]
+    },
+    # Every evaluation logs its final row (ensemble+TTA, or the last row there is) as accuracy/macro_f1.
+    "evaluate": {
+        "selectedColumns": [
+            "tags.`ensemble`",
+            "tags.`final_row`",
+            "metrics.`macro_f1`",
+            "metrics.`macro_f1_low`",
+            "metrics.`macro_f1_high`",
+            "metrics.`accuracy`",
+            "metrics.`ensemble_macro_f1`",
+            "metrics.`member_1_macro_f1`",
+            "metrics.`member_1_tta_macro_f1`",
+            "params.`tta`",
+            "params.`split`",
+            "tags.`features`",
         ]
     },
 }
@@ -146,11 +165,18 @@ def get_experiment_id(name: str, uri: str | None = None) -> str:
         return client.create_experiment(name, artifact_location=location, tags=_experiment_tags(name))
 
 
-def runs_view_url(experiment: str, uri: str | None = None, ui: str = "http://127.0.0.1:5000") -> str:
-    """The experiment's runs list in ``mlflow ui`` (not its GenAI pages), with its default columns if it has a view."""
+UI = "http://127.0.0.1:5000"  # where ``mlflow ui`` listens by default
+ML = "workflowType=machine_learning"
+
+
+def runs_view_url(experiment: str, uri: str | None = None, ui: str = UI, view: str | None = None) -> str:
+    """The experiment's runs list in ``mlflow ui`` (not its GenAI pages), with its default columns if it has a view.
+
+    ``view`` names another shared view of the experiment (``members_view``)."""
     experiment_id = get_experiment_id(experiment, uri)
-    url = f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
-    return f"{url}&viewStateShareKey={VIEW_KEY}" if experiment in DEFAULT_VIEWS else url
+    url = f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?{ML}"
+    view = view or (VIEW_KEY if experiment in DEFAULT_VIEWS else None)
+    return f"{url}&viewStateShareKey={view}" if view else url
 
 
 def git_commit() -> str:
@@ -234,6 +260,18 @@ def log_text(text: str, artifact_file: str) -> None:
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     """A file of the active run, under ``artifact_path``."""
     mlflow.log_artifact(str(path), artifact_path)
+
+
+def run_tag(run_ids: list[str], key: str, uri: str | None = None) -> str | None:
+    """The value of tag ``key`` the runs share (None if they differ, lack it, or a run is gone)."""
+    client = mlflow_client(uri)
+    values = set()
+    for run_id in run_ids:
+        try:
+            values.add(client.get_run(run_id).data.tags.get(key))
+        except MlflowException:
+            return None
+    return values.pop() if len(values) == 1 else None
 
 
 def set_tag(key: str, value: Any) -> None:

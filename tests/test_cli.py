@@ -49,7 +49,10 @@ def test_every_entry_point_answers_help(entry: str, monkeypatch: pytest.MonkeyPa
 STAGES = [(ExtractConfig, "extract"), (TrainConfig, "train"), (EvalConfig, "evaluate")]
 # Two valid non-default values for fields whose values are constrained.
 CHOICES: dict[str, tuple] = {
-    "backbone": ("resnet50", "mobilenet_v3_large"),
+    "backbone": ("resnet50", "mobilenet_v2+efficientnet_lite0"),
+    "image_size": (128, 192),
+    "mean": ([0.5, 0.5, 0.5], [0.4, 0.4, 0.4]),
+    "std": ([0.5, 0.5, 0.5], [0.25, 0.25, 0.25]),
     "sampling": ("center", "dense"),
     "sampling_per_subcategory": ({"slides": "center"}, {"slides": "dense"}),
     "outputs": (["single"], ["multi"]),
@@ -180,7 +183,7 @@ def test_predict_classifies_every_readable_video_and_reports_the_rest(
     broken.write_text("not a video")
     good = sorted((tiny_videos / "test").rglob("*.mp4"))[:2]
     args = ["--checkpoints", result["checkpoint"], "--predict", str(good[0]), str(broken), str(good[1])]
-    proc = run(["evaluate.py", *args])
+    proc = run(["evaluate.py", *args, "--out-dir", str(tmp_path / "out")])
     assert proc.returncode == 1, proc.stderr  # a failure shows in the exit code ...
     out = proc.stdout + proc.stderr
     assert "Traceback" not in out

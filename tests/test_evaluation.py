@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import csv
 import json
+import shutil
 from pathlib import Path
 
 import h5py
@@ -85,6 +87,17 @@ def test_metrics_equal_sklearn_on_the_same_predictions(
     assert saved["rows"]["member_1+tta"]["macro_f1"] == report["rows"]["member_1+tta"]["macro_f1"]
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
     assert "true \\ predicted" in (tmp_path / "confusion_matrix.txt").read_text()
+    # One row per video with the final row's (member_1+tta) probabilities, beside the report.
+    tta = member_probabilities(build_model(load_checkpoint(members[0])), ds, torch.device("cpu"), 8, get_views())
+    with open(tmp_path / "predictions.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    classes = report["classes"]
+    assert report["final_row"] == "member_1+tta" and report["predictions"] == str(tmp_path / "predictions.csv")
+    assert [r["video_id"] for r in rows] == ds.video_ids
+    assert [r["true_class"] for r in rows] == [classes[y] for y in ds.labels]
+    assert [r["predicted_class"] for r in rows] == [classes[i] for i in tta.argmax(1)]
+    np.testing.assert_allclose([[float(r[f"p_{c}"]) for c in classes] for r in rows], tta, atol=1e-6)
+    assert all(Path(r["path"]).is_file() for r in rows)  # the data root joined to the path under it
 
 
 def test_tta_changes_probabilities_but_an_ensemble_of_identical_members_equals_one(
@@ -109,6 +122,18 @@ def test_full_table_for_an_ensemble_from_mlflow(members: list[Path], tmp_path: P
     member_ids = {run.data.tags["member_1_run_id"], run.data.tags["member_2_run_id"]}
     assert member_ids == {load_checkpoint(p)["mlflow_run_id"] for p in members}
     assert "ensemble_tta_macro_f1" in run.data.metrics
+    # Named after the ensemble; the final row's numbers under fixed names (the evaluate view's columns).
+    assert run.info.run_name == "evaluate-t7" and run.data.tags["final_row"] == "ensemble+tta"
+    final = report["rows"]["ensemble+tta"]
+    assert run.data.metrics["macro_f1"] == pytest.approx(final["macro_f1"])
+    assert run.data.metrics["macro_f1_low"] == pytest.approx(final["macro_f1_95"]["low"])
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
+    assert {"report.json", "predictions.csv", "confusion_matrix.png", "confusion_matrix.txt"} <= artifacts
+    # Checkpoint files whose training runs share an ensemble tag (what make demo evaluates): the same name.
+    files = evaluate(EvalConfig(checkpoints=[str(p) for p in members], out_dir=str(tmp_path / "files"), tta=False))
+    named = mlflow.get_run(files["mlflow_run_id"])
+    assert named.info.run_name == "evaluate-t7" and named.data.tags["ensemble"] == "t7"
+    assert named.data.tags["final_row"] == "ensemble"
     by_id = evaluate(
         EvalConfig(checkpoints=sorted(member_ids), out_dir=str(tmp_path / "ids"), log_mlflow=False, tta=False)
     )
@@ -133,7 +158,7 @@ def test_mismatches_are_refused(members: list[Path], tiny_features: Path, tmp_pa
 
 
 def test_predict_a_raw_video_with_the_checkpoints_own_settings(
-    members: list[Path], tiny_features: Path, tiny_videos: Path
+    members: list[Path], tiny_features: Path, tiny_videos: Path, tmp_path: Path
 ) -> None:
     ckpt = load_checkpoint(members[0])
     ds = FeatureDataset(tiny_features / "test_features_multiscale.h5")
@@ -143,10 +168,37 @@ def test_predict_a_raw_video_with_the_checkpoints_own_settings(
     # Decoding the raw file with the checkpoint's own extraction settings gives exactly the probabilities
     # its feature row gives (right or wrong: 3 training videos per class do not make a classifier).
     i = int(np.argmax(probs.max(1)))  # the most confident video: its class is not a near-tie
-    (result,) = predict_videos(EvalConfig(checkpoints=[str(members[0])], predict=[str(tiny_videos / paths[i])]))
+    cfg = EvalConfig(checkpoints=[str(members[0])], predict=[str(tiny_videos / paths[i])], out_dir=str(tmp_path))
+    (result,) = predict_videos(cfg)
     classes = sorted(ckpt["category_mapping"], key=ckpt["category_mapping"].get)
     assert result["class"] == classes[int(probs[i].argmax())]
     assert list(result["probabilities"].values()) == pytest.approx(probs[i].tolist(), abs=1e-5)
+
+
+def test_predict_a_folder_recursively_lists_failures_and_writes_predictions(
+    members: list[Path], tiny_videos: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "mine"
+    good = sorted((tiny_videos / "test").rglob("*.mp4"))[:2]
+    for i, video in enumerate(good):
+        (folder / f"day{i}").mkdir(parents=True)
+        shutil.copyfile(video, folder / f"day{i}" / video.name)
+    (folder / "broken.mp4").write_text("not a video")
+    (folder / "notes.txt").write_text("not a video either, and not one by its name: left out")
+    out = tmp_path / "out"
+    cfg = EvalConfig(checkpoints=[str(m) for m in members], predict=[str(folder)], out_dir=str(out), tta=False)
+    results = predict_videos(cfg)
+    assert [Path(r["video"]).name for r in results] == ["broken.mp4", good[0].name, good[1].name]
+    assert "error" in results[0] and all("class" in r for r in results[1:])
+    with open(out / "predictions.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["video_id"] for r in rows] == [
+        f"{folder.as_posix()}/broken",
+        *[f"{folder.as_posix()}/day{i}/{v.stem}" for i, v in enumerate(good)],
+    ]
+    assert rows[0]["error"] and not rows[0]["predicted_class"]
+    assert [r["predicted_class"] for r in rows[1:]] == [r["class"] for r in results[1:]]
+    assert all(r["true_class"] == "" and r["correct"] == "" for r in rows)  # a folder name is not a label
 
 
 def test_cli_mismatch_is_one_clear_line(members: list[Path], tmp_path: Path) -> None:

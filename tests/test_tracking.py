@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import ast
 import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
 
-from research import tracking
+from research import mlflow_links, tracking
 from research.errors import UserError
+from research.evaluation import plot_confusion
 
 from .conftest import ROOT
 
@@ -31,11 +40,14 @@ def test_experiments_open_on_the_runs_list_with_a_default_view(store: str) -> No
     runs = f"http://h:5000/#/experiments/{search.experiment_id}/runs"
     url = tracking.runs_view_url("search", store, ui="http://h:5000/")
     assert url == f"{runs}?workflowType=machine_learning&viewStateShareKey=default"
-    # An experiment without a fixed set of metrics gets the kind, and no view that would show empty columns.
+    # Evaluations log their final row under fixed names: the evaluate experiment's view shows them.
     evaluate = client.get_experiment(tracking.get_experiment_id("evaluate", store))
     assert evaluate.tags["mlflow.experimentKind"] == "custom_model_development"
-    assert not any(k.startswith("mlflow.sharedViewState") for k in evaluate.tags)
-    assert "viewStateShareKey" not in tracking.runs_view_url("evaluate", store)
+    assert "metrics.`macro_f1`" in json.loads(evaluate.tags["mlflow.sharedViewState.default"])["selectedColumns"]
+    assert tracking.runs_view_url("evaluate", store).endswith("viewStateShareKey=default")
+    # An experiment without a fixed set of metrics gets the kind, and no view that would show empty columns.
+    assert "viewStateShareKey" not in tracking.runs_view_url("t-no-view", store)
+    assert not any(k.startswith("mlflow.sharedViewState") for k in client.get_experiment_by_name("t-no-view").tags)
     # A store made before these tags (or by hand): the next use adds them.
     old = tracking.get_experiment_id("train", store)
     for key in ("mlflow.experimentKind", "mlflow.sharedViewState.default"):
@@ -121,3 +133,142 @@ def test_a_sqlite_store_waits_for_the_write_lock(tracking_uri: str) -> None:
     assert connected == f"{tracking_uri}?timeout=60"
     with create_sqlalchemy_engine(connected).connect() as conn:
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 60000
+
+
+# ------------------------------------------------------------ the links a newcomer opens
+
+
+def demo_like_store(uri: str, tmp_path: Path) -> tuple[list[str], str]:
+    """Four members tagged ensemble=demo (with the train view's metrics and params), one run of another
+    ensemble, and an evaluation run with its confusion matrix: what make demo leaves, in miniature."""
+    members = []
+    for seed in (1, 2, 3, 4):
+        tags = {"ensemble": "demo", "seed": seed}
+        with tracking.start_run("train", run_name=f"linear-seed{seed}", uri=uri, tags=tags) as run:
+            tracking.log_params({"model": "linear", "lr": 1e-3, "seed": seed, "model.dropout": 0.1})
+            tracking.log_metrics({"best_val_macro_f1": 0.8 + seed / 100, "test_macro_f1": 0.7, "test_accuracy": 0.75})
+            members.append(run.info.run_id)
+    with tracking.start_run("train", run_name="someone-else", uri=uri, tags={"ensemble": "other"}):
+        tracking.log_metrics({"best_val_macro_f1": 0.1})
+
+    plot_confusion(
+        [[5, 1], [0, 6]], ["animation", "gaming"], "ensemble+tta (12 videos)", tmp_path / "confusion_matrix.png"
+    )
+    with tracking.start_run("evaluate", run_name="evaluate-demo", uri=uri, tags={"ensemble": "demo"}) as run:
+        tracking.log_metrics({"accuracy": 0.9, "macro_f1": 0.88, "ensemble_tta_macro_f1": 0.88})
+        tracking.log_artifact(tmp_path / "confusion_matrix.png")
+        evaluation = run.info.run_id
+    return members, evaluation
+
+
+def test_ui_links_open_on_the_members_and_the_evaluation(tracking_uri: str, tmp_path: Path) -> None:
+    members, evaluation = demo_like_store(tracking_uri, tmp_path)
+    links = mlflow_links.ui_links("demo", members, evaluation, tracking_uri, ui="http://h:5000")
+    client = tracking.mlflow_client(tracking_uri)
+    train = client.get_experiment_by_name("train")
+    # (a) the train runs list, model-training side, on a shared view that holds the filter and the columns:
+    # a searchFilter (or any search facet) in the address would make the UI drop the view and its columns.
+    assert links["members"] == (
+        f"http://h:5000/#/experiments/{train.experiment_id}/runs?workflowType=machine_learning"
+        "&viewStateShareKey=ensemble-demo"
+    )
+    query = urllib.parse.parse_qs(links["members"].split("?", 1)[1])
+    assert set(query) == {"workflowType", "viewStateShareKey"}
+    view = json.loads(train.tags["mlflow.sharedViewState.ensemble-demo"])
+    found = client.search_runs([train.experiment_id], view["searchFilter"])
+    assert sorted(r.info.run_id for r in found) == sorted(members)  # exactly the members, the other run left out
+    for column in ("metrics.`best_val_macro_f1`", "metrics.`test_macro_f1`", "params.`model`", "params.`lr`"):
+        assert column in view["selectedColumns"]
+        kind, name = column.split(".", 1)
+        assert all(name.strip("`") in getattr(r.data, kind) for r in found)  # a column every member fills
+    # MLflow's compare page of the same runs (the UI's getCompareRunPageRoute form, URL-encoded).
+    compare = urllib.parse.parse_qs(links["compare"].split("?", 1)[1])
+    assert json.loads(compare["runs"][0]) == members and json.loads(compare["experiments"][0]) == [train.experiment_id]
+    # (b) the evaluation run: its page, and its Artifacts tab opened on the confusion matrix.
+    evaluate_id = client.get_run(evaluation).info.experiment_id
+    page = f"http://h:5000/#/experiments/{evaluate_id}/runs/{evaluation}"
+    assert links["evaluation"] == f"{page}?workflowType=machine_learning"
+    assert links["confusion_matrix"] == f"{page}/artifacts/confusion_matrix.png?workflowType=machine_learning"
+    assert "confusion_matrix.png" in {a.path for a in client.list_artifacts(evaluation)}
+    assert links["evaluations"].endswith(
+        f"/experiments/{evaluate_id}/runs?workflowType=machine_learning&viewStateShareKey=default"
+    )
+    # No member runs (checkpoints trained without MLflow): the view falls back to the ensemble tag.
+    assert "compare" not in mlflow_links.ui_links("demo", [], None, tracking_uri)
+    view = json.loads(client.get_experiment(train.experiment_id).tags["mlflow.sharedViewState.ensemble-demo"])
+    assert view["searchFilter"] == "tags.ensemble = 'demo'"
+
+
+def test_ui_command_is_the_venvs_mlflow_on_the_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / ".venv" / "bin" / "python"))
+    db = tmp_path / "mlruns" / "mlflow.db"
+    assert (
+        mlflow_links.ui_command(f"sqlite:///{db}")
+        == ".venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db"
+    )
+    elsewhere = tmp_path.parent / "x.db"
+    monkeypatch.setattr(sys, "executable", "/opt/py/bin/python")
+    assert (
+        mlflow_links.ui_command(f"sqlite:///{elsewhere}")
+        == f"/opt/py/bin/mlflow ui --backend-store-uri sqlite:///{elsewhere}"
+    )
+    assert "tracking server itself" in mlflow_links.ui_command("http://mlflow.example:5000")
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _dom(url: str) -> str:
+    """The page as headless Chromium renders it (the UI is a single-page app: the DOM after its requests)."""
+    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1700,1000"]
+    args += ["--virtual-time-budget=20000", "--dump-dom", url]
+    return subprocess.run(args, capture_output=True, text=True, timeout=120).stdout
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs headless Chromium (apt-get install chromium)")
+def test_the_links_in_a_real_browser(tracking_uri: str, tmp_path: Path) -> None:
+    """mlflow ui on the store, the links opened in headless Chromium: the members with their metric and param
+    columns (and no other run), the confusion matrix shown on the evaluation run's page."""
+    members, evaluation = demo_like_store(tracking_uri, tmp_path)
+    port = _free_port()
+    ui = f"http://127.0.0.1:{port}"
+    links = mlflow_links.ui_links("demo", members, evaluation, tracking_uri, ui=ui)
+    mlflow_exe = Path(sys.executable).parent / "mlflow"
+    server = subprocess.Popen(
+        [str(mlflow_exe), "ui", "--backend-store-uri", tracking_uri, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its workers in a group of their own, ended together below
+    )
+    try:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if opener.open(f"{ui}/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and server.poll() is None, "mlflow ui did not start"
+            time.sleep(1)
+        page = _dom(links["members"])
+        assert "shared view" in page
+        assert all(f"linear-seed{seed}" in page for seed in (1, 2, 3, 4)) and "someone-else" not in page
+        assert "best_val_macro_f1" in page and "test_macro_f1" in page
+        page = _dom(links["confusion_matrix"])
+        assert 'alt="confusion_matrix.png"' in page and "evaluate-demo" in page
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_format_links_puts_the_command_first() -> None:
+    text = mlflow_links.format_links({"command": ".venv/bin/mlflow ui", "members": "http://h/#/a"})
+    assert text.splitlines() == ["  start the UI  .venv/bin/mlflow ui", "  the members   http://h/#/a"]
