@@ -22,9 +22,9 @@ $(STAMP): setup.cfg pyproject.toml
 weights: $(STAMP)
 	$(PY) -m research.commands.backbones provision
 
-# The generator draws data/demo (or re-uses it when its generator.json matches), then the pipeline runs on it.
+# The real clips of benchmarks/real/: extracted once, split by source, four members trained and evaluated.
+# The drawn set: $(PY) -m videogen --demo --out data/demo && $(PY) -m research.demo --config experiments/synthetic.yaml
 demo: setup
-	$(PY) -m videogen --demo --out data/demo
 	$(PY) -m research.demo
 
 test: setup
@@ -45,7 +45,7 @@ results-real: setup
 	$(PY) -m research.results write
 
 clean:
-	rm -rf data/demo features/demo runs/demo outputs/demo
+	rm -rf features/demo runs/demo outputs/demo data/demo features/synthetic runs/synthetic outputs/synthetic
 
 contact-sheet: setup
 	$(PY) -m videogen --out data/demo --contact-sheet docs/contact_sheet.png

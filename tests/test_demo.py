@@ -1,9 +1,12 @@
-"""The main job end to end: demo idempotency, the ablation, the MLflow UI, the results page."""
+"""The main job end to end: the demo on real clips split by source (and on the drawn set), its idempotency,
+the ablation, the MLflow UI, the results page."""
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
+import shutil
 import socket
 import subprocess
 import sys
@@ -11,70 +14,159 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from .conftest import ROOT
 from .test_training import tiny_train_config
 
+REAL = ROOT / "benchmarks" / "real"
 
-def tiny_demo_config(tmp_path: Path, tracking_uri: str) -> Path:
+
+def tiny_real_collection(root: Path, sources_per_class: int = 3) -> Path:
+    """A few clips of benchmarks/real laid out as it is: ``root/videos/all/{class}/{source}/``, with
+    ``root/manifest.csv`` holding their rows. The first sources of each class, 1-2 clips each (the
+    first source of animation is big_buck_bunny, whose first clip the README's --predict names)."""
+    with (REAL / "manifest.csv").open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames, list(reader)
+    by_source: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        by_source.setdefault((row["class"], row["source"]), []).append(row)
+    chosen = []
+    for cls in sorted({c for c, _ in by_source}):
+        for k, source in enumerate(sorted(s for c, s in by_source if c == cls)[:sources_per_class]):
+            chosen += sorted(by_source[cls, source], key=lambda r: r["path"])[: 1 + k % 2]
+    for row in chosen:
+        (root / row["path"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REAL / row["path"], root / row["path"])
+    with (root / "manifest.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(chosen)
+    return root / "videos"
+
+
+def tiny_demo_config(tmp_path: Path, tracking_uri: str, data_dir: Path, base: str = "demo.yaml") -> Path:
     config = tmp_path / "tiny_demo.yaml"
-    config.write_text(f"""# a test-sized delta over the demo
-base: {ROOT / "experiments" / "demo.yaml"}
+    features = tmp_path / "features"
+    train_features = features / "by_source" if base == "demo.yaml" else features
+    config.write_text(f"""# a test-sized delta over {base}
+base: {ROOT / "experiments" / base}
 extract:
-  data_dir: {tmp_path / "data"}
-  out_dir: {tmp_path / "features"}
-  frames: 8
-  image_size: 96
+  data_dir: {data_dir}
+  out_dir: {features}
+  frames: 4
+  image_size: 64
   tracking_uri: {tracking_uri}
 train:
-  features_dir: {tmp_path / "features"}
+  features_dir: {train_features}
   out_dir: {tmp_path / "runs"}
-  epochs: 3
+  epochs: 2
   tracking_uri: {tracking_uri}
 evaluate:
   out_dir: {tmp_path / "outputs"}
   tracking_uri: {tracking_uri}
+cv:
+  folds: 3                      # 12 sources: each fold about one source per class
 """)
     return config
 
 
-def test_demo_runs_end_to_end_then_reuses_finished_work(
+def source_of(video_id: str) -> str:
+    """The source folder of a clip's id (``.../{class}/{source}/{source}_NN``), read without the manifest."""
+    return Path(video_id).parts[-2]
+
+
+def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     tmp_path: Path, tracking_uri: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """make demo's path on a tiny real collection: extract `all` once, split the kept clips by source,
+    train, evaluate on the test sources; a second run recomputes nothing."""
+    from research.data.dataset import FeatureDataset, split_path
     from research.demo import run_demo
-    from videogen.demo import ensure_dataset
-    from videogen.writing import read_manifest
 
     caplog.set_level(logging.INFO)
-    config = tiny_demo_config(tmp_path, tracking_uri)
-    ensure_dataset(tmp_path / "data", videos_per_class=5)  # make demo's first command: python -m videogen --demo
+    data = tiny_real_collection(tmp_path / "real")
+    (data / "all" / "gaming" / "broken.mp4").write_bytes(b"not a video")  # skipped by extraction, listed
+    copied = len(list(data.rglob("*_??.mp4")))
+    config = tiny_demo_config(tmp_path, tracking_uri, data)
     report = run_demo(config, seeds=[1, 2])
     assert list(report["rows"]) == ["member_1", "member_1+tta", "member_2", "member_2+tta", "ensemble", "ensemble+tta"]
-    assert len(read_manifest(tmp_path / "data")) == 20
-    stamps = {
-        p: p.stat().st_mtime_ns for p in [*(tmp_path / "features").glob("*.h5"), *(tmp_path / "runs").glob("*.pt")]
-    }
-    assert len(stamps) == 6 + 2
+    split_dir = tmp_path / "features" / "by_source"
+    record = json.loads((split_dir / "split.json").read_text())
+    assert record["kept"] == copied and [s["path"] for s in record["skipped"]] == ["all/gaming/broken.mp4"]
+    assert record["settings"] == {"group_by": "source", "folds": 3, "test_fold": 0, "val_fraction": 0.2, "seed": 0}
+    assert f"extraction kept {copied} clips and skipped 1: the split uses the {copied} kept" in caplog.text
+    # the files themselves: every kept clip in exactly one split, no source on two sides, both kinds alike
+    ids = {}
+    for name in ("train", "val", "test"):
+        single, multi = (FeatureDataset(split_path(split_dir, name, m)) for m in (False, True))
+        assert single.video_ids == multi.video_ids == record["splits"][name]["videos"]
+        ids[name] = single.video_ids
+    every = FeatureDataset(tmp_path / "features" / "all_features.h5").video_ids
+    assert sorted(v for part in ids.values() for v in part) == sorted(every)
+    train, val, test = ({source_of(v) for v in ids[n]} for n in ("train", "val", "test"))
+    assert test and train and val and not test & (train | val) and not train & val
+    assert sorted(test) == record["splits"]["test"]["sources"]
+    assert report["num_videos"] == len(ids["test"])
+    assert report["features"] == str(split_dir / "test_features_multiscale.h5")
+
+    stamps = {p: p.stat().st_mtime_ns for p in [*(tmp_path / "features").rglob("*.h5"), *split_dir.glob("*.json")]}
+    stamps |= {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*.pt")}
+    assert len(stamps) == 2 + 6 + 1 + 2
     caplog.clear()
     start = time.perf_counter()
-    ensure_dataset(tmp_path / "data", videos_per_class=5)
     again = run_demo(config, seeds=[1, 2])
     assert time.perf_counter() - start < 30
     assert again["rows"] == report["rows"]
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing recomputed
     text = caplog.text
-    assert "dataset: re-using" in text and "member 2: re-using" in text
-    assert "already extracted from these inputs, re-using" in text
+    assert "already extracted from these inputs, re-using" in text and "member 2: re-using" in text
+    assert "split: re-using" in text and f"the split uses the {copied} kept" in text
 
-    # `python -m research.results transfer`: the members on another collection (here the test split stands in
-    # for the real clips), extracted at the demo's settings, with a bootstrap interval on every row.
+
+def test_the_real_collection_splits_into_disjoint_sources_with_enough_test_clips() -> None:
+    """The demo's split of all 352 clips (what make demo computes, here from the manifest: the same labels,
+    groups and order as the extracted file when nothing is skipped)."""
+    from research.config import load_config
+    from research.crossval import CVConfig
+    from research.demo import source_split
+
+    cv = load_config(CVConfig, "cv", ROOT / "experiments" / "demo.yaml")
+    with (REAL / "manifest.csv").open(newline="") as fh:
+        rows = sorted(csv.DictReader(fh), key=lambda r: r["path"])
+    classes = sorted({r["class"] for r in rows})
+    labels = [classes.index(r["class"]) for r in rows]
+    groups = [r["source"] for r in rows]
+    parts = source_split(labels, groups, cv.folds, cv.val_fraction, cv.fold_seed)
+    assert sum(len(p) for p in parts.values()) == len(rows) == 352
+    assert len(parts["test"]) >= 60 and len(parts["val"]) >= 40
+    sources = {name: {groups[i] for i in p} for name, p in parts.items()}
+    assert not sources["test"] & (sources["train"] | sources["val"]) and not sources["train"] & sources["val"]
+    for p in parts.values():  # stratified: every class on every side
+        assert {labels[i] for i in p} == set(range(len(classes)))
+    again = source_split(labels, groups, cv.folds, cv.val_fraction, cv.fold_seed)
+    assert all(np.array_equal(parts[n], again[n]) for n in parts)  # deterministic
+
+
+def test_synthetic_demo_runs_on_its_split_folders_and_transfers(
+    tiny_videos: Path, tmp_path: Path, tracking_uri: str
+) -> None:
+    """experiments/synthetic.yaml: the drawn set's train/val/test folders are the split (no split.json);
+    then `python -m research.results transfer`'s demo_transfer on another collection (the test split)."""
+    from research.demo import run_demo
     from research.results import demo_transfer
+
+    config = tiny_demo_config(tmp_path, tracking_uri, tiny_videos, base="synthetic.yaml")
+    report = run_demo(config, seeds=[1, 2])
+    assert report["num_videos"] == 4 and not list((tmp_path / "features").rglob("split.json"))
+    assert report["features"] == str(tmp_path / "features" / "test_features_multiscale.h5")
 
     real = tmp_path / "tiny_real.yaml"
     real.write_text(f"base: {config}\nextract:\n  out_dir: {tmp_path / 'real'}\ncv:\n  split: test\n")
     transfer = demo_transfer(tmp_path / "transfer", real, config)
-    assert transfer is not None and transfer["num_videos"] == 8
+    assert transfer is not None and transfer["num_videos"] == 4
     assert (tmp_path / "real" / "demo_settings" / "test_features_multiscale.h5").is_file()
     assert (
         transfer["rows"]["ensemble"]["macro_f1"] == report["rows"]["ensemble"]["macro_f1"]

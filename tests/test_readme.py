@@ -1,14 +1,14 @@
 """Every command the README shows runs here on tiny data, or says why it cannot (and which test covers it).
 
 Each command is run as written (in this interpreter, as ``python`` would run it), from a sandbox
-folder laid out like the project (scripts, experiments/, data/demo, features/demo, runs/demo),
-with size overrides appended (``key=value``: fewer frames, fewer epochs) so that it takes seconds.
+folder laid out like the project (scripts, experiments/, a tiny copy of benchmarks/real, features/demo
+with make demo's source split in features/demo/by_source, runs/demo), with size overrides appended
+(``key=value``: fewer frames, fewer epochs) so that it takes seconds.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -24,20 +24,22 @@ FAST_TRAIN = (  # the demo.yaml model_args at hidden 32 and 2 heads (for the dem
 )
 RUN: dict[str, str] = {
     "python extract.py --config experiments/demo.yaml": "frames=4 image_size=64",
-    "python -m research.commands.features inspect features/demo/test_features_multiscale.h5": "",
-    "python -m research.commands.features merge features/demo/trainval_features.h5 features/demo/train_features.h5 "
-    "features/demo/val_features.h5": "",
+    "python -m research.commands.features inspect features/demo/all_features_multiscale.h5": "",
+    "python -m research.commands.features merge features/demo/by_source/trainval_features.h5 "
+    "features/demo/by_source/train_features.h5 features/demo/by_source/val_features.h5": "",
     "python train.py --config experiments/demo.yaml --seed 1": FAST_TRAIN,
     "python train.py --config experiments/demo.yaml --seed 2": FAST_TRAIN,
     "python train.py --config experiments/demo.yaml --model transformer --single-scale lr=5e-4 "
     "--out-dir runs/transformer": FAST_TRAIN,
     "python evaluate.py --checkpoints runs/demo/best_ensemble_model_1.pt runs/demo/best_ensemble_model_2.pt": "",
     "python evaluate.py --checkpoints runs/demo/best_ensemble_model_1.pt "
-    "--predict data/demo/test/flat_content/desktop/desktop_0007.mp4": "",
+    "--predict benchmarks/real/videos/all/animation/big_buck_bunny/big_buck_bunny_00.mp4": "",
     "python train.py --search --config experiments/demo.yaml --study demo --trials 2": "epochs=1",
     "python -m videogen --out data/more --videos-per-class 3 --seed 1": "--min-seconds 1 --max-seconds 1",
     "python -m videogen --out data/hard --videos-per-class 3 --difficulty 0.7 1.0": "--min-seconds 1 --max-seconds 1",
     "python -m research.commands.backbones list": "",
+    "python extract.py --config experiments/demo.yaml --backbone mobilenet_v2+efficientnet_lite2 "
+    "--out-dir features/fused": "frames=2 image_size=64",
 }
 NOT_RUN: dict[str, str] = {
     "python -m research.cv --config experiments/real.yaml --folds 5 --group-by source": (
@@ -53,11 +55,30 @@ NOT_RUN: dict[str, str] = {
         "25 minutes: tests/test_cv.py::test_recipe_study_scores_training_folds_only runs a study the same way"
     ),
     "make results-real": "an hour on 2 cores: tests/test_demo.py covers research.results write, test_cv the CV",
-    "make demo": "minutes of work: tests/test_demo.py draws a tiny demo set and runs research.demo's run_demo on it",
+    "make demo": (
+        "minutes of work: tests/test_demo.py runs research.demo's run_demo on a tiny copy of benchmarks/real "
+        "(extract, split by source, train, evaluate, then re-use)"
+    ),
+    "python -m research.demo --config experiments/synthetic.yaml": (
+        "minutes on the 416 drawn videos: tests/test_demo.py::test_synthetic_demo_runs_on_its_split_folders_and_"
+        "transfers runs run_demo with that config on tiny drawn videos"
+    ),
+    "python -m videogen --demo --out data/demo": (
+        "draws 416 videos (4 min): tests/test_synthetic.py::test_the_command_reuses_a_matching_dataset_and_"
+        "refuses_another runs the command's re-use and refusal on 12 videos"
+    ),
     "python -m research.results transfer": (
-        "extracts the 81 real clips: tests/test_demo.py runs its demo_transfer on the tiny set's test split"
+        "extracts the 352 real clips: tests/test_demo.py runs its demo_transfer on a tiny drawn set's test split"
     ),
     "make test": "the test suite itself",
+    "python -m research.cv --config experiments/real.yaml --probe": (
+        "minutes on the real clips: tests/test_cv.py::test_probe_cross_validation_scores_every_video_once_with_the_"
+        "same_folds runs probe_cross_validate on tiny data"
+    ),
+    "python -m research.results backbones": (
+        "about an hour on 2 cores: tests/test_lite_backbones.py (fused files, selected parts) and tests/test_probe.py "
+        "(the probe, the halves) test its parts"
+    ),
     "make ablation": "trains 6 members: tests/test_demo.py::test_ablation_table_and_nested_mlflow_runs",
     "make results": "trains every model 3 times: tests/test_demo.py covers research.results write",
     "python extract.py --data-dir ROOT --out-dir FEATURES --backbone efficientnet_v2_s --frames 64 --image-size 256": (
@@ -115,28 +136,35 @@ def test_every_readme_command_is_run_or_explained() -> None:
 
 
 @pytest.fixture(scope="module")
-def sandbox(tiny_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The project's layout around tiny data: scripts, experiments/, data/demo, features/demo."""
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's layout around tiny data: scripts, experiments/, benchmarks/real (a few real clips
+    and their manifest), features/demo extracted and split by source as make demo leaves them."""
     import dataclasses
 
-    from research.config import ExtractConfig, load_config
+    from research.config import ExtractConfig, TrainConfig, load_config
+    from research.crossval import CVConfig
+    from research.demo import split_by_source
     from research.extraction import extract
-    from videogen.demo import DIFFICULTY, FRACTIONS, SECONDS, VIDEOS_PER_CLASS
-    from videogen.writing import make_video, plan_jobs
+
+    from .test_demo import tiny_real_collection
 
     root = tmp_path_factory.mktemp("readme")
     for name in ("train.py", "extract.py", "evaluate.py", "experiments"):
         (root / name).symlink_to(ROOT / name)
-    shutil.copytree(tiny_videos, root / "data" / "demo")
-    # the README's --predict example names a test video the full demo draws; draw that one too, for real (shorter)
-    predicted = next(k.split("--predict ")[1] for k in RUN if "--predict" in k).removeprefix("data/demo/")
-    planned = {job.relpath: job for job in plan_jobs(VIDEOS_PER_CLASS, 0, FRACTIONS, *SECONDS, DIFFICULTY)}
-    assert predicted in planned, f"make demo draws no {predicted}"
-    job = dataclasses.replace(planned[predicted], min_seconds=1.0, max_seconds=2.0)
-    make_video(job, root / "data" / "demo")
-    overrides = {"data_dir": str(root / "data" / "demo"), "out_dir": str(root / "features" / "demo")}
-    demo = load_config(ExtractConfig, "extract", ROOT / "experiments" / "demo.yaml", overrides)
-    extract(demo_sized(demo))  # what the README's extract command gives (that test then re-uses it)
+    tiny_real_collection(root / "benchmarks" / "real")
+    # the README's --predict example names one of the real clips: the tiny copy holds it
+    predicted = next(k.split("--predict ")[1] for k in RUN if "--predict" in k)
+    assert (root / predicted).is_file() and (ROOT / predicted).is_file(), f"no {predicted}"
+    config = ROOT / "experiments" / "demo.yaml"
+    extract_cfg = load_config(ExtractConfig, "extract", config)
+    train_cfg = load_config(TrainConfig, "train", config)
+    extract_cfg = dataclasses.replace(  # the README's commands, run from the sandbox, read these folders
+        demo_sized(extract_cfg), data_dir=str(root / extract_cfg.data_dir), out_dir=str(root / extract_cfg.out_dir)
+    )
+    extract(extract_cfg)  # what the README's extract command gives (that test then re-uses it)
+    train_cfg = dataclasses.replace(train_cfg, features_dir=str(root / train_cfg.features_dir))
+    cv = dataclasses.replace(load_config(CVConfig, "cv", config), folds=3)  # 12 sources: 3 folds, not 5
+    split_by_source(extract_cfg, train_cfg, cv)  # make demo's step 2
     return root
 
 
