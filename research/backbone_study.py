@@ -243,6 +243,16 @@ def markdown(report: dict[str, Any]) -> list[str]:
             f"| [{rci['low']:.2f}, {rci['high']:.2f}] | {_pm(r['recipe_transfer']['macro_f1'])} "
             f"| {r['cnn_frames_per_s']:.1f} |"
         )
+    rows = report["rows"].values()
+    spread = [r["probe"]["macro_f1"]["std"] for r in rows] + [r["probe_transfer"]["macro_f1"]["std"] for r in rows]
+    width = [r["probe"]["bootstrap_95"]["high"] - r["probe"]["bootstrap_95"]["low"] for r in rows]
+    best = max(report["rows"], key=lambda n: report["rows"][n]["probe"]["macro_f1"]["mean"])
+    lines += [
+        "",
+        f"Noise: the std over fold draws and halves is {min(spread):.2f}-{max(spread):.2f}, and a bootstrap interval "
+        f"is {min(width):.2f}-{max(width):.2f} wide; a difference smaller than these is noise. Best probe under "
+        f"grouped CV: {best}.",
+    ]
     return lines
 
 

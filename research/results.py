@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import shutil
@@ -188,7 +189,7 @@ def render(outputs: Path = ROOT / "outputs") -> str:
         lines += [
             "## Demo: four members, TTA, ensemble",
             "",
-            f"`make demo` (`{report['features']}`): {report['num_videos']} videos, "
+            f"`make demo` (`{report['features']}`: the clips of the test sources): {report['num_videos']} videos, "
             f"TTA views {', '.join(report['tta_modes'])}.",
             "",
             "| row | accuracy | macro-F1 | macro-F1 95 % | " + " | ".join(f"F1 {c}" for c in report["classes"]) + " |",
@@ -200,7 +201,7 @@ def render(outputs: Path = ROOT / "outputs") -> str:
                 + " | ".join(f"{row['f1'][c]:.3f}" for c in report["classes"])
                 + " |"
             )
-        lines.append("")
+        lines += ["", *worst_sources(outputs / "demo" / "predictions.csv"), ""]
     ablation = outputs / "ablation" / "ablation.json"
     if ablation.is_file():
         s = json.loads(ablation.read_text())["summary"]
@@ -208,7 +209,8 @@ def render(outputs: Path = ROOT / "outputs") -> str:
         lines += [
             "## Ablation: multi-scale vs single-scale features",
             "",
-            f"`make ablation`: same model and seeds {s['seeds']}, test split, mean ± std over seeds.",
+            f"`make ablation` (run on the drawn demo set, before `make demo` moved to real footage): same model and "
+            f"seeds {s['seeds']}, test split, mean ± std over seeds.",
             "",
             "| arm | accuracy | macro-F1 | accuracy +TTA | macro-F1 +TTA |",
             "|---|---|---|---|---|",
@@ -233,7 +235,8 @@ def render(outputs: Path = ROOT / "outputs") -> str:
         lines += [
             "## Model comparison on the same features",
             "",
-            f"`python -m research.results models`: demo config, multi-scale features, seeds {m['seeds']}, mean ± std.",
+            f"`python -m research.results models` (run on the drawn demo set, mobilenet_v2): multi-scale features, "
+            f"seeds {m['seeds']}, mean ± std.",
             "",
             "| model | parameters | accuracy | macro-F1 | macro-F1 +TTA | train+eval s |",
             "|---|---|---|---|---|---|",
@@ -260,6 +263,20 @@ def render(outputs: Path = ROOT / "outputs") -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def worst_sources(predictions: Path, shown: int = 6) -> list[str]:
+    """The test sources the final row gets most wrong (``predictions.csv``: video ids ``all/class/source/clip``)."""
+    if not predictions.is_file():
+        return []
+    with predictions.open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["correct"] in ("0", "1") and r["video_id"].count("/") >= 3]
+    by_source: dict[str, list[int]] = {}
+    for r in rows:
+        by_source.setdefault(r["video_id"].split("/")[2], []).append(int(r["correct"]))
+    worst = sorted(by_source.items(), key=lambda kv: (np.mean(kv[1]), -len(kv[1])))[:shown]
+    cells = [f"{s} ({sum(c)}/{len(c)})" for s, c in worst]
+    return [f"Worst test sources (clips right / clips, `outputs/demo/predictions.csv`): {', '.join(cells)}."]
 
 
 def difficulty_section(m: dict[str, Any]) -> list[str]:
