@@ -36,9 +36,11 @@ import torch
 from research import tracking
 from research.backbone_specs import backbone_parts, get_spec
 from research.backbones import create_backbone
-from research.config import ExtractConfig, TrainConfig
+from research.cli import banner, console
+from research.config import ExtractConfig, TrainConfig, load_config
 from research.crossval import CVConfig, cross_validate, make_folds, run_fold, video_groups
 from research.data.dataset import FeatureDataset, split_path
+from research.extraction import extract
 from research.feature_parts import select_parts
 from research.files import write_text_atomic
 from research.members import mean_std
@@ -161,8 +163,11 @@ def compare_backbones(
     candidates: tuple[str, ...] = CANDIDATES,
     draws: int = 3,
     halves: int = 10,
+    probe_only: bool = False,
 ) -> dict[str, Any]:
-    """Every candidate: probe and recipe under grouped CV and over source halves; CNN frames/s."""
+    """Every candidate: probe and recipe under grouped CV and over source halves; CNN frames/s.
+
+    ``probe_only`` leaves the recipe out (minutes instead of an hour on a larger collection)."""
     start = time.perf_counter()
     cv = CVConfig(folds=5, seeds=[train_cfg.seed], out_dir=str(out_dir), bootstrap=2000)
     rows: dict[str, Any] = {}
@@ -178,6 +183,15 @@ def compare_backbones(
         tests = source_halves(pool, halves)
         probe = probe_cv(pool, cv.folds, draws, cv.bootstrap)
         transfer = probe_transfer(pool, tests)
+        rows[cand] = {
+            "feature_dim": int(pool.x.shape[1]),
+            "probe": probe,
+            "probe_transfer": transfer,
+            "cnn_frames_per_s": 1 / sum(1 / fps[p] for p in backbone_parts(cand)),
+        }
+        log.info("%s: %s", cand, rows[cand]["probe"]["macro_f1"])
+        if probe_only:
+            continue
         runs = out_dir / "runs" / cand.replace("+", "__")
         cand_cv = dataclasses.replace(cv, out_dir=str(runs / "cv"))
         cand_extract = dataclasses.replace(extract_cfg, backbone=cand, out_dir=str(folder))
@@ -186,18 +200,11 @@ def compare_backbones(
         with tracking.start_run("backbones", run_name=f"transfer-{cand}", uri=train_cfg.tracking_uri) as parent:
             halves_cv = dataclasses.replace(cv, out_dir=str(runs / "halves"))
             recipe_halves = recipe_transfer(folder, pool, tests, cand_train, halves_cv, parent.info.run_id)
-        rows[cand] = {
-            "feature_dim": int(pool.x.shape[1]),
-            "probe": probe,
-            "probe_transfer": transfer,
-            "recipe": {
-                "macro_f1": recipe["rows"]["member"]["pooled"]["macro_f1"],
-                "bootstrap_95": recipe["rows"]["member"]["pooled"]["bootstrap_95"],
-            },
-            "recipe_transfer": recipe_halves,
-            "cnn_frames_per_s": 1 / sum(1 / fps[p] for p in backbone_parts(cand)),
+        rows[cand]["recipe"] = {
+            "macro_f1": recipe["rows"]["member"]["pooled"]["macro_f1"],
+            "bootstrap_95": recipe["rows"]["member"]["pooled"]["bootstrap_95"],
         }
-        log.info("%s: %s", cand, rows[cand]["probe"]["macro_f1"])
+        rows[cand]["recipe_transfer"] = recipe_halves
     report = {
         "videos": len(pool.labels),
         "sources": len(set(pool.groups)),
@@ -213,6 +220,40 @@ def compare_backbones(
     return report
 
 
+def run_study(
+    data_dir: str | None,
+    out_dir: Path,
+    root: Path,
+    config: Path | None = None,
+    frames: int | None = None,
+    candidates: list[str] | None = None,
+    probe_only: bool = False,
+) -> dict[str, Any]:
+    """One fused extraction of every backbone the candidates use, at each one's own size; then the study."""
+    config = config or root / "experiments" / "real.yaml"
+    overrides = {"image_size": None, **({"data_dir": data_dir} if data_dir else {})}
+    extract_cfg = load_config(ExtractConfig, "extract", config, overrides | ({"frames": frames} if frames else {}))
+    chosen = tuple(candidates or CANDIDATES)
+    every = "+".join(dict.fromkeys(p for c in chosen for p in c.split("+")))
+    fused_dir = out_dir / "features" / "fused"
+    banner(f"extract {every} once")
+    extract(dataclasses.replace(extract_cfg, backbone=every, out_dir=str(fused_dir), splits=["all"]))
+    train_cfg = load_config(TrainConfig, "train", config, {"experiment": "backbones"})
+    report = compare_backbones(fused_dir, extract_cfg, train_cfg, out_dir, chosen, probe_only=probe_only)
+    if probe_only or frames or candidates:
+        report["command"] = (
+            " "
+            + " ".join(
+                [*(["--probe-only"] if probe_only else []), *([f"--frames {frames}"] if frames else [])]
+                + ([f"--candidates {' '.join(candidates)}"] if candidates else [])
+                + [f"--out {out_dir.relative_to(root)}" if out_dir.is_relative_to(root) else ""]
+            ).strip()
+        )
+        write_text_atomic(out_dir / "backbones.json", json.dumps(report, indent=2))
+    console.print("\n".join(markdown(report)))
+    return report
+
+
 def _pm(stat: dict[str, float]) -> str:
     return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
 
@@ -220,9 +261,10 @@ def _pm(stat: dict[str, float]) -> str:
 def markdown(report: dict[str, Any]) -> list[str]:
     """The RESULTS.md section: one row per candidate."""
     lines = [
-        "## Backbones on real footage",
+        f"## Backbones on real footage: {report['videos']} clips",
         "",
-        f"`python -m research.results backbones` ({report['date']}): {report['videos']} clips of "
+        f"`python -m research.results backbones{report.get('command', '')}` ({report['date']}): "
+        f"{report['videos']} clips of "
         f"{report['sources']} sources, {report['frames']} frames per clip at each backbone's own resolution, "
         f"grouped 5-fold CV by source. Probe: logistic regression (L-BFGS, L2 by inner grouped CV) on the "
         f"standardised mean of the frame features, pooled macro-F1 as mean ± std over {report['draws']} fold "
@@ -236,12 +278,18 @@ def markdown(report: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in report["rows"].items():
-        pci, rci = r["probe"]["bootstrap_95"], r["recipe"]["bootstrap_95"]
+        pci = r["probe"]["bootstrap_95"]
+        recipe = ["not run"] * 3
+        if "recipe" in r:
+            rci = r["recipe"]["bootstrap_95"]
+            recipe = [
+                f"{r['recipe']['macro_f1']:.3f}",
+                f"[{rci['low']:.2f}, {rci['high']:.2f}]",
+                _pm(r["recipe_transfer"]["macro_f1"]),
+            ]
         lines.append(
             f"| {name} | {r['feature_dim']} | {_pm(r['probe']['macro_f1'])} | [{pci['low']:.2f}, {pci['high']:.2f}] "
-            f"| {_pm(r['probe_transfer']['macro_f1'])} | {r['recipe']['macro_f1']:.3f} "
-            f"| [{rci['low']:.2f}, {rci['high']:.2f}] | {_pm(r['recipe_transfer']['macro_f1'])} "
-            f"| {r['cnn_frames_per_s']:.1f} |"
+            f"| {_pm(r['probe_transfer']['macro_f1'])} | {' | '.join(recipe)} | {r['cnn_frames_per_s']:.1f} |"
         )
     rows = report["rows"].values()
     spread = [r["probe"]["macro_f1"]["std"] for r in rows] + [r["probe_transfer"]["macro_f1"]["std"] for r in rows]
@@ -256,4 +304,4 @@ def markdown(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-__all__ = ["CANDIDATES", "compare_backbones", "markdown", "probe_cv", "source_halves"]
+__all__ = ["CANDIDATES", "compare_backbones", "markdown", "probe_cv", "run_study", "source_halves"]

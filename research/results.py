@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from research.backbone_study import CANDIDATES, compare_backbones, markdown
+from research.backbone_study import markdown, run_study
 from research.checkpoints import build_model, load_checkpoint
 from research.cli import banner, console, make_parser, run_cli, setup_logging
 from research.config import EvalConfig, ExtractConfig, TrainConfig, load_config
@@ -141,20 +141,6 @@ def demo_transfer(out_dir: Path, config: Path = REAL_CONFIG, demo_config: Path =
     return report
 
 
-def backbone_study(data_dir: str | None, out_dir: Path, config: Path = REAL_CONFIG) -> dict[str, Any]:
-    """One fused extraction of every backbone the candidates use, at each one's own size; then the study."""
-    overrides = {"image_size": None, **({"data_dir": data_dir} if data_dir else {})}
-    extract_cfg = load_config(ExtractConfig, "extract", config, overrides)
-    every = "+".join(dict.fromkeys(p for c in CANDIDATES for p in c.split("+")))
-    fused_dir = out_dir / "features" / "fused"
-    banner(f"extract {every} once")
-    extract(dataclasses.replace(extract_cfg, backbone=every, out_dir=str(fused_dir), splits=["all"]))
-    train_cfg = load_config(TrainConfig, "train", config, {"experiment": "backbones"})
-    report = compare_backbones(fused_dir, extract_cfg, train_cfg, out_dir)
-    console.print("\n".join(markdown(report)))
-    return report
-
-
 def _same_cv(path: Path, train_cfg: TrainConfig, cv: CVConfig, source: Path) -> bool:
     """``path`` summarises this experiment: the configs it records equal these (output folders aside),
     and it was computed from the features ``source`` holds now."""
@@ -253,8 +239,7 @@ def render(outputs: Path = ROOT / "outputs") -> str:
         lines.append("")
         lines += difficulty_section(m)
     lines += real_section(outputs / "real")
-    backbones = outputs / "backbones" / "backbones.json"
-    if backbones.is_file():
+    for backbones in sorted(outputs.glob("backbones*/backbones.json")):
         lines += [*markdown(json.loads(backbones.read_text())), ""]
     lines += [
         "## Benchmarks",
@@ -419,6 +404,10 @@ def main() -> int:
     sub.add_parser("transfer", help="only the last step of real: the make demo ensemble on the real clips")
     study = sub.add_parser("backbones", help="every backbone and fusion on real footage: probe, recipe, transfer")
     study.add_argument("--data-dir", default=None, help="the collection (default: experiments/real.yaml's)")
+    study.add_argument("--frames", type=int, default=None, help="frames per clip (default: real.yaml's)")
+    study.add_argument("--candidates", nargs="+", default=None, help="backbones and a+b fusions to compare")
+    study.add_argument("--probe-only", action="store_true", help="leave the recipe out (minutes, not an hour)")
+    study.add_argument("--out", type=Path, default=ROOT / "outputs" / "backbones", help="outputs/backbones*/")
     sub.add_parser("write", help="write RESULTS.md")
     args = parser.parse_args()
     setup_logging(args.verbose)
@@ -427,7 +416,14 @@ def main() -> int:
     elif args.command == "real":
         real_footage(args.seeds, ROOT / "outputs" / "real")
     elif args.command == "backbones":
-        backbone_study(args.data_dir, ROOT / "outputs" / "backbones")
+        run_study(
+            args.data_dir,
+            args.out.resolve(),
+            ROOT,
+            frames=args.frames,
+            candidates=args.candidates,
+            probe_only=args.probe_only,
+        )
     elif args.command == "transfer":
         demo_transfer(ROOT / "outputs" / "real" / "demo")
     else:
