@@ -32,11 +32,12 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
+from rich.console import Console
+from rich.rule import Rule
 
 from research import tracking
 from research.backbone_specs import backbone_parts, get_spec
 from research.backbones import create_backbone
-from research.cli import banner, console
 from research.config import ExtractConfig, TrainConfig, load_config
 from research.crossval import CVConfig, cross_validate, make_folds, run_fold, video_groups
 from research.data.dataset import FeatureDataset, split_path
@@ -48,6 +49,7 @@ from research.metrics import bootstrap_interval, classification_metrics
 from research.probe import fit_probe, pooled_mean
 
 log = logging.getLogger(__name__)
+console = Console(width=150)
 
 CANDIDATES = (
     "mobilenet_v2",
@@ -236,7 +238,7 @@ def run_study(
     chosen = tuple(candidates or CANDIDATES)
     every = "+".join(dict.fromkeys(p for c in chosen for p in c.split("+")))
     fused_dir = out_dir / "features" / "fused"
-    banner(f"extract {every} once")
+    console.print(Rule(f"[bold]extract {every} once"))
     extract(dataclasses.replace(extract_cfg, backbone=every, out_dir=str(fused_dir), splits=["all"]))
     train_cfg = load_config(TrainConfig, "train", config, {"experiment": "backbones"})
     report = compare_backbones(fused_dir, extract_cfg, train_cfg, out_dir, chosen, probe_only=probe_only)
