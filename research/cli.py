@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.rule import Rule
 
+from research import interrupts
 from research.config import ConfigParser, add_config_arguments
 from research.errors import Terminated, UserError
 
@@ -58,7 +59,7 @@ def _terminate(signum: int, frame: Any) -> None:
     Once: a second SIGTERM while cleaning up ends the process the default way.
     """
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    raise Terminated
+    interrupts.terminate()  # now, or when a tracking-store write under way returns
 
 
 def run_cli(main: Callable[[], Any]) -> None:

@@ -34,6 +34,7 @@ from mlflow.exceptions import MlflowException
 
 from research.distributed import file_lock
 from research.errors import UserError
+from research.interrupts import deferring_termination
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,7 @@ def _killed_when_interrupted() -> Iterator[None]:
         raise
 
 
+@deferring_termination
 def log_params(params: dict[str, Any]) -> None:
     """Log params in batches (MLflow caps a batch at 100); values cut to MLflow's 6000 chars."""
     items = [(k, str(v)[:6000]) for k, v in params.items()]
@@ -243,6 +245,7 @@ def log_params(params: dict[str, Any]) -> None:
         mlflow.log_params(dict(items[i : i + 100]))
 
 
+@deferring_termination
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     clean = {k.replace("/", "_"): float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
     if clean:
@@ -252,11 +255,13 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
 # ------------------------------------------------------------ what other modules need
 
 
+@deferring_termination
 def log_text(text: str, artifact_file: str) -> None:
     """A text artifact of the active run."""
     mlflow.log_text(text, artifact_file)
 
 
+@deferring_termination
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     """A file of the active run, under ``artifact_path``."""
     mlflow.log_artifact(str(path), artifact_path)
@@ -274,6 +279,7 @@ def run_tag(run_ids: list[str], key: str, uri: str | None = None) -> str | None:
     return values.pop() if len(values) == 1 else None
 
 
+@deferring_termination
 def set_tag(key: str, value: Any) -> None:
     """A tag of the active run."""
     mlflow.set_tag(key, str(value))
@@ -325,11 +331,13 @@ def finished_runs(experiment: str, filter_string: str, uri: str | None = None) -
     return _search_all(client, [exp.experiment_id], query, order_by=["attributes.start_time DESC"])
 
 
+@deferring_termination
 def terminate_run(run_id: str, status: str, uri: str | None = None) -> None:
     """End a run that is not (or no longer) the active one, e.g. KILLED when its process died."""
     mlflow_client(uri).set_terminated(run_id, status)
 
 
+@deferring_termination
 def log_to_run(
     run_id: str, metrics: dict[str, float] | None = None, tags: dict[str, Any] | None = None, uri: str | None = None
 ) -> None:

@@ -253,3 +253,18 @@ def test_a_second_training_of_the_same_seed_is_refused_while_other_seeds_train(f
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_sigterm_during_a_store_write_is_raised_when_the_write_returns() -> None:
+    """Raised inside SQLite's commit, Terminated left the store locked; inside a write it waits for its end."""
+    from research import interrupts
+    from research.errors import Terminated
+
+    finished = []
+    with pytest.raises(Terminated):
+        with interrupts.termination_deferred():
+            interrupts.terminate()  # what the SIGTERM handler calls
+            finished.append("the write")  # ... and the write still completes
+    assert finished == ["the write"]
+    with pytest.raises(Terminated):
+        interrupts.terminate()  # outside a write: at once
