@@ -261,10 +261,9 @@ def test_a_sigterm_during_a_store_write_is_raised_when_the_write_returns() -> No
     from research.errors import Terminated
 
     finished = []
-    with pytest.raises(Terminated):
-        with interrupts.termination_deferred():
-            interrupts.terminate()  # what the SIGTERM handler calls
-            finished.append("the write")  # ... and the write still completes
+    with pytest.raises(Terminated), interrupts.termination_deferred():
+        interrupts.terminate()  # what the SIGTERM handler calls
+        finished.append("the write")  # ... and the write still completes
     assert finished == ["the write"]
     with pytest.raises(Terminated):
         interrupts.terminate()  # outside a write: at once
