@@ -76,8 +76,7 @@ def load_pool(folder: Path, cv: CVConfig, data_dir: Path) -> Pool:
     with h5py.File(path, "r") as f:
         x = pooled_mean(f["features"][()], f["num_frames"][()])
     ds = FeatureDataset(path)
-    classes = [c for c, _ in sorted(ds.category_mapping.items(), key=lambda kv: kv[1])]
-    return Pool(x, ds.labels, video_groups(ds, cv, data_dir), classes)
+    return Pool(x, ds.labels, video_groups(ds, cv, data_dir), ds.classes)
 
 
 def macro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> float:
@@ -166,6 +165,7 @@ def compare_backbones(
     draws: int = 3,
     halves: int = 10,
     probe_only: bool = False,
+    command: str = "",
 ) -> dict[str, Any]:
     """Every candidate: probe and recipe under grouped CV and over source halves; CNN frames/s.
 
@@ -217,6 +217,7 @@ def compare_backbones(
         "rows": rows,
         "seconds": time.perf_counter() - start,
         "date": time.strftime("%Y-%m-%d"),
+        **({"command": f" {command}"} if command else {}),  # the flags beyond the default run, for RESULTS.md
     }
     write_text_atomic(out_dir / "backbones.json", json.dumps(report, indent=2))
     return report
@@ -241,17 +242,13 @@ def run_study(
     console.print(Rule(f"[bold]extract {every} once"))
     extract(dataclasses.replace(extract_cfg, backbone=every, out_dir=str(fused_dir), splits=["all"]))
     train_cfg = load_config(TrainConfig, "train", config, {"experiment": "backbones"})
-    report = compare_backbones(fused_dir, extract_cfg, train_cfg, out_dir, chosen, probe_only=probe_only)
-    if probe_only or frames or candidates:
-        report["command"] = (
-            " "
-            + " ".join(
-                [*(["--probe-only"] if probe_only else []), *([f"--frames {frames}"] if frames else [])]
-                + ([f"--candidates {' '.join(candidates)}"] if candidates else [])
-                + [f"--out {out_dir.relative_to(root)}" if out_dir.is_relative_to(root) else ""]
-            ).strip()
-        )
-        write_text_atomic(out_dir / "backbones.json", json.dumps(report, indent=2))
+    flags = [*(["--probe-only"] if probe_only else []), *([f"--frames {frames}"] if frames else [])]
+    flags += [f"--candidates {' '.join(candidates)}"] if candidates else []
+    if flags and out_dir.is_relative_to(root):
+        flags.append(f"--out {out_dir.relative_to(root)}")
+    report = compare_backbones(
+        fused_dir, extract_cfg, train_cfg, out_dir, chosen, probe_only=probe_only, command=" ".join(flags)
+    )
     console.print("\n".join(markdown(report)))
     return report
 

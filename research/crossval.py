@@ -149,6 +149,16 @@ def write_fold(source: Path, fold_dir: Path, parts: dict[str, np.ndarray], multi
     return fold_dir
 
 
+def pooled_scores(labels: np.ndarray, probs: np.ndarray, classes: list[str], bootstrap: int) -> dict[str, Any]:
+    """A row pooled over every video: scores, confusion, per-video predictions, bootstrap interval."""
+    preds = probs.argmax(1)
+    return row_scores(labels, probs, classes) | {
+        "confusion": classification_metrics(labels, preds, len(classes))["confusion"],
+        "pred": preds.tolist(),  # per video (the report's video order): paired comparisons between arms
+        "bootstrap_95": bootstrap_interval(labels, preds, len(classes), n=bootstrap),
+    }
+
+
 def row_scores(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
     m = classification_metrics(labels, probs.argmax(1), len(classes))
     return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "f1": dict(zip(classes, m["f1"], strict=True))}
@@ -259,15 +269,11 @@ def summarise(folds: list[dict[str, Any]], labels: np.ndarray, classes: list[str
                 "accuracy": float(np.mean([m["accuracy"] for m in pooled])),
                 "member_macro_f1": [m["macro_f1"] for m in pooled],
                 "f1": dict(zip(classes, np.mean([m["f1"] for m in pooled], axis=0).tolist(), strict=True)),
+                "bootstrap_95": bootstrap_interval(labels, preds, len(classes), n=cfg.bootstrap),
             }
         else:
             probs = np.stack([pooled_probs[row][i] for i in range(len(labels))])
-            preds = probs.argmax(1)
-            pooled_row = row_scores(labels, probs, classes) | {
-                "confusion": classification_metrics(labels, preds, len(classes))["confusion"],
-                "pred": preds.tolist(),  # per video (the report's video order): paired comparisons between arms
-            }
-        pooled_row["bootstrap_95"] = bootstrap_interval(labels, preds, len(classes), n=cfg.bootstrap)
+            pooled_row = pooled_scores(labels, probs, classes, cfg.bootstrap)
         out[row] = {
             "pooled": pooled_row,
             "folds": per_fold[row],
@@ -294,6 +300,18 @@ def table(report: dict[str, Any]) -> Table:
     return t
 
 
+def report_head(name: str, cfg: CVConfig, ds: FeatureDataset, groups: list[str], model: str) -> dict[str, Any]:
+    """What every cv.json starts with: the run's name, folds, videos, groups, classes and model."""
+    return {
+        "name": name,
+        "folds": cfg.folds,
+        "videos": len(ds),
+        "groups": len(set(groups)),
+        "classes": ds.classes,
+        "model": model,
+    }
+
+
 def probe_cross_validate(
     cfg: CVConfig, extract_cfg: ExtractConfig, train_cfg: TrainConfig, name: str = "probe"
 ) -> dict[str, Any]:
@@ -301,7 +319,7 @@ def probe_cross_validate(
     inner grouped CV of each fold's training videos; the masked mean of the single-scale frames."""
     start = time.perf_counter()
     source, ds, groups, folds = prepare(cfg, extract_cfg, dataclasses.replace(train_cfg, multi_scale=False))
-    classes = [c for c, _ in sorted(ds.category_mapping.items(), key=lambda kv: kv[1])]
+    classes = ds.classes
     with h5py.File(source, "r") as f:
         x = pooled_mean(f["features"][()], f["num_frames"][()])
     probs, per_fold, chosen = np.zeros((len(ds), len(classes))), [], []
@@ -311,20 +329,10 @@ def probe_cross_validate(
         probs[test] = probe.predict_proba(x[test])
         per_fold.append(row_scores(ds.labels[test], probs[test], classes))
         chosen.append(probe.c)
-    preds = probs.argmax(1)
-    pooled = row_scores(ds.labels, probs, classes) | {
-        "confusion": classification_metrics(ds.labels, preds, len(classes))["confusion"],
-        "pred": preds.tolist(),
-        "bootstrap_95": bootstrap_interval(ds.labels, preds, len(classes), n=cfg.bootstrap),
-    }
+    pooled = pooled_scores(ds.labels, probs, classes, cfg.bootstrap)
     row = {"pooled": pooled, "folds": per_fold, "fold_macro_f1": mean_std([f["macro_f1"] for f in per_fold])}
     report = {
-        "name": name,
-        "folds": cfg.folds,
-        "videos": len(ds),
-        "groups": len(set(groups)),
-        "classes": classes,
-        "model": "logistic_probe",
+        **report_head(name, cfg, ds, groups, "logistic_probe"),
         "c_per_fold": chosen,
         "rows": {"probe": row},
         "seconds": time.perf_counter() - start,
@@ -340,7 +348,7 @@ def cross_validate(
     """Extract once, train and score every fold, pool; returns (and writes) the report."""
     start = time.perf_counter()
     source, ds, groups, folds = prepare(cfg, extract_cfg, train_cfg)
-    classes = [c for c, _ in sorted(ds.category_mapping.items(), key=lambda kv: kv[1])]
+    classes = ds.classes
     ctx = {"labels": ds.labels, "groups": groups}
     results = []
     with tracking.start_run("cv", run_name=name, uri=train_cfg.tracking_uri, tags={"folds": cfg.folds}) as parent:
@@ -350,12 +358,7 @@ def cross_validate(
             console.print(Rule(f"[bold]fold {k + 1}/{cfg.folds}: {len(test)} test videos, {n_groups} groups"))
             results.append(run_fold(k, test, source, train_cfg, cfg, ctx, parent.info.run_id))
         report = {
-            "name": name,
-            "folds": cfg.folds,
-            "videos": len(ds),
-            "groups": len(set(groups)),
-            "classes": classes,
-            "model": train_cfg.model,
+            **report_head(name, cfg, ds, groups, train_cfg.model),
             "fold_groups": [sorted({groups[i] for i in f}) for f in folds],
             "video_ids": list(ds.video_ids),
             "video_groups": groups,

@@ -121,6 +121,11 @@ class FeatureDataset(Dataset):
         return dict(self.attrs.get("category_mapping", {}))
 
     @property
+    def classes(self) -> list[str]:
+        """Class names in label order."""
+        return [c for c, _ in sorted(self.category_mapping.items(), key=lambda kv: kv[1])]
+
+    @property
     def num_classes(self) -> int:
         return max(len(self.category_mapping), int(self.labels.max()) + 1 if len(self.labels) else 0)
 
