@@ -27,6 +27,7 @@ from research import tracking
 from research.cli import banner, console, make_parser, run_cli, setup_logging
 from research.config import TrainConfig, load_config
 from research.data.dataset import split_path
+from research.features import feature_summary
 from research.files import write_text_atomic
 from research.members import mean_std, score_member, train_members
 from research.metrics import bootstrap_difference
@@ -126,7 +127,12 @@ def run_ablation(
         write_text_atomic(
             path,
             json.dumps(
-                {"summary": summary, "configs": {a: dataclasses.asdict(c) for a, c in configs.items()}}, indent=2
+                {
+                    "summary": summary,
+                    "configs": {a: dataclasses.asdict(c) for a, c in configs.items()},
+                    "features": feature_summary(split_path(first.features_dir, "test", first.multi_scale)),
+                },
+                indent=2,
             ),
         )
         for arm, stats in summary["arms"].items():

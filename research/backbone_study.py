@@ -45,7 +45,7 @@ from research.extraction import extract
 from research.feature_parts import select_parts
 from research.files import write_text_atomic
 from research.members import mean_std
-from research.metrics import bootstrap_interval, classification_metrics
+from research.metrics import bootstrap_interval, classification_metrics, mean_pm
 from research.probe import fit_probe, pooled_mean
 
 log = logging.getLogger(__name__)
@@ -253,10 +253,6 @@ def run_study(
     return report
 
 
-def _pm(stat: dict[str, float]) -> str:
-    return f"{stat['mean']:.3f} ± {stat['std']:.3f}"
-
-
 def markdown(report: dict[str, Any]) -> list[str]:
     """The RESULTS.md section: one row per candidate."""
     lines = [
@@ -284,11 +280,12 @@ def markdown(report: dict[str, Any]) -> list[str]:
             recipe = [
                 f"{r['recipe']['macro_f1']:.3f}",
                 f"[{rci['low']:.2f}, {rci['high']:.2f}]",
-                _pm(r["recipe_transfer"]["macro_f1"]),
+                mean_pm(r["recipe_transfer"]["macro_f1"]),
             ]
         lines.append(
-            f"| {name} | {r['feature_dim']} | {_pm(r['probe']['macro_f1'])} | [{pci['low']:.2f}, {pci['high']:.2f}] "
-            f"| {_pm(r['probe_transfer']['macro_f1'])} | {' | '.join(recipe)} | {r['cnn_frames_per_s']:.1f} |"
+            f"| {name} | {r['feature_dim']} | {mean_pm(r['probe']['macro_f1'])} "
+            f"| [{pci['low']:.2f}, {pci['high']:.2f}] "
+            f"| {mean_pm(r['probe_transfer']['macro_f1'])} | {' | '.join(recipe)} | {r['cnn_frames_per_s']:.1f} |"
         )
     rows = report["rows"].values()
     spread = [r["probe"]["macro_f1"]["std"] for r in rows] + [r["probe_transfer"]["macro_f1"]["std"] for r in rows]

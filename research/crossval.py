@@ -43,7 +43,7 @@ from research.data.dataset import FeatureDataset, split_path
 from research.errors import ConfigError, UserError
 from research.evaluation import ensemble_probabilities
 from research.extraction import extract
-from research.features import content_fingerprint, subset
+from research.features import content_fingerprint, feature_summary, subset
 from research.files import write_text_atomic
 from research.members import mean_std, score_member, train_members
 from research.metrics import bootstrap_interval, classification_metrics
@@ -301,7 +301,8 @@ def table(report: dict[str, Any]) -> Table:
 
 
 def report_head(name: str, cfg: CVConfig, ds: FeatureDataset, groups: list[str], model: str) -> dict[str, Any]:
-    """What every cv.json starts with: the run's name, folds, videos, groups, classes and model."""
+    """What every cv.json starts with: the run's name, folds, videos, groups, classes, model and the
+    features' settings (backbone, frames, size, scales: what a table of it must name)."""
     return {
         "name": name,
         "folds": cfg.folds,
@@ -309,6 +310,7 @@ def report_head(name: str, cfg: CVConfig, ds: FeatureDataset, groups: list[str],
         "groups": len(set(groups)),
         "classes": ds.classes,
         "model": model,
+        "features": feature_summary(ds.path),
     }
 
 

@@ -64,3 +64,8 @@ def bootstrap_interval(
     idx = rng.integers(0, len(labels), (n, len(labels)))
     scores = np.mean([_macro_f1_batch(labels[idx], p[idx], num_classes) for p in preds], axis=0)
     return {"low": float(np.percentile(scores, 2.5)), "high": float(np.percentile(scores, 97.5))}
+
+
+def mean_pm(stat: dict[str, float]) -> str:
+    """A ``{mean, std}`` summary as table text: ``0.812 ± 0.021``."""
+    return f"{stat['mean']:.3f} ± {stat['std']:.3f}"

@@ -24,9 +24,9 @@ from research.crossval import (
     video_groups,
 )
 from research.data.dataset import FeatureDataset
-from research.features import subset
+from research.features import describe, subset
 from research.probe import C_GRID
-from research.results import _same_cv, real_section
+from research.real_footage import real_section, same_cv
 from research.search import run_search
 from research.study_storage import storage_for
 
@@ -73,6 +73,17 @@ def test_cross_validation_end_to_end(pooled_videos: Path, tmp_path: Path, tracki
     groups = video_groups(ds, cfg, pooled_videos)
     assert json.loads((tmp_path / "cv" / "cv.json").read_text())["rows"].keys() == report["rows"].keys()
     assert report["videos"] == len(ds) == 20 and report["groups"] == len(set(groups))
+    assert report["features"] == {  # what RESULTS.md's table names as the features it was measured on
+        "file": str(tmp_path / "features" / "all_features_multiscale.h5"),
+        "videos": 20,
+        "backbone": "mobilenet_v2",
+        "image_size": 64,
+        "frames_per_video": 4,
+        "clip_seconds": -1.0,  # each clip whole
+        "multi_scale": True,
+        "scales": list(extract_cfg.scales),
+    }
+    assert describe(report["features"]) == "mobilenet_v2 features (4 frames per clip, 64 px)"
     fold_groups = report["fold_groups"]
     assert not set(fold_groups[0]) & set(fold_groups[1]) and len(set(fold_groups[0]) | set(fold_groups[1])) == len(
         set(groups)
@@ -90,11 +101,11 @@ def test_cross_validation_end_to_end(pooled_videos: Path, tmp_path: Path, tracki
         assert not set(test.video_ids) & set(val.video_ids)
     # research.results re-uses this summary only for the same configs and the same features.
     source = tmp_path / "features" / "all_features_multiscale.h5"
-    assert _same_cv(tmp_path / "cv" / "cv.json", train_cfg, cfg, source)
-    assert not _same_cv(tmp_path / "cv" / "cv.json", dataclasses.replace(train_cfg, lr=0.5), cfg, source)
+    assert same_cv(tmp_path / "cv" / "cv.json", train_cfg, cfg, source)
+    assert not same_cv(tmp_path / "cv" / "cv.json", dataclasses.replace(train_cfg, lr=0.5), cfg, source)
     fewer = tmp_path / "fewer.h5"
     subset(source, fewer, list(range(len(ds) - 1)))
-    assert not _same_cv(tmp_path / "cv" / "cv.json", train_cfg, cfg, fewer)
+    assert not same_cv(tmp_path / "cv" / "cv.json", train_cfg, cfg, fewer)
 
 
 def test_recipe_study_scores_training_folds_only(pooled_videos: Path, tmp_path: Path, tracking_uri: str) -> None:

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from research.errors import ConfigError
+
 from .conftest import ROOT
 from .test_training import tiny_train_config
 
@@ -154,9 +156,9 @@ def test_synthetic_demo_runs_on_its_split_folders_and_transfers(
     tiny_videos: Path, tmp_path: Path, tracking_uri: str
 ) -> None:
     """experiments/synthetic.yaml: the drawn set's train/val/test folders are the split (no split.json);
-    then `python -m research.results transfer`'s demo_transfer on another collection (the test split)."""
+    then `python -m research.results transfer`'s synthetic_transfer on another collection (the test split)."""
     from research.demo import run_demo
-    from research.results import demo_transfer
+    from research.real_footage import synthetic_transfer
 
     config = tiny_demo_config(tmp_path, tracking_uri, tiny_videos, base="synthetic.yaml")
     report = run_demo(config, seeds=[1, 2])
@@ -165,7 +167,14 @@ def test_synthetic_demo_runs_on_its_split_folders_and_transfers(
 
     real = tmp_path / "tiny_real.yaml"
     real.write_text(f"base: {config}\nextract:\n  out_dir: {tmp_path / 'real'}\ncv:\n  split: test\n")
-    transfer = demo_transfer(tmp_path / "transfer", real, config)
+    with pytest.raises(ConfigError, match="not a transfer"):  # members trained on the very clips it scores
+        synthetic_transfer(tmp_path / "transfer", real, config)
+    shutil.copytree(tiny_videos, tmp_path / "copy")  # the same videos as another collection
+    real.write_text(
+        f"base: {config}\nextract:\n  data_dir: {tmp_path / 'copy'}\n  out_dir: {tmp_path / 'real'}\n"
+        "cv:\n  split: test\n"
+    )
+    transfer = synthetic_transfer(tmp_path / "transfer", real, config)
     assert transfer is not None and transfer["num_videos"] == 4
     assert (tmp_path / "real" / "demo_settings" / "test_features_multiscale.h5").is_file()
     assert (
@@ -180,6 +189,7 @@ def test_ablation_table_and_nested_mlflow_runs(tiny_features: Path, tmp_path: Pa
     import mlflow
 
     from research.ablation import run_ablation, table
+    from research.results import measured_on
 
     arms = []
     for name, multi in (("single_scale", "false"), ("multi_scale", "true")):
@@ -207,7 +217,10 @@ def test_ablation_table_and_nested_mlflow_runs(tiny_features: Path, tmp_path: Pa
     means = {a: s["plain_macro_f1"]["mean"] for a, s in summary["arms"].items()}
     assert diff["mean"] == pytest.approx(means["multi_scale"] - means["single_scale"])
     assert diff["bootstrap_95"]["low"] <= diff["bootstrap_95"]["high"]
-    assert json.loads((tmp_path / "out" / "ablation.json").read_text())["summary"]["seeds"] == [1, 2]
+    written = json.loads((tmp_path / "out" / "ablation.json").read_text())
+    assert written["summary"]["seeds"] == [1, 2]
+    assert written["features"]["videos"] == 4 and written["features"]["backbone"] == "mobilenet_v2"
+    assert f"{written['features']['videos']} test videos, mobilenet_v2 features" in measured_on(written)
     assert table(summary).row_count == 5
     mlflow.set_tracking_uri(tracking_uri)
     children = mlflow.search_runs(

@@ -68,7 +68,7 @@ NOT_RUN: dict[str, str] = {
         "refuses_another runs the command's re-use and refusal on 12 videos"
     ),
     "python -m research.results transfer": (
-        "extracts the 352 real clips: tests/test_demo.py runs its demo_transfer on a tiny drawn set's test split"
+        "extracts the 352 real clips: tests/test_demo.py runs its synthetic_transfer on a tiny drawn set's test split"
     ),
     "make test": "the test suite itself",
     "python -m research.cv --config experiments/real.yaml --probe": (

@@ -2,7 +2,7 @@
 
     python -m videogen --out data/demo --videos-per-class 40 --seed 0
     python -m videogen --out data/hard --videos-per-class 40 --difficulty 0.7 1.0
-    python -m videogen --demo --out data/demo                  # the demo's dataset (make demo)
+    python -m videogen --demo --out data/demo                  # the drawn set of experiments/synthetic.yaml
     python -m videogen --out data/demo --contact-sheet docs/contact_sheet.png
 
 A folder that already holds a dataset is re-used when its ``generator.json`` matches these

@@ -1,8 +1,8 @@
-"""The demo's dataset (``make demo``; ``python -m videogen --demo``): its size, splits, lengths and difficulty.
+"""The drawn set (``python -m videogen --demo``): its size, splits, lengths and difficulty.
 
-``make demo`` draws it into ``data/demo`` first, then ``python -m research.demo`` extracts, trains
-and evaluates on it; a dataset that ``generator.json`` says was drawn otherwise is refused
-(``--overwrite`` draws it again).
+``python -m videogen --demo --out data/demo`` draws it, then ``python -m research.demo --config
+experiments/synthetic.yaml`` extracts, trains and evaluates on it (``make demo`` runs on real footage
+instead); a dataset that ``generator.json`` says was drawn otherwise is refused (``--overwrite`` draws it again).
 """
 
 from __future__ import annotations
