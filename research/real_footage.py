@@ -217,7 +217,7 @@ def real_section(real: Path) -> list[str]:
         lines += [
             "",
             f"Side note, no longer a goal: the ensemble (+TTA) trained on the procedurally drawn set "
-            f"(`experiments/synthetic.yaml`) scored macro-F1 {ens['macro_f1']:.3f}, 95 % {interval(ens)} on all "
-            f"{report['num_videos']} clips (F1 {per_class}).",
+            f"(`experiments/synthetic.yaml`) scored macro-F1 {ens['macro_f1']:.3f}, 95 % {interval(ens)} on the "
+            f"{report['num_videos']} clips the collection held when it was run (F1 {per_class}).",
         ]
     return [*lines, ""]

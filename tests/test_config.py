@@ -84,7 +84,7 @@ def test_cli_beats_yaml_beats_defaults() -> None:
     cfg = parse(TrainConfig, "train", argv)
     assert (cfg.model_args, cfg.lr, cfg.multi_scale) == ({"super_enhanced": {"hidden_size": 64}}, 0.01, False)  # CLI
     assert cfg.batch_size == 16  # untouched YAML value survives
-    assert "label_smoothing" not in demo.read_text() and cfg.label_smoothing == 0.1  # inherited through `base:`
+    assert "grad_clip" not in demo.read_text() and cfg.grad_clip == 1.0  # inherited through `base:`
 
 
 def test_a_delta_config_changes_one_model_argument(tmp_path: Path) -> None:
