@@ -54,7 +54,7 @@ NOT_RUN: dict[str, str] = {
     "python -m research.cv --config experiments/real.yaml --search": (
         "25 minutes: tests/test_cv.py::test_recipe_study_scores_training_folds_only runs a study the same way"
     ),
-    "make results-real": "an hour on 2 cores: tests/test_demo.py covers research.results write, test_cv the CV",
+    "make results-real": "half an hour on 2 cores: tests/test_demo.py covers research.results write, test_cv the CV",
     "make demo": (
         "minutes of work: tests/test_demo.py runs research.demo's run_demo on a tiny copy of benchmarks/real "
         "(extract, split by source, train, evaluate, then re-use)"
