@@ -27,7 +27,7 @@ from research import tracking
 from research.cli import banner, console, make_parser, run_cli, setup_logging
 from research.config import TrainConfig, load_config
 from research.data.dataset import split_path
-from research.features import feature_summary
+from research.feature_summary import feature_summary
 from research.files import write_text_atomic
 from research.members import mean_std, score_member, train_members
 from research.metrics import bootstrap_difference

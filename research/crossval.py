@@ -43,7 +43,8 @@ from research.data.dataset import FeatureDataset, split_path
 from research.errors import ConfigError, UserError
 from research.evaluation import ensemble_probabilities
 from research.extraction import extract
-from research.features import content_fingerprint, feature_summary, subset
+from research.feature_summary import feature_summary
+from research.features import content_fingerprint, subset
 from research.files import write_text_atomic
 from research.members import mean_std, score_member, train_members
 from research.metrics import bootstrap_interval, classification_metrics

@@ -15,15 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rich.console import Console
+from rich.rule import Rule
 
-from research.cli import banner, console
 from research.config import EvalConfig, ExtractConfig, TrainConfig, load_config
 from research.crossval import CVConfig, cross_validate
 from research.data.dataset import split_path
 from research.errors import ConfigError, StaleWorkError
 from research.evaluation import evaluate, interval, results_table
 from research.extraction import extract
-from research.features import content_fingerprint, describe
+from research.feature_summary import describe
+from research.features import content_fingerprint
 from research.metrics import bootstrap_difference, mean_pm
 from research.models import list_models
 
@@ -31,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SYNTHETIC_CONFIG = ROOT / "experiments" / "synthetic.yaml"
 REAL_CONFIG = ROOT / "experiments" / "real.yaml"
 PROBE_CONFIG = ROOT / "experiments" / "real_probe.yaml"
+console = Console()
 
 
 def real_footage(seeds: list[int], out_dir: Path, config: Path = REAL_CONFIG) -> None:
@@ -47,7 +50,7 @@ def real_footage(seeds: list[int], out_dir: Path, config: Path = REAL_CONFIG) ->
     extract(dataclasses.replace(extract_cfg, splits=[cv.split]))
     done: dict[str, Path] = {}
     for arm, (base, change) in arms.items():
-        banner(f"real footage: {arm}")
+        console.print(Rule(f"[bold]real footage: {arm}"))
         folder = out_dir / arm
         train_cfg = dataclasses.replace(base, experiment="real", **change)
         key = json.dumps(dataclasses.asdict(train_cfg), sort_keys=True)
@@ -70,7 +73,7 @@ def synthetic_transfer(
     """The ensemble trained on the drawn set (``experiments/synthetic.yaml``) on every real clip, extracted at
     its settings: what the drawn videos teach that carries over to footage. ``None`` without its members.
     Members trained on the clips themselves (``make demo``'s) would score their own training data: refused."""
-    banner("real footage: the drawn set's ensemble")
+    console.print(Rule("[bold]real footage: the drawn set's ensemble"))
     real = load_config(ExtractConfig, "extract", config)
     split = load_config(CVConfig, "cv", config).split
     demo = load_config(ExtractConfig, "extract", synthetic_config)

@@ -28,7 +28,7 @@ from research.config import ExtractConfig, TrainConfig, load_config
 from research.data.dataset import split_path
 from research.data.difficulty import accuracy_by_difficulty, difficulty_bin, difficulty_of
 from research.evaluation import interval
-from research.features import describe, feature_summary
+from research.feature_summary import describe, feature_summary
 from research.files import write_text_atomic
 from research.members import mean_std, score_member, train_members
 from research.metrics import mean_pm

@@ -24,7 +24,8 @@ from research.crossval import (
     video_groups,
 )
 from research.data.dataset import FeatureDataset
-from research.features import describe, subset
+from research.feature_summary import describe
+from research.features import subset
 from research.probe import C_GRID
 from research.real_footage import real_section, same_cv
 from research.search import run_search
