@@ -76,25 +76,25 @@ def synthetic_transfer(
     console.print(Rule("[bold]real footage: the drawn set's ensemble"))
     real = load_config(ExtractConfig, "extract", config)
     split = load_config(CVConfig, "cv", config).split
-    demo = load_config(ExtractConfig, "extract", synthetic_config)
-    if Path(demo.data_dir).resolve() == Path(real.data_dir).resolve():
+    synthetic = load_config(ExtractConfig, "extract", synthetic_config)
+    if Path(synthetic.data_dir).resolve() == Path(real.data_dir).resolve():
         raise ConfigError(
-            f"{synthetic_config} trains on {demo.data_dir}, the clips the transfer scores: that is not a transfer"
+            f"{synthetic_config} trains on {synthetic.data_dir}, the clips the transfer scores: that is not a transfer"
         )
-    at_demo_settings = dataclasses.replace(
-        demo, data_dir=real.data_dir, out_dir=str(Path(real.out_dir) / "demo_settings"), splits=[split]
-    )
-    try:
-        extract(at_demo_settings)
-    except StaleWorkError:  # the demo's settings (or the clips) changed: this folder is ours to recompute
-        console.print(f"{at_demo_settings.out_dir} was made differently: recomputing it at the demo's settings")
-        extract(dataclasses.replace(at_demo_settings, overwrite=True))
     members_dir = Path(load_config(TrainConfig, "train", synthetic_config).out_dir)
     members = sorted(members_dir.glob("best_ensemble_model_*.pt"))
-    if not members:
+    if not members:  # before extracting: minutes of work for nothing to score
         console.print(f"no members in {members_dir} (python -m research.demo --config {synthetic_config}): skipped")
         return None
-    features = split_path(at_demo_settings.out_dir, split, True)
+    at_its_settings = dataclasses.replace(
+        synthetic, data_dir=real.data_dir, out_dir=str(Path(real.out_dir) / "synthetic_settings"), splits=[split]
+    )
+    try:
+        extract(at_its_settings)
+    except StaleWorkError:  # its settings (or the clips) changed: this folder is ours to recompute
+        console.print(f"{at_its_settings.out_dir} was made differently: recomputing it at {synthetic_config.name}'s")
+        extract(dataclasses.replace(at_its_settings, overwrite=True))
+    features = split_path(at_its_settings.out_dir, split, True)
     report = evaluate(EvalConfig(checkpoints=[str(m) for m in members], features=str(features), out_dir=str(out_dir)))
     console.print(results_table(report))
     return report

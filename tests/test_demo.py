@@ -176,7 +176,7 @@ def test_synthetic_demo_runs_on_its_split_folders_and_transfers(
     )
     transfer = synthetic_transfer(tmp_path / "transfer", real, config)
     assert transfer is not None and transfer["num_videos"] == 4
-    assert (tmp_path / "real" / "demo_settings" / "test_features_multiscale.h5").is_file()
+    assert (tmp_path / "real" / "synthetic_settings" / "test_features_multiscale.h5").is_file()
     assert (
         transfer["rows"]["ensemble"]["macro_f1"] == report["rows"]["ensemble"]["macro_f1"]
     )  # same videos, same settings
