@@ -23,6 +23,7 @@ on the same data) and says so, so a second run takes seconds. Everything is trac
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import time
@@ -90,27 +91,27 @@ def split_by_source(extract_cfg: ExtractConfig, train_cfg: TrainConfig, cv: CVCo
     sources = {multi: split_path(extract_cfg.out_dir, split, multi) for multi in kinds}
     out = Path(train_cfg.features_dir)
     record_path = out / "split.json"
+    datasets = {multi: FeatureDataset(path, in_memory="no") for multi, path in sources.items()}
+    ds = datasets[kinds[0]]
+    if any(d.video_ids != ds.video_ids for d in datasets.values()):
+        raise UserError(f"{', '.join(map(str, sources.values()))} hold different clips: extract them again")
+    groups = video_groups(ds, cv, Path(extract_cfg.data_dir))  # the manifest's sources, read now
     made_from = {p.name: content_fingerprint(p) for p in sources.values()}
+    made_from["groups"] = hashlib.sha256("\n".join(groups).encode()).hexdigest()[:16]
     settings = split_settings(cv)
     targets = [split_path(out, s, multi) for s in SPLITS for multi in kinds]
     if record_path.is_file() and all(t.is_file() for t in targets):
         record = json.loads(record_path.read_text())
         if record.get("made_from") == made_from and record.get("settings") == settings:
-            log.info("split: re-using %s (the same extracted clips, the same settings)", record_path)
+            log.info("split: re-using %s (the same extracted clips and sources, the same settings)", record_path)
             _report(record)
             return record
 
-    datasets = {multi: FeatureDataset(path, in_memory="no") for multi, path in sources.items()}
-    ds = datasets[kinds[0]]
-    if any(d.video_ids != ds.video_ids for d in datasets.values()):
-        raise UserError(f"{', '.join(map(str, sources.values()))} hold different clips: extract them again")
     skipped = read_attrs(sources[kinds[0]]).get("skipped", [])
-    groups = video_groups(ds, cv, Path(extract_cfg.data_dir))
     parts = source_split(ds.labels, groups, cv.folds, cv.val_fraction, cv.fold_seed)
     for multi, path in sources.items():
         write_fold(path, out, parts, multi)
-    mapping = ds.attrs.get("category_mapping", {})
-    classes = [c for c, _ in sorted(mapping.items(), key=lambda kv: kv[1])] or [str(i) for i in range(ds.num_classes)]
+    classes = ds.classes or [str(i) for i in range(ds.num_classes)]
     record = {
         "settings": settings,
         "made_from": made_from,

@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.rule import Rule
 
 from research.config import EvalConfig, ExtractConfig, TrainConfig, load_config
-from research.crossval import CVConfig, cross_validate
-from research.data.dataset import split_path
+from research.crossval import CVConfig, cross_validate, video_groups
+from research.data.dataset import FeatureDataset, split_path
 from research.errors import ConfigError, StaleWorkError
 from research.evaluation import evaluate, interval, results_table
 from research.extraction import extract
@@ -61,7 +61,8 @@ def real_footage(seeds: list[int], out_dir: Path, config: Path = REAL_CONFIG) ->
             continue
         done[key] = folder / "cv.json"
         source = split_path(extract_cfg.out_dir, cv.split, train_cfg.multi_scale)
-        if same_cv(folder / "cv.json", train_cfg, cv, source):  # a summary of exactly this experiment: re-use it
+        # a summary of exactly this experiment (configs, features, sources): re-use it
+        if same_cv(folder / "cv.json", train_cfg, cv, source, Path(extract_cfg.data_dir)):
             continue
         cross_validate(dataclasses.replace(cv, out_dir=str(folder)), extract_cfg, train_cfg, arm)
     synthetic_transfer(out_dir / "synthetic", config)
@@ -100,9 +101,10 @@ def synthetic_transfer(
     return report
 
 
-def same_cv(path: Path, train_cfg: TrainConfig, cv: CVConfig, source: Path) -> bool:
+def same_cv(path: Path, train_cfg: TrainConfig, cv: CVConfig, source: Path, data_dir: Path) -> bool:
     """``path`` summarises this experiment: the configs it records equal these (output folders aside),
-    and it was computed from the features ``source`` holds now."""
+    it was computed from the features ``source`` holds now and with the groups (sources) the manifest
+    gives them now."""
     if not path.is_file():
         return False
     report = json.loads(path.read_text())
@@ -113,7 +115,9 @@ def same_cv(path: Path, train_cfg: TrainConfig, cv: CVConfig, source: Path) -> b
         == {k: v for k, v in current[part].items() if k != "out_dir"}
         for part in ("train", "cv")
     )
-    return same_configs and "features" in report and report.get("data") == content_fingerprint(source)
+    if not (same_configs and "features" in report and report.get("data") == content_fingerprint(source)):
+        return False
+    return report.get("video_groups") == video_groups(FeatureDataset(source, in_memory="no"), cv, data_dir)
 
 
 def _load_arm(real: Path, arm: str, row: str) -> dict | None:

@@ -102,11 +102,16 @@ def test_cross_validation_end_to_end(pooled_videos: Path, tmp_path: Path, tracki
         assert not set(test.video_ids) & set(val.video_ids)
     # research.results re-uses this summary only for the same configs and the same features.
     source = tmp_path / "features" / "all_features_multiscale.h5"
-    assert same_cv(tmp_path / "cv" / "cv.json", train_cfg, cfg, source)
-    assert not same_cv(tmp_path / "cv" / "cv.json", dataclasses.replace(train_cfg, lr=0.5), cfg, source)
+    summary = tmp_path / "cv" / "cv.json"
+    assert same_cv(summary, train_cfg, cfg, source, pooled_videos)
+    assert not same_cv(summary, dataclasses.replace(train_cfg, lr=0.5), cfg, source, pooled_videos)
     fewer = tmp_path / "fewer.h5"
     subset(source, fewer, list(range(len(ds) - 1)))
-    assert not same_cv(tmp_path / "cv" / "cv.json", train_cfg, cfg, fewer)
+    assert not same_cv(summary, train_cfg, cfg, fewer, pooled_videos)
+    regrouped = json.loads(summary.read_text())  # the groups it was folded by are not the ones given now
+    regrouped["video_groups"] = [*regrouped["video_groups"][1:], regrouped["video_groups"][0]]
+    summary.write_text(json.dumps(regrouped))
+    assert not same_cv(summary, train_cfg, cfg, source, pooled_videos)
 
 
 def test_recipe_study_scores_training_folds_only(pooled_videos: Path, tmp_path: Path, tracking_uri: str) -> None:

@@ -42,11 +42,15 @@ def tiny_real_collection(root: Path, sources_per_class: int = 3) -> Path:
     for row in chosen:
         (root / row["path"]).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(REAL / row["path"], root / row["path"])
-    with (root / "manifest.csv").open("w", newline="") as fh:
+    write_manifest(root / "manifest.csv", fields, chosen)
+    return root / "videos"
+
+
+def write_manifest(path: Path, fields: list[str], rows: list[dict]) -> None:
+    with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(chosen)
-    return root / "videos"
+        writer.writerows(rows)
 
 
 def tiny_demo_config(tmp_path: Path, tracking_uri: str, data_dir: Path, base: str = "demo.yaml") -> Path:
@@ -126,6 +130,29 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     text = caplog.text
     assert "already extracted from these inputs, re-using" in text and "member 2: re-using" in text
     assert "split: re-using" in text and f"the split uses the {copied} kept" in text
+
+    # A source renamed in the manifest: the groups changed, so the split is made again, not re-used.
+    from research.config import ExtractConfig, TrainConfig, load_config
+    from research.crossval import CVConfig
+    from research.demo import split_by_source
+
+    manifest = tmp_path / "real" / "manifest.csv"
+    with manifest.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames, list(reader)
+    renamed = sorted(test)[0]
+    for row in rows:
+        row["source"] = f"{renamed}_renamed" if row["source"] == renamed else row["source"]
+    write_manifest(manifest, fields, rows)
+    caplog.clear()
+    configs = (
+        load_config(kind, section, config)
+        for kind, section in ((ExtractConfig, "extract"), (TrainConfig, "train"), (CVConfig, "cv"))
+    )
+    redone = split_by_source(*configs)
+    assert "split: wrote" in caplog.text and "split: re-using" not in caplog.text
+    every_source = {s for part in redone["splits"].values() for s in part["sources"]}
+    assert f"{renamed}_renamed" in every_source and renamed not in every_source
 
 
 def test_the_real_collection_splits_into_disjoint_sources_with_enough_test_clips() -> None:
