@@ -22,7 +22,9 @@ warning (e.g. a study of how a model trained at 32 frames copes with 8).
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
+import os
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,7 +35,7 @@ from torch import nn
 
 from research.distributed import unwrap_model
 from research.errors import CheckpointError, FeatureMismatchError
-from research.files import replaced_atomically
+from research.files import disk_errors, replaced_atomically
 from research.models import create_model, drop_retired
 from research.settings import normalization_of
 
@@ -190,8 +192,14 @@ def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
     if bad:
         raise CheckpointError(f"refusing to write {path}: non-finite weights in {', '.join(bad[:3])}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with replaced_atomically(path) as tmp:
-        torch.save(obj, tmp)
+    # Serialised in memory first: torch.save writing straight to a full disk fails with a RuntimeError that
+    # has lost the errno; a plain write keeps it, and disk_errors makes it one line that says what to do.
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with disk_errors(path.parent), replaced_atomically(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(buffer.getbuffer())
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -19,10 +19,12 @@ from typing import Any
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.rule import Rule
+from rich.text import Text
 
 from research import interrupts
 from research.config import ConfigParser, add_config_arguments
 from research.errors import Terminated, UserError
+from research.files import out_of_space_cause
 
 console = Console(stderr=True)
 
@@ -62,13 +64,27 @@ def _terminate(signum: int, frame: Any) -> None:
     interrupts.terminate()  # now, or when a tracking-store write under way returns
 
 
+def _error_line(message: str) -> None:
+    """``error: message`` on one line, also when a library's message has line breaks (never markup)."""
+    console.print(Text.assemble(("error:", "bold red"), " ", " ".join(message.split())), soft_wrap=True)
+
+
 def run_cli(main: Callable[[], Any]) -> None:
     """Run a script's main; user-fixable errors exit 2 with their message only, Ctrl-C 130, SIGTERM 143."""
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         result = main()
     except (UserError, FileNotFoundError) as err:
-        console.print(f"[bold red]error:[/bold red] {err}", highlight=False, soft_wrap=True)  # one line
+        _error_line(str(err))
+        sys.exit(2)
+    except Exception as err:
+        full = out_of_space_cause(err)  # a full disk met where no stage expected it (the MLflow store, ...)
+        if full is None:
+            raise
+        _error_line(
+            f"out of disk space ({str(full).splitlines()[0]}): finished work is kept; free some space "
+            "and re-run the same command to resume"
+        )
         sys.exit(2)
     except KeyboardInterrupt as err:
         what, code = ("terminated", 143) if isinstance(err, Terminated) else ("interrupted", 130)

@@ -144,7 +144,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         # The model's name and model_args are checked against the registry where torch is loaded anyway:
-        # at the start of train(cfg) and of a study (research.models.resolve_model_args), before any data is read.
+        # at the start of train(cfg) and of a study (research.models.check_model_args), before any data is read.
         if self.in_memory not in ("auto", "yes", "no") or self.keep not in ("best", "last"):
             raise ConfigError(f"in_memory must be auto|yes|no and keep best|last: {self.in_memory!r}, {self.keep!r}")
         if not 0 < self.aug_crop <= 1 or not 0 <= self.aug_frame_dropout < 1:

@@ -72,11 +72,24 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return merged
 
 
-def deep_merge(base: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
-    """``delta`` over ``base``; mappings merge key by key, so a config can change one model argument."""
+def deep_merge(base: dict[str, Any], delta: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """``delta`` over ``base``: mappings merge key by key, so a config can change one model argument.
+
+    A key written ``~name`` drops ``name`` (the way to remove a key on purpose, in a ``base:`` delta and on the
+    command line alike); dropping a key that is not there is a one-line error with the near miss.
+    """
     out = dict(base)
     for key, value in delta.items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        if isinstance(key, str) and key.startswith("~"):
+            name = key[1:]
+            if name not in out:
+                hint = did_you_mean(name, [str(k) for k in out])
+                raise ConfigError(f"~{where}{name}: nothing to drop, {name!r} is not set{hint}; set: {sorted(out)}")
+            del out[name]
+        elif isinstance(value, dict):
+            out[key] = deep_merge(out[key] if isinstance(out.get(key), dict) else {}, value, f"{where}{key}.")
+        else:
+            out[key] = value
     return out
 
 
@@ -138,12 +151,70 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """``key=value`` with the value read as YAML (``lr=3e-4``, ``scales=[1.0,0.85]``)."""
+    """``key=value`` with the value read as YAML (``lr=3e-4``, ``scales=[1.0,0.85]``).
+
+    ``key`` may be dotted to reach into a mapping field (``model_args.super_enhanced.hidden_size=256``);
+    ``~key`` (no value) drops that key, e.g. ``~model_args.super_enhanced.num_heads``.
+    """
+    stripped = text.strip()
+    if stripped.startswith("~") and "=" not in stripped:
+        return "~" + _flag_name(stripped[1:]), None
     if "=" not in text:
-        raise ConfigError(f"override {text!r} is not of the form key=value")
+        raise ConfigError(f"override {text!r} is not of the form key=value (or ~key to drop a key)")
     key, raw = text.split("=", 1)
-    key = key.strip().lstrip("-").replace("-", "_")
-    return key, parse_yaml(raw, f"override {text!r}") if raw.strip() else ""
+    return _flag_name(key), parse_yaml(raw, f"override {text!r}") if raw.strip() else ""
+
+
+def _flag_name(key: str) -> str:
+    """``--model-args.x-y`` -> ``model_args.x_y``: flags spell fields with dashes."""
+    return key.strip().lstrip("-").replace("-", "_")
+
+
+def overrides_as_delta(cls: type, overrides: dict[str, Any], source: str) -> dict[str, Any]:
+    """Command-line overrides (plain, dotted or ``~`` keys, in the order given) as one nested delta.
+
+    The delta then merges over the YAML with ``deep_merge``, the rule ``base:`` follows: a mapping given on
+    the command line changes only the keys it names. Only mapping fields can be reached into.
+    """
+    types_ = _field_types(cls)
+    delta: dict[str, Any] = {}
+    for key, value in overrides.items():
+        drop = key.startswith("~")
+        path = key.removeprefix("~").split(".")
+        field = path[0]
+        if field not in types_:
+            raise ConfigError(
+                f"{source}: unknown key {field!r} for {cls.__name__}{did_you_mean(field, types_)}; "
+                f"valid keys: {sorted(types_)}"
+            )
+        if len(path) > 1 and not _is_mapping(types_[field]):
+            raise ConfigError(f"{source}: {key!r} reaches into {field!r}, which is not a mapping")
+        if any(not part for part in path):
+            raise ConfigError(f"{source}: {key!r} has an empty part between dots")
+        *parents, leaf = path
+        entry: dict[str, Any] = {("~" + leaf) if drop else leaf: value}
+        for part in reversed(parents):
+            entry = {part: entry}
+        delta = _merge_delta(delta, entry)
+    return delta
+
+
+def _merge_delta(delta: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """Two command-line deltas in order: nested mappings combine, a later value replaces an earlier one."""
+    out = dict(delta)
+    for key, value in entry.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not key.startswith("~"):
+            out[key] = _merge_delta(out[key], value)
+        else:
+            out.pop(key, None)  # re-inserted last, so the order of the command line is kept
+            out[key] = value
+    return out
+
+
+def _is_mapping(tp: Any) -> bool:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_is_mapping(a) for a in typing.get_args(tp))
+    return tp is dict or typing.get_origin(tp) is dict
 
 
 def build_config(cls: type[C], values: dict[str, Any], source: str = "config") -> C:
@@ -167,16 +238,32 @@ def load_config(
     config_path: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> C:
-    """Defaults, then the YAML section, then overrides (the CLI)."""
+    """Defaults, then the YAML section, then overrides (the CLI), each merged over the last like ``base:``.
+
+    ``overrides`` keys are field names, dotted paths into mapping fields, or ``~path`` to drop a key.
+    """
     values: dict[str, Any] = {}
     if config_path is not None:
-        values.update(read_yaml(config_path).get(section) or {})
+        values = dict(read_yaml(config_path).get(section) or {})
     source = f"{config_path or 'defaults'} [{section}]"
     if overrides:
-        # Check override keys on their own so the error names the CLI as the culprit.
-        build_config(cls, {**values, **overrides}, source=f"{source} + command line")
-        values.update(overrides)
+        where = f"{source} + command line"
+        delta = overrides_as_delta(cls, overrides, where)
+        defaults = {f.name: _default(f) for f in dataclasses.fields(cls) if _is_mapping(_field_types(cls)[f.name])}
+        for key in list(delta):  # dropping a whole field: back to its default
+            if key.startswith("~"):
+                delta.pop(key)
+                values.pop(key[1:], None)
+        mappings = {k: v for k, v in defaults.items() if k in delta and not isinstance(values.get(k), dict)}
+        values = deep_merge({**values, **{k: v or {} for k, v in mappings.items()}}, delta, "")
+        source = where
     return build_config(cls, values, source=source)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return f.default
 
 
 # ------------------------------------------------------------------------ output
@@ -255,7 +342,7 @@ def config_from_args(cls: type[C], section: str, args: argparse.Namespace) -> C:
     """Resolve a config from parsed arguments: YAML, then flags and key=value overrides."""
     names = {f.name for f in dataclasses.fields(cls)}
     overrides = {k: v for k, v in vars(args).items() if k in names}
-    for text in getattr(args, "overrides", []) or []:
+    for text in getattr(args, "overrides", []) or []:  # after the flags, in the order typed
         key, value = parse_override(text)
         overrides[key] = value
     return load_config(cls, section, getattr(args, "config", None), overrides)

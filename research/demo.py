@@ -212,18 +212,21 @@ def run_demo(config: Path = DEMO_CONFIG, seeds: list[int] | None = None, overwri
     report = evaluate(dataclasses.replace(eval_cfg, checkpoints=[str(p) for p in checkpoints]))
     console.print(results_table(report))
     split_line = "" if split_by_folder else f"  split         {train_cfg.features_dir}/split.json\n"
+    console.print("\n[bold]Where to look next[/bold]")
     console.print(
-        "\n[bold]Where to look next[/bold]\n"
         f"  report        {eval_cfg.out_dir}/report.json, {eval_cfg.out_dir}/confusion_matrix.png\n"
         f"  checkpoints   {train_cfg.out_dir}/best_ensemble_model_{{{','.join(map(str, seeds))}}}.pt\n"
         f"  features      {extract_cfg.out_dir}/ (python -m research.commands.features inspect FILE.h5)\n"
         f"{split_line}"
-        "  ablation      make ablation      results page: make results"
+        "  ablation      make ablation      results page: make results",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
     )
     if train_cfg.log_mlflow:  # the way into the UI: the command, then links to the members and the evaluation
         members = [m.get("run_id") for m in report.get("members", [])]
         links = mlflow_links.ui_links(train_cfg.ensemble, members, report.get("mlflow_run_id"), train_cfg.tracking_uri)
-        console.print("\n[bold]MLflow[/bold]\n" + mlflow_links.format_links(links))
+        mlflow_links.print_links(console, links)
     return report
 
 

@@ -30,7 +30,7 @@ from research.checkpoints import build_model, check_compatible, checkpoint_featu
 from research.config import EvalConfig, to_flat_dict
 from research.data.dataset import FeatureDataset, split_path
 from research.errors import UserError, ensure_dir
-from research.files import write_text_atomic
+from research.files import shown_path, write_text_atomic
 from research.frames import entry_features
 from research.inputs import file_entry
 from research.metrics import bootstrap_interval, classification_metrics
@@ -169,14 +169,14 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             rows.append(row_metrics("ensemble+tta", final, ds.labels, classes))
 
     report = {
-        "features": str(path),
+        "features": shown_path(path),  # below the current folder: relative, so a checkout's outputs stay put
         "num_videos": len(ds),
         "classes": classes,
         "tta_modes": list(cfg.tta_modes) if views else [],
         "members": [
             {
                 "name": m.name,
-                "source": m.source,
+                "source": shown_path(m.source),
                 "run_id": m.run_id,
                 "model": m.checkpoint["model"]["name"],
                 "seed": m.checkpoint.get("seed"),
@@ -184,7 +184,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
             for m in members
         ],
         "final_row": rows[-1]["name"],
-        "predictions": str(Path(cfg.out_dir) / predictions.FILE_NAME),
+        "predictions": shown_path(Path(cfg.out_dir) / predictions.FILE_NAME),
         "rows": {r["name"]: {k: v for k, v in r.items() if k != "name"} for r in rows},
     }
     write_report(report, rows[-1], Path(cfg.out_dir))
@@ -230,8 +230,11 @@ def plot_confusion(confusion: list[list[int]], classes: list[str], title: str, p
 
 
 def write_report(report: dict[str, Any], final_row: dict[str, Any], out_dir: Path) -> None:
+    """``report.json`` and the confusion matrix: the same inputs give the same bytes, so a committed report
+    stays committed. MLflow run ids (new on every run) stay in the evaluation run's tags instead."""
     ensure_dir(out_dir)
-    write_text_atomic(out_dir / "report.json", json.dumps(report, indent=2))
+    members = [{k: v for k, v in m.items() if k != "run_id"} for m in report["members"]]
+    write_text_atomic(out_dir / "report.json", json.dumps(report | {"members": members}, indent=2))
     write_text_atomic(
         out_dir / "confusion_matrix.txt",
         f"{final_row['name']}\n" + confusion_text(final_row["confusion"], report["classes"]),

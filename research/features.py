@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 from collections.abc import Iterator
@@ -63,24 +64,43 @@ def feature_filename(split: str, kind: str) -> str:
     return f"{split}_features{KINDS[kind]}.h5"
 
 
+class _DiskFullSink(io.FileIO):
+    """The file HDF5 writes through: the first failed write is kept, later writes are dropped.
+
+    A full disk met inside HDF5's own close (its metadata flush) leaves a file object that crashes the
+    process with a segfault when it is closed again, at the latest at interpreter exit. HDF5 writing
+    through this file never sees a failed write, so its close always completes; ``writing`` then raises
+    the kept error, and the half-written temporary file is removed.
+    """
+
+    failure: OSError | None = None
+
+    def write(self, data: Any) -> int:  # type: ignore[override]
+        if self.failure is None:
+            try:
+                return super().write(data)
+            except OSError as err:
+                self.failure = err
+        return memoryview(data).nbytes
+
+
 @contextlib.contextmanager
 def writing(target: Path) -> Iterator[h5py.File]:
     """An HDF5 file written under this process's temporary name and renamed onto ``target`` when complete.
 
-    On any failure (a full disk included) the handle is closed, its errors swallowed, and the
-    temporary file removed, so nothing half-written remains and h5py never closes a dead file
-    again at interpreter exit (which crashed the process with a segfault).
+    On any failure (a full disk included) nothing half-written remains; a full disk is an ``OSError``
+    with its errno (``research.files.disk_errors`` turns it into one line), never a crash.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    with replaced_atomically(target) as tmp:
-        f = h5py.File(tmp, "w")
+    with replaced_atomically(target) as tmp, _DiskFullSink(tmp, "w+") as sink:
+        f = h5py.File(sink, "w")
         try:
             yield f
-            f.close()
-        except BaseException:
-            with contextlib.suppress(Exception):
-                f.close()
-            raise
+        finally:
+            f.close()  # never fails on a full disk (see _DiskFullSink)
+            if sink.failure is not None:
+                raise sink.failure
+        sink.flush()
 
 
 # ------------------------------------------------------------------ part files

@@ -57,6 +57,16 @@ def replaced_atomically(target: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def shown_path(path: str | Path) -> str:
+    """``path`` as a report or a printed line shows it: relative to the current folder when it lies below it
+    (so nothing written into a checkout carries where the checkout lies), else as it is."""
+    path = Path(path)
+    if path.is_absolute():
+        with contextlib.suppress(ValueError):
+            return path.relative_to(Path.cwd()).as_posix()
+    return path.as_posix()
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file, fsync and a rename."""
     path = Path(path)
@@ -73,6 +83,19 @@ def is_out_of_space(err: BaseException) -> bool:
         return True
     text = str(err).lower()
     return isinstance(err, OSError) and ("no space left" in text or "file too large" in text)
+
+
+def out_of_space_cause(err: BaseException) -> BaseException | None:
+    """The full disk behind ``err``, if any: an ``OSError`` of one anywhere in its chain of causes, or a
+    database that says so (SQLite's "database or disk is full", under SQLAlchemy and MLflow)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if is_out_of_space(current) or "database or disk is full" in str(current).lower():
+            return current
+        current = current.__cause__ or current.__context__
+    return None
 
 
 @contextlib.contextmanager

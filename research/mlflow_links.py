@@ -5,7 +5,6 @@
 - ``command``: the one command that starts the UI on this store (``.venv/bin/mlflow ui --backend-store-uri ...``);
 - ``members``: the ``train`` experiment's runs list, model-training UI, showing exactly the members with the
   key metrics and params as columns (a shared view written for the ensemble, ``members_view``);
-- ``compare``: MLflow's compare page of the same runs (every param and metric, one column per run);
 - ``evaluation``: the evaluation run's page (its metrics, params and tags);
 - ``confusion_matrix``: the same run's Artifacts tab opened on ``confusion_matrix.png`` (shown, no click);
 - ``evaluations``: the ``evaluate`` experiment's runs with their metrics as columns (its default view).
@@ -19,14 +18,15 @@ filter is stored inside the view, never put in the URL. Only ``research.tracking
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import sys
 from pathlib import Path
-from urllib.parse import quote
+
+from rich.console import Console
 
 from research import tracking
+from research.files import shown_path
 
 UI, ML = tracking.UI, tracking.ML  # mlflow ui's default address; the model-training side of the UI
 
@@ -59,48 +59,33 @@ def run_url(run_id: str, uri: str | None = None, ui: str = UI, tab: str = "") ->
     return f"{page}/{tab}?{ML}" if tab else f"{page}?{ML}"
 
 
-def compare_url(run_ids: list[str], uri: str | None = None, ui: str = UI) -> str:
-    """MLflow's compare-runs page of ``run_ids`` (the UI's own ``getCompareRunPageRoute`` form)."""
-    client = tracking.mlflow_client(uri)
-    experiments = sorted({client.get_run(r).info.experiment_id for r in run_ids})
-    runs, exps = (json.dumps(v, separators=(",", ":")) for v in (run_ids, experiments))
-    return f"{ui.rstrip('/')}/#/compare-runs?runs={quote(runs)}&experiments={quote(exps)}&{ML}"
-
-
-def _below_cwd(path: Path) -> str:
-    """``path`` relative to the current folder when it lies below it, else absolute."""
-    path = path.absolute()
-    with contextlib.suppress(ValueError):
-        return path.relative_to(Path.cwd()).as_posix()
-    return path.as_posix()
-
-
 def ui_command(uri: str | None = None) -> str:
     """The command that starts the UI on the store: this interpreter's ``mlflow`` (``.venv/bin/mlflow`` from
     the project's root) and a SQLite store's path relative to here when it lies below."""
     uri = tracking.resolve_tracking_uri(uri)
-    exe = _below_cwd(Path(sys.executable).parent) + "/mlflow"  # the venv's bin/, not where its python links to
+    exe = shown_path(Path(sys.executable).absolute().parent) + "/mlflow"  # the venv's bin/, not where its python links to
     if uri.startswith(("http://", "https://")):  # a tracking server is its own UI
         return f"# the UI is the tracking server itself: {uri}"
     if uri.startswith("sqlite:///"):
         db = Path(uri.removeprefix("sqlite:///").split("?")[0])
-        uri = f"sqlite:///{_below_cwd(db)}"
+        uri = f"sqlite:///{shown_path(db.absolute())}"
     return f"{exe} ui --backend-store-uri {uri}"
 
 
 def ui_links(
     ensemble: str, member_run_ids: list[str], evaluation_run_id: str | None, uri: str | None = None, ui: str = UI
 ) -> dict[str, str]:
-    """``command``, ``members``, ``compare`` (when there are member runs); ``evaluation``, ``confusion_matrix``
-    and ``evaluations`` when the evaluation was logged. Printed in this order, one per line, they are the
-    way in (``research.demo``)."""
+    """``command`` and ``members``; ``evaluation``, ``confusion_matrix`` and ``evaluations`` when the evaluation
+    was logged. Printed in this order (``print_links``), they are the way in (``research.demo``).
+
+    No link to MLflow's compare page: its address names every run id (about 300 characters for four
+    members), too long to paste whole. The members' saved view is short; selecting its runs and pressing
+    Compare opens the same page."""
     members = [r for r in member_run_ids if r]
     links = {
         "command": ui_command(uri),
         "members": tracking.runs_view_url("train", uri, ui, view=members_view(ensemble, members, "train", uri)),
     }
-    if members:
-        links["compare"] = compare_url(members, uri, ui)
     if evaluation_run_id:
         links["evaluation"] = run_url(evaluation_run_id, uri, ui)
         links["confusion_matrix"] = run_url(evaluation_run_id, uri, ui, tab="artifacts/confusion_matrix.png")
@@ -112,8 +97,7 @@ def ui_links(
 
 LABELS = {
     "command": "start the UI",
-    "members": "the members",
-    "compare": "compared",
+    "members": "the members (tick them and press Compare to see every param side by side)",
     "evaluation": "evaluation",
     "confusion_matrix": "confusion matrix",
     "evaluations": "all evaluations",
@@ -121,6 +105,12 @@ LABELS = {
 
 
 def format_links(links: dict[str, str], indent: str = "  ") -> str:
-    """``links`` as aligned lines, the command first (what ``make demo`` ends with)."""
-    width = max(len(LABELS.get(k, k)) for k in links)
-    return "\n".join(f"{indent}{LABELS.get(k, k).ljust(width)}  {v}" for k, v in links.items())
+    """``links`` as a label line, then the command or URL alone on the next line (the command first)."""
+    return "\n".join(f"{indent}{LABELS.get(k, k)}\n{indent}  {v}" for k, v in links.items())
+
+
+def print_links(console: Console, links: dict[str, str], title: str = "MLflow") -> None:
+    """Print ``format_links`` never folded, whatever the console's width: a command or URL cut in two
+    cannot be copied (``soft_wrap``: the terminal may wrap the line on screen, the text stays one line)."""
+    console.print(f"\n[bold]{title}[/bold]")
+    console.print(format_links(links), soft_wrap=True, highlight=False, markup=False)

@@ -28,7 +28,7 @@ import h5py
 import numpy as np
 
 from research.errors import UserError, ensure_dir
-from research.files import write_text_atomic
+from research.files import shown_path, write_text_atomic
 
 FILE_NAME = "predictions.csv"
 
@@ -106,7 +106,7 @@ def feature_file_rows(features: Path, probs: np.ndarray, classes: list[str]) -> 
         ids = [_text(v) for v in f["video_ids"][:]] if "video_ids" in f else [str(i) for i in range(len(labels))]
         rel = [_text(v) for v in f["paths"][:]] if "paths" in f else [""] * len(labels)
         root = _text(f.attrs.get("data_dir", ""))
-    paths = [(Path(root) / p).as_posix() if root and p else p for p in rel]
+    paths = [shown_path(Path(root) / p) if root and p else p for p in rel]
     if len(probs) != len(labels):
         raise ValueError(f"{len(probs)} probability rows for {len(labels)} videos in {features}")
     return [

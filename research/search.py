@@ -54,6 +54,7 @@ from rich.table import Table
 from research import tracking
 from research.config import SearchConfig, TrainConfig
 from research.distributed import file_lock
+from research.models import check_model_args
 from research.search_space import check_space, get_param, resolve_space, suggest, with_params
 from research.study_storage import (
     PARENT_ATTR,
@@ -119,6 +120,7 @@ def join_study(cfg: SearchConfig, base: TrainConfig, setup_wait_s: float = 60.0)
     machines: only the process whose ``create_study`` succeeded sets it up, the others wait
     up to ``setup_wait_s`` for it (then take over: its creator died).
     """
+    check_model_args(base.model, base.model_args)
     space = resolve_space(cfg, base)
     check_space(space, base)
     storage, lock_path = storage_for(cfg, base.tracking_uri)

@@ -47,7 +47,7 @@ from research.errors import TrainingDivergedError, UserError, ensure_dir
 from research.features import content_fingerprint
 from research.files import folder_lock
 from research.metrics import classification_metrics
-from research.models import count_parameters, create_model, resolve_model_args
+from research.models import check_model_args, count_parameters, create_model
 from research.tta import predict
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ def train(
     and prunes through it; an exception it raises ends training, and the run is
     marked accordingly).
     """
-    resolve_model_args(cfg.model, cfg.model_args.get(cfg.model, {}))  # a bad name or argument: before any work
+    check_model_args(cfg.model, cfg.model_args)  # a bad name or argument, or a model that cannot build: before any work
     ctx = distributed.init(distributed.device_for(cfg.device).type)
     out_dir = ensure_dir(cfg.out_dir)
     # One writer per checkpoint: a second run of this seed into out_dir is refused, naming the holder;

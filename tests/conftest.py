@@ -8,7 +8,9 @@ import os
 import runpy
 import shlex
 import shutil
+import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,3 +146,16 @@ def tracking_uri(tmp_path: Path, empty_store: Path) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(empty_store, path)
     return f"sqlite:///{path}"
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of ``size`` at ``path`` (root only: skipped elsewhere, saying why), unmounted afterwards."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -53,9 +54,14 @@ def write_manifest(path: Path, fields: list[str], rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
-def tiny_demo_config(tmp_path: Path, tracking_uri: str, data_dir: Path, base: str = "demo.yaml") -> Path:
+def tiny_demo_config(
+    tmp_path: Path, tracking_uri: str, data_dir: Path, base: str = "demo.yaml", relative: bool = False
+) -> Path:
+    """``relative``: every path relative to ``tmp_path`` (the test runs there), as in a checkout's configs."""
     config = tmp_path / "tiny_demo.yaml"
-    features = tmp_path / "features"
+    here = Path() if relative else tmp_path
+    data_dir = data_dir.relative_to(tmp_path) if relative else data_dir
+    features = here / "features"
     train_features = features / "by_source" if base == "demo.yaml" else features
     config.write_text(f"""# a test-sized delta over {base}
 base: {ROOT / "experiments" / base}
@@ -67,11 +73,11 @@ extract:
   tracking_uri: {tracking_uri}
 train:
   features_dir: {train_features}
-  out_dir: {tmp_path / "runs"}
+  out_dir: {here / "runs"}
   epochs: 2
   tracking_uri: {tracking_uri}
 evaluate:
-  out_dir: {tmp_path / "outputs"}
+  out_dir: {here / "outputs"}
   tracking_uri: {tracking_uri}
 cv:
   folds: 3                      # 12 sources: each fold about one source per class
@@ -85,10 +91,16 @@ def source_of(video_id: str) -> str:
 
 
 def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
-    tmp_path: Path, tracking_uri: str, caplog: pytest.LogCaptureFixture
+    tmp_path: Path,
+    tracking_uri: str,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """make demo's path on a tiny real collection: extract `all` once, split the kept clips by source,
-    train, evaluate on the test sources; a second run recomputes nothing."""
+    train, evaluate on the test sources; a second run recomputes nothing. Run from the folder its config's
+    relative paths start at (as make demo in a checkout): no output holds where that folder lies, and the
+    closing lines (at 80 columns: captured output is not a terminal) print every command and URL whole."""
     from research.data.dataset import FeatureDataset, split_path
     from research.demo import run_demo
 
@@ -96,8 +108,17 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     data = tiny_real_collection(tmp_path / "real")
     (data / "all" / "gaming" / "broken.mp4").write_bytes(b"not a video")  # skipped by extraction, listed
     copied = len(list(data.rglob("*_??.mp4")))
-    config = tiny_demo_config(tmp_path, tracking_uri, data)
+    config = tiny_demo_config(tmp_path, tracking_uri, data, relative=True)
+    monkeypatch.chdir(tmp_path)
     report = run_demo(config, seeds=[1, 2])
+    printed = capsys.readouterr().err
+    assert_printed_whole(printed)
+    for written in [*(tmp_path / "outputs").iterdir(), tmp_path / "features" / "by_source" / "split.json"]:
+        if written.suffix in (".json", ".csv", ".txt"):
+            text = written.read_text()
+            assert str(tmp_path) not in text and str(tmp_path.resolve()) not in text, written
+    predicted = list(csv.DictReader((tmp_path / "outputs" / "predictions.csv").open()))
+    assert predicted and all(row["path"].startswith("real/videos/all/") for row in predicted)
     assert list(report["rows"]) == ["member_1", "member_1+tta", "member_2", "member_2+tta", "ensemble", "ensemble+tta"]
     split_dir = tmp_path / "features" / "by_source"
     record = json.loads((split_dir / "split.json").read_text())
@@ -116,7 +137,7 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     assert test and train and val and not test & (train | val) and not train & val
     assert sorted(test) == record["splits"]["test"]["sources"]
     assert report["num_videos"] == len(ids["test"])
-    assert report["features"] == str(split_dir / "test_features_multiscale.h5")
+    assert report["features"] == "features/by_source/test_features_multiscale.h5"
 
     stamps = {p: p.stat().st_mtime_ns for p in [*(tmp_path / "features").rglob("*.h5"), *split_dir.glob("*.json")]}
     stamps |= {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*.pt")}
@@ -153,6 +174,19 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     assert "split: wrote" in caplog.text and "split: re-using" not in caplog.text
     every_source = {s for part in redone["splits"].values() for s in part["sources"]}
     assert f"{renamed}_renamed" in every_source and renamed not in every_source
+
+
+def assert_printed_whole(printed: str) -> None:
+    """The demo's closing lines: the UI command and each URL alone on its line, each URL parsing whole."""
+    lines = [line.strip() for line in printed.splitlines()]
+    command = lines[lines.index("start the UI") + 1]
+    assert command.endswith("mlflow ui --backend-store-uri " + command.split()[-1]) and "sqlite:///" in command
+    urls = [line for line in lines if "http://" in line]
+    assert len(urls) >= 4, printed[-3000:]
+    for url in urls:
+        parts = urllib.parse.urlsplit(url)
+        assert url.startswith("http://") and " " not in url and parts.netloc and "workflowType=" in url, url
+        assert len(url) < 160
 
 
 def test_the_real_collection_splits_into_disjoint_sources_with_enough_test_clips() -> None:
@@ -332,11 +366,13 @@ def test_mlflow_ui_serves_the_ensemble_members(tiny_features: Path, tmp_path: Pa
         server.wait(30)
 
 
-def test_committed_results_page_matches_its_sources() -> None:
+def test_committed_results_page_matches_its_sources(tmp_path: Path) -> None:
     """RESULTS.md is generated from outputs/*.json (committed with it): regenerating changes nothing."""
     from research.results import render
 
     assert (ROOT / "RESULTS.md").read_text() == render()
+    elsewhere = shutil.copytree(ROOT / "outputs", tmp_path / "another" / "checkout" / "outputs")
+    assert render(elsewhere) == render()  # nothing on the page depends on where the checkout lies
     report = json.loads((ROOT / "outputs" / "demo" / "report.json").read_text())
     assert {"member_1", "member_4+tta", "ensemble", "ensemble+tta"} <= set(report["rows"])
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -20,7 +18,7 @@ from research.features import read_attrs
 from research.files import FolderBusyError, OutOfSpaceError, folder_lock
 from research.video import decode_video, normalize
 
-from .conftest import ROOT, resume_config, tiny_extract_config
+from .conftest import ROOT, resume_config, small_filesystem, tiny_extract_config
 from .test_extraction import RESUME_ARGS
 
 
@@ -56,19 +54,6 @@ def test_a_second_writer_into_one_folder_is_refused_naming_the_holder(tiny_video
     extract(tiny_extract_config(tiny_videos, tmp_path / "out", splits=["test"], frames=2, outputs=["single"]))
 
 
-@contextlib.contextmanager
-def small_filesystem(path: Path, size: str) -> Iterator[Path]:
-    """A real tmpfs of ``size`` at ``path`` (root only: skipped elsewhere), unmounted afterwards."""
-    path.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-    if mounted.returncode:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
 def test_a_full_disk_is_one_error_and_the_next_run_resumes(
     tiny_videos: Path, resume_reference: Path, tmp_path: Path
 ) -> None:
@@ -94,3 +79,18 @@ def test_a_full_disk_is_one_error_and_the_next_run_resumes(
             with h5py.File(resume_reference / name) as a, h5py.File(out / name) as b:
                 for key in ("features", "labels", "num_frames", "paths"):
                     np.testing.assert_array_equal(a[key][:], b[key][:])
+
+
+def test_a_full_disk_at_any_point_of_the_hdf5_file_exits_2_never_a_signal(tiny_videos: Path, tmp_path: Path) -> None:
+    """The issue's reproduction, three times: the disk fills while the HDF5 file is assembled (its metadata
+    flush included), which once ended in a segfault (exit 139) after the error line."""
+    with small_filesystem(tmp_path / "disk", "400k") as disk:
+        cmd = [sys.executable, str(ROOT / "extract.py"), "--data-dir", str(tiny_videos), "--out-dir", str(disk / "f")]
+        cmd += ["--frames", "8", "--image-size", "96", "--backbone", "mobilenet_v2", "--no-log-mlflow"]
+        for _ in range(3):
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+            assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+            errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+            assert len(errors) == 1 and "out of disk space writing to" in errors[0], proc.stderr
+            assert "Traceback" not in proc.stderr and "Fatal Python error" not in proc.stderr
+            assert not list(disk.rglob("*.h5*")), "a half-written HDF5 file was left behind"

@@ -32,7 +32,7 @@ from research.files import FolderBusyError
 from research.tracking import mlflow_client
 from research.training import train
 
-from .conftest import ROOT
+from .conftest import ROOT, small_filesystem
 from .test_cli import assert_one_line_error, run
 from .test_training import tiny_train_config
 
@@ -267,3 +267,19 @@ def test_a_sigterm_during_a_store_write_is_raised_when_the_write_returns() -> No
     assert finished == ["the write"]
     with pytest.raises(Terminated):
         interrupts.terminate()  # outside a write: at once
+
+
+@pytest.mark.parametrize("full", ["checkpoint folder", "tracking store"])
+def test_a_full_disk_under_training_is_one_line_and_exit_2(features: Path, tmp_path: Path, full: str) -> None:
+    """A checkpoint (torch.save lost the errno: "unexpected pos") or an MLflow SQLite store (SQLAlchemy's
+    "database or disk is full") on a full file system: exit 2 and one line, in a real process."""
+    with small_filesystem(tmp_path / "disk", "300k" if full == "checkpoint folder" else "200k") as disk:
+        out, uri = (disk / "run", f"sqlite:///{tmp_path / 'mlflow.db'}")
+        if full == "tracking store":
+            out, uri = tmp_path / "run", f"sqlite:///{disk / 'mlflow.db'}"
+        cmd = [sys.executable, str(ROOT / "train.py"), "--features-dir", str(features), "--out-dir", str(out)]
+        proc = subprocess.run([*cmd, "epochs=1", f"tracking_uri={uri}"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "out of disk space" in errors[0] and "re-run the same command" in errors[0]
+    assert "Traceback" not in proc.stderr

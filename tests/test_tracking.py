@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import io
 import json
 import os
 import shutil
@@ -16,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from research import mlflow_links, tracking
 from research.errors import UserError
@@ -181,9 +183,8 @@ def test_ui_links_open_on_the_members_and_the_evaluation(tracking_uri: str, tmp_
         assert column in view["selectedColumns"]
         kind, name = column.split(".", 1)
         assert all(name.strip("`") in getattr(r.data, kind) for r in found)  # a column every member fills
-    # MLflow's compare page of the same runs (the UI's getCompareRunPageRoute form, URL-encoded).
-    compare = urllib.parse.parse_qs(links["compare"].split("?", 1)[1])
-    assert json.loads(compare["runs"][0]) == members and json.loads(compare["experiments"][0]) == [train.experiment_id]
+    # No compare-page link: its address lists every run id (about 300 characters), too long to paste.
+    assert "compare" not in links and all(len(url) < 160 for url in links.values())
     # (b) the evaluation run: its page, and its Artifacts tab opened on the confusion matrix.
     evaluate_id = client.get_run(evaluation).info.experiment_id
     page = f"http://h:5000/#/experiments/{evaluate_id}/runs/{evaluation}"
@@ -194,7 +195,7 @@ def test_ui_links_open_on_the_members_and_the_evaluation(tracking_uri: str, tmp_
         f"/experiments/{evaluate_id}/runs?workflowType=machine_learning&viewStateShareKey=default"
     )
     # No member runs (checkpoints trained without MLflow): the view falls back to the ensemble tag.
-    assert "compare" not in mlflow_links.ui_links("demo", [], None, tracking_uri)
+    assert set(mlflow_links.ui_links("demo", [], None, tracking_uri)) == {"command", "members"}
     view = json.loads(client.get_experiment(train.experiment_id).tags["mlflow.sharedViewState.ensemble-demo"])
     assert view["searchFilter"] == "tags.ensemble = 'demo'"
 
@@ -269,6 +270,22 @@ def test_the_links_in_a_real_browser(tracking_uri: str, tmp_path: Path) -> None:
         server.wait(timeout=30)
 
 
-def test_format_links_puts_the_command_first() -> None:
-    text = mlflow_links.format_links({"command": ".venv/bin/mlflow ui", "members": "http://h/#/a"})
-    assert text.splitlines() == ["  start the UI  .venv/bin/mlflow ui", "  the members   http://h/#/a"]
+def assert_whole_lines(printed: str, links: dict[str, str]) -> None:
+    """Every command and URL of ``links`` stands whole on one line of ``printed``, and every URL there parses."""
+    lines = [line.strip() for line in printed.splitlines()]
+    for value in links.values():
+        assert value in lines, f"{value!r} is not one line of:\n{printed}"
+    urls = [word for line in lines for word in line.split() if "://" in word]
+    assert urls and all(urllib.parse.urlsplit(u).netloc and u in links.values() for u in urls if "http" in u)
+
+
+def test_links_print_whole_at_80_columns() -> None:
+    """The label above, the command or URL alone below it: nothing folded at 80 columns (a log, a pipe)."""
+    long_url = "http://127.0.0.1:5000/#/experiments/2/runs?workflowType=machine_learning&viewStateShareKey=" + "x" * 90
+    links = {"command": ".venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db", "members": long_url}
+    out = io.StringIO()
+    mlflow_links.print_links(Console(file=out, width=80), links)
+    lines = out.getvalue().splitlines()
+    assert lines[:4] == ["", "MLflow", "  start the UI", f"    {links['command']}"]
+    assert lines[5] == f"    {long_url}" and len(lines) == 6
+    assert_whole_lines(out.getvalue(), links)

@@ -18,6 +18,7 @@ default, imported below. Tests are parametrised over ``list_models()``.
 from research.models import linear, mean_pool, netvlad, recurrent, transformer  # noqa: F401  (they register)
 from research.models.registry import (
     attention_width,
+    check_model_args,
     count_parameters,
     create_model,
     drop_retired,
@@ -29,6 +30,7 @@ from research.models.registry import (
 
 __all__ = [
     "attention_width",
+    "check_model_args",
     "count_parameters",
     "create_model",
     "drop_retired",

@@ -16,6 +16,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import torch
 from torch import nn
 
 from research.errors import ConfigError, did_you_mean
@@ -71,6 +72,25 @@ def resolve_model_args(name: str, args: Mapping[str, Any]) -> dict[str, Any]:
             f"model {name!r} takes no argument(s) {unknown}{hint}; model_args.{name} accepts {sorted(accepted)}"
         )
     return {**accepted, **args}
+
+
+def check_model_args(model: str, model_args: Mapping[str, Any]) -> None:
+    """Every ``model_args`` entry names a family and only its arguments, and ``model`` builds from its entry.
+
+    One ConfigError line before any work: a family name or argument with a typo (near miss suggested), or
+    arguments the chosen family cannot be built with (heads that do not divide the width, ...). The build is a
+    trial on the meta device: no memory, no time.
+    """
+    for family, args in model_args.items():
+        _family(family)
+        resolve_model_args(family, args)
+    args = dict(model_args.get(model, {}))
+    try:
+        with torch.device("meta"):
+            _family(model)(feature_dim=8, num_classes=2, **resolve_model_args(model, args))
+    except (ValueError, TypeError, AssertionError, RuntimeError) as err:
+        given = ", ".join(f"{k}={v!r}" for k, v in args.items()) or "its defaults"
+        raise ConfigError(f"model {model!r} cannot be built from model_args.{model} ({given}): {err}") from None
 
 
 def drop_retired(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
