@@ -63,7 +63,7 @@ def ui_command(uri: str | None = None) -> str:
     """The command that starts the UI on the store: this interpreter's ``mlflow`` (``.venv/bin/mlflow`` from
     the project's root) and a SQLite store's path relative to here when it lies below."""
     uri = tracking.resolve_tracking_uri(uri)
-    exe = shown_path(Path(sys.executable).absolute().parent) + "/mlflow"  # the venv's bin/, not where its python links to
+    exe = shown_path(Path(sys.executable).absolute().parent) + "/mlflow"  # the venv bin/, not where python links to
     if uri.startswith(("http://", "https://")):  # a tracking server is its own UI
         return f"# the UI is the tracking server itself: {uri}"
     if uri.startswith("sqlite:///"):
