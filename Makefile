@@ -23,9 +23,9 @@ weights: $(STAMP)
 	$(PY) -m research.commands.backbones provision
 
 # The real clips of benchmarks/real/: extracted once, split by source, four members trained and evaluated.
-# The drawn set: $(PY) -m videogen --demo --out data/demo && $(PY) -m research.demo --config experiments/synthetic.yaml
+# The drawn set: $(PY) -m videogen --demo --out data/demo && $(PY) -m research.commands.pipeline --config experiments/synthetic.yaml
 demo: setup
-	$(PY) -m research.demo
+	$(PY) -m research.commands.pipeline
 
 test: setup
 	$(PY) -m pytest
@@ -34,15 +34,15 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 ablation: setup
-	$(PY) -m research.ablation experiments/ablation_single_scale.yaml experiments/ablation_multi_scale.yaml
+	$(PY) -m research.commands.ablation experiments/ablation_single_scale.yaml experiments/ablation_multi_scale.yaml
 
 results: setup
-	$(PY) -m research.results models
-	$(PY) -m research.results write
+	$(PY) -m studies.results models
+	$(PY) -m studies.results write
 
 results-real: setup
-	$(PY) -m research.results real
-	$(PY) -m research.results write
+	$(PY) -m studies.results real
+	$(PY) -m studies.results write
 
 clean:
 	rm -rf features/demo runs/demo outputs/demo data/demo features/synthetic runs/synthetic outputs/synthetic

@@ -25,7 +25,7 @@ def main() -> int:
     setup_logging(args.verbose)
     cfg = config_from_args(EvalConfig, "evaluate", args)
     # The stage (torch, mlflow: seconds to import) only once the config is known good.
-    from research.evaluation import evaluate, predict_videos, results_table
+    from research.engine.evaluation import evaluate, predict_videos, results_table
 
     console = Console(soft_wrap=True)  # a path is never broken across lines
     if cfg.predict:

@@ -20,11 +20,11 @@ def main() -> int:
     cfg = config_from_args(ExtractConfig, "extract", args)
     # The stage (torch, torchvision, mlflow: seconds to import) only once the config is known good.
     if cfg.frame_index:  # seed 002: one feature per (video, timestamp) row
-        from research.timestamps import extract_timestamps
+        from research.features.timestamps import extract_timestamps
 
         extract_timestamps(cfg)
     else:
-        from research.extraction import extract
+        from research.features.extraction import extract
 
         extract(cfg)  # prints the per-split summary; a user error (exit 2) if nothing could be extracted
     return 0

@@ -22,14 +22,14 @@ def main() -> int:
     cfg = config_from_args(TrainConfig, "train", args)
     # The stage (torch, mlflow, optuna: seconds to import) only once the config is known good.
     if args.search:
-        from research.search import run_search
+        from research.tuning.search import run_search
 
         search_cfg = search_config_from_args(args)
         banner(f"Optuna study {search_cfg.study}")
         run_search(search_cfg, cfg)
         return 0
     from research.distributed import context
-    from research.training import train
+    from research.engine.training import train
 
     banner(f"train {cfg.model} seed {cfg.seed}")
     result = train(cfg)

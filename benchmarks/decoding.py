@@ -12,7 +12,7 @@
     on 2 cores).
 (2) benchmarks/real: every clip at 32 frames, 224 px, uniform, whole video, old and new path
     side by side in the same run (interleaved, best of ``--repeats``).
-(3) Extraction throughput (``research.extraction.extract``, mobilenet_v2) with 1, 2 and 4 decode
+(3) Extraction throughput (``research.features.extraction.extract``, mobilenet_v2) with 1, 2 and 4 decode
     workers, old and new path, against the CNN alone on already-decoded frames.
 
 Decoding runs single-threaded (``--threads 1``), as each extraction worker decodes, and (1)-(2)
@@ -39,13 +39,13 @@ from PIL import Image
 from rich.console import Console
 from rich.table import Table
 
-import research.frames
-from research.backbones import create_backbone
+import research.features.frames
+from research.backbones.loading import create_backbone
 from research.config import ExtractConfig
-from research.decode_plan import make_plan, plan_cost
-from research.extraction import extract
-from research.frames import auto_batch_size
-from research.video import decode_video, normalize, probe_index, sample_indices
+from research.features.extraction import extract
+from research.features.frames import auto_batch_size
+from research.video.decode import decode_video, normalize, probe_index, sample_indices
+from research.video.plan import make_plan, plan_cost
 
 ROOT = Path(__file__).resolve().parents[1]
 FPS = 25
@@ -247,11 +247,11 @@ def extraction(args: argparse.Namespace, console: Console) -> dict:
     for col in ("decode path", "workers", "seconds", "frames/s", "vs CNN alone", "CPU ms/frame"):
         table.add_column(col, justify="right")
     table.add_row("(CNN alone)", "-", f"{t_cnn:.1f}", f"{n_frames / t_cnn:.0f}", "100%", "")
-    original = research.frames.decode_video
+    original = research.features.frames.decode_video
     rows = {"cnn_alone": n_frames / t_cnn}
     try:
         for path_name, plan in (("sequential", False), ("planned", True)):
-            research.frames.decode_video = functools.partial(original, plan=plan)  # forked workers inherit it
+            research.features.frames.decode_video = functools.partial(original, plan=plan)  # forked workers inherit it
             for workers in (1, 2, 4):
                 cfg = ExtractConfig(
                     data_dir=str(work / "data"),
@@ -272,7 +272,7 @@ def extraction(args: argparse.Namespace, console: Console) -> dict:
                 row = (f"{t:.1f}", f"{n_frames / t:.0f}", f"{t_cnn / t:.0%}", f"{cpu:.0f}")
                 table.add_row(path_name, str(workers), *row)
     finally:
-        research.frames.decode_video = original
+        research.features.frames.decode_video = original
         shutil.rmtree(work, ignore_errors=True)
     console.print(table)
     return rows

@@ -29,11 +29,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from research.backbones import create_backbone
+from research.backbones.loading import create_backbone
 from research.config import ExtractConfig
-from research.extraction import extract
-from research.frames import auto_batch_size
-from research.video import decode_video, normalize
+from research.features.extraction import extract
+from research.features.frames import auto_batch_size
+from research.video.decode import decode_video, normalize
 from videogen.writing import generate
 
 SCALES = [1.0, 0.85, 1.15]

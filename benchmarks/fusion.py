@@ -21,10 +21,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from research.backbone_study import cnn_frames_per_s
 from research.config import ExtractConfig
-from research.extraction import extract
-from research.frames import decode_workers
+from research.features.extraction import extract
+from research.features.frames import decode_workers
+from studies.backbones import cnn_frames_per_s
 
 ROOT = Path(__file__).resolve().parents[1]
 

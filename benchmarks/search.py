@@ -21,7 +21,7 @@ from rich.table import Table
 
 from research.cli import setup_logging
 from research.config import ExtractConfig, SearchConfig, TrainConfig, load_config
-from research.search import run_search
+from research.tuning.search import run_search
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def main() -> None:
     setup_logging()
     extract_cfg = load_config(ExtractConfig, "extract", args.config)
     if not (ROOT / extract_cfg.out_dir / "train_features_multiscale.h5").is_file():
-        from research.extraction import extract
+        from research.features.extraction import extract
         from videogen.demo import ensure_dataset
 
         ensure_dataset(ROOT / extract_cfg.data_dir)

@@ -1,43 +1,365 @@
-"""Stage configs: dataclasses loaded from YAML, overridden from the command line.
+"""Stage configs: one dataclass per stage, loaded from YAML, overridden from the command line.
 
-Precedence is CLI > YAML > dataclass default. A YAML file has one section per
-stage (``extract:``, ``train:``, ``evaluate:``, ``search:``) and may name a
-``base:`` file it is a delta over, so experiment configs stay small. Unknown
-keys, in YAML or on the command line, are rejected with the list of valid ones.
+Precedence is CLI > YAML > dataclass default, and each layer merges over the last by one rule
+(``deep_merge``): mappings key by key, anything else replaced. A YAML file has one section per
+stage (``extract:``, ``train:``, ``evaluate:``, ``search:``, ``cv:``) and may name a ``base:`` file
+it is a delta over, so experiment configs stay small. On the command line, ``key=value`` sets a
+field, a dotted key reaches into a mapping field (``model_args.super_enhanced.hidden_size=256``)
+and ``~key`` drops a key (in a YAML delta too). Unknown keys, in YAML or on the command line, are
+rejected with the near miss and the list of valid ones.
 
-Every field becomes a ``--flag`` of the script that owns the config (one parser
-builder, reused by every entry point), and ``key=value`` positional overrides
-are accepted too, so ``train.py --seed 3`` and ``train.py seed=3`` mean the same.
+Every field becomes a ``--flag`` of the script that owns the config (one parser builder, reused by
+every entry point), so ``train.py --seed 3`` and ``train.py seed=3`` mean the same. The module is
+torch-free: ``--help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import functools
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
 
-from research.backbone_specs import backbone_parts
-from research.config_io import (
-    SECTIONS,
-    ConfigParser,
-    add_config_arguments,
-    build_config,
-    config_from_args,
-    deep_merge,
-    load_config,
-    opt,
-    parse_override,
-    parse_yaml,
-    read_yaml,
-    to_flat_dict,
-    to_yaml,
-)
-from research.errors import ConfigError
-from research.settings import SAMPLING_STRATEGIES
+import yaml
 
-# The views research.tta averages (a test checks it defines exactly these); named here, torch-free, for validation.
-TTA_DEFAULT_MODES = ("identity", "reverse", "stride2", "center")
+from research.backbones.table import backbone_parts
+from research.errors import ConfigError, UserError, did_you_mean, yaml_problem
+from research.features.settings import SAMPLING_STRATEGIES
+
+C = TypeVar("C")
+
+SECTIONS = ("extract", "train", "evaluate", "search", "cv")  # one per stage config below
+
+
+def opt(default: Any, help: str, aliases: dict[str, Any] | None = None) -> Any:
+    """A dataclass field with a help text (the reason for its default).
+
+    ``aliases`` maps extra flags to the constant they set, e.g. ``{"--single-scale": False}``;
+    like every flag they beat the YAML only when typed.
+    """
+    metadata = {"help": help, "aliases": aliases or {}}
+    if isinstance(default, (list, dict)):
+        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+# ---------------------------------------------------------------------------- YAML
+
+
+def parse_yaml(text: str, source: str, error: type[UserError] = ConfigError) -> Any:
+    """``yaml.safe_load``; a syntax error is one line naming ``source`` and the line and column."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise error(yaml_problem(err, source)) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a config file, following its ``base:`` chain (paths relative to the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    data = parse_yaml(path.read_text(), str(path)) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping of sections, got {type(data).__name__}")
+    base = data.pop("base", None)
+    unknown = set(data) - set(SECTIONS)
+    if unknown:
+        hint = did_you_mean(sorted(unknown)[0], SECTIONS) if len(unknown) == 1 else ""
+        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}{hint}; valid sections: {list(SECTIONS)}")
+    if base is None:
+        return data
+    merged = read_yaml(path.parent / base)
+    for section, values in data.items():
+        merged[section] = deep_merge(merged.get(section, {}), values or {})
+    return merged
+
+
+def deep_merge(base: dict[str, Any], delta: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """``delta`` over ``base``: mappings merge key by key, so a config can change one model argument.
+
+    A key written ``~name`` drops ``name`` (the way to remove a key on purpose, in a ``base:`` delta and on the
+    command line alike); dropping a key that is not there is a one-line error with the near miss.
+    """
+    out = dict(base)
+    for key, value in delta.items():
+        if isinstance(key, str) and key.startswith("~"):
+            name = key[1:]
+            if name not in out:
+                hint = did_you_mean(name, [str(k) for k in out])
+                raise ConfigError(f"~{where}{name}: nothing to drop, {name!r} is not set{hint}; set: {sorted(out)}")
+            del out[name]
+        elif isinstance(value, dict):
+            out[key] = deep_merge(out[key] if isinstance(out.get(key), dict) else {}, value, f"{where}{key}.")
+        else:
+            out[key] = value
+    return out
+
+
+# ---------------------------------------------------------------------- coercion
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; convert where it is lossless."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{key}: cannot be None")
+    if tp is Any:
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item_tp, *_) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item_tp, key) for v in value]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 5e-4 (no dot) as a string
+            with contextlib.suppress(ValueError):
+                return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``key=value`` with the value read as YAML (``lr=3e-4``, ``scales=[1.0,0.85]``).
+
+    ``key`` may be dotted to reach into a mapping field (``model_args.super_enhanced.hidden_size=256``);
+    ``~key`` (no value) drops that key, e.g. ``~model_args.super_enhanced.num_heads``.
+    """
+    stripped = text.strip()
+    if stripped.startswith("~") and "=" not in stripped:
+        return "~" + _flag_name(stripped[1:]), None
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value (or ~key to drop a key)")
+    key, raw = text.split("=", 1)
+    return _flag_name(key), parse_yaml(raw, f"override {text!r}") if raw.strip() else ""
+
+
+def _flag_name(key: str) -> str:
+    """``--model-args.x-y`` -> ``model_args.x_y``: flags spell fields with dashes."""
+    return key.strip().lstrip("-").replace("-", "_")
+
+
+def overrides_as_delta(cls: type, overrides: dict[str, Any], source: str) -> dict[str, Any]:
+    """Command-line overrides (plain, dotted or ``~`` keys, in the order given) as one nested delta.
+
+    The delta then merges over the YAML with ``deep_merge``, the rule ``base:`` follows: a mapping given on
+    the command line changes only the keys it names. Only mapping fields can be reached into.
+    """
+    types_ = _field_types(cls)
+    delta: dict[str, Any] = {}
+    for key, value in overrides.items():
+        drop = key.startswith("~")
+        path = key.removeprefix("~").split(".")
+        field = path[0]
+        if field not in types_:
+            raise ConfigError(
+                f"{source}: unknown key {field!r} for {cls.__name__}{did_you_mean(field, types_)}; "
+                f"valid keys: {sorted(types_)}"
+            )
+        if len(path) > 1 and not _is_mapping(types_[field]):
+            raise ConfigError(f"{source}: {key!r} reaches into {field!r}, which is not a mapping")
+        if any(not part for part in path):
+            raise ConfigError(f"{source}: {key!r} has an empty part between dots")
+        *parents, leaf = path
+        entry: dict[str, Any] = {("~" + leaf) if drop else leaf: value}
+        for part in reversed(parents):
+            entry = {part: entry}
+        delta = _merge_delta(delta, entry)
+    return delta
+
+
+def _merge_delta(delta: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """Two command-line deltas in order: nested mappings combine, a later value replaces an earlier one."""
+    out = dict(delta)
+    for key, value in entry.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and not key.startswith("~"):
+            out[key] = _merge_delta(out[key], value)
+        else:
+            out.pop(key, None)  # re-inserted last, so the order of the command line is kept
+            out[key] = value
+    return out
+
+
+def _is_mapping(tp: Any) -> bool:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_is_mapping(a) for a in typing.get_args(tp))
+    return tp is dict or typing.get_origin(tp) is dict
+
+
+def build_config(cls: type[C], values: dict[str, Any], source: str = "config") -> C:
+    """Instantiate ``cls`` from a mapping, rejecting unknown keys, checking types."""
+    types_ = _field_types(cls)
+    unknown = sorted(set(values) - set(types_))
+    if unknown:
+        hint = did_you_mean(unknown[0], types_) if len(unknown) == 1 else ""
+        raise ConfigError(f"{source}: unknown key(s) {unknown} for {cls.__name__}{hint}; valid keys: {sorted(types_)}")
+    coerced = {k: _coerce(v, types_[k], f"{source}: {k}") for k, v in values.items()}
+    cfg = cls(**coerced)
+    check = getattr(cfg, "validate", None)
+    if check is not None:
+        check()
+    return cfg
+
+
+def load_config(
+    cls: type[C],
+    section: str,
+    config_path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> C:
+    """Defaults, then the YAML section, then overrides (the CLI), each merged over the last like ``base:``.
+
+    ``overrides`` keys are field names, dotted paths into mapping fields, or ``~path`` to drop a key.
+    """
+    values: dict[str, Any] = {}
+    if config_path is not None:
+        values = dict(read_yaml(config_path).get(section) or {})
+    source = f"{config_path or 'defaults'} [{section}]"
+    if overrides:
+        where = f"{source} + command line"
+        delta = overrides_as_delta(cls, overrides, where)
+        defaults = {f.name: _default(f) for f in dataclasses.fields(cls) if _is_mapping(_field_types(cls)[f.name])}
+        for key in list(delta):  # dropping a whole field: back to its default
+            if key.startswith("~"):
+                delta.pop(key)
+                values.pop(key[1:], None)
+        mappings = {k: v for k, v in defaults.items() if k in delta and not isinstance(values.get(k), dict)}
+        values = deep_merge({**values, **{k: v or {} for k, v in mappings.items()}}, delta, "")
+        source = where
+    return build_config(cls, values, source=source)
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return f.default
+
+
+# ------------------------------------------------------------------------ output
+
+
+def to_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """A flat ``{dotted.key: scalar}`` view for MLflow params and tables."""
+    out: dict[str, Any] = {}
+    items = dataclasses.asdict(cfg).items() if dataclasses.is_dataclass(cfg) else cfg.items()
+    for key, value in items:
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(to_flat_dict(value, prefix=f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            out[name] = json.dumps(list(value))
+        else:
+            out[name] = value
+    return out
+
+
+def to_yaml(cfg: Any, section: str) -> str:
+    """The resolved config as a YAML file that ``load_config`` reads back."""
+    return yaml.safe_dump({section: dataclasses.asdict(cfg)}, sort_keys=False)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+class ConfigParser(argparse.ArgumentParser):
+    """Accepts ``key=value`` overrides anywhere among the flags (``lr=5e-4 --out-dir X epochs=2``)."""
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        return self.parse_intermixed_args(args, namespace)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> argparse.ArgumentParser:
+    """Add ``--config``, one ``--flag`` per field of ``cls`` and ``key=value`` overrides."""
+    parser.add_argument("--config", type=Path, default=None, help="YAML experiment config (see experiments/)")
+    group = parser.add_argument_group(f"{cls.__name__} fields (CLI beats YAML beats defaults)")
+    types_ = _field_types(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        if flag in parser._option_string_actions:  # a script defined its own spelling
+            continue
+        tp = types_[f.name]
+        help_ = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_}
+        inner = tp
+        if typing.get_origin(tp) in (typing.Union, types.UnionType):  # Optional[X] -> X
+            (inner, *rest) = [a for a in typing.get_args(tp) if a is not type(None)]
+            inner = tp if rest else inner
+        for alias, constant in f.metadata.get("aliases", {}).items():
+            # SUPPRESS: an alias that was not typed leaves no value behind to beat the YAML with.
+            group.add_argument(
+                alias,
+                dest=f.name,
+                action="store_const",
+                const=constant,
+                default=argparse.SUPPRESS,
+                help=f"same as {flag.removeprefix('--')}={constant}",
+            )
+        if inner is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif typing.get_origin(inner) in (list, tuple):
+            (item_tp, *_) = typing.get_args(inner) or (str,)
+            group.add_argument(flag, nargs="+", type=item_tp if item_tp in (int, float, str) else str, **kwargs)
+        elif inner in (int, float, str):
+            group.add_argument(flag, type=inner, **kwargs)
+        else:  # dicts and other structures: YAML text (a UserError: argparse would hide a ValueError)
+            group.add_argument(flag, type=functools.partial(parse_yaml, source=flag, error=UserError), **kwargs)
+    parser.add_argument("overrides", nargs="*", default=[], help="key=value overrides, e.g. lr=3e-4")
+    return parser
+
+
+def config_from_args(cls: type[C], section: str, args: argparse.Namespace) -> C:
+    """Resolve a config from parsed arguments: YAML, then flags and key=value overrides."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    overrides = {k: v for k, v in vars(args).items() if k in names}
+    for text in getattr(args, "overrides", []) or []:  # after the flags, in the order typed
+        key, value = parse_override(text)
+        overrides[key] = value
+    return load_config(cls, section, getattr(args, "config", None), overrides)
+
 
 # ------------------------------------------------------------------- stage configs
+
+# The views research.engine.tta averages (a test checks it defines exactly these); named here, torch-free.
+TTA_DEFAULT_MODES = ("identity", "reverse", "stride2", "center")
 
 
 @dataclasses.dataclass
@@ -58,14 +380,14 @@ class ExtractConfig:
     mean: list[float] | None = opt(None, "RGB mean on [0, 1] pixels; null = each backbone's own normalisation")
     std: list[float] | None = opt(None, "RGB std on [0, 1] pixels; null = each backbone's own normalisation")
     clip_seconds: float | None = opt(10.0, "seed 001: clip_duration 10 s; null = the whole video")
-    sampling: str = opt("uniform", "where frames come from: uniform | center | dense (see research.video)")
+    sampling: str = opt("uniform", "where frames come from: uniform | center | dense (see research.video.decode)")
     sampling_per_subcategory: dict = opt(
         {}, "{subcategory: strategy}, as the seed's preprocessor asked per subcategory"
     )
     scales: list[float] = opt([1.0, 0.85, 1.15], "seed 000: temporal scales averaged into the multi-scale file")
     outputs: list[str] = opt(["single", "multi"], "files to write from one CNN pass: single and/or multi")
     batch_size: int | None = opt(
-        None, "frames per CNN call across videos; null = auto (see research.extraction.auto_batch_size)"
+        None, "frames per CNN call across videos; null = auto (see research.features.extraction.auto_batch_size)"
     )
     num_workers: int | None = opt(
         None,
@@ -163,7 +485,7 @@ class EvalConfig:
     features: str | None = opt(None, "feature file; default: the members' own {split} file next to their training file")
     split: str = opt("test", "split to score when --features is not given")
     tta: bool = opt(True, "also score with test-time augmentation (seed: ~93% -> ~95%)")
-    tta_modes: list[str] = opt(list(TTA_DEFAULT_MODES), "temporal views averaged (research.tta)")
+    tta_modes: list[str] = opt(list(TTA_DEFAULT_MODES), "temporal views averaged (research.engine.tta)")
     weights: list[float] | None = opt(None, "ensemble weights per member (default: equal)")
     allow_feature_mismatch: bool = opt(
         False, "score features made with other frames/size/sampling than the members' (warns); never dim or classes"
@@ -232,25 +554,20 @@ def search_config_from_args(args: argparse.Namespace) -> SearchConfig:
     return load_config(SearchConfig, "search", getattr(args, "config", None), overrides)
 
 
-__all__ = [
-    "SECTIONS",
-    "TTA_DEFAULT_MODES",
-    "ConfigParser",
-    "EvalConfig",
-    "ExtractConfig",
-    "SearchConfig",
-    "TrainConfig",
-    "add_config_arguments",
-    "add_search_arguments",
-    "build_config",
-    "config_from_args",
-    "deep_merge",
-    "load_config",
-    "opt",
-    "parse_override",
-    "parse_yaml",
-    "read_yaml",
-    "search_config_from_args",
-    "to_flat_dict",
-    "to_yaml",
-]
+@dataclasses.dataclass
+class CVConfig:
+    """``python -m research.commands.cv``: grouped k-fold cross-validation of one training config."""
+
+    folds: int = opt(5, "test folds; every video is scored exactly once, by models that never saw its group")
+    group_by: str = opt("source", "manifest column | subcategory | regex:PATTERN (first group of the video id)")
+    manifest: str | None = opt(None, "CSV with path + the group column; default: DATA_DIR/../manifest.csv")
+    split: str = opt("all", "the data root's split folder that holds every video")
+    val_fraction: float = opt(0.2, "groups of the training folds held out for validation (early stopping)")
+    seeds: list[int] = opt([1, 2, 3, 4], "members per fold (the seed's 4-model ensemble)")
+    fold_seed: int = opt(0, "fold assignment: the same seed gives the same folds")
+    bootstrap: int = opt(2000, "resamples of the pooled videos for the 95 % interval")
+    out_dir: str = opt("outputs/cv", "cv.json and per-fold feature subsets / checkpoints")
+
+    def validate(self) -> None:
+        if self.folds < 2 or not 0 < self.val_fraction < 1 or not self.seeds:
+            raise ConfigError("cv needs folds >= 2, 0 < val_fraction < 1 and at least one seed")

@@ -112,7 +112,7 @@ def resume_config(data_dir: Path, out_dir: Path, **overrides):
 @pytest.fixture(scope="session")
 def resume_reference(tiny_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A clean, uninterrupted run at the resume settings: what every killed-and-resumed run must equal."""
-    from research.extraction import extract
+    from research.features.extraction import extract
 
     out = tmp_path_factory.mktemp("resume_reference")
     extract(resume_config(tiny_videos, out))
@@ -122,7 +122,7 @@ def resume_reference(tiny_videos: Path, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="session")
 def tiny_features(tiny_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real mobilenet_v2 features of ``tiny_videos``: single- and multi-scale, all splits."""
-    from research.extraction import extract
+    from research.features.extraction import extract
 
     out = tmp_path_factory.mktemp("features")
     extract(tiny_extract_config(tiny_videos, out))

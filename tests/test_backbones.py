@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from research.backbones import WeightsNotFoundError, create_backbone, get_spec, list_backbones, load_classifier
+from research.backbones.loading import WeightsNotFoundError, create_backbone, get_spec, list_backbones, load_classifier
 
 from .conftest import ROOT, run_entry_point
 

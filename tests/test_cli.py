@@ -21,10 +21,10 @@ from .conftest import ROOT, Finished, run_entry_point
 
 SCRIPTS = ["train.py", "extract.py", "evaluate.py"]
 MODULES = [
-    "research.demo",
-    "research.ablation",
-    "research.results",
-    "research.cv",
+    "research.commands.pipeline",
+    "research.commands.ablation",
+    "studies.results",
+    "research.commands.cv",
     "research.commands.features",
     "research.commands.backbones",
     "videogen",
@@ -174,7 +174,7 @@ def test_a_checkpoint_that_weights_only_refuses_is_one_line(tmp_path: Path) -> N
 def test_predict_classifies_every_readable_video_and_reports_the_rest(
     tiny_features: Path, tiny_videos: Path, tmp_path: Path
 ) -> None:
-    from research.training import train
+    from research.engine.training import train
 
     from .test_training import tiny_train_config
 

@@ -7,6 +7,7 @@ import pytest
 
 from research.config import (
     ConfigError,
+    CVConfig,
     EvalConfig,
     ExtractConfig,
     SearchConfig,
@@ -18,7 +19,6 @@ from research.config import (
     to_flat_dict,
     to_yaml,
 )
-from research.crossval import CVConfig
 from research.models import check_model_args, model_arguments, resolve_model_args
 
 from .conftest import ROOT
@@ -57,8 +57,7 @@ def test_baseline_records_the_seed_values() -> None:
 
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_experiment_config_builds(path: Path) -> None:
-    from research.config import EvalConfig, SearchConfig
-    from research.crossval import CVConfig
+    from research.config import CVConfig, EvalConfig, SearchConfig
 
     stages = {"extract": ExtractConfig, "train": TrainConfig, "evaluate": EvalConfig, "search": SearchConfig}
     sections = read_yaml(path)

@@ -11,25 +11,17 @@ import numpy as np
 import optuna
 import pytest
 
-from research.checkpoints import build_model, load_checkpoint
-from research.config import SearchConfig
-from research.crossval import (
-    ROWS,
-    CVConfig,
-    InnerValidation,
-    carve_validation,
-    cross_validate,
-    make_folds,
-    probe_cross_validate,
-    video_groups,
-)
+from research.config import CVConfig, SearchConfig
 from research.data.dataset import FeatureDataset
-from research.feature_summary import describe
-from research.features import subset
-from research.probe import C_GRID
-from research.real_footage import real_section, same_cv
-from research.search import run_search
-from research.study_storage import storage_for
+from research.data.splits import carve_validation, make_folds, video_groups
+from research.engine.checkpoints import build_model, load_checkpoint
+from research.engine.crossval import ROWS, InnerValidation, cross_validate, probe_cross_validate
+from research.features.hdf5 import subset
+from research.features.summary import describe
+from research.models.probe import C_GRID
+from research.tuning.search import run_search
+from research.tuning.storage import storage_for
+from studies.real_footage import real_section, same_cv
 
 from .conftest import tiny_extract_config
 from .test_training import tiny_sizes, tiny_train_config
@@ -100,7 +92,7 @@ def test_cross_validation_end_to_end(pooled_videos: Path, tmp_path: Path, tracki
         test = FeatureDataset(tmp_path / "cv" / f"fold_{k}" / "features" / "test_features_multiscale.h5")
         val = FeatureDataset(tmp_path / "cv" / f"fold_{k}" / "features" / "val_features_multiscale.h5")
         assert not set(test.video_ids) & set(val.video_ids)
-    # research.results re-uses this summary only for the same configs and the same features.
+    # studies.results re-uses this summary only for the same configs and the same features.
     source = tmp_path / "features" / "all_features_multiscale.h5"
     summary = tmp_path / "cv" / "cv.json"
     assert same_cv(summary, train_cfg, cfg, source, pooled_videos)
@@ -115,7 +107,7 @@ def test_cross_validation_end_to_end(pooled_videos: Path, tmp_path: Path, tracki
 
 
 def test_recipe_study_scores_training_folds_only(pooled_videos: Path, tmp_path: Path, tracking_uri: str) -> None:
-    """``python -m research.cv --search``: trials (model, nested pooling) are trained and scored per outer fold
+    """``python -m research.commands.cv --search``: trials (model, nested pooling) are trained and scored per outer fold
     on data that excludes that fold's test videos; no test file is ever written for the study."""
     extract_cfg = tiny_extract_config(pooled_videos, tmp_path / "features", splits=["all"], frames=4, image_size=64)
     base = tiny_train_config(tmp_path / "features", tmp_path / "runs", model="linear", epochs=2, keep="last")
@@ -156,7 +148,7 @@ def test_recipe_study_scores_training_folds_only(pooled_videos: Path, tmp_path: 
 
 
 def _cv_report(preds: list[int], labels: list[int], groups: list[str]) -> dict:
-    from research.metrics import classification_metrics
+    from research.engine.metrics import classification_metrics
 
     m = classification_metrics(np.asarray(labels), np.asarray(preds), 2)
     pooled = {"macro_f1": m["macro_f1"], "bootstrap_95": {"low": 0.0, "high": 1.0}, "confusion": m["confusion"]}
@@ -181,7 +173,7 @@ def test_real_section_compares_recipe_and_probe_on_the_same_clips(tmp_path: Path
 def test_probe_cross_validation_scores_every_video_once_with_the_same_folds(
     pooled_videos: Path, tmp_path: Path
 ) -> None:
-    """``python -m research.cv --probe``: the logistic-regression probe on the CV's own folds, C per fold."""
+    """``python -m research.commands.cv --probe``: the logistic-regression probe on the CV's own folds, C per fold."""
     extract_cfg = tiny_extract_config(pooled_videos, tmp_path / "features", splits=["all"], frames=4, image_size=64)
     train_cfg = tiny_train_config(tmp_path / "features", tmp_path / "unused", model="linear")
     cfg = CVConfig(folds=2, group_by="subcategory", out_dir=str(tmp_path / "cv"), bootstrap=200)

@@ -17,8 +17,8 @@ import av
 import numpy as np
 import pytest
 
-from research.decode_plan import PacketIndex, make_plan, plan_cost
-from research.video import decode_frames_at, decode_video, probe, probe_index
+from research.video.decode import decode_frames_at, decode_video, probe, probe_index
+from research.video.plan import PacketIndex, make_plan, plan_cost
 
 SIZE = 32
 
@@ -136,7 +136,7 @@ def test_planned_frames_equal_sequential_ones(
     path = videos[name]
     info, index = probe_index(path)
     assert index.problem is None and info == probe(path)
-    with caplog.at_level(logging.DEBUG, logger="research.video"):
+    with caplog.at_level(logging.DEBUG, logger="research.video.decode"):
         for wanted in frame_sets(index, info.n_frames):
             assert_same_frames(decode_frames_at(path, wanted, SIZE), decode_frames_at(path, wanted, SIZE, plan=False))
         for num, strategy, clip in SAMPLINGS:
@@ -181,7 +181,7 @@ def test_a_truncated_file_with_an_intact_index_keeps_the_partial_video_rule(
     for fraction in (0.45, 0.8):
         cut = tmp_path / f"cut_{fraction}.mp4"
         cut.write_bytes(raw[: int(len(raw) * fraction)])
-        with caplog.at_level(logging.DEBUG, logger="research.video"):
+        with caplog.at_level(logging.DEBUG, logger="research.video.decode"):
             assert_same_video(cut, num_frames=16)
             dec = decode_video(cut, 16, SIZE)
             assert 0 < dec.n_frames < dec.listed_frames  # recorded as partial, with its real count
@@ -199,7 +199,7 @@ def test_untrusted_timestamps_decode_sequentially_and_say_so(
     assert index.problem == "packets without timestamps"
     with pytest.raises(ValueError, match="untrusted"):
         make_plan(index, [0])
-    with caplog.at_level(logging.DEBUG, logger="research.video"):
+    with caplog.at_level(logging.DEBUG, logger="research.video.decode"):
         assert_same_video(raw, num_frames=8)
     assert "timestamps cannot be trusted (packets without timestamps); decoding sequentially" in caplog.text
     # duplicate timestamps, or a first packet that is no keyframe, are refused as well

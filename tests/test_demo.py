@@ -101,8 +101,8 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     train, evaluate on the test sources; a second run recomputes nothing. Run from the folder its config's
     relative paths start at (as make demo in a checkout): no output holds where that folder lies, and the
     closing lines (at 80 columns: captured output is not a terminal) print every command and URL whole."""
+    from research.commands.pipeline import run_demo
     from research.data.dataset import FeatureDataset, split_path
-    from research.demo import run_demo
 
     caplog.set_level(logging.INFO)
     data = tiny_real_collection(tmp_path / "real")
@@ -153,9 +153,8 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     assert "split: re-using" in text and f"the split uses the {copied} kept" in text
 
     # A source renamed in the manifest: the groups changed, so the split is made again, not re-used.
-    from research.config import ExtractConfig, TrainConfig, load_config
-    from research.crossval import CVConfig
-    from research.demo import split_by_source
+    from research.commands.pipeline import split_by_source
+    from research.config import CVConfig, ExtractConfig, TrainConfig, load_config
 
     manifest = tmp_path / "real" / "manifest.csv"
     with manifest.open(newline="") as fh:
@@ -192,9 +191,8 @@ def assert_printed_whole(printed: str) -> None:
 def test_the_real_collection_splits_into_disjoint_sources_with_enough_test_clips() -> None:
     """The demo's split of all 352 clips (what make demo computes, here from the manifest: the same labels,
     groups and order as the extracted file when nothing is skipped)."""
-    from research.config import load_config
-    from research.crossval import CVConfig
-    from research.demo import source_split
+    from research.config import CVConfig, load_config
+    from research.data.splits import source_split
 
     cv = load_config(CVConfig, "cv", ROOT / "experiments" / "demo.yaml")
     with (REAL / "manifest.csv").open(newline="") as fh:
@@ -217,9 +215,9 @@ def test_synthetic_demo_runs_on_its_split_folders_and_transfers(
     tiny_videos: Path, tmp_path: Path, tracking_uri: str
 ) -> None:
     """experiments/synthetic.yaml: the drawn set's train/val/test folders are the split (no split.json);
-    then `python -m research.results transfer`'s synthetic_transfer on another collection (the test split)."""
-    from research.demo import run_demo
-    from research.real_footage import synthetic_transfer
+    then `python -m studies.results transfer`'s synthetic_transfer on another collection (the test split)."""
+    from research.commands.pipeline import run_demo
+    from studies.real_footage import synthetic_transfer
 
     config = tiny_demo_config(tmp_path, tracking_uri, tiny_videos, base="synthetic.yaml")
     report = run_demo(config, seeds=[1, 2])
@@ -249,8 +247,8 @@ def test_synthetic_demo_runs_on_its_split_folders_and_transfers(
 def test_ablation_table_and_nested_mlflow_runs(tiny_features: Path, tmp_path: Path, tracking_uri: str) -> None:
     import mlflow
 
-    from research.ablation import run_ablation, table
-    from research.results import measured_on
+    from research.commands.ablation import run_ablation, table
+    from studies.results import measured_on
 
     arms = []
     for name, multi in (("single_scale", "false"), ("multi_scale", "true")):
@@ -311,7 +309,7 @@ def _post(url: str, body: dict) -> dict:
 
 def test_mlflow_ui_serves_the_ensemble_members(tiny_features: Path, tmp_path: Path, tracking_uri: str) -> None:
     """The documented `mlflow ui` command, on a loopback port, over a store made by real training runs."""
-    from research.training import train
+    from research.engine.training import train
 
     for seed in (1, 2):
         train(
@@ -368,7 +366,7 @@ def test_mlflow_ui_serves_the_ensemble_members(tiny_features: Path, tmp_path: Pa
 
 def test_committed_results_page_matches_its_sources(tmp_path: Path) -> None:
     """RESULTS.md is generated from outputs/*.json (committed with it): regenerating changes nothing."""
-    from research.results import render
+    from studies.results import render
 
     assert (ROOT / "RESULTS.md").read_text() == render()
     elsewhere = shutil.copytree(ROOT / "outputs", tmp_path / "another" / "checkout" / "outputs")

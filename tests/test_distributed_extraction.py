@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from research.config import ExtractConfig
-from research.features import FeatureFileError, merge, read_attrs
-from research.timestamps import extract_timestamps
+from research.features.hdf5 import FeatureFileError, merge, read_attrs
+from research.features.timestamps import extract_timestamps
 
 from .conftest import committed_parts, torchrun_cmd
 
@@ -112,8 +112,8 @@ def _index_video(path: Path, n: int = 25, fps: int = 25, size: int = 64) -> list
 
 
 def test_timestamp_mode_reads_exactly_the_requested_frames(tmp_path: Path) -> None:
-    from research.backbones import create_backbone
-    from research.video import normalize
+    from research.backbones.loading import create_backbone
+    from research.video.decode import normalize
 
     levels = _index_video(tmp_path / "videos" / "clip.mp4")
     (tmp_path / "videos.csv").write_text("video_id,video_path,fps\nclip,clip.mp4,25\n")

@@ -11,14 +11,14 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
-from research.checkpoints import build_model, load_checkpoint
 from research.config import EvalConfig
 from research.data.dataset import FeatureDataset
+from research.engine.checkpoints import build_model, load_checkpoint
+from research.engine.evaluation import ensemble_probabilities, evaluate, member_probabilities, predict_videos
+from research.engine.training import train
+from research.engine.tta import center, get_views, identity, reverse, stride2, tta_probabilities
 from research.errors import FeatureMismatchError
-from research.evaluation import ensemble_probabilities, evaluate, member_probabilities, predict_videos
-from research.features import write_features
-from research.training import train
-from research.tta import center, get_views, identity, reverse, stride2, tta_probabilities
+from research.features.hdf5 import write_features
 
 from .test_training import tiny_train_config
 

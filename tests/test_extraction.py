@@ -17,12 +17,12 @@ import pytest
 import torch
 from PIL import Image
 
-from research.backbones import create_backbone
+from research.backbones.loading import create_backbone
 from research.config import ExtractConfig
-from research.extraction import extract
-from research.features import read_attrs
-from research.frames import multiscale_features, multiscale_length, scale_indices
-from research.video import decode_video, normalize
+from research.features.extraction import extract
+from research.features.frames import multiscale_features, multiscale_length, scale_indices
+from research.features.hdf5 import read_attrs
+from research.video.decode import decode_video, normalize
 from videogen.writing import read_manifest, write_video
 
 from .conftest import RESUME_SETTINGS, ROOT, committed_parts, resume_config, run_entry_point, tiny_extract_config
@@ -225,7 +225,7 @@ def kill_after_parts(proc: subprocess.Popen, out: Path, parts: int) -> int:
 def resume_in_process(data: Path, out: Path, caplog: pytest.LogCaptureFixture) -> str:
     """Re-run the killed extraction (the same code path the CLI runs); returns its log."""
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="research.extraction"):
+    with caplog.at_level(logging.INFO, logger="research.features.extraction"):
         extract(resume_config(data, out))
     return caplog.text
 
@@ -256,8 +256,8 @@ def test_memory_stays_flat_as_videos_grow(tiny_videos: Path, tmp_path: Path) -> 
     script = f"""
 import json, resource, sys
 from research.config import ExtractConfig
-from research.extraction import extract
-from research.features import PartWriter
+from research.features.extraction import extract
+from research.features.hdf5 import PartWriter
 rss, add = [], PartWriter.add
 def page_rss():
     return int(open('/proc/self/statm').read().split()[1]) * 4096

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from research.backbone_specs import get_spec
-from research.extraction import NON_FINITE, extract
-from research.features import read_attrs
+from research.backbones.table import get_spec
+from research.features.extraction import NON_FINITE, extract
+from research.features.hdf5 import read_attrs
 from research.files import FolderBusyError, OutOfSpaceError, folder_lock
-from research.video import decode_video, normalize
+from research.video.decode import decode_video, normalize
 
 from .conftest import ROOT, resume_config, small_filesystem, tiny_extract_config
 from .test_extraction import RESUME_ARGS

@@ -21,16 +21,16 @@ import numpy as np
 import pytest
 import torch
 
-from research.checkpoints import build_model, load_checkpoint, save_checkpoint
 from research.cli import run_cli
 from research.config import EvalConfig
 from research.data.dataset import FeatureDataset
+from research.engine.checkpoints import build_model, load_checkpoint, save_checkpoint
+from research.engine.evaluation import evaluate
+from research.engine.training import train
 from research.errors import CheckpointError, FeatureFileError, Terminated, TrainingDivergedError
-from research.evaluation import evaluate
-from research.features import write_features
+from research.features.hdf5 import write_features
 from research.files import FolderBusyError
 from research.tracking import mlflow_client
-from research.training import train
 
 from .conftest import ROOT, small_filesystem
 from .test_cli import assert_one_line_error, run

@@ -11,16 +11,16 @@ import pytest
 import torch
 from PIL import Image
 
-from research.backbone_specs import TF_LITE_MEAN, TF_LITE_STD, get_spec
-from research.backbones import create_backbone, load_classifier, packaged_weights_path
-from research.checkpoints import check_compatible
+from research.backbones.loading import create_backbone, load_classifier, packaged_weights_path
+from research.backbones.table import TF_LITE_MEAN, TF_LITE_STD, get_spec
 from research.config import ExtractConfig, load_config
 from research.errors import ConfigError, FeatureMismatchError
-from research.extraction import extract
-from research.features import read_attrs
-from research.frames import renormalize
-from research.settings import FeatureSettings
-from research.video import normalize
+from research.features.compat import check_compatible
+from research.features.extraction import extract
+from research.features.frames import renormalize
+from research.features.hdf5 import read_attrs
+from research.features.settings import FeatureSettings
+from research.video.decode import normalize
 
 from .conftest import ROOT, run_entry_point, tiny_extract_config
 

@@ -1,4 +1,4 @@
-"""research.predictions: which files --predict takes from a folder, and predictions.csv's rows."""
+"""research.engine.predictions: which files --predict takes from a folder, and predictions.csv's rows."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from research import predictions
+from research.engine import predictions
 from research.errors import UserError
-from research.features import write_features
+from research.features.hdf5 import write_features
 
 CLASSES = ["animation", "flat_content", "gaming", "natural_content"]
 

@@ -10,8 +10,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from research.backbone_study import Pool, source_halves
-from research.probe import C_GRID, choose_c, fit_logistic, fit_probe, pooled_mean
+from research.models.probe import C_GRID, choose_c, fit_logistic, fit_probe, pooled_mean
+from studies.backbones import Pool, source_halves
 
 
 @pytest.fixture(scope="module")

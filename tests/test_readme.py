@@ -42,24 +42,24 @@ RUN: dict[str, str] = {
     "--out-dir features/fused": "frames=2 image_size=64",
 }
 NOT_RUN: dict[str, str] = {
-    "python -m research.cv --config experiments/real.yaml --folds 5 --group-by source": (
+    "python -m research.commands.cv --config experiments/real.yaml --folds 5 --group-by source": (
         "minutes on the real clips: tests/test_cv.py runs the same cross_validate on tiny data"
     ),
-    "python -m research.cv --config experiments/real.yaml --model linear out_dir=outputs/cv/linear": (
+    "python -m research.commands.cv --config experiments/real.yaml --model linear out_dir=outputs/cv/linear": (
         "as above; tests/test_cv.py trains the linear probe in every fold"
     ),
-    "python -m research.cv --config experiments/real_probe.yaml": (
+    "python -m research.commands.cv --config experiments/real_probe.yaml": (
         "minutes on the real clips: tests/test_cv.py cross-validates the linear probe on tiny data"
     ),
-    "python -m research.cv --config experiments/real.yaml --search": (
+    "python -m research.commands.cv --config experiments/real.yaml --search": (
         "25 minutes: tests/test_cv.py::test_recipe_study_scores_training_folds_only runs a study the same way"
     ),
-    "make results-real": "half an hour on 2 cores: tests/test_demo.py covers research.results write, test_cv the CV",
+    "make results-real": "half an hour on 2 cores: tests/test_demo.py covers studies.results write, test_cv the CV",
     "make demo": (
-        "minutes of work: tests/test_demo.py runs research.demo's run_demo on a tiny copy of benchmarks/real "
+        "minutes of work: tests/test_demo.py runs the pipeline's run_demo on a tiny copy of benchmarks/real "
         "(extract, split by source, train, evaluate, then re-use)"
     ),
-    "python -m research.demo --config experiments/synthetic.yaml": (
+    "python -m research.commands.pipeline --config experiments/synthetic.yaml": (
         "minutes on the 416 drawn videos: tests/test_demo.py::test_synthetic_demo_runs_on_its_split_folders_and_"
         "transfers runs run_demo with that config on tiny drawn videos"
     ),
@@ -67,20 +67,20 @@ NOT_RUN: dict[str, str] = {
         "draws 416 videos (4 min): tests/test_synthetic.py::test_the_command_reuses_a_matching_dataset_and_"
         "refuses_another runs the command's re-use and refusal on 12 videos"
     ),
-    "python -m research.results transfer": (
+    "python -m studies.results transfer": (
         "extracts the 352 real clips: tests/test_demo.py runs its synthetic_transfer on a tiny drawn set's test split"
     ),
     "make test": "the test suite itself",
-    "python -m research.cv --config experiments/real.yaml --probe": (
+    "python -m research.commands.cv --config experiments/real.yaml --probe": (
         "minutes on the real clips: tests/test_cv.py::test_probe_cross_validation_scores_every_video_once_with_the_"
         "same_folds runs probe_cross_validate on tiny data"
     ),
-    "python -m research.results backbones": (
+    "python -m studies.results backbones": (
         "about an hour on 2 cores: tests/test_lite_backbones.py (fused files, selected parts) and tests/test_probe.py "
         "(the probe, the halves) test its parts"
     ),
     "make ablation": "trains 6 members: tests/test_demo.py::test_ablation_table_and_nested_mlflow_runs",
-    "make results": "trains every model 3 times: tests/test_demo.py covers research.results write",
+    "make results": "trains every model 3 times: tests/test_demo.py covers studies.results write",
     "python extract.py --data-dir ROOT --out-dir FEATURES --backbone efficientnet_v2_s --frames 64 --image-size 256": (
         "efficientnet weights are not shipped offline; tests/test_backbones.py checks the clear error it gives"
     ),
@@ -141,10 +141,9 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
     and their manifest), features/demo extracted and split by source as make demo leaves them."""
     import dataclasses
 
-    from research.config import ExtractConfig, TrainConfig, load_config
-    from research.crossval import CVConfig
-    from research.demo import split_by_source
-    from research.extraction import extract
+    from research.commands.pipeline import split_by_source
+    from research.config import CVConfig, ExtractConfig, TrainConfig, load_config
+    from research.features.extraction import extract
 
     from .test_demo import tiny_real_collection
 

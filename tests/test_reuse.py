@@ -9,10 +9,10 @@ import h5py
 import numpy as np
 import pytest
 
+from research.engine.training import train
 from research.errors import StaleWorkError, UserError
-from research.extraction import extract
-from research.features import read_attrs
-from research.training import train
+from research.features.extraction import extract
+from research.features.hdf5 import read_attrs
 
 from .conftest import resume_config, tiny_extract_config
 from .test_extraction import _run_extract, kill_after_parts, resume_in_process

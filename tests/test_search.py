@@ -18,9 +18,9 @@ from rich.console import Console
 from research import tracking
 from research.config import ConfigError, SearchConfig, TrainConfig
 from research.models import list_models, model_arguments
-from research.search import join_study, prepare_study, run_search, summary_table
-from research.search_space import check_space, default_space, resolve_space, suggest, with_params
-from research.study_storage import PARENT_ATTR, storage_for, worker_seed
+from research.tuning.search import join_study, prepare_study, run_search, summary_table
+from research.tuning.space import check_space, default_space, resolve_space, suggest, with_params
+from research.tuning.storage import PARENT_ATTR, storage_for, worker_seed
 
 from .conftest import ROOT
 from .test_training import tiny_train_config

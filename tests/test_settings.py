@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from research.backbone_specs import get_spec, list_backbones
-from research.backbones import create_backbone
-from research.checkpoints import feature_differences
-from research.features import read_attrs, write_features
-from research.frames import entry_features
-from research.inputs import file_entry
-from research.settings import FeatureSettings, kind_of
+from research.backbones.loading import create_backbone
+from research.backbones.table import get_spec, list_backbones
+from research.data.inputs import file_entry
+from research.features.compat import feature_differences
+from research.features.frames import entry_features
+from research.features.hdf5 import read_attrs, write_features
+from research.features.settings import FeatureSettings, kind_of
 
 from .conftest import ROOT, tiny_extract_config
 
@@ -90,7 +90,7 @@ def test_the_backbone_table_names_torchvision_weights(name: str) -> None:
 
 def test_tta_views_are_the_configs_modes() -> None:
     from research.config import TTA_DEFAULT_MODES
-    from research.tta import VIEWS
+    from research.engine.tta import VIEWS
 
     assert tuple(VIEWS) == TTA_DEFAULT_MODES
 

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from research import mlflow_links, tracking
+from research import tracking
+from research.engine.evaluation import plot_confusion
 from research.errors import UserError
-from research.evaluation import plot_confusion
+from research.tracking import links as mlflow_links
 
 from .conftest import ROOT
 

@@ -8,13 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from research.checkpoints import build_model, check_compatible, load_checkpoint
 from research.config import TrainConfig
 from research.data.dataset import FeatureDataset, split_path
+from research.engine.checkpoints import build_model, load_checkpoint
+from research.engine.training import train
+from research.engine.tta import predict
 from research.errors import FeatureMismatchError
+from research.features.compat import check_compatible
 from research.models import model_arguments
-from research.training import train
-from research.tta import predict
 
 TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "dropout": 0.2, "classifier_dropout": 0.4}
 
@@ -215,8 +216,8 @@ def test_keep_last_trains_the_whole_schedule_and_keeps_the_final_epoch(tiny_feat
 
 def test_a_member_is_reused_only_while_its_training_data_is_unchanged(tiny_features: Path, tmp_path: Path) -> None:
     """Same config, new data in the same files (e.g. a regenerated demo): the member is trained again."""
-    from research.features import subset
-    from research.members import train_members
+    from research.engine.members import train_members
+    from research.features.hdf5 import subset
 
     features = tmp_path / "features"
     shutil.copytree(tiny_features, features)

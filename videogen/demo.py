@@ -1,6 +1,6 @@
 """The drawn set (``python -m videogen --demo``): its size, splits, lengths and difficulty.
 
-``python -m videogen --demo --out data/demo`` draws it, then ``python -m research.demo --config
+``python -m videogen --demo --out data/demo`` draws it, then ``python -m research.commands.pipeline --config
 experiments/synthetic.yaml`` extracts, trains and evaluates on it (``make demo`` runs on real footage
 instead); a dataset that ``generator.json`` says was drawn otherwise is refused (``--overwrite`` draws it again).
 """

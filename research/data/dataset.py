@@ -1,8 +1,12 @@
-"""A torch ``Dataset`` over the HDF5 feature files, with training-time temporal augmentation.
+"""The feature files as training data: a torch ``Dataset`` with temporal augmentation, and the splits.
 
 Features load into memory when they fit (``in_memory="auto"``: under a quarter of
 the available RAM) and are read lazily otherwise: one HDF5 chunk per video, with
 the file opened once per worker process (h5py handles must not cross a fork).
+
+``open_splits`` is what ``train(cfg)`` reads (train and val required, test optional), refusing a
+missing or empty split and files made differently (THE compatibility rule); ``split_loader``
+batches one split, seeded, sharded across ranks under torchrun.
 """
 
 from __future__ import annotations
@@ -16,10 +20,13 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from research.errors import FeatureFileError
-from research.features import feature_filename, read_attrs
+from research import distributed
+from research.config import TrainConfig
+from research.errors import FeatureFileError, UserError
+from research.features.compat import check_compatible
+from research.features.hdf5 import feature_filename, read_attrs
 
 LAYOUT = ("features", "labels", "num_frames")  # the datasets every feature file holds (seed 000)
 
@@ -160,3 +167,51 @@ class FeatureDataset(Dataset):
 
 def split_path(features_dir: str | Path, split: str, multi_scale: bool) -> Path:
     return Path(features_dir) / feature_filename(split, "multi" if multi_scale else "single")
+
+
+# ----------------------------------------------------------------- the splits
+
+
+def open_splits(cfg: TrainConfig) -> dict[str, FeatureDataset]:
+    """train/val(/test) datasets; refuses empty splits and files that were made differently."""
+    augment = Augment(cfg.aug_crop, cfg.aug_frame_dropout)
+    splits: dict[str, FeatureDataset] = {}
+    for split in ("train", "val", "test"):
+        path = split_path(cfg.features_dir, split, cfg.multi_scale)
+        if not path.is_file():
+            if split == "test":
+                continue
+            kind = "multi-scale" if cfg.multi_scale else "single-scale"
+            raise UserError(f"{kind} {split} features not found: {path} (run extract.py first, or pass --features-dir)")
+        splits[split] = FeatureDataset(path, cfg.in_memory, augment if split == "train" else None)
+        if split != "test" and not len(splits[split]):
+            raise UserError(
+                f"{path} holds no videos: training needs a non-empty {split} split "
+                f"(add videos under DATA/{split}/ and extract again)"
+            )
+    ref = splits["train"]
+    for ds in splits.values():
+        check_compatible(ref.attrs, ds.attrs, str(ref.path), str(ds.path))
+    return splits
+
+
+def split_loader(
+    ds: FeatureDataset, cfg: TrainConfig, shuffle: bool, ctx: distributed.Context, device: torch.device, seed: int
+) -> DataLoader:
+    """Batches of one split: shuffled (and sharded under torchrun) for training, in order otherwise."""
+    sampler = (
+        DistributedSampler(ds, ctx.world_size, ctx.rank, shuffle=shuffle, seed=seed)
+        if ctx.distributed and shuffle
+        else None
+    )
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        ds,
+        batch_size=cfg.batch_size,
+        shuffle=shuffle and sampler is None,
+        sampler=sampler,
+        generator=generator,
+        num_workers=cfg.num_workers,
+        pin_memory=device.type == "cuda",
+        persistent_workers=cfg.num_workers > 0,
+    )

@@ -1,62 +1,101 @@
-"""The training splits of a features folder: opened, checked against each other, batched.
+"""Splitting, in one place: every video's group, grouped and stratified folds, validation carved by group.
 
-``open_splits`` is what ``train(cfg)`` reads (train and val required, test optional), refusing a
-missing or empty split and files made differently (THE compatibility rule); ``split_loader``
-batches one split, seeded, sharded across ranks under torchrun.
+A group is what must never sit on both sides of a split (the clips of one source). ``video_groups``
+reads it from a manifest column, the subcategory folder or a pattern over the video id;
+``make_folds`` gives grouped test folds stratified by class (``StratifiedGroupKFold``, seeded);
+``carve_validation`` takes validation groups from training folds only; ``source_split`` is one
+train / val / test split of that kind (the pipeline's), and ``write_fold`` writes a split's rows
+as feature files.
 """
 
 from __future__ import annotations
 
-import torch
-from torch.utils.data import DataLoader, DistributedSampler
+import csv
+import re
+from pathlib import Path
 
-from research import distributed
-from research.checkpoints import check_compatible
-from research.config import TrainConfig
-from research.data.dataset import Augment, FeatureDataset, split_path
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+from research.config import CVConfig
+from research.data.dataset import FeatureDataset, split_path
 from research.errors import UserError
+from research.features.hdf5 import subset
+
+TEST_FOLD = 0  # the pipeline's test part: this fold of the grouped folds (any would do; fixed, so it is one split)
 
 
-def open_splits(cfg: TrainConfig) -> dict[str, FeatureDataset]:
-    """train/val(/test) datasets; refuses empty splits and files that were made differently."""
-    augment = Augment(cfg.aug_crop, cfg.aug_frame_dropout)
-    splits: dict[str, FeatureDataset] = {}
-    for split in ("train", "val", "test"):
-        path = split_path(cfg.features_dir, split, cfg.multi_scale)
-        if not path.is_file():
-            if split == "test":
-                continue
-            kind = "multi-scale" if cfg.multi_scale else "single-scale"
-            raise UserError(f"{kind} {split} features not found: {path} (run extract.py first, or pass --features-dir)")
-        splits[split] = FeatureDataset(path, cfg.in_memory, augment if split == "train" else None)
-        if split != "test" and not len(splits[split]):
+def video_groups(ds: FeatureDataset, cfg: CVConfig, data_dir: Path) -> list[str]:
+    """The group of every video of ``ds`` (clips of one source must stay on one side of a fold)."""
+    if cfg.group_by == "subcategory":
+        return [vid.split("/")[2] if vid.count("/") >= 3 else vid.split("/")[1] for vid in ds.video_ids]
+    if cfg.group_by.startswith("regex:"):
+        pattern = re.compile(cfg.group_by.removeprefix("regex:"))
+        groups = [m.group(1) if (m := pattern.search(vid)) else None for vid in ds.video_ids]
+        missing = [vid for vid, g in zip(ds.video_ids, groups, strict=True) if g is None]
+        if missing:
             raise UserError(
-                f"{path} holds no videos: training needs a non-empty {split} split "
-                f"(add videos under DATA/{split}/ and extract again)"
+                f"group pattern {pattern.pattern!r} does not match {len(missing)} video ids, e.g. {missing[0]}"
             )
-    ref = splits["train"]
-    for ds in splits.values():
-        check_compatible(ref.attrs, ds.attrs, str(ref.path), str(ds.path))
-    return splits
+        return groups  # type: ignore[return-value]
+    manifest = Path(cfg.manifest) if cfg.manifest else data_dir.parent / "manifest.csv"
+    if not manifest.is_file():
+        raise UserError(f"--group-by {cfg.group_by}: no manifest at {manifest} (pass manifest=PATH)")
+    with manifest.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or cfg.group_by not in rows[0] or "path" not in rows[0]:
+        raise UserError(f"{manifest} needs the columns 'path' and {cfg.group_by!r}")
+    by_stem = {Path(r["path"]).with_suffix("").as_posix(): r[cfg.group_by] for r in rows}
+    groups = []
+    for vid in ds.video_ids:
+        match = [g for stem, g in by_stem.items() if stem.endswith(vid) or vid.endswith(stem)]
+        if not match:
+            raise UserError(f"video {vid} is not listed in {manifest}")
+        groups.append(match[0])
+    return groups
 
 
-def split_loader(
-    ds: FeatureDataset, cfg: TrainConfig, shuffle: bool, ctx: distributed.Context, device: torch.device, seed: int
-) -> DataLoader:
-    """Batches of one split: shuffled (and sharded under torchrun) for training, in order otherwise."""
-    sampler = (
-        DistributedSampler(ds, ctx.world_size, ctx.rank, shuffle=shuffle, seed=seed)
-        if ctx.distributed and shuffle
-        else None
-    )
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(
-        ds,
-        batch_size=cfg.batch_size,
-        shuffle=shuffle and sampler is None,
-        sampler=sampler,
-        generator=generator,
-        num_workers=cfg.num_workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=cfg.num_workers > 0,
-    )
+def make_folds(labels: np.ndarray, groups: list[str], folds: int, seed: int) -> list[np.ndarray]:
+    """Test indices per fold: stratified by class, grouped, deterministic."""
+    n_groups = len(set(groups))
+    if n_groups < folds:
+        raise UserError(f"{n_groups} groups cannot fill {folds} folds")
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return [test for _, test in splitter.split(np.zeros(len(labels)), labels, groups)]
+
+
+def carve_validation(
+    train_idx: np.ndarray, labels: np.ndarray, groups: list[str], fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split training-fold indices into (train, val) by group, stratified, never touching the test fold."""
+    sub_groups = [groups[i] for i in train_idx]
+    most_per_class = int(np.bincount(labels[train_idx]).max())
+    k = max(2, min(round(1 / fraction), most_per_class, len(set(sub_groups))))  # small sets: a larger share
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    fit, val = next(splitter.split(np.zeros(len(train_idx)), labels[train_idx], sub_groups))
+    return train_idx[fit], train_idx[val]
+
+
+def source_split(
+    labels: np.ndarray, groups: list[str], folds: int, val_fraction: float, seed: int
+) -> dict[str, np.ndarray]:
+    """Row indices of train / val / test: test is one of ``folds`` grouped folds stratified by class,
+    validation is carved by group from the rest (``research.engine.crossval``); no group on two sides."""
+    labels = np.asarray(labels)
+    most = int(np.bincount(labels).max())
+    if most < folds:
+        raise UserError(f"{len(labels)} clips, at most {most} of a class: too few for {folds} folds (cv.folds)")
+    test = make_folds(labels, groups, folds, seed)[TEST_FOLD]
+    rest = np.setdiff1d(np.arange(len(labels)), test)
+    fit, val = carve_validation(rest, labels, groups, val_fraction, seed)
+    parts = {"train": np.sort(fit), "val": np.sort(val), "test": np.sort(test)}
+    sides = [{groups[i] for i in rows} for rows in parts.values()]
+    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2]), "a source on two sides"
+    return parts
+
+
+def write_fold(source: Path, fold_dir: Path, parts: dict[str, np.ndarray], multi_scale: bool) -> Path:
+    """train/val/test feature files of one fold (subsets of the one extracted file)."""
+    for split, rows in parts.items():
+        subset(source, split_path(fold_dir, split, multi_scale), sorted(rows.tolist()))
+    return fold_dir

@@ -1,0 +1,227 @@
+"""``make demo``: the whole system on real footage, from its clips to the seed's table.
+
+``make demo`` runs this with ``experiments/demo.yaml`` on ``benchmarks/real/`` (352 real clips of 137
+sources: one split folder ``all/{class}/{source}/`` and a ``manifest.csv`` naming each clip's source):
+
+1. extracts single- and multi-scale features of every clip from one CNN pass (``features/demo``);
+2. splits the clips extraction kept **by source** into train / val / test: sources disjoint,
+   stratified by class, deterministic (the test part is one fold of ``research.engine.crossval``'s grouped
+   folds, validation is carved by source from the rest), written as subsets of the extracted files
+   with ``split.json`` (sources, clips per class, the skipped clips, the seed) into the training
+   ``features_dir`` (``features/demo/by_source``);
+3. trains the four ensemble members, ``train.py --seed 1..4`` with the config, on those files;
+4. evaluates single / TTA / ensemble / ensemble+TTA on the test sources and prints the table.
+
+A data root with train/val/test split folders instead (``--config experiments/synthetic.yaml``: the
+drawn set, ``python -m videogen --demo --out data/demo``) is split by its folders: step 2 is skipped.
+Every step re-uses finished work (feature files, the split, checkpoints trained with the same config
+on the same data) and says so, so a second run takes seconds. Everything is tracked in ``mlruns/``.
+
+    python -m research.commands.pipeline [--config experiments/demo.yaml] [--seeds 1 2 3 4]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+from research.cli import banner, console, make_parser, run_cli, setup_logging
+from research.config import CVConfig, EvalConfig, ExtractConfig, TrainConfig, load_config
+from research.data.dataset import FeatureDataset, split_path
+from research.data.splits import TEST_FOLD, source_split, video_groups, write_fold
+from research.engine.evaluation import evaluate, results_table
+from research.engine.members import train_members
+from research.errors import UserError
+from research.features.extraction import extract
+from research.features.hdf5 import content_fingerprint, read_attrs
+from research.files import write_text_atomic
+from research.tracking import links as mlflow_links
+
+log = logging.getLogger(__name__)
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"
+SPLITS = ("train", "val", "test")
+
+
+# ----------------------------------------------------------------- the split
+
+
+def split_settings(cv: CVConfig) -> dict[str, Any]:
+    return {
+        "group_by": cv.group_by,
+        "folds": cv.folds,
+        "test_fold": TEST_FOLD,
+        "val_fraction": cv.val_fraction,
+        "seed": cv.fold_seed,
+    }
+
+
+def split_by_source(extract_cfg: ExtractConfig, train_cfg: TrainConfig, cv: CVConfig) -> dict[str, Any]:
+    """Split what extraction kept by source and write train/val/test subsets (every extracted kind) and
+    ``split.json`` into ``train_cfg.features_dir``; re-used while the extracted files and settings match."""
+    split = extract_cfg.splits[0]
+    kinds = [kind == "multi" for kind in extract_cfg.outputs]  # multi_scale per extracted file
+    sources = {multi: split_path(extract_cfg.out_dir, split, multi) for multi in kinds}
+    out = Path(train_cfg.features_dir)
+    record_path = out / "split.json"
+    datasets = {multi: FeatureDataset(path, in_memory="no") for multi, path in sources.items()}
+    ds = datasets[kinds[0]]
+    if any(d.video_ids != ds.video_ids for d in datasets.values()):
+        raise UserError(f"{', '.join(map(str, sources.values()))} hold different clips: extract them again")
+    groups = video_groups(ds, cv, Path(extract_cfg.data_dir))  # the manifest's sources, read now
+    made_from = {p.name: content_fingerprint(p) for p in sources.values()}
+    made_from["groups"] = hashlib.sha256("\n".join(groups).encode()).hexdigest()[:16]
+    settings = split_settings(cv)
+    targets = [split_path(out, s, multi) for s in SPLITS for multi in kinds]
+    if record_path.is_file() and all(t.is_file() for t in targets):
+        record = json.loads(record_path.read_text())
+        if record.get("made_from") == made_from and record.get("settings") == settings:
+            log.info("split: re-using %s (the same extracted clips and sources, the same settings)", record_path)
+            _report(record)
+            return record
+
+    skipped = read_attrs(sources[kinds[0]]).get("skipped", [])
+    parts = source_split(ds.labels, groups, cv.folds, cv.val_fraction, cv.fold_seed)
+    for multi, path in sources.items():
+        write_fold(path, out, parts, multi)
+    classes = ds.classes or [str(i) for i in range(ds.num_classes)]
+    record = {
+        "settings": settings,
+        "made_from": made_from,
+        "extracted": str(sources[kinds[0]].parent),
+        "kept": len(ds),
+        "skipped": skipped,
+        "splits": {
+            name: {
+                "clips": len(rows),
+                "clips_per_class": {classes[c]: n for c, n in sorted(Counter(ds.labels[rows].tolist()).items())},
+                "sources": sorted({groups[i] for i in rows}),
+                "videos": [ds.video_ids[i] for i in rows],
+            }
+            for name, rows in parts.items()
+        },
+    }
+    write_text_atomic(record_path, json.dumps(record, indent=2))  # last: a split half-written is redone
+    log.info("split: wrote %s and the train/val/test files beside it", record_path)
+    _report(record)
+    return record
+
+
+def _report(record: dict[str, Any]) -> None:
+    skipped = record["skipped"]
+    for item in skipped:
+        log.info("skipped by extraction: %s (%s)", item.get("path"), item.get("reason"))
+    log.info(
+        "extraction kept %d clips and skipped %d: the split uses the %d kept",
+        record["kept"],
+        len(skipped),
+        record["kept"],
+    )
+    s = record["settings"]
+    table = Table(title=f"split by {s['group_by']} (fold {s['test_fold']} of {s['folds']} is test, seed {s['seed']})")
+    for col in ("split", "sources", "clips", "clips per class"):
+        table.add_column(col)
+    for name, part in record["splits"].items():
+        per_class = ", ".join(f"{c} {n}" for c, n in part["clips_per_class"].items())
+        table.add_row(name, str(len(part["sources"])), str(part["clips"]), per_class)
+    console.print(table)
+
+
+# ------------------------------------------------------------------ the demo
+
+
+def by_source(extract_cfg: ExtractConfig) -> bool:
+    """One split folder (+ a manifest of sources): split by source; train/val/test folders: their own split."""
+    if len(extract_cfg.splits) == 1:
+        return True
+    missing = sorted(set(SPLITS) - set(extract_cfg.splits))
+    if missing:
+        raise UserError(
+            f"the demo needs one split folder (split by source) or train, val and test; "
+            f"extract.splits {extract_cfg.splits} lacks {', '.join(missing)}"
+        )
+    return False
+
+
+def check_data(extract_cfg: ExtractConfig, source_split_: bool) -> None:
+    data = Path(extract_cfg.data_dir)
+    if source_split_ and not (data / extract_cfg.splits[0]).is_dir():
+        raise UserError(
+            f"no clips in {data / extract_cfg.splits[0]}: the demo runs on the real clips of benchmarks/real/ "
+            "(git checkout benchmarks/real), or on the drawn set: python -m videogen --demo --out data/demo, "
+            "then python -m research.commands.pipeline --config experiments/synthetic.yaml"
+        )
+    if not source_split_ and not data.is_dir():
+        raise UserError(f"no videos in {data}: draw them first (python -m videogen --demo --out {data})")
+
+
+def run_demo(config: Path = DEMO_CONFIG, seeds: list[int] | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """The stages on the config's ``data_dir``; ``overwrite`` recomputes feature files made differently
+    (e.g. by an older version)."""
+    seeds = seeds or [1, 2, 3, 4]
+    extract_cfg = load_config(ExtractConfig, "extract", config, {"overwrite": True} if overwrite else None)
+    train_cfg = load_config(TrainConfig, "train", config)
+    eval_cfg = load_config(EvalConfig, "evaluate", config)
+    split_by_folder = not by_source(extract_cfg)
+    check_data(extract_cfg, not split_by_folder)
+    if not split_by_folder and Path(train_cfg.features_dir).resolve() == Path(extract_cfg.out_dir).resolve():
+        raise UserError(
+            f"train.features_dir must be a folder of its own for the source split, not the extraction's "
+            f"{extract_cfg.out_dir} (e.g. {Path(extract_cfg.out_dir) / 'by_source'})"
+        )
+    steps = 3 if split_by_folder else 4
+    banner(f"1/{steps} features: one {extract_cfg.backbone} pass, single- and multi-scale files")
+    extract(extract_cfg)
+    tags: dict[str, str] = {}
+    if not split_by_folder:
+        cv = load_config(CVConfig, "cv", config)
+        banner(f"2/{steps} split by {cv.group_by}: train, val and test sources disjoint")
+        record = split_by_source(extract_cfg, train_cfg, cv)
+        tags = {"split": f"by {cv.group_by}", "split_seed": str(cv.fold_seed)}
+        tags |= {f"split_{name}_clips": str(part["clips"]) for name, part in record["splits"].items()}
+    banner(f"{steps - 1}/{steps} ensemble members: seeds {seeds}")
+    checkpoints = train_members(train_cfg, seeds, extra_tags=tags)
+    banner(f"{steps}/{steps} evaluation: members, TTA, ensemble" + ("" if split_by_folder else " on the test sources"))
+    report = evaluate(dataclasses.replace(eval_cfg, checkpoints=[str(p) for p in checkpoints]))
+    console.print(results_table(report))
+    split_line = "" if split_by_folder else f"  split         {train_cfg.features_dir}/split.json\n"
+    console.print("\n[bold]Where to look next[/bold]")
+    console.print(
+        f"  report        {eval_cfg.out_dir}/report.json, {eval_cfg.out_dir}/confusion_matrix.png\n"
+        f"  checkpoints   {train_cfg.out_dir}/best_ensemble_model_{{{','.join(map(str, seeds))}}}.pt\n"
+        f"  features      {extract_cfg.out_dir}/ (python -m research.commands.features inspect FILE.h5)\n"
+        f"{split_line}"
+        "  ablation      make ablation      results page: make results",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
+    )
+    if train_cfg.log_mlflow:  # the way into the UI: the command, then links to the members and the evaluation
+        members = [m.get("run_id") for m in report.get("members", [])]
+        links = mlflow_links.ui_links(train_cfg.ensemble, members, report.get("mlflow_run_id"), train_cfg.tracking_uri)
+        mlflow_links.print_links(console, links)
+    return report
+
+
+def main() -> int:
+    parser = make_parser(__doc__)
+    parser.add_argument("--config", type=Path, default=DEMO_CONFIG)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser.add_argument("--overwrite", action="store_true", help="recompute features made with other settings")
+    args = parser.parse_args()
+    setup_logging(args.verbose)
+    start = time.perf_counter()
+    run_demo(args.config, args.seeds, args.overwrite)
+    console.print(f"demo finished in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

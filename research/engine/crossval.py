@@ -1,0 +1,301 @@
+"""Grouped cross-validation: numbers that hold for videos from sources the model never saw.
+
+The library behind ``python -m research.commands.cv --config experiments/real.yaml --folds 5 --group-by source``
+(``research/cv.py``) and ``python -m studies.results real``:
+
+1. features are extracted once (the config's ``extract:`` section; a data root with one
+   split, e.g. ``all``), re-used by every fold and every later run;
+2. every video gets a group: a column of the dataset's ``manifest.csv`` (``--group-by
+   source``), its subcategory folder (``subcategory``), or ``regex:PATTERN`` whose first
+   group is read from the video id; clips of one group are never on both sides of a fold;
+3. folds are stratified by class and deterministic (``StratifiedGroupKFold`` with a fixed
+   seed); validation (early stopping, model selection) is carved, grouped again, from the
+   training folds only: the test fold is never looked at before it is scored;
+4. per fold, one member per seed is trained through ``train(cfg)`` and scored plain and
+   with TTA; the ensemble averages the members' probabilities;
+5. the report gives per-fold and pooled macro-F1 / accuracy / per-class F1, mean ± std
+   over folds and a bootstrap 95 % interval over videos (pooled), as ``cv.json`` and a
+   table, and one MLflow parent run (experiment ``cv``) with the training runs nested.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import optuna
+from rich.console import Console
+from rich.rule import Rule
+from rich.table import Table
+
+from research import tracking
+from research.config import CVConfig, ExtractConfig, TrainConfig
+from research.data.dataset import FeatureDataset, split_path
+from research.data.splits import carve_validation, make_folds, video_groups, write_fold
+from research.engine.evaluation import ensemble_probabilities
+from research.engine.members import mean_std, score_member, train_members
+from research.engine.metrics import bootstrap_interval, classification_metrics
+from research.engine.training import train
+from research.features.extraction import extract
+from research.features.hdf5 import content_fingerprint
+from research.features.summary import feature_summary
+from research.files import write_text_atomic
+from research.models.probe import fit_probe, pooled_mean
+
+log = logging.getLogger(__name__)
+console = Console()
+ROWS = ("member", "member+tta", "ensemble", "ensemble+tta")
+
+
+# ----------------------------------------------------------------------- folds
+
+
+def prepare(
+    cfg: CVConfig, extract_cfg: ExtractConfig, train_cfg: TrainConfig
+) -> tuple[Path, FeatureDataset, list[str], list[np.ndarray]]:
+    """Extract once (re-used when nothing changed); returns (feature file, dataset, groups, test folds)."""
+    extract(dataclasses.replace(extract_cfg, splits=[cfg.split]))
+    source = split_path(extract_cfg.out_dir, cfg.split, train_cfg.multi_scale)
+    ds = FeatureDataset(source)
+    groups = video_groups(ds, cfg, Path(extract_cfg.data_dir))
+    return source, ds, groups, make_folds(ds.labels, groups, cfg.folds, cfg.fold_seed)
+
+
+def pooled_scores(labels: np.ndarray, probs: np.ndarray, classes: list[str], bootstrap: int) -> dict[str, Any]:
+    """A row pooled over every video: scores, confusion, per-video predictions, bootstrap interval."""
+    preds = probs.argmax(1)
+    return row_scores(labels, probs, classes) | {
+        "confusion": classification_metrics(labels, preds, len(classes))["confusion"],
+        "pred": preds.tolist(),  # per video (the report's video order): paired comparisons between arms
+        "bootstrap_95": bootstrap_interval(labels, preds, len(classes), n=bootstrap),
+    }
+
+
+def row_scores(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    m = classification_metrics(labels, probs.argmax(1), len(classes))
+    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "f1": dict(zip(classes, m["f1"], strict=True))}
+
+
+def run_fold(
+    k: int, test: np.ndarray, source: Path, train_cfg: TrainConfig, cfg: CVConfig, ctx: dict[str, Any], parent: str
+) -> dict[str, Any]:
+    """Train the fold's members on the other folds, score them on this one; returns probabilities per row."""
+    labels, groups = ctx["labels"], ctx["groups"]
+    rest = np.setdiff1d(np.arange(len(labels)), test)
+    fit, val = carve_validation(rest, labels, groups, cfg.val_fraction, cfg.fold_seed + k)
+    assert not set(groups[i] for i in test) & set(groups[i] for i in rest), "a group on both sides of a fold"
+    fold_dir = Path(cfg.out_dir) / f"fold_{k}"
+    write_fold(source, fold_dir / "features", {"train": fit, "val": val, "test": test}, train_cfg.multi_scale)
+    fold_cfg = dataclasses.replace(
+        train_cfg,
+        features_dir=str(fold_dir / "features"),
+        out_dir=str(fold_dir / "runs"),
+        experiment="cv",
+        ensemble=f"cv-fold{k}",
+    )
+    checkpoints = train_members(fold_cfg, cfg.seeds, parent_run_id=parent, extra_tags={"fold": str(k)})
+    test_file = split_path(fold_dir / "features", "test", train_cfg.multi_scale)
+    scores = [score_member(c, test_file) for c in checkpoints]
+    return {
+        "test": sorted(test.tolist()),
+        "members": {v: [np.asarray(s[v]["probs"]) for s in scores] for v in ("plain", "tta")},
+    }
+
+
+class InnerValidation:
+    """A study's trial under grouped CV: trained on every outer fold's training part, scored on its
+    validation carve (the same carve the final CV stops on). The test folds are never written for
+    it, so no choice the study makes can have seen them. Trials train a fixed schedule (``keep=last``):
+    a carve that also picked the epoch would score its own choice (on ~14 clips per fold that inflated
+    the baseline's pooled score from ~0.65 to 0.91), so the carve is only ever scored.
+
+    ``python -m research.commands.cv --search`` passes it to ``search.run_search(..., fit=...)``. The value is
+    the pooled macro-F1 over all validation carves (about every training video once), reported
+    after each fold so the pruner can stop a weak trial early.
+    """
+
+    def __init__(self, cfg: CVConfig, extract_cfg: ExtractConfig, train_cfg: TrainConfig) -> None:
+        _, ds, groups, folds = prepare(cfg, extract_cfg, train_cfg)
+        self.seed = cfg.seeds[0]  # one member per fold: what ensembling adds is measured by the final CV
+        self.num_classes = ds.num_classes
+        self.fold_dirs: list[Path] = []
+        for k, test in enumerate(folds):
+            rest = np.setdiff1d(np.arange(len(ds)), test)
+            fit, val = carve_validation(rest, ds.labels, groups, cfg.val_fraction, cfg.fold_seed + k)
+            fold_dir = Path(cfg.out_dir) / "inner" / f"fold_{k}"
+            for multi_scale in (True, False):  # a study may choose between them
+                source = split_path(extract_cfg.out_dir, cfg.split, multi_scale)
+                write_fold(source, fold_dir, {"train": fit, "val": val}, multi_scale)
+            self.fold_dirs.append(fold_dir)
+
+    def __call__(
+        self, cfg: TrainConfig, trial: optuna.Trial, parent_run_id: str, tags: dict[str, Any], name: str
+    ) -> float:
+        labels: list[int] = []
+        preds: list[int] = []
+        value = 0.0
+        for k, fold_dir in enumerate(self.fold_dirs):
+            fold_cfg = dataclasses.replace(
+                cfg, features_dir=str(fold_dir), out_dir=f"{cfg.out_dir}/fold_{k}", seed=self.seed, keep="last"
+            )
+            result = train(
+                fold_cfg, parent_run_id=parent_run_id, extra_tags=tags | {"fold": k}, run_name=f"{name}-fold{k}"
+            )
+            scored = score_member(Path(result["checkpoint"]), split_path(fold_dir, "val", cfg.multi_scale), ())
+            labels += scored["labels"]
+            preds += scored["plain"]["pred"]
+            value = classification_metrics(np.asarray(labels), np.asarray(preds), self.num_classes)["macro_f1"]
+            trial.report(value, k)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after fold {k} (pooled val macro-F1 {value:.4f})")
+        return float(value)
+
+
+def summarise(folds: list[dict[str, Any]], labels: np.ndarray, classes: list[str], cfg: CVConfig) -> dict[str, Any]:
+    """Per fold and pooled scores for members, members+TTA, the ensemble and ensemble+TTA."""
+    per_fold: dict[str, list[dict]] = {r: [] for r in ROWS}
+    pooled_probs: dict[str, dict[int, np.ndarray]] = {r: {} for r in ("ensemble", "ensemble+tta")}
+    member_preds: dict[str, np.ndarray] = {"member": np.zeros((len(cfg.seeds), len(labels)), int)}
+    member_preds["member+tta"] = member_preds["member"].copy()
+    for fold in folds:
+        idx = np.asarray(fold["test"])
+        y = labels[idx]
+        for variant, row, ens in (("plain", "member", "ensemble"), ("tta", "member+tta", "ensemble+tta")):
+            probs = fold["members"][variant]
+            for s, p in enumerate(probs):
+                member_preds[row][s, idx] = p.argmax(1)
+            per_fold[row].append(
+                {"macro_f1": float(np.mean([row_scores(y, p, classes)["macro_f1"] for p in probs]))}
+                | {"accuracy": float(np.mean([row_scores(y, p, classes)["accuracy"] for p in probs]))}
+            )
+            avg = ensemble_probabilities(probs)
+            per_fold[ens].append(row_scores(y, avg, classes))
+            pooled_probs[ens].update(zip(idx.tolist(), avg, strict=True))
+    out: dict[str, Any] = {}
+    for row in ROWS:
+        if row.startswith("member"):
+            preds = member_preds[row]
+            pooled = [classification_metrics(labels, p, len(classes)) for p in preds]
+            pooled_row = {
+                "macro_f1": float(np.mean([m["macro_f1"] for m in pooled])),
+                "accuracy": float(np.mean([m["accuracy"] for m in pooled])),
+                "member_macro_f1": [m["macro_f1"] for m in pooled],
+                "f1": dict(zip(classes, np.mean([m["f1"] for m in pooled], axis=0).tolist(), strict=True)),
+                "bootstrap_95": bootstrap_interval(labels, preds, len(classes), n=cfg.bootstrap),
+            }
+        else:
+            probs = np.stack([pooled_probs[row][i] for i in range(len(labels))])
+            pooled_row = pooled_scores(labels, probs, classes, cfg.bootstrap)
+        out[row] = {
+            "pooled": pooled_row,
+            "folds": per_fold[row],
+            "fold_macro_f1": mean_std([f["macro_f1"] for f in per_fold[row]]),
+        }
+    return out
+
+
+def table(report: dict[str, Any]) -> Table:
+    t = Table(title=f"{report['name']}: grouped {report['folds']}-fold CV, {report['videos']} videos (pooled)")
+    for col in ("row", "macro-F1", "95 % interval", "accuracy", "folds: mean ± std", *report["classes"]):
+        t.add_column(col, justify="left" if col == "row" else "right")
+    for row, r in report["rows"].items():
+        p, ci, fm = r["pooled"], r["pooled"]["bootstrap_95"], r["fold_macro_f1"]
+        t.add_row(
+            row,
+            f"{p['macro_f1']:.3f}",
+            f"[{ci['low']:.3f}, {ci['high']:.3f}]",
+            f"{p['accuracy']:.3f}",
+            f"{fm['mean']:.3f} ± {fm['std']:.3f}",
+            *[f"{p['f1'][c]:.3f}" for c in report["classes"]],
+            style="bold" if row.startswith("ensemble") else None,
+        )
+    return t
+
+
+def report_head(name: str, cfg: CVConfig, ds: FeatureDataset, groups: list[str], model: str) -> dict[str, Any]:
+    """What every cv.json starts with: the run's name, folds, videos, groups, classes, model and the
+    features' settings (backbone, frames, size, scales: what a table of it must name)."""
+    return {
+        "name": name,
+        "folds": cfg.folds,
+        "videos": len(ds),
+        "groups": len(set(groups)),
+        "classes": ds.classes,
+        "model": model,
+        "features": feature_summary(ds.path),
+    }
+
+
+def probe_cross_validate(
+    cfg: CVConfig, extract_cfg: ExtractConfig, train_cfg: TrainConfig, name: str = "probe"
+) -> dict[str, Any]:
+    """The logistic-regression probe (``research.models.probe``) on the same folds: its L2 strength chosen by an
+    inner grouped CV of each fold's training videos; the masked mean of the single-scale frames."""
+    start = time.perf_counter()
+    source, ds, groups, folds = prepare(cfg, extract_cfg, dataclasses.replace(train_cfg, multi_scale=False))
+    classes = ds.classes
+    with h5py.File(source, "r") as f:
+        x = pooled_mean(f["features"][()], f["num_frames"][()])
+    probs, per_fold, chosen = np.zeros((len(ds), len(classes))), [], []
+    for k, test in enumerate(folds):
+        rest = np.setdiff1d(np.arange(len(ds)), test)
+        probe = fit_probe(x[rest], ds.labels[rest], [groups[i] for i in rest], len(classes), seed=cfg.fold_seed + k)
+        probs[test] = probe.predict_proba(x[test])
+        per_fold.append(row_scores(ds.labels[test], probs[test], classes))
+        chosen.append(probe.c)
+    pooled = pooled_scores(ds.labels, probs, classes, cfg.bootstrap)
+    row = {"pooled": pooled, "folds": per_fold, "fold_macro_f1": mean_std([f["macro_f1"] for f in per_fold])}
+    report = {
+        **report_head(name, cfg, ds, groups, "logistic_probe"),
+        "c_per_fold": chosen,
+        "rows": {"probe": row},
+        "seconds": time.perf_counter() - start,
+    }
+    Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
+    write_text_atomic(Path(cfg.out_dir) / "cv.json", json.dumps(report, indent=2))
+    return report
+
+
+def cross_validate(
+    cfg: CVConfig, extract_cfg: ExtractConfig, train_cfg: TrainConfig, name: str = "cv"
+) -> dict[str, Any]:
+    """Extract once, train and score every fold, pool; returns (and writes) the report."""
+    start = time.perf_counter()
+    source, ds, groups, folds = prepare(cfg, extract_cfg, train_cfg)
+    classes = ds.classes
+    ctx = {"labels": ds.labels, "groups": groups}
+    results = []
+    with tracking.start_run("cv", run_name=name, uri=train_cfg.tracking_uri, tags={"folds": cfg.folds}) as parent:
+        tracking.log_params({f"cv.{k}": v for k, v in dataclasses.asdict(cfg).items()} | {"model": train_cfg.model})
+        for k, test in enumerate(folds):
+            n_groups = len({groups[i] for i in test})
+            console.print(Rule(f"[bold]fold {k + 1}/{cfg.folds}: {len(test)} test videos, {n_groups} groups"))
+            results.append(run_fold(k, test, source, train_cfg, cfg, ctx, parent.info.run_id))
+        report = {
+            **report_head(name, cfg, ds, groups, train_cfg.model),
+            "fold_groups": [sorted({groups[i] for i in f}) for f in folds],
+            "video_ids": list(ds.video_ids),
+            "video_groups": groups,
+            "labels": ds.labels.tolist(),
+            "rows": summarise(results, ds.labels, classes, cfg),
+            "seconds": time.perf_counter() - start,
+            # what determined these numbers: studies.results re-uses a summary only for the same configs
+            "config": {"train": dataclasses.asdict(train_cfg), "cv": dataclasses.asdict(cfg)},
+            "data": content_fingerprint(source),  # ... and the same features
+        }
+        for row, r in report["rows"].items():
+            key = row.replace("+", "_")
+            tracking.log_metrics(
+                {f"{key}_macro_f1": r["pooled"]["macro_f1"], f"{key}_accuracy": r["pooled"]["accuracy"]}
+            )
+        out = Path(cfg.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / "cv.json", json.dumps(report, indent=2))
+        tracking.log_artifact(out / "cv.json")
+    return report
