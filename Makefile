@@ -45,7 +45,8 @@ results-real: setup
 	$(PY) -m studies.results write
 
 clean:
-	rm -rf features/demo runs/demo outputs/demo data/demo features/synthetic runs/synthetic outputs/synthetic
+	# outputs/demo is committed (make demo reproduces it byte for byte): not removed
+	rm -rf features/demo runs/demo data/demo features/synthetic runs/synthetic outputs/synthetic
 
 contact-sheet: setup
 	$(PY) -m videogen --out data/demo --contact-sheet docs/contact_sheet.png
