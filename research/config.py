@@ -36,13 +36,20 @@ C = TypeVar("C")
 SECTIONS = ("extract", "train", "evaluate", "search", "cv")  # one per stage config below
 
 
-def opt(default: Any, help: str, aliases: dict[str, Any] | None = None) -> Any:
-    """A dataclass field with a help text (the reason for its default).
+def opt(
+    default: Any,
+    help: str,
+    aliases: dict[str, Any] | None = None,
+    why: str = "",
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A dataclass field: ``help`` says what it does (``--help`` adds its default and ``choices``), ``why``
+    the reason for its default (read in the source and the docs, not in ``--help``).
 
     ``aliases`` maps extra flags to the constant they set, e.g. ``{"--single-scale": False}``;
     like every flag they beat the YAML only when typed.
     """
-    metadata = {"help": help, "aliases": aliases or {}}
+    metadata = {"help": help, "aliases": aliases or {}, "why": why, "choices": choices}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -317,8 +324,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> argparse
         if flag in parser._option_string_actions:  # a script defined its own spelling
             continue
         tp = types_[f.name]
-        help_ = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
+        help_ = f"{f.metadata.get('help', '')} [default: {_shown_default(f)}]".replace("%", "%%")  # argparse's %
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_}
+        if f.metadata.get("choices"):
+            kwargs["choices"] = list(f.metadata["choices"])
         inner = tp
         if typing.get_origin(tp) in (typing.Union, types.UnionType):  # Optional[X] -> X
             (inner, *rest) = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -342,8 +351,20 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> argparse
             group.add_argument(flag, type=inner, **kwargs)
         else:  # dicts and other structures: YAML text (a UserError: argparse would hide a ValueError)
             group.add_argument(flag, type=functools.partial(parse_yaml, source=flag, error=UserError), **kwargs)
-    parser.add_argument("overrides", nargs="*", default=[], help="key=value overrides, e.g. lr=3e-4")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        default=[],
+        help="key=value (lr=3e-4), a dotted key into a mapping (model_args.gru.hidden_size=64), ~key to drop one",
+    )
     return parser
+
+
+def _shown_default(f: dataclasses.Field) -> str:
+    value = _default(f)
+    if isinstance(value, (list, dict)) or value is None:
+        return json.dumps(value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def config_from_args(cls: type[C], section: str, args: argparse.Namespace) -> C:
@@ -368,43 +389,48 @@ class ExtractConfig:
 
     data_dir: str = opt("data/demo", "input root: {split}/{category}/{subcategory}/*.mp4 or processed_data.pt")
     out_dir: str = opt("features/demo", "where {split}_features[_multiscale].h5 are written")
-    splits: list[str] = opt(["train", "val", "test"], "the seed's three splits")
+    splits: list[str] = opt(["train", "val", "test"], "split folders under data_dir to extract")
     backbone: str | list[str] = opt(
         "efficientnet_v2_s",
-        "seed 001: the production checkpoints used EfficientNet-V2 (1280-d); a+b (or a YAML list) runs several "
-        "CNNs on one decode and concatenates their per-frame features in that order",
+        "frozen CNN by name (python -m research.commands.backbones list); a+b runs several on one decode and "
+        "concatenates their features",
+        why="the seed's production checkpoints used EfficientNet-V2 (1280-d)",
     )
     random_weights: bool = opt(False, "explicit opt-in to an untrained backbone (timing, tests); never a fallback")
-    frames: int = opt(64, "seed 000/001: 64 uniformly sampled frames per video")
-    image_size: int | None = opt(None, "frames resized to SxS; null = each backbone's own training resolution")
-    mean: list[float] | None = opt(None, "RGB mean on [0, 1] pixels; null = each backbone's own normalisation")
-    std: list[float] | None = opt(None, "RGB std on [0, 1] pixels; null = each backbone's own normalisation")
-    clip_seconds: float | None = opt(10.0, "seed 001: clip_duration 10 s; null = the whole video")
-    sampling: str = opt("uniform", "where frames come from: uniform | center | dense (see research.video.decode)")
-    sampling_per_subcategory: dict = opt(
-        {}, "{subcategory: strategy}, as the seed's preprocessor asked per subcategory"
+    frames: int = opt(64, "frames sampled per video", why="the seed's 64 uniformly sampled frames")
+    image_size: int | None = opt(None, "frames resized to SxS pixels; null: each backbone's own resolution")
+    mean: list[float] | None = opt(None, "RGB mean on [0, 1] pixels; null: each backbone's own normalisation")
+    std: list[float] | None = opt(None, "RGB std on [0, 1] pixels; null: each backbone's own normalisation")
+    clip_seconds: float | None = opt(
+        10.0, "seconds of each video frames are sampled from; null: the whole video", why="the seed's clip_duration"
     )
-    scales: list[float] = opt([1.0, 0.85, 1.15], "seed 000: temporal scales averaged into the multi-scale file")
-    outputs: list[str] = opt(["single", "multi"], "files to write from one CNN pass: single and/or multi")
+    sampling: str = opt("uniform", "where in the clip frames are sampled", choices=SAMPLING_STRATEGIES)
+    sampling_per_subcategory: dict = opt(
+        {}, "{subcategory: strategy} overriding sampling per subcategory folder", why="the seed's preprocessor asked"
+    )
+    scales: list[float] = opt(
+        [1.0, 0.85, 1.15], "temporal scales averaged into the multi-scale file", why="the seed's three scales"
+    )
+    outputs: list[str] = opt(["single", "multi"], "files written from one CNN pass: single and/or multi")
     batch_size: int | None = opt(
-        None, "frames per CNN call across videos; null = auto (see research.features.extraction.auto_batch_size)"
+        None, "frames per CNN call across videos; null: auto (small on CPU to stay in cache, 128 on CUDA)"
     )
     num_workers: int | None = opt(
         None,
-        "decoding processes beside the CNN; null = one per core but one, at most 8 (1 on 2 cores: decode overlaps "
-        "the CNN; a GPU machine's CNN needs several decoders to keep it busy)",
+        "decoding processes beside the CNN; null: one per core but one, at most 8",
+        why="1 on 2 cores: decode overlaps the CNN; a GPU machine's CNN needs several decoders to keep it busy",
     )
-    device: str = opt("auto", "auto = cuda when available, else cpu")
+    device: str = opt("auto", "auto: cuda when available, else cpu; or a torch device (cuda:1)")
     amp: bool = opt(True, "bf16/fp16 autocast for the CNN on CUDA (ignored on CPU, where it is slower)")
     flush_every: int = opt(16, "videos per committed part file: at most this much work is lost on a crash")
     overwrite: bool = opt(False, "recompute even if the final file exists")
-    frame_index: str | None = opt(None, "CSV/Parquet of (video, timestamp_sec) rows: one feature per row (seed 002)")
+    frame_index: str | None = opt(None, "CSV/Parquet of (video, timestamp_sec) rows: one feature per row")
     video_index: str | None = opt(
         None, "CSV/Parquet of (video_id, video_path, fps) for a frame index that names video_id"
     )
     experiment: str = opt("extract", "MLflow experiment name")
-    tracking_uri: str | None = opt(None, "MLflow store; default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")
-    log_mlflow: bool = opt(True, "off for throwaway runs (benchmarks)")
+    tracking_uri: str | None = opt(None, "MLflow store; null: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")
+    log_mlflow: bool = opt(True, "log the run to MLflow (off for throwaway runs)")
 
     def validate(self) -> None:
         # An unknown backbone is a config error, found before any work; a list becomes "a+b".
@@ -430,39 +456,48 @@ class TrainConfig:
 
     features_dir: str = opt("features/demo", "folder holding {split}_features[_multiscale].h5")
     multi_scale: bool = opt(
-        True, "seed 003: the production models trained on the multi-scale files", aliases={"--single-scale": False}
+        True,
+        "train on the multi-scale files (else the single-scale ones)",
+        aliases={"--single-scale": False},
+        why="the seed's production models trained on the multi-scale files",
     )
-    out_dir: str = opt("runs/demo", "checkpoints best_ensemble_model_{seed}.pt go here")
-    seed: int = opt(1, "the seed's ensemble members are seeds 1..4")
-    model: str = opt("super_enhanced", "a name from research.models.list_models()")
+    out_dir: str = opt("runs/demo", "folder of the checkpoint best_ensemble_model_{seed}.pt")
+    seed: int = opt(1, "random seed; the ensemble's members are seeds 1..4")
+    model: str = opt("super_enhanced", "temporal model family (research.models.list_models())")
     model_args: dict = opt(
         {},
-        "architecture per model family, e.g. {super_enhanced: {hidden_size: 128}}; only the chosen model's "
-        "entry applies, over its constructor's defaults (super_enhanced's are the seed 003 sizes)",
+        "architecture per family, {family: {argument: value}}, over the constructor's defaults; only the chosen "
+        "model's entry applies (model_args.super_enhanced.hidden_size=128 sets one)",
     )
-    epochs: int = opt(40, "our choice: the seed gives none; early stopping ends most runs sooner")
-    batch_size: int = opt(32, "our choice: fits the baseline model in a few GB; the seed gives none")
-    lr: float = opt(3e-4, "our choice: AdamW's well-tried rate for LSTM/attention heads of this size")
-    weight_decay: float = opt(0.05, "our choice: AdamW decoupled decay, mild regularisation for 64M params")
-    warmup_epochs: float = opt(2.0, "our choice: linear warm-up keeps early LSTM/attention updates stable")
-    min_lr_ratio: float = opt(0.01, "our choice: cosine decays to 1% of lr")
-    label_smoothing: float = opt(0.1, "our choice: 4 classes with confusable content; calibrates TTA averaging")
-    grad_clip: float = opt(1.0, "our choice: LSTMs need clipping; 1.0 is the common norm")
-    patience: int = opt(8, "our choice: epochs without a better val macro-F1 before stopping")
-    keep: str = opt("best", "best: the epoch with the best val macro-F1 (early stopping) | last: fixed schedule")
+    epochs: int = opt(40, "training epochs at most", why="the seed gives none; early stopping ends most runs sooner")
+    batch_size: int = opt(32, "videos per step", why="fits the baseline model in a few GB")
+    lr: float = opt(3e-4, "peak AdamW learning rate", why="AdamW's well-tried rate for LSTM/attention heads")
+    weight_decay: float = opt(0.05, "AdamW decoupled weight decay", why="mild regularisation for 64M parameters")
+    warmup_epochs: float = opt(2.0, "epochs of linear warm-up", why="keeps early LSTM/attention updates stable")
+    min_lr_ratio: float = opt(0.01, "the cosine schedule ends at this fraction of lr")
+    label_smoothing: float = opt(0.1, "cross-entropy label smoothing", why="4 classes with confusable content")
+    grad_clip: float = opt(1.0, "gradient norm clip", why="LSTMs need clipping; 1.0 is the common norm")
+    patience: int = opt(8, "epochs without a better val macro-F1 before stopping (keep=best)")
+    keep: str = opt(
+        "best",
+        "which weights to keep: best = the epoch with the best val macro-F1 (early stopping), last = the last",
+        choices=("best", "last"),
+    )
     aug_crop: float = opt(0.8, "min fraction of valid frames kept by the random temporal crop (1 = off)")
     aug_frame_dropout: float = opt(0.1, "probability of dropping each valid frame during training (0 = off)")
-    in_memory: str = opt("auto", "auto | yes | no: load features into RAM when they fit, else read lazily")
-    num_workers: int = opt(0, "DataLoader workers; 0 is fastest for in-memory features")
-    device: str = opt("auto", "auto = cuda when available, else cpu")
+    in_memory: str = opt(
+        "auto", "load features into RAM (auto: when they fit), else read them lazily", choices=("auto", "yes", "no")
+    )
+    num_workers: int = opt(0, "DataLoader workers", why="0 is fastest for in-memory features")
+    device: str = opt("auto", "auto: cuda when available, else cpu; or a torch device (cuda:1)")
     amp: bool = opt(True, "bf16 autocast on CUDA (ignored on CPU)")
     deterministic: bool = opt(True, "torch deterministic algorithms: same seed, same metrics")
     resume: bool = opt(True, "continue from last.pt in out_dir if the same run was interrupted")
     overwrite: bool = opt(False, "replace a checkpoint in out_dir that was trained with another config")
     ensemble: str = opt("default", "tag grouping ensemble members in MLflow (evaluate.py --ensemble NAME)")
     experiment: str = opt("train", "MLflow experiment name")
-    tracking_uri: str | None = opt(None, "MLflow store; default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")
-    log_mlflow: bool = opt(True, "off for throwaway runs (benchmarks)")
+    tracking_uri: str | None = opt(None, "MLflow store; null: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")
+    log_mlflow: bool = opt(True, "log the run to MLflow (off for throwaway runs)")
 
     def validate(self) -> None:
         # The model's name and model_args are checked against the registry where torch is loaded anyway:
@@ -484,18 +519,18 @@ class EvalConfig:
     ensemble: str | None = opt(None, "instead of checkpoints: every finished training run tagged ensemble=NAME")
     features: str | None = opt(None, "feature file; default: the members' own {split} file next to their training file")
     split: str = opt("test", "split to score when --features is not given")
-    tta: bool = opt(True, "also score with test-time augmentation (seed: ~93% -> ~95%)")
-    tta_modes: list[str] = opt(list(TTA_DEFAULT_MODES), "temporal views averaged (research.engine.tta)")
+    tta: bool = opt(True, "also score with test-time augmentation (temporal views averaged)")
+    tta_modes: list[str] = opt(list(TTA_DEFAULT_MODES), "temporal views averaged", choices=TTA_DEFAULT_MODES)
     weights: list[float] | None = opt(None, "ensemble weights per member (default: equal)")
     allow_feature_mismatch: bool = opt(
         False, "score features made with other frames/size/sampling than the members' (warns); never dim or classes"
     )
-    out_dir: str = opt("outputs/evaluate", "report.json, confusion matrix PNG/TXT")
+    out_dir: str = opt("outputs/evaluate", "folder of report.json, predictions.csv and the confusion matrix")
     batch_size: int = opt(64, "videos per forward pass")
-    device: str = opt("auto", "auto = cuda when available, else cpu")
+    device: str = opt("auto", "auto: cuda when available, else cpu; or a torch device (cuda:1)")
     predict: list[str] = opt([], "video files to classify end to end (extraction settings come from the checkpoint)")
     experiment: str = opt("evaluate", "MLflow experiment name")
-    tracking_uri: str | None = opt(None, "MLflow store; default $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")
+    tracking_uri: str | None = opt(None, "MLflow store; null: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")
     log_mlflow: bool = opt(True, "log the evaluation as one MLflow run linking its members")
 
     def validate(self) -> None:
@@ -520,13 +555,17 @@ class SearchConfig:
         "{param: {type: int|float|categorical, low, high, log, choices}} over TrainConfig fields; "
         "null = the default space around the config (hidden size, layers, heads, dropout); {} is refused",
     )
-    pruner: str = opt("median", "median | hyperband | none: stop weak trials from their per-epoch val macro-F1")
-    pruner_startup_trials: int = opt(3, "complete trials before the median pruner acts (noise guard)")
-    pruner_warmup_epochs: int = opt(2, "epochs each trial runs before it can be pruned (early epochs are noisy)")
+    pruner: str = opt(
+        "median", "stops weak trials from their per-epoch val macro-F1", choices=("median", "hyperband", "none")
+    )
+    pruner_startup_trials: int = opt(3, "complete trials before the median pruner acts", why="a noise guard")
+    pruner_warmup_epochs: int = opt(2, "epochs each trial runs before it can be pruned", why="early epochs are noisy")
     sampler_seed: int = opt(0, "study seed; each worker's TPE seed is derived from it and the worker's number")
     heartbeat_s: float = opt(30.0, "a running trial's worker proves it is alive this often")
     stale_after_s: float = opt(120.0, "a RUNNING trial without a heartbeat this long is failed and re-queued")
-    enqueue_baseline: bool = opt(True, "trial 0 = the config's own values, so every study answers 'did we beat it?'")
+    enqueue_baseline: bool = opt(
+        True, "trial 0 is the config's own values", why="so every study answers 'did we beat the baseline?'"
+    )
     timeout_s: float | None = opt(None, "stop this worker after this many seconds")
 
     def validate(self) -> None:
@@ -563,7 +602,7 @@ class CVConfig:
     manifest: str | None = opt(None, "CSV with path + the group column; default: DATA_DIR/../manifest.csv")
     split: str = opt("all", "the data root's split folder that holds every video")
     val_fraction: float = opt(0.2, "groups of the training folds held out for validation (early stopping)")
-    seeds: list[int] = opt([1, 2, 3, 4], "members per fold (the seed's 4-model ensemble)")
+    seeds: list[int] = opt([1, 2, 3, 4], "one member per seed in every fold", why="the seed's 4-model ensemble")
     fold_seed: int = opt(0, "fold assignment: the same seed gives the same folds")
     bootstrap: int = opt(2000, "resamples of the pooled videos for the 95 % interval")
     out_dir: str = opt("outputs/cv", "cv.json and per-fold feature subsets / checkpoints")

@@ -1,23 +1,19 @@
-"""``make demo``: the whole system on real footage, from its clips to the seed's table.
+"""The whole pipeline on one collection: videos -> features -> split -> ensemble members -> evaluation.
 
-``make demo`` runs this with ``experiments/demo.yaml`` on ``benchmarks/real/`` (352 real clips of 137
-sources: one split folder ``all/{class}/{source}/`` and a ``manifest.csv`` naming each clip's source):
+    python -m research.commands.pipeline --config experiments/demo.yaml --seeds 1 2 3 4   # = make demo
 
-1. extracts single- and multi-scale features of every clip from one CNN pass (``features/demo``);
-2. splits the clips extraction kept **by source** into train / val / test: sources disjoint,
-   stratified by class, deterministic (the test part is one fold of ``research.engine.crossval``'s grouped
-   folds, validation is carved by source from the rest), written as subsets of the extracted files
-   with ``split.json`` (sources, clips per class, the skipped clips, the seed) into the training
-   ``features_dir`` (``features/demo/by_source``);
-3. trains the four ensemble members, ``train.py --seed 1..4`` with the config, on those files;
-4. evaluates single / TTA / ensemble / ensemble+TTA on the test sources and prints the table.
+1. extracts single- and multi-scale features of every video from one CNN pass (``extract:``);
+2. splits what extraction kept: a data root with ``train/ val/ test/`` folders by its folders; one
+   split folder (``all/``) **by group** (``cv.group_by``, e.g. the ``source`` column of the
+   ``manifest.csv`` beside the data root): groups disjoint, stratified by class, deterministic (the
+   test part is one grouped fold, validation is carved by group from the rest, ``research.data.splits``),
+   written as subsets of the extracted files with ``split.json`` into ``train.features_dir``;
+3. trains one ensemble member per seed (``train.py --seed N`` with the config) on those files;
+4. evaluates each member, with TTA, and the ensemble on the test part, writes ``report.json`` and
+   ``predictions.csv`` (``evaluate.out_dir``), and prints the table and the MLflow links.
 
-A data root with train/val/test split folders instead (``--config experiments/synthetic.yaml``: the
-drawn set, ``python -m videogen --demo --out data/demo``) is split by its folders: step 2 is skipped.
-Every step re-uses finished work (feature files, the split, checkpoints trained with the same config
-on the same data) and says so, so a second run takes seconds. Everything is tracked in ``mlruns/``.
-
-    python -m research.commands.pipeline [--config experiments/demo.yaml] [--seeds 1 2 3 4]
+Every step re-uses finished work made from the same inputs and settings and says so, so a second
+run takes seconds. ``make demo`` is this with ``experiments/demo.yaml`` on benchmarks/real's 352 clips.
 """
 
 from __future__ import annotations
@@ -154,12 +150,11 @@ def check_data(extract_cfg: ExtractConfig, source_split_: bool) -> None:
     data = Path(extract_cfg.data_dir)
     if source_split_ and not (data / extract_cfg.splits[0]).is_dir():
         raise UserError(
-            f"no clips in {data / extract_cfg.splits[0]}: the demo runs on the real clips of benchmarks/real/ "
-            "(git checkout benchmarks/real), or on the drawn set: python -m videogen --demo --out data/demo, "
-            "then python -m research.commands.pipeline --config experiments/synthetic.yaml"
+            f"no videos in {data / extract_cfg.splits[0]}: extract.data_dir must hold one split folder "
+            f"({extract_cfg.splits[0]}/{{class}}/...) to split by group, or train/, val/ and test/ folders"
         )
     if not source_split_ and not data.is_dir():
-        raise UserError(f"no videos in {data}: draw them first (python -m videogen --demo --out {data})")
+        raise UserError(f"no videos in {data} (extract.data_dir)")
 
 
 def run_demo(config: Path = DEMO_CONFIG, seeds: list[int] | None = None, overwrite: bool = False) -> dict[str, Any]:
@@ -212,14 +207,16 @@ def run_demo(config: Path = DEMO_CONFIG, seeds: list[int] | None = None, overwri
 
 def main() -> int:
     parser = make_parser(__doc__)
-    parser.add_argument("--config", type=Path, default=DEMO_CONFIG)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4])
-    parser.add_argument("--overwrite", action="store_true", help="recompute features made with other settings")
+    parser.add_argument("--config", type=Path, default=DEMO_CONFIG, help="experiment YAML [default: demo.yaml]")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4], help="one member per seed [1 2 3 4]")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="recompute feature files made with other settings [off]"
+    )
     args = parser.parse_args()
     setup_logging(args.verbose)
     start = time.perf_counter()
     run_demo(args.config, args.seeds, args.overwrite)
-    console.print(f"demo finished in {time.perf_counter() - start:.0f} s")
+    console.print(f"pipeline finished in {time.perf_counter() - start:.0f} s")
     return 0
 
 
