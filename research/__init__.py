@@ -35,7 +35,7 @@ MOVED = {
     "research.evaluation": "research.engine.evaluation",
     "research.extraction": "research.features.extraction",
     "research.feature_parts": "research.features.parts",
-    "research.feature_summary": "research.features.summary",
+    "research.feature_summary": "research.features.hdf5",
     "research.frames": "research.features.frames",
     "research.inputs": "research.data.inputs",
     "research.members": "research.engine.members",

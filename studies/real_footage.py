@@ -26,8 +26,7 @@ from research.engine.evaluation import evaluate, interval, results_table
 from research.engine.metrics import bootstrap_difference, mean_pm
 from research.errors import ConfigError, StaleWorkError
 from research.features.extraction import extract
-from research.features.hdf5 import content_fingerprint
-from research.features.summary import describe
+from research.features.hdf5 import content_fingerprint, summary_caption
 from research.models import list_models
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,7 +194,7 @@ def real_section(real: Path) -> list[str]:
         "## Real footage (grouped cross-validation)",
         "",
         f"`python -m studies.results real`: `benchmarks/real/` ({first['videos']} clips, "
-        f"{first['groups']} sources), {describe(first.get('features'))}, "
+        f"{first['groups']} sources), {summary_caption(first.get('features'))}, "
         f"{first['folds']} folds grouped by source and stratified by class; validation carved from the training "
         "folds only. Pooled macro-F1 over all clips with a bootstrap 95 % interval; `member` rows are the mean "
         "over the seeds' members. `baseline/probe` is `experiments/real_probe.yaml` (the textbook linear probe), "

@@ -28,7 +28,7 @@ from research.engine.checkpoints import build_model, load_checkpoint
 from research.engine.evaluation import interval
 from research.engine.members import mean_std, score_member, train_members
 from research.engine.metrics import mean_pm
-from research.features.summary import describe, feature_summary
+from research.features.hdf5 import feature_summary, summary_caption
 from research.files import write_text_atomic
 from research.models import count_parameters, list_models
 from studies.backbones import markdown, run_study
@@ -177,7 +177,7 @@ def measured_on(results: dict[str, Any]) -> str:
     f = results.get("features")
     if f is None:
         return "run on the drawn demo set, mobilenet_v2, before `make demo` moved to real footage"
-    return f"`{f['file']}`: {f['videos']} test videos, {describe(f)}"
+    return f"`{f['file']}`: {f['videos']} test videos, {summary_caption(f)}"
 
 
 def worst_sources(predictions: Path, shown: int = 6) -> list[str]:

@@ -16,8 +16,7 @@ from research.data.dataset import FeatureDataset
 from research.data.splits import carve_validation, make_folds, video_groups
 from research.engine.checkpoints import build_model, load_checkpoint
 from research.engine.crossval import ROWS, InnerValidation, cross_validate, probe_cross_validate
-from research.features.hdf5 import subset
-from research.features.summary import describe
+from research.features.hdf5 import subset, summary_caption
 from research.models.probe import C_GRID
 from research.tuning.search import run_search
 from research.tuning.storage import storage_for
@@ -76,7 +75,7 @@ def test_cross_validation_end_to_end(pooled_videos: Path, tmp_path: Path, tracki
         "multi_scale": True,
         "scales": list(extract_cfg.scales),
     }
-    assert describe(report["features"]) == "mobilenet_v2 features (4 frames per clip, 64 px)"
+    assert summary_caption(report["features"]) == "mobilenet_v2 features (4 frames per clip, 64 px)"
     fold_groups = report["fold_groups"]
     assert not set(fold_groups[0]) & set(fold_groups[1]) and len(set(fold_groups[0]) | set(fold_groups[1])) == len(
         set(groups)

@@ -30,7 +30,7 @@ from research.data.dataset import split_path
 from research.engine.members import mean_std, score_member, train_members
 from research.engine.metrics import bootstrap_difference
 from research.engine.tta import DEFAULT_MODES
-from research.features.summary import feature_summary
+from research.features.hdf5 import feature_summary
 from research.files import write_text_atomic
 
 log = logging.getLogger(__name__)

@@ -43,8 +43,7 @@ from research.engine.members import mean_std, score_member, train_members
 from research.engine.metrics import bootstrap_interval, classification_metrics
 from research.engine.training import train
 from research.features.extraction import extract
-from research.features.hdf5 import content_fingerprint
-from research.features.summary import feature_summary
+from research.features.hdf5 import content_fingerprint, feature_summary
 from research.files import write_text_atomic
 from research.models.probe import fit_probe, pooled_mean
 

@@ -2,6 +2,6 @@
 
 ``settings`` (what determines a feature sequence), ``frames`` (the decode -> CNN -> scales path),
 ``extraction`` (``extract(cfg)``, resumable, sharded under torchrun), ``timestamps`` (one feature
-per given instant, seed 002), ``hdf5`` (the file format), ``parts`` (a fused file's backbones),
-``compat`` (the one compatibility rule) and ``summary`` (what a result was measured on).
+per given instant), ``hdf5`` (the file format, and what a result was measured on), ``parts``
+(some backbones of a fused file) and ``compat`` (the one compatibility rule).
 """

@@ -456,3 +456,24 @@ def _copy_rows(output: Path, sources: list[tuple[Path, list[int] | None]]) -> in
             offset += n
         out.attrs.update({"num_videos": offset, "skipped": json.dumps(skipped), "num_skipped": len(skipped)})
     return offset
+
+
+# ------------------------------------------------------ what a result was measured on
+
+# The attributes a results table names: what its numbers were measured on.
+SUMMARY_KEYS = ("backbone", "image_size", "frames_per_video", "clip_seconds", "multi_scale", "scales")
+
+
+def feature_summary(path: str | Path) -> dict[str, Any]:
+    """What a results file records of the features it scored: the file, its videos and ``SUMMARY_KEYS``."""
+    attrs = read_attrs(path)
+    with h5py.File(path, "r") as f:
+        videos = int(f["labels"].shape[0])
+    return {"file": str(path), "videos": videos} | {key: attrs[key] for key in SUMMARY_KEYS if key in attrs}
+
+
+def summary_caption(summary: dict[str, Any] | None) -> str:
+    """A ``feature_summary`` in words, for a table's caption."""
+    if not summary:
+        return "features not recorded"
+    return f"{summary['backbone']} features ({summary['frames_per_video']} frames per clip, {summary['image_size']} px)"

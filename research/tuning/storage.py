@@ -7,7 +7,7 @@
   parameters again, once;
 - ``worker_seed``: each worker's sampler seed, from the study seed and the worker's number.
 
-Split from ``research.tuning.search`` (the study itself: space, objective, summary) to keep each short.
+The study itself (objective, workers, summary) is ``research.tuning.search``.
 """
 
 from __future__ import annotations
