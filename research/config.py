@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 import yaml
 
 from research.backbones.table import backbone_parts
+from research.data.annotations import FORMATS as ANNOTATION_FORMATS
+from research.data.annotations import KINETICS_TEMPLATE
 from research.errors import ConfigError, UserError, did_you_mean, yaml_problem
 from research.features.settings import SAMPLING_STRATEGIES
 
@@ -42,14 +44,15 @@ def opt(
     aliases: dict[str, Any] | None = None,
     why: str = "",
     choices: tuple[str, ...] | None = None,
+    flags: tuple[str, ...] = (),
 ) -> Any:
     """A dataclass field: ``help`` says what it does (``--help`` adds its default and ``choices``), ``why``
     the reason for its default (read in the source and the docs, not in ``--help``).
 
     ``aliases`` maps extra flags to the constant they set, e.g. ``{"--single-scale": False}``;
-    like every flag they beat the YAML only when typed.
+    like every flag they beat the YAML only when typed. ``flags`` are other spellings of the field's flag.
     """
-    metadata = {"help": help, "aliases": aliases or {}, "why": why, "choices": choices}
+    metadata = {"help": help, "aliases": aliases or {}, "why": why, "choices": choices, "flags": flags}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -342,15 +345,17 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> argparse
                 default=argparse.SUPPRESS,
                 help=f"same as {flag.removeprefix('--')}={constant}",
             )
+        spellings = [flag, *f.metadata.get("flags", ())]
         if inner is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            group.add_argument(*spellings, action=argparse.BooleanOptionalAction, **kwargs)
         elif typing.get_origin(inner) in (list, tuple):
             (item_tp, *_) = typing.get_args(inner) or (str,)
-            group.add_argument(flag, nargs="+", type=item_tp if item_tp in (int, float, str) else str, **kwargs)
+            group.add_argument(*spellings, nargs="+", type=item_tp if item_tp in (int, float, str) else str, **kwargs)
         elif inner in (int, float, str):
-            group.add_argument(flag, type=inner, **kwargs)
+            group.add_argument(*spellings, type=inner, **kwargs)
         else:  # dicts and other structures: YAML text (a UserError: argparse would hide a ValueError)
-            group.add_argument(flag, type=functools.partial(parse_yaml, source=flag, error=UserError), **kwargs)
+            parse = functools.partial(parse_yaml, source=flag, error=UserError)
+            group.add_argument(*spellings, type=parse, **kwargs)
     parser.add_argument(
         "overrides",
         nargs="*",
@@ -387,7 +392,21 @@ TTA_DEFAULT_MODES = ("identity", "reverse", "stride2", "center")
 class ExtractConfig:
     """``extract.py``: videos -> frozen-CNN frame features in HDF5."""
 
-    data_dir: str = opt("data/demo", "input root: {split}/{category}/{subcategory}/*.mp4 or processed_data.pt")
+    data_dir: str = opt(
+        "data/demo",
+        "the collection's root: {split}/{category}/[{subcategory}/]FILE folders, or the prefix of an annotation "
+        "file's relative paths",
+        flags=("--data-root",),
+    )
+    annotations: str | None = opt(
+        None, "annotation file listing the videos (path, label[, split, group, family, start, end]) instead of folders"
+    )
+    annotation_format: str = opt("auto", "how the annotation file is written", choices=ANNOTATION_FORMATS)
+    columns: dict = opt({}, "CSV columns read under our names, e.g. {label: class, group: source}")
+    class_names: str | None = opt(None, "list format: a file of class names, line k naming index k")
+    file_template: str = opt(
+        KINETICS_TEMPLATE, "kinetics format: each row's file name from its youtube_id, time_start, time_end"
+    )
     out_dir: str = opt("features/demo", "where {split}_features[_multiscale].h5 are written")
     splits: list[str] = opt(["train", "val", "test"], "split folders under data_dir to extract")
     backbone: str | list[str] = opt(
@@ -598,8 +617,12 @@ class CVConfig:
     """``python -m research.commands.cv``: grouped k-fold cross-validation of one training config."""
 
     folds: int = opt(5, "test folds; every video is scored exactly once, by models that never saw its group")
-    group_by: str = opt("source", "manifest column | subcategory | regex:PATTERN (first group of the video id)")
-    manifest: str | None = opt(None, "CSV with path + the group column; default: DATA_DIR/../manifest.csv")
+    group_by: str = opt(
+        "group",
+        "what stays on one side of a split: an annotation column (group, family, ...), subcategory, "
+        "regex:PATTERN (its first group in the video id), or a manifest column for a folder tree",
+    )
+    manifest: str | None = opt(None, "folder trees: CSV of path + the group column; null: DATA_DIR/../manifest.csv")
     split: str = opt("all", "the data root's split folder that holds every video")
     val_fraction: float = opt(0.2, "groups of the training folds held out for validation (early stopping)")
     seeds: list[int] = opt([1, 2, 3, 4], "one member per seed in every fold", why="the seed's 4-model ensemble")

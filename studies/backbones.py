@@ -72,12 +72,12 @@ class Pool:
     classes: list[str]
 
 
-def load_pool(folder: Path, cv: CVConfig, data_dir: Path) -> Pool:
+def load_pool(folder: Path, cv: CVConfig, extract_cfg: ExtractConfig) -> Pool:
     path = split_path(folder, cv.split, multi_scale=False)
     with h5py.File(path, "r") as f:
         x = pooled_mean(f["features"][()], f["num_frames"][()])
     ds = FeatureDataset(path)
-    return Pool(x, ds.labels, video_groups(ds, cv, data_dir), ds.classes)
+    return Pool(x, ds.labels, video_groups(ds, cv, extract_cfg), ds.classes)
 
 
 def macro_f1(labels: np.ndarray, preds: np.ndarray, num_classes: int) -> float:
@@ -182,7 +182,7 @@ def compare_backbones(
             if not target.is_file():
                 folder.mkdir(parents=True, exist_ok=True)
                 select_parts(split_path(fused_dir, cv.split, multi), target, cand)
-        pool = load_pool(folder, cv, Path(extract_cfg.data_dir))
+        pool = load_pool(folder, cv, extract_cfg)
         tests = source_halves(pool, halves)
         probe = probe_cv(pool, cv.folds, draws, cv.bootstrap)
         transfer = probe_transfer(pool, tests)

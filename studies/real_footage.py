@@ -62,7 +62,7 @@ def real_footage(seeds: list[int], out_dir: Path, config: Path = REAL_CONFIG) ->
         done[key] = folder / "cv.json"
         source = split_path(extract_cfg.out_dir, cv.split, train_cfg.multi_scale)
         # a summary of exactly this experiment (configs, features, sources): re-use it
-        if same_cv(folder / "cv.json", train_cfg, cv, source, Path(extract_cfg.data_dir)):
+        if same_cv(folder / "cv.json", train_cfg, cv, source, extract_cfg):
             continue
         cross_validate(dataclasses.replace(cv, out_dir=str(folder)), extract_cfg, train_cfg, arm)
     synthetic_transfer(out_dir / "synthetic", config)
@@ -103,7 +103,7 @@ def synthetic_transfer(
     return report
 
 
-def same_cv(path: Path, train_cfg: TrainConfig, cv: CVConfig, source: Path, data_dir: Path) -> bool:
+def same_cv(path: Path, train_cfg: TrainConfig, cv: CVConfig, source: Path, extract_cfg: ExtractConfig) -> bool:
     """``path`` summarises this experiment: the configs it records equal these (output folders aside),
     it was computed from the features ``source`` holds now and with the groups (sources) the manifest
     gives them now."""
@@ -119,7 +119,7 @@ def same_cv(path: Path, train_cfg: TrainConfig, cv: CVConfig, source: Path, data
     )
     if not (same_configs and "features" in report and report.get("data") == content_fingerprint(source)):
         return False
-    return report.get("video_groups") == video_groups(FeatureDataset(source, in_memory="no"), cv, data_dir)
+    return report.get("video_groups") == video_groups(FeatureDataset(source, in_memory="no"), cv, extract_cfg)
 
 
 def _load_arm(real: Path, arm: str, row: str) -> dict | None:

@@ -62,7 +62,7 @@ def test_cross_validation_end_to_end(pooled_videos: Path, tmp_path: Path, tracki
     cfg = CVConfig(folds=2, group_by="subcategory", seeds=[1, 2], out_dir=str(tmp_path / "cv"), bootstrap=200)
     report = cross_validate(cfg, extract_cfg, train_cfg, "tiny")
     ds = FeatureDataset(tmp_path / "features" / "all_features_multiscale.h5")
-    groups = video_groups(ds, cfg, pooled_videos)
+    groups = video_groups(ds, cfg, extract_cfg)
     assert json.loads((tmp_path / "cv" / "cv.json").read_text())["rows"].keys() == report["rows"].keys()
     assert report["videos"] == len(ds) == 20 and report["groups"] == len(set(groups))
     assert report["features"] == {  # what RESULTS.md's table names as the features it was measured on
@@ -94,15 +94,15 @@ def test_cross_validation_end_to_end(pooled_videos: Path, tmp_path: Path, tracki
     # studies.results re-uses this summary only for the same configs and the same features.
     source = tmp_path / "features" / "all_features_multiscale.h5"
     summary = tmp_path / "cv" / "cv.json"
-    assert same_cv(summary, train_cfg, cfg, source, pooled_videos)
-    assert not same_cv(summary, dataclasses.replace(train_cfg, lr=0.5), cfg, source, pooled_videos)
+    assert same_cv(summary, train_cfg, cfg, source, extract_cfg)
+    assert not same_cv(summary, dataclasses.replace(train_cfg, lr=0.5), cfg, source, extract_cfg)
     fewer = tmp_path / "fewer.h5"
     subset(source, fewer, list(range(len(ds) - 1)))
-    assert not same_cv(summary, train_cfg, cfg, fewer, pooled_videos)
+    assert not same_cv(summary, train_cfg, cfg, fewer, extract_cfg)
     regrouped = json.loads(summary.read_text())  # the groups it was folded by are not the ones given now
     regrouped["video_groups"] = [*regrouped["video_groups"][1:], regrouped["video_groups"][0]]
     summary.write_text(json.dumps(regrouped))
-    assert not same_cv(summary, train_cfg, cfg, source, pooled_videos)
+    assert not same_cv(summary, train_cfg, cfg, source, extract_cfg)
 
 
 def test_recipe_study_scores_training_folds_only(pooled_videos: Path, tmp_path: Path, tracking_uri: str) -> None:
@@ -123,7 +123,7 @@ def test_recipe_study_scores_training_folds_only(pooled_videos: Path, tmp_path: 
     assert summary["states"] == {"COMPLETE": 3} and 0.0 <= summary["best_value"] <= 1.0
     assert not list((tmp_path / "cv").rglob("test_*.h5"))  # the study never had a test file to look at
     ds = FeatureDataset(tmp_path / "features" / "all_features_multiscale.h5")
-    folds = make_folds(ds.labels, video_groups(ds, cfg, pooled_videos), 2, cfg.fold_seed)
+    folds = make_folds(ds.labels, video_groups(ds, cfg, extract_cfg), 2, cfg.fold_seed)
     for k, fold_dir in enumerate(fit.fold_dirs):
         seen = set()
         for name in (

@@ -63,10 +63,12 @@ def tiny_demo_config(
     data_dir = data_dir.relative_to(tmp_path) if relative else data_dir
     features = here / "features"
     train_features = features / "by_source" if base == "demo.yaml" else features
+    # demo.yaml reads its clips from an annotation file (the manifest beside videos/) under the data root
+    source = f"{data_dir.parent}\n  annotations: {data_dir.parent / 'manifest.csv'}" if base == "demo.yaml" else data_dir
     config.write_text(f"""# a test-sized delta over {base}
 base: {ROOT / "experiments" / base}
 extract:
-  data_dir: {data_dir}
+  data_dir: {source}
   out_dir: {features}
   frames: 4
   image_size: 64
@@ -101,16 +103,19 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     train, evaluate on the test sources; a second run recomputes nothing. Run from the folder its config's
     relative paths start at (as make demo in a checkout): no output holds where that folder lies, and the
     closing lines (at 80 columns: captured output is not a terminal) print every command and URL whole."""
-    from research.commands.pipeline import run_demo
+    from research.commands.pipeline import run_pipeline
     from research.data.dataset import FeatureDataset, split_path
 
     caplog.set_level(logging.INFO)
     data = tiny_real_collection(tmp_path / "real")
-    (data / "all" / "gaming" / "broken.mp4").write_bytes(b"not a video")  # skipped by extraction, listed
+    (data / "all" / "gaming" / "broken.mp4").write_bytes(b"not a video")  # rows skipped by extraction, listed
+    with (tmp_path / "real" / "manifest.csv").open("a", newline="") as fh:
+        for name in ("broken", "missing"):
+            fh.write(f"videos/all/gaming/{name}.mp4,gaming,{name}_source,,,,,,,,\n")
     copied = len(list(data.rglob("*_??.mp4")))
     config = tiny_demo_config(tmp_path, tracking_uri, data, relative=True)
     monkeypatch.chdir(tmp_path)
-    report = run_demo(config, seeds=[1, 2])
+    report = run_pipeline(config, seeds=[1, 2])
     printed = capsys.readouterr().err
     assert_printed_whole(printed)
     for written in [*(tmp_path / "outputs").iterdir(), tmp_path / "features" / "by_source" / "split.json"]:
@@ -122,9 +127,10 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     assert list(report["rows"]) == ["member_1", "member_1+tta", "member_2", "member_2+tta", "ensemble", "ensemble+tta"]
     split_dir = tmp_path / "features" / "by_source"
     record = json.loads((split_dir / "split.json").read_text())
-    assert record["kept"] == copied and [s["path"] for s in record["skipped"]] == ["all/gaming/broken.mp4"]
-    assert record["settings"] == {"group_by": "source", "folds": 3, "test_fold": 0, "val_fraction": 0.2, "seed": 0}
-    assert f"extraction kept {copied} clips and skipped 1: the split uses the {copied} kept" in caplog.text
+    skipped = [s["path"] for s in record["skipped"]]
+    assert record["kept"] == copied and skipped == ["videos/all/gaming/broken.mp4", "videos/all/gaming/missing.mp4"]
+    assert record["settings"] == {"group_by": "group", "folds": 3, "test_fold": 0, "val_fraction": 0.2, "seed": 0}
+    assert f"extraction kept {copied} clips and skipped 2: the split uses the {copied} kept" in caplog.text
     # the files themselves: every kept clip in exactly one split, no source on two sides, both kinds alike
     ids = {}
     for name in ("train", "val", "test"):
@@ -144,7 +150,7 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     assert len(stamps) == 2 + 6 + 1 + 2
     caplog.clear()
     start = time.perf_counter()
-    again = run_demo(config, seeds=[1, 2])
+    again = run_pipeline(config, seeds=[1, 2])
     assert time.perf_counter() - start < 30
     assert again["rows"] == report["rows"]
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing recomputed
@@ -216,11 +222,11 @@ def test_synthetic_demo_runs_on_its_split_folders_and_transfers(
 ) -> None:
     """experiments/synthetic.yaml: the drawn set's train/val/test folders are the split (no split.json);
     then `python -m studies.results transfer`'s synthetic_transfer on another collection (the test split)."""
-    from research.commands.pipeline import run_demo
+    from research.commands.pipeline import run_pipeline
     from studies.real_footage import synthetic_transfer
 
     config = tiny_demo_config(tmp_path, tracking_uri, tiny_videos, base="synthetic.yaml")
-    report = run_demo(config, seeds=[1, 2])
+    report = run_pipeline(config, seeds=[1, 2])
     assert report["num_videos"] == 4 and not list((tmp_path / "features").rglob("split.json"))
     assert report["features"] == str(tmp_path / "features" / "test_features_multiscale.h5")
 

@@ -32,6 +32,7 @@ from rich.table import Table
 from research.cli import banner, console, make_parser, run_cli, setup_logging
 from research.config import CVConfig, EvalConfig, ExtractConfig, TrainConfig, load_config
 from research.data.dataset import FeatureDataset, split_path
+from research.data.inputs import ALL_SPLIT, open_collection
 from research.data.splits import TEST_FOLD, source_split, video_groups, write_fold
 from research.engine.evaluation import evaluate, results_table
 from research.engine.members import train_members
@@ -59,10 +60,13 @@ def split_settings(cv: CVConfig) -> dict[str, Any]:
     }
 
 
-def split_by_source(extract_cfg: ExtractConfig, train_cfg: TrainConfig, cv: CVConfig) -> dict[str, Any]:
-    """Split what extraction kept by source and write train/val/test subsets (every extracted kind) and
-    ``split.json`` into ``train_cfg.features_dir``; re-used while the extracted files and settings match."""
-    split = extract_cfg.splits[0]
+def split_by_source(
+    extract_cfg: ExtractConfig, train_cfg: TrainConfig, cv: CVConfig, split: str | None = None
+) -> dict[str, Any]:
+    """Split what extraction kept of ``split`` (default: the pool) by group and write train/val/test subsets
+    (every extracted kind) and ``split.json`` into ``train_cfg.features_dir``; re-used while the extracted
+    files, the groups and the settings match."""
+    split = split or pool_split(extract_cfg) or extract_cfg.splits[0]
     kinds = [kind == "multi" for kind in extract_cfg.outputs]  # multi_scale per extracted file
     sources = {multi: split_path(extract_cfg.out_dir, split, multi) for multi in kinds}
     out = Path(train_cfg.features_dir)
@@ -71,7 +75,7 @@ def split_by_source(extract_cfg: ExtractConfig, train_cfg: TrainConfig, cv: CVCo
     ds = datasets[kinds[0]]
     if any(d.video_ids != ds.video_ids for d in datasets.values()):
         raise UserError(f"{', '.join(map(str, sources.values()))} hold different clips: extract them again")
-    groups = video_groups(ds, cv, Path(extract_cfg.data_dir))  # the manifest's sources, read now
+    groups = video_groups(ds, cv, extract_cfg)  # read now: a regrouped collection is split again
     made_from = {p.name: content_fingerprint(p) for p in sources.values()}
     made_from["groups"] = hashlib.sha256("\n".join(groups).encode()).hexdigest()[:16]
     settings = split_settings(cv)
@@ -94,6 +98,7 @@ def split_by_source(extract_cfg: ExtractConfig, train_cfg: TrainConfig, cv: CVCo
         "extracted": str(sources[kinds[0]].parent),
         "kept": len(ds),
         "skipped": skipped,
+        "one_group_per_video": groups == ds.video_ids,  # no group column: near-duplicates may straddle the split
         "splits": {
             name: {
                 "clips": len(rows),
@@ -121,8 +126,11 @@ def _report(record: dict[str, Any]) -> None:
         record["kept"],
     )
     s = record["settings"]
-    table = Table(title=f"split by {s['group_by']} (fold {s['test_fold']} of {s['folds']} is test, seed {s['seed']})")
-    for col in ("split", "sources", "clips", "clips per class"):
+    title = f"split by {s['group_by']} (fold {s['test_fold']} of {s['folds']} is test, seed {s['seed']})"
+    if record.get("one_group_per_video"):
+        title = "split by video: no group column, each video is its own group (near-duplicates may straddle it)"
+    table = Table(title=title)
+    for col in ("split", "groups", "clips", "clips per class"):
         table.add_column(col)
     for name, part in record["splits"].items():
         per_class = ", ".join(f"{c} {n}" for c, n in part["clips_per_class"].items())
@@ -133,39 +141,40 @@ def _report(record: dict[str, Any]) -> None:
 # ------------------------------------------------------------------ the demo
 
 
-def by_source(extract_cfg: ExtractConfig) -> bool:
-    """One split folder (+ a manifest of sources): split by source; train/val/test folders: their own split."""
-    if len(extract_cfg.splits) == 1:
-        return True
-    missing = sorted(set(SPLITS) - set(extract_cfg.splits))
+def pool_split(extract_cfg: ExtractConfig) -> str | None:
+    """The one split to divide by group (an annotation file without a split column: ``all``; one split
+    folder), or None where the collection already has train, val and test (folders or a split column)."""
+    if extract_cfg.annotations:
+        collection = open_collection(extract_cfg)
+        named = set(collection.entries)
+        if named == {ALL_SPLIT}:
+            return ALL_SPLIT
+        where = f"{extract_cfg.annotations}'s split column"
+    elif len(extract_cfg.splits) == 1:
+        data = Path(extract_cfg.data_dir) / extract_cfg.splits[0]
+        if not data.is_dir():
+            raise UserError(
+                f"no videos in {data}: extract.data_dir must hold one split folder ({extract_cfg.splits[0]}/"
+                "{class}/...) to split by group, train/, val/ and test/ folders, or extract.annotations a list"
+            )
+        return extract_cfg.splits[0]
+    else:
+        named, where = set(extract_cfg.splits), "extract.splits"
+    missing = sorted(set(SPLITS) - named)
     if missing:
-        raise UserError(
-            f"the demo needs one split folder (split by source) or train, val and test; "
-            f"extract.splits {extract_cfg.splits} lacks {', '.join(missing)}"
-        )
-    return False
+        raise UserError(f"the pipeline splits one pool by group, or uses train, val and test; {where} lacks {missing}")
+    return None
 
 
-def check_data(extract_cfg: ExtractConfig, source_split_: bool) -> None:
-    data = Path(extract_cfg.data_dir)
-    if source_split_ and not (data / extract_cfg.splits[0]).is_dir():
-        raise UserError(
-            f"no videos in {data / extract_cfg.splits[0]}: extract.data_dir must hold one split folder "
-            f"({extract_cfg.splits[0]}/{{class}}/...) to split by group, or train/, val/ and test/ folders"
-        )
-    if not source_split_ and not data.is_dir():
-        raise UserError(f"no videos in {data} (extract.data_dir)")
-
-
-def run_demo(config: Path = DEMO_CONFIG, seeds: list[int] | None = None, overwrite: bool = False) -> dict[str, Any]:
-    """The stages on the config's ``data_dir``; ``overwrite`` recomputes feature files made differently
+def run_pipeline(config: Path = DEMO_CONFIG, seeds: list[int] | None = None, overwrite: bool = False) -> dict[str, Any]:
+    """The stages on the config's collection; ``overwrite`` recomputes feature files made differently
     (e.g. by an older version)."""
     seeds = seeds or [1, 2, 3, 4]
     extract_cfg = load_config(ExtractConfig, "extract", config, {"overwrite": True} if overwrite else None)
     train_cfg = load_config(TrainConfig, "train", config)
     eval_cfg = load_config(EvalConfig, "evaluate", config)
-    split_by_folder = not by_source(extract_cfg)
-    check_data(extract_cfg, not split_by_folder)
+    pool = pool_split(extract_cfg)
+    split_by_folder = pool is None
     if not split_by_folder and Path(train_cfg.features_dir).resolve() == Path(extract_cfg.out_dir).resolve():
         raise UserError(
             f"train.features_dir must be a folder of its own for the source split, not the extraction's "
@@ -178,7 +187,7 @@ def run_demo(config: Path = DEMO_CONFIG, seeds: list[int] | None = None, overwri
     if not split_by_folder:
         cv = load_config(CVConfig, "cv", config)
         banner(f"2/{steps} split by {cv.group_by}: train, val and test sources disjoint")
-        record = split_by_source(extract_cfg, train_cfg, cv)
+        record = split_by_source(extract_cfg, train_cfg, cv, pool)
         tags = {"split": f"by {cv.group_by}", "split_seed": str(cv.fold_seed)}
         tags |= {f"split_{name}_clips": str(part["clips"]) for name, part in record["splits"].items()}
     banner(f"{steps - 1}/{steps} ensemble members: seeds {seeds}")
@@ -215,7 +224,7 @@ def main() -> int:
     args = parser.parse_args()
     setup_logging(args.verbose)
     start = time.perf_counter()
-    run_demo(args.config, args.seeds, args.overwrite)
+    run_pipeline(args.config, args.seeds, args.overwrite)
     console.print(f"pipeline finished in {time.perf_counter() - start:.0f} s")
     return 0
 

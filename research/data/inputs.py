@@ -1,11 +1,14 @@
-"""A data root (video files, or the seed's ``processed_data.pt`` folders) -> entries with identity and stamp.
+"""A collection -> entries with identity and stamp: a folder tree, the seed's ``processed_data.pt``
+folders, or an annotation file (``research.data.annotations``).
 
-Layout (seed): ``ROOT/{split}/{category}/[{subcategory}/]FILE``. The category index is
-the position of the category folder in sorted order over all splits (the seed's
-rule, made split-safe). Every entry has
+Folder layout (seed): ``ROOT/{split}/{category}/[{subcategory}/]FILE``. The category index is
+the position of the category folder in sorted order over all splits (the seed's rule, made
+split-safe). An annotation file gives each row's split (``all`` when it has no split column),
+label, group and family, and optionally a segment; its paths are relative to ROOT. Every entry has
 
 - an **identity**, ``video_id``: its path under the root without the extension
-  (``train/gaming/topdown/v001``; ``...#3`` for row 3 of a ``processed_data.pt``),
+  (``train/gaming/topdown/v001``; ``...#3`` for row 3 of a ``processed_data.pt``;
+  ``.../v001@12.5-20`` for the segment 12.5-20 s of an annotation row),
   which is what finished work is keyed on, never its position in a list;
 - a **stamp**, ``size:mtime_ns`` of the file it comes from, so a file that was
   replaced or edited is recognised as changed (the same test ``make`` and ``rsync``
@@ -24,9 +27,14 @@ from pathlib import Path
 
 import torch
 
+from research.config import ExtractConfig
+from research.data.annotations import Annotations, label_index, read_annotations
 from research.errors import UserError
 
 TENSOR_FILE = "processed_data.pt"
+
+
+ALL_SPLIT = "all"  # the split of annotation rows that name none: one pool, split later by group
 
 
 @dataclass(frozen=True)
@@ -37,15 +45,32 @@ class Entry:
     subcategory: str
     stamp: str  # "size:mtime_ns" of ``path``
     tensor_item: int | None = None  # row inside a processed_data.pt file
+    start: float | None = None  # a segment of the file, in seconds (annotation rows)
+    end: float | None = None
+    group: str = ""  # what must stay on one side of a split (annotation rows; folders: see research.data.splits)
+    family: str = ""  # groups that look alike
+    origin: str = ""  # FILE:LINE of the annotation row, for messages
 
     @property
     def video_id(self) -> str:
         base = self.relpath.rsplit(".", 1)[0] if "." in Path(self.relpath).name else self.relpath
-        return base if self.tensor_item is None else f"{base}#{self.tensor_item}"
+        if self.tensor_item is not None:
+            return f"{base}#{self.tensor_item}"
+        return base if self.start is None else f"{base}@{self.start:g}-{self.end:g}"
+
+    @property
+    def segment(self) -> tuple[float, float] | None:
+        return None if self.start is None or self.end is None else (self.start, self.end)
+
+
+MISSING = "missing"  # the stamp of a file that is not there (skipped at extraction, redone once it is)
 
 
 def file_stamp(path: Path) -> str:
-    st = path.stat()
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return MISSING
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
@@ -112,6 +137,59 @@ def check_data_root(data_dir: Path, splits: list[str]) -> dict[str, int]:
             "expected ROOT/split/category/[subcategory/]video files"
         )
     return mapping
+
+
+def annotation_entries(annotations: Annotations, data_dir: Path) -> tuple[dict[str, int], dict[str, list[Entry]]]:
+    """The category mapping and each split's entries of an annotation file, in row order.
+
+    Relative paths are under ``data_dir``. A file is stat'ed once however many segments name it.
+    """
+    index = label_index(annotations)
+    stamps: dict[Path, str] = {}
+    splits: dict[str, list[Entry]] = {}
+    for row in annotations.rows:
+        path = Path(row.path) if Path(row.path).is_absolute() else data_dir / row.path
+        if path not in stamps:
+            stamps[path] = file_stamp(path)
+        label = index[row.label]
+        entry = Entry(
+            path,
+            Path(row.path).as_posix(),
+            label,
+            "",
+            f"{stamps[path]}:label={label}",  # a row relabelled is a changed input: its features are redone
+            start=row.start,
+            end=row.end,
+            group=row.group,
+            family=row.family,
+            origin=annotations.where(row),
+        )
+        splits.setdefault(row.split or ALL_SPLIT, []).append(entry)
+    return {name: i for i, name in enumerate(annotations.classes)}, splits
+
+
+@dataclass(frozen=True)
+class Collection:
+    """What a config's data source holds: the class mapping and each split's entries (and the rows)."""
+
+    mapping: dict[str, int]
+    entries: dict[str, list[Entry]]
+    annotations: Annotations | None = None
+
+
+def open_collection(cfg: ExtractConfig, folder_splits: list[str] | None = None) -> Collection:
+    """``cfg.annotations`` when set (every split the file names), else the folder tree's ``splits``."""
+    data_dir = Path(cfg.data_dir)
+    if cfg.annotations:
+        annotations = read_annotations(
+            cfg.annotations, cfg.annotation_format, cfg.columns, cfg.class_names, cfg.file_template
+        )
+        mapping, entries = annotation_entries(annotations, data_dir)
+        return Collection(mapping, entries, annotations)
+    splits = folder_splits or cfg.splits
+    mapping = check_data_root(data_dir, splits)
+    present = [s for s in splits if (data_dir / s).is_dir()]
+    return Collection(mapping, {split: scan_split(data_dir, split, mapping) for split in present})
 
 
 def identities(entries: Iterable[Entry]) -> dict[str, str]:

@@ -11,22 +11,31 @@ as feature files.
 from __future__ import annotations
 
 import csv
+import logging
 import re
 from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
-from research.config import CVConfig
+from research.config import CVConfig, ExtractConfig
+from research.data.annotations import by_column
 from research.data.dataset import FeatureDataset, split_path
-from research.errors import UserError
+from research.data.inputs import open_collection
+from research.errors import UserError, did_you_mean
 from research.features.hdf5 import subset
 
+log = logging.getLogger(__name__)
 TEST_FOLD = 0  # the pipeline's test part: this fold of the grouped folds (any would do; fixed, so it is one split)
 
 
-def video_groups(ds: FeatureDataset, cfg: CVConfig, data_dir: Path) -> list[str]:
-    """The group of every video of ``ds`` (clips of one source must stay on one side of a fold)."""
+def video_groups(ds: FeatureDataset, cfg: CVConfig, extract_cfg: ExtractConfig) -> list[str]:
+    """The group of every video of ``ds`` (clips of one source must stay on one side of a fold).
+
+    ``cfg.group_by`` names an annotation column (``group``, ``family`` or any other), ``subcategory``,
+    ``regex:PATTERN`` over the video id, or, for a folder tree, a column of ``cfg.manifest``
+    (default: the ``manifest.csv`` beside the data root). Every lookup is by key, never a scan.
+    """
     if cfg.group_by == "subcategory":
         return [vid.split("/")[2] if vid.count("/") >= 3 else vid.split("/")[1] for vid in ds.video_ids]
     if cfg.group_by.startswith("regex:"):
@@ -38,20 +47,60 @@ def video_groups(ds: FeatureDataset, cfg: CVConfig, data_dir: Path) -> list[str]
                 f"group pattern {pattern.pattern!r} does not match {len(missing)} video ids, e.g. {missing[0]}"
             )
         return groups  # type: ignore[return-value]
+    if extract_cfg.annotations:
+        return annotation_groups(ds.video_ids, cfg.group_by, extract_cfg)
+    return manifest_groups(ds.video_ids, cfg, Path(extract_cfg.data_dir))
+
+
+def annotation_groups(video_ids: list[str], column: str, extract_cfg: ExtractConfig) -> list[str]:
+    """Each video's value of an annotation column; with no such column, each video is its own group."""
+    collection = open_collection(extract_cfg)
+    annotations = collection.annotations
+    assert annotations is not None
+    offered = set(annotations.columns)
+    if column not in offered:
+        if column != "group":
+            raise UserError(
+                f"group_by {column!r}: {annotations.source} has no such column{did_you_mean(column, offered)}; "
+                f"it has {sorted(offered)}"
+            )
+        log.warning(
+            "%s has no group column: each video is its own group, so near-duplicate clips (one source, one "
+            "scene) may straddle the split and the scores read better than they are",
+            annotations.source,
+        )
+        return list(video_ids)
+    values = by_column(annotations, column)
+    entries = [e for split in collection.entries.values() for e in split]
+    by_id = {e.video_id: value or e.video_id for e, value in zip(entries, values, strict=True)}
+    missing = [vid for vid in video_ids if vid not in by_id]
+    if missing:
+        raise UserError(f"{len(missing)} extracted videos are not rows of {annotations.source}, e.g. {missing[0]}")
+    return [by_id[vid] for vid in video_ids]
+
+
+def manifest_groups(video_ids: list[str], cfg: CVConfig, data_dir: Path) -> list[str]:
+    """A folder tree's groups from a manifest CSV whose ``path`` column names each clip (relative to any
+    folder above it): matched on the longest path suffix the two share, by dictionary lookups."""
     manifest = Path(cfg.manifest) if cfg.manifest else data_dir.parent / "manifest.csv"
     if not manifest.is_file():
         raise UserError(f"--group-by {cfg.group_by}: no manifest at {manifest} (pass manifest=PATH)")
-    with manifest.open(newline="") as fh:
+    with manifest.open(newline="", encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     if not rows or cfg.group_by not in rows[0] or "path" not in rows[0]:
         raise UserError(f"{manifest} needs the columns 'path' and {cfg.group_by!r}")
-    by_stem = {Path(r["path"]).with_suffix("").as_posix(): r[cfg.group_by] for r in rows}
+    by_suffix: dict[str, str] = {}  # every trailing part of every manifest stem -> its group
+    for r in rows:
+        parts = Path(r["path"]).with_suffix("").parts
+        for k in range(len(parts)):
+            by_suffix.setdefault("/".join(parts[k:]), r[cfg.group_by])
     groups = []
-    for vid in ds.video_ids:
-        match = [g for stem, g in by_stem.items() if stem.endswith(vid) or vid.endswith(stem)]
-        if not match:
+    for vid in video_ids:
+        parts = Path(vid).parts
+        found = next((by_suffix[key] for k in range(len(parts)) if (key := "/".join(parts[k:])) in by_suffix), None)
+        if found is None:
             raise UserError(f"video {vid} is not listed in {manifest}")
-        groups.append(match[0])
+        groups.append(found)
     return groups
 
 

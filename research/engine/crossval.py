@@ -62,7 +62,7 @@ def prepare(
     extract(dataclasses.replace(extract_cfg, splits=[cfg.split]))
     source = split_path(extract_cfg.out_dir, cfg.split, train_cfg.multi_scale)
     ds = FeatureDataset(source)
-    groups = video_groups(ds, cfg, Path(extract_cfg.data_dir))
+    groups = video_groups(ds, cfg, extract_cfg)
     return source, ds, groups, make_folds(ds.labels, groups, cfg.folds, cfg.fold_seed)
 
 

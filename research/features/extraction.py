@@ -37,14 +37,15 @@ from rich.table import Table
 from research import distributed, tracking
 from research.backbones.loading import create_backbones
 from research.config import ExtractConfig, to_flat_dict
+from research.data.annotations import AnnotationError
 from research.data.inputs import (
+    Collection,
     Entry,
-    check_data_root,
     diff_inputs,
     identities,
     inputs_fingerprint,
     load_tensor_file,
-    scan_split,
+    open_collection,
 )
 from research.errors import StaleWorkError, UserError, ensure_dir
 from research.features.compat import describe, feature_differences
@@ -145,6 +146,8 @@ def run_cnn(
                 entry = todo[item["i"]]
                 if feats is not None and not all(bool(torch.isfinite(f).all()) for f in feats.values()):
                     item, feats = item | {"error": NON_FINITE}, None  # never a row of NaN: the video is listed
+                if item.get("fatal"):  # finished videos are committed by the finally below
+                    raise AnnotationError(f"{entry.origin or entry.relpath}: {entry.relpath}: {item['error']}")
                 if feats is None:
                     log.warning("skipping %s: %s", entry.relpath, item["error"])
                     skipped.append({"path": entry.relpath, "reason": item["error"]})
@@ -290,12 +293,12 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
     device = distributed.device_for(cfg.device, ctx)
     settings = FeatureSettings.from_config(cfg)
     data_dir = Path(cfg.data_dir)
-    mapping = check_data_root(data_dir, cfg.splits)
+    collection = open_collection(cfg)  # a bad annotation row or data root: one line, before any work
     out_dir = ensure_dir(cfg.out_dir)
     # rank 0 holds the lock for the whole torchrun job (its other ranks wait at the first barrier)
     lock = folder_lock(out_dir, "extraction", ".extract.lock") if ctx.is_main else contextlib.nullcontext()
     with disk_errors(out_dir), lock:
-        return _extract(cfg, settings, ctx, device, data_dir, mapping)
+        return _extract(cfg, settings, ctx, device, data_dir, collection)
 
 
 def _extract(
@@ -304,12 +307,13 @@ def _extract(
     ctx: distributed.Context,
     device: torch.device,
     data_dir: Path,
-    mapping: dict[str, int],
+    collection: Collection,
 ) -> dict[str, Any]:
-    splits = [s for s in cfg.splits if (data_dir / s).is_dir()]
-    for missing in sorted(set(cfg.splits) - set(splits)):
-        log.warning("no %s/ folder under %s; skipping that split", missing, data_dir)
-    entries = {split: scan_split(data_dir, split, mapping) for split in splits}
+    mapping, entries = collection.mapping, collection.entries
+    splits = list(entries)
+    if collection.annotations is None:
+        for missing in sorted(set(cfg.splits) - set(splits)):
+            log.warning("no %s/ folder under %s; skipping that split", missing, data_dir)
 
     results: dict[str, Any] = {"splits": {}, "mapping": mapping}
     pending = []

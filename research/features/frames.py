@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from research.backbones.table import IMAGENET_MEAN, IMAGENET_STD
 from research.data.inputs import Entry, load_tensor_file
 from research.features.settings import BackbonePart, FeatureSettings, scale_length
-from research.video.decode import VideoDecodeError, decode_video, normalize
+from research.video.decode import SegmentOutOfRange, VideoDecodeError, decode_video, normalize
 
 # ------------------------------------------------------------------- multi-scale
 
@@ -110,7 +110,8 @@ class VideoSource(Dataset):
     def _video(self, entry: Entry) -> dict[str, Any]:
         s = self.settings
         sizes = s.image_sizes if len(s.image_sizes) > 1 else s.image_sizes[0]  # one decode for every size
-        dec = decode_video(entry.path, s.frames, sizes, s.sampling_for(entry.subcategory), s.clip_seconds, self.threads)
+        strategy = s.sampling_for(entry.subcategory)
+        dec = decode_video(entry.path, s.frames, sizes, strategy, s.clip_seconds, self.threads, segment=entry.segment)
         return {
             "frames": {size: torch.from_numpy(f) for size, f in dec.by_size.items()},
             "index": torch.from_numpy(dec.index),
@@ -124,6 +125,8 @@ class VideoSource(Dataset):
         try:
             item = self._tensor_video(entry) if entry.tensor_item is not None else self._video(entry)
             return {"i": i, **item}
+        except SegmentOutOfRange as err:  # the annotation is wrong, not the file: the run stops (see extraction)
+            return {"i": i, "error": str(err), "fatal": True}
         except Exception as err:
             reason = str(err) if isinstance(err, VideoDecodeError) else f"{type(err).__name__}: {err}"
             return {"i": i, "error": reason}

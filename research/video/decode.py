@@ -43,6 +43,13 @@ class VideoDecodeError(RuntimeError):
     """A file that cannot be decoded into frames; the message says why."""
 
 
+class SegmentOutOfRange(ValueError):
+    """An annotated segment that ends after its video: a wrong annotation, not a bad file."""
+
+
+Segment = tuple[float, float]  # start and end in seconds
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     n_frames: int  # video packets in the container: the decodable frame count
@@ -99,12 +106,35 @@ def probe_index(path: str | Path) -> tuple[VideoInfo, PacketIndex]:
     return VideoInfo(len(index), fps, width, height), index
 
 
+def segment_frames(n_frames: int, fps: float, segment: Segment | None) -> tuple[int, int]:
+    """The frame range ``[first, stop)`` of ``segment`` (the whole video without one).
+
+    A segment may end up to one frame after the last (timestamps round); later is ``SegmentOutOfRange``.
+    """
+    if segment is None:
+        return 0, n_frames
+    start, end = segment
+    first, stop = round(start * fps), round(end * fps)
+    if stop > n_frames + 1 or first >= n_frames:
+        raise SegmentOutOfRange(f"the segment {start:g}-{end:g} s ends after the video ({n_frames / fps:.2f} s)")
+    return first, max(first + 1, min(stop, n_frames))
+
+
 def sample_indices(
-    n_frames: int, fps: float, num: int, strategy: str = "uniform", clip_seconds: float | None = None
+    n_frames: int,
+    fps: float,
+    num: int,
+    strategy: str = "uniform",
+    clip_seconds: float | None = None,
+    segment: Segment | None = None,
 ) -> np.ndarray:
-    """Frame numbers to sample from a video of ``n_frames`` frames (may repeat when short)."""
+    """Frame numbers to sample from a video of ``n_frames`` frames (may repeat when short); with a
+    ``segment``, the strategy applies to the segment's frames as if they were the video."""
     if strategy not in SAMPLING_STRATEGIES:
         raise ValueError(f"unknown sampling strategy {strategy!r}; choose from {sorted(SAMPLING_STRATEGIES)}")
+    first, stop = segment_frames(n_frames, fps, segment)
+    if segment is not None:
+        return first + sample_indices(stop - first, fps, num, strategy, clip_seconds)
     if strategy == "dense":
         start = max((n_frames - num) // 2, 0)
         length = min(num, n_frames)
@@ -185,8 +215,10 @@ def decode_video(
     clip_seconds: float | None = None,
     threads: int = 0,
     plan: bool = True,
+    segment: Segment | None = None,
 ) -> DecodedVideo:
-    """Decode ``num_frames`` sampled frames resized to ``size``x``size`` (uint8 RGB).
+    """Decode ``num_frames`` sampled frames resized to ``size``x``size`` (uint8 RGB), from ``segment``
+    (start and end in seconds) when one is given.
 
     With several sizes (a tuple), every sampled frame is decoded once and resized to each;
     ``by_size`` holds them (``frames`` is the first size's).
@@ -195,7 +227,7 @@ def decode_video(
     """
     info, packets = probe_index(path)
     listed = info.n_frames
-    wanted = sample_indices(info.n_frames, info.fps, num_frames, strategy, clip_seconds)
+    wanted = sample_indices(info.n_frames, info.fps, num_frames, strategy, clip_seconds, segment)
     frames, decoded = _decode_selected(path, wanted, size, threads, packets if plan else None)
     if len(frames) < len(set(wanted.tolist())):
         # Fewer frames decode than the container lists (truncated file): sample again over
@@ -204,7 +236,7 @@ def decode_video(
         if real == 0:
             raise VideoDecodeError("no frame could be decoded (corrupt or truncated)")
         log.warning("%s: only %d of %d frames decode; sampling over those (recorded as partial)", path, real, listed)
-        wanted = sample_indices(real, info.fps, num_frames, strategy, clip_seconds)
+        wanted = sample_indices(real, info.fps, num_frames, strategy, clip_seconds, segment)
         frames, decoded = _decode_sequential(path, wanted, size, threads)
         if len(frames) < len(set(wanted.tolist())):
             raise VideoDecodeError(f"frames {sorted(set(wanted.tolist()) - set(frames))} do not decode")
