@@ -64,7 +64,9 @@ def tiny_demo_config(
     features = here / "features"
     train_features = features / "by_source" if base == "demo.yaml" else features
     # demo.yaml reads its clips from an annotation file (the manifest beside videos/) under the data root
-    source = f"{data_dir.parent}\n  annotations: {data_dir.parent / 'manifest.csv'}" if base == "demo.yaml" else data_dir
+    source = (
+        f"{data_dir.parent}\n  annotations: {data_dir.parent / 'manifest.csv'}" if base == "demo.yaml" else data_dir
+    )
     config.write_text(f"""# a test-sized delta over {base}
 base: {ROOT / "experiments" / base}
 extract:
@@ -368,6 +370,13 @@ def test_mlflow_ui_serves_the_ensemble_members(tiny_features: Path, tmp_path: Pa
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_make_demo_finds_its_config() -> None:
+    """``make demo`` runs the pipeline with no --config: its default is the repository's demo.yaml."""
+    from research.commands.pipeline import DEMO_CONFIG
+
+    assert DEMO_CONFIG == ROOT / "experiments" / "demo.yaml" and DEMO_CONFIG.is_file()
 
 
 def test_committed_results_page_matches_its_sources(tmp_path: Path) -> None:

@@ -1,6 +1,7 @@
 """The whole pipeline on one collection: videos -> features -> split -> ensemble members -> evaluation.
 
     python -m research.commands.pipeline --config experiments/demo.yaml --seeds 1 2 3 4   # = make demo
+    python -m research.commands.pipeline --annotations my/labels.csv --data-root my   # your videos, demo's recipe
 
 1. extracts single- and multi-scale features of every video from one CNN pass (``extract:``);
 2. splits what extraction kept: a data root with ``train/ val/ test/`` folders by its folders; one
@@ -30,7 +31,7 @@ from typing import Any
 from rich.table import Table
 
 from research.cli import banner, console, make_parser, run_cli, setup_logging
-from research.config import CVConfig, EvalConfig, ExtractConfig, TrainConfig, load_config
+from research.config import CVConfig, EvalConfig, ExtractConfig, TrainConfig, load_config, parse_override
 from research.data.dataset import FeatureDataset, split_path
 from research.data.inputs import ALL_SPLIT, open_collection
 from research.data.splits import TEST_FOLD, source_split, video_groups, write_fold
@@ -43,7 +44,7 @@ from research.files import write_text_atomic
 from research.tracking import links as mlflow_links
 
 log = logging.getLogger(__name__)
-DEMO_CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "demo.yaml"
+DEMO_CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "demo.yaml"
 SPLITS = ("train", "val", "test")
 
 
@@ -166,13 +167,21 @@ def pool_split(extract_cfg: ExtractConfig) -> str | None:
     return None
 
 
-def run_pipeline(config: Path = DEMO_CONFIG, seeds: list[int] | None = None, overwrite: bool = False) -> dict[str, Any]:
+def run_pipeline(
+    config: Path = DEMO_CONFIG,
+    seeds: list[int] | None = None,
+    overwrite: bool = False,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The stages on the config's collection; ``overwrite`` recomputes feature files made differently
-    (e.g. by an older version)."""
+    (e.g. by an older version); ``overrides`` are each section's command-line values (``collection_overrides``)."""
     seeds = seeds or [1, 2, 3, 4]
-    extract_cfg = load_config(ExtractConfig, "extract", config, {"overwrite": True} if overwrite else None)
-    train_cfg = load_config(TrainConfig, "train", config)
-    eval_cfg = load_config(EvalConfig, "evaluate", config)
+    overrides = overrides or {}
+    extract_cfg = load_config(
+        ExtractConfig, "extract", config, overrides.get("extract", {}) | ({"overwrite": True} if overwrite else {})
+    )
+    train_cfg = load_config(TrainConfig, "train", config, overrides.get("train"))
+    eval_cfg = load_config(EvalConfig, "evaluate", config, overrides.get("evaluate"))
     pool = pool_split(extract_cfg)
     split_by_folder = pool is None
     if not split_by_folder and Path(train_cfg.features_dir).resolve() == Path(extract_cfg.out_dir).resolve():
@@ -185,7 +194,7 @@ def run_pipeline(config: Path = DEMO_CONFIG, seeds: list[int] | None = None, ove
     extract(extract_cfg)
     tags: dict[str, str] = {}
     if not split_by_folder:
-        cv = load_config(CVConfig, "cv", config)
+        cv = load_config(CVConfig, "cv", config, overrides.get("cv"))
         banner(f"2/{steps} split by {cv.group_by}: train, val and test sources disjoint")
         record = split_by_source(extract_cfg, train_cfg, cv, pool)
         tags = {"split": f"by {cv.group_by}", "split_seed": str(cv.fold_seed)}
@@ -214,17 +223,52 @@ def run_pipeline(config: Path = DEMO_CONFIG, seeds: list[int] | None = None, ove
     return report
 
 
+def collection_overrides(
+    annotations: str | None, data_root: str | None, name: str | None, settings: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Per-section overrides from the command line.
+
+    ``--annotations`` (with ``--data-root``) replaces the config's collection, dropping the config's
+    ``columns`` (they describe its own file); ``--name`` (default: the annotation file's name) puts every
+    output under features/NAME, runs/NAME and outputs/NAME, so a run on your videos never writes over the
+    demo's; ``section.key=value`` sets any field (``train.epochs=10``, ``cv.group_by=family``).
+    """
+    out: dict[str, dict[str, Any]] = {section: {} for section in ("extract", "train", "evaluate", "cv")}
+    if annotations:
+        out["extract"] |= {"annotations": annotations, "~columns": None}
+        name = name or Path(annotations).stem
+    if data_root:
+        out["extract"]["data_dir"] = data_root
+    if name:
+        out["extract"]["out_dir"] = f"features/{name}"
+        out["train"] |= {"features_dir": f"features/{name}/by_group", "out_dir": f"runs/{name}", "ensemble": name}
+        out["evaluate"]["out_dir"] = f"outputs/{name}"
+        out["cv"]["out_dir"] = f"outputs/cv/{name}"
+    for text in settings:
+        key, value = parse_override(text)
+        section, _, field = key.partition(".")
+        if section not in out or not field:
+            raise UserError(f"{text!r}: pipeline overrides are section.key=value, sections {sorted(out)}")
+        out[section][field] = value
+    return out
+
+
 def main() -> int:
     parser = make_parser(__doc__)
     parser.add_argument("--config", type=Path, default=DEMO_CONFIG, help="experiment YAML [default: demo.yaml]")
+    parser.add_argument("--annotations", default=None, help="your collection's annotation file (docs/data.md)")
+    parser.add_argument("--data-root", default=None, help="the folder its relative paths start from")
+    parser.add_argument("--name", default=None, help="outputs under features/NAME, runs/NAME, outputs/NAME")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4], help="one member per seed [1 2 3 4]")
     parser.add_argument(
         "--overwrite", action="store_true", help="recompute feature files made with other settings [off]"
     )
-    args = parser.parse_args()
+    parser.add_argument("settings", nargs="*", default=[], help="section.key=value, e.g. train.epochs=10")
+    args = parser.parse_intermixed_args()
     setup_logging(args.verbose)
     start = time.perf_counter()
-    run_pipeline(args.config, args.seeds, args.overwrite)
+    overrides = collection_overrides(args.annotations, args.data_root, args.name, args.settings)
+    run_pipeline(args.config, args.seeds, args.overwrite, overrides)
     console.print(f"pipeline finished in {time.perf_counter() - start:.0f} s")
     return 0
 
