@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from research.config import ExtractConfig
-from research.data.annotations import Annotations, label_index, read_annotations
+from research.data.annotations import Annotations, Row, label_index, read_annotations
 from research.errors import UserError
 
 TENSOR_FILE = "processed_data.pt"
@@ -53,14 +53,28 @@ class Entry:
 
     @property
     def video_id(self) -> str:
-        base = self.relpath.rsplit(".", 1)[0] if "." in Path(self.relpath).name else self.relpath
         if self.tensor_item is not None:
-            return f"{base}#{self.tensor_item}"
-        return base if self.start is None else f"{base}@{self.start:g}-{self.end:g}"
+            return f"{_stem(self.relpath)}#{self.tensor_item}"
+        return video_id(self.relpath, self.start, self.end)
 
     @property
     def segment(self) -> tuple[float, float] | None:
         return None if self.start is None or self.end is None else (self.start, self.end)
+
+
+def _stem(relpath: str) -> str:
+    name = relpath.rsplit("/", 1)[-1]
+    return relpath.rsplit(".", 1)[0] if "." in name else relpath
+
+
+def video_id(relpath: str, start: float | None = None, end: float | None = None) -> str:
+    """The identity of a file (its path without the extension), or of a segment of it (``...@start-end``)."""
+    return _stem(relpath) if start is None else f"{_stem(relpath)}@{start:g}-{end:g}"
+
+
+def row_video_id(row: Row) -> str:
+    """The identity of an annotation row's entry (what ``annotation_entries`` gives it), without a stat."""
+    return video_id(Path(row.path).as_posix(), row.start, row.end)
 
 
 MISSING = "missing"  # the stamp of a file that is not there (skipped at extraction, redone once it is)
@@ -145,19 +159,21 @@ def annotation_entries(annotations: Annotations, data_dir: Path) -> tuple[dict[s
     Relative paths are under ``data_dir``. A file is stat'ed once however many segments name it.
     """
     index = label_index(annotations)
-    stamps: dict[Path, str] = {}
+    files: dict[str, tuple[Path, str, str]] = {}  # as written -> (path, posix relpath, stamp): once per file
     splits: dict[str, list[Entry]] = {}
     for row in annotations.rows:
-        path = Path(row.path) if Path(row.path).is_absolute() else data_dir / row.path
-        if path not in stamps:
-            stamps[path] = file_stamp(path)
+        if row.path not in files:
+            written = Path(row.path)
+            path = written if written.is_absolute() else data_dir / written
+            files[row.path] = (path, written.as_posix(), file_stamp(path))
+        path, relpath, stamp = files[row.path]
         label = index[row.label]
         entry = Entry(
             path,
-            Path(row.path).as_posix(),
+            relpath,
             label,
             "",
-            f"{stamps[path]}:label={label}",  # a row relabelled is a changed input: its features are redone
+            f"{stamp}:label={label}",  # a row relabelled is a changed input: its features are redone
             start=row.start,
             end=row.end,
             group=row.group,

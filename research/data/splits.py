@@ -19,9 +19,9 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from research.config import CVConfig, ExtractConfig
-from research.data.annotations import by_column
+from research.data.annotations import by_column, read_annotations
 from research.data.dataset import FeatureDataset, split_path
-from research.data.inputs import open_collection
+from research.data.inputs import row_video_id
 from research.errors import UserError, did_you_mean
 from research.features.hdf5 import subset
 
@@ -54,9 +54,13 @@ def video_groups(ds: FeatureDataset, cfg: CVConfig, extract_cfg: ExtractConfig) 
 
 def annotation_groups(video_ids: list[str], column: str, extract_cfg: ExtractConfig) -> list[str]:
     """Each video's value of an annotation column; with no such column, each video is its own group."""
-    collection = open_collection(extract_cfg)
-    annotations = collection.annotations
-    assert annotations is not None
+    annotations = read_annotations(
+        extract_cfg.annotations,  # type: ignore[arg-type]
+        extract_cfg.annotation_format,
+        extract_cfg.columns,
+        extract_cfg.class_names,
+        extract_cfg.file_template,
+    )
     offered = set(annotations.columns)
     if column not in offered:
         if column != "group":
@@ -71,8 +75,7 @@ def annotation_groups(video_ids: list[str], column: str, extract_cfg: ExtractCon
         )
         return list(video_ids)
     values = by_column(annotations, column)
-    entries = [e for split in collection.entries.values() for e in split]
-    by_id = {e.video_id: value or e.video_id for e, value in zip(entries, values, strict=True)}
+    by_id = {row_video_id(row): value or row_video_id(row) for row, value in zip(annotations.rows, values, strict=True)}
     missing = [vid for vid in video_ids if vid not in by_id]
     if missing:
         raise UserError(f"{len(missing)} extracted videos are not rows of {annotations.source}, e.g. {missing[0]}")
