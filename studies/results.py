@@ -181,14 +181,14 @@ def measured_on(results: dict[str, Any]) -> str:
 
 
 def worst_sources(predictions: Path, shown: int = 6) -> list[str]:
-    """The test sources the final row gets most wrong (``predictions.csv``: video ids ``all/class/source/clip``)."""
+    """The test sources the final row gets most wrong (``predictions.csv``: video ids ``.../class/source/clip``)."""
     if not predictions.is_file():
         return []
     with predictions.open(newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["correct"] in ("0", "1") and r["video_id"].count("/") >= 3]
     by_source: dict[str, list[int]] = {}
     for r in rows:
-        by_source.setdefault(r["video_id"].split("/")[2], []).append(int(r["correct"]))
+        by_source.setdefault(r["video_id"].split("/")[-2], []).append(int(r["correct"]))
     worst = sorted(by_source.items(), key=lambda kv: (np.mean(kv[1]), -len(kv[1])))[:shown]
     cells = [f"{s} ({sum(c)}/{len(c)})" for s, c in worst]
     return [f"Worst test sources (clips right / clips, `outputs/demo/predictions.csv`): {', '.join(cells)}."]
