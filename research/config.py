@@ -31,7 +31,7 @@ from research.backbones.table import backbone_parts
 from research.data.annotations import FORMATS as ANNOTATION_FORMATS
 from research.data.annotations import KINETICS_TEMPLATE
 from research.errors import ConfigError, UserError, did_you_mean, yaml_problem
-from research.features.settings import SAMPLING_STRATEGIES
+from research.features.settings import RESIZE_MODES, SAMPLING_STRATEGIES
 
 C = TypeVar("C")
 
@@ -415,7 +415,17 @@ class ExtractConfig:
         "concatenates their features",
         why="the seed's production checkpoints used EfficientNet-V2 (1280-d)",
     )
+    weights: dict = opt(
+        {}, "{backbone: local weights file} for a catalogue name offline (timm state dict, torchvision, open_clip)"
+    )
     random_weights: bool = opt(False, "explicit opt-in to an untrained backbone (timing, tests); never a fallback")
+    resize: str = opt(
+        "squash",
+        "squash: the whole frame to SxS (the seed's); crop: the model's own eval transform (shorter side, centre crop)",
+        choices=RESIZE_MODES,
+    )
+    crop_pct: float | None = opt(None, "resize: crop: the centre crop's share of the shorter side; null: the model's")
+    interpolation: str | None = opt(None, "resize: crop: bilinear, bicubic, ...; null: the model's own")
     frames: int = opt(64, "frames sampled per video", why="the seed's 64 uniformly sampled frames")
     image_size: int | None = opt(None, "frames resized to SxS pixels; null: each backbone's own resolution")
     mean: list[float] | None = opt(None, "RGB mean on [0, 1] pixels; null: each backbone's own normalisation")

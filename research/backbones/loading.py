@@ -31,7 +31,10 @@ import torch
 from torch import nn
 from torchvision import models
 
-from research.backbones.table import BackboneSpec, get_spec, list_backbones
+from research.backbones.catalogue import cached as catalogue_cached
+from research.backbones.catalogue import load_catalogue_model
+from research.backbones.spec import BackboneSpec
+from research.backbones.table import get_spec, list_backbones
 from research.errors import WeightsNotFoundError
 from research.features.settings import FeatureSettings
 from research.files import replaced_atomically
@@ -52,6 +55,8 @@ def cache_path(spec: BackboneSpec) -> Path:
 
 def weights_available(spec: BackboneSpec) -> bool:
     """Whether the spec's weights can load without the network."""
+    if spec.catalogue:
+        return catalogue_cached(spec)
     return packaged_weights_path(spec) is not None if spec.packaged else cache_path(spec).is_file()
 
 
@@ -135,6 +140,7 @@ def create_backbone(
     pretrained: bool = True,
     device: str | torch.device = "cpu",
     channels_last: bool = True,
+    weights_file: str | None = None,
 ) -> nn.Module:
     """A frozen feature extractor ``[B,3,H,W] -> [B,feature_dim]`` in eval mode.
 
@@ -144,8 +150,11 @@ def create_backbone(
     resnet50 1.07x at 256x256) and tensor cores want NHWC on CUDA.
     """
     spec = get_spec(name)
-    model = load_classifier(name, pretrained)
-    setattr(model, spec.head, nn.Identity())
+    if spec.catalogue:  # timm/, torchvision/, open_clip/: the catalogue builds it, head already removed
+        model = load_catalogue_model(spec, weights_file) if pretrained else _random_catalogue_model(spec)
+    else:
+        model = load_classifier(name, pretrained)
+        setattr(model, spec.head, nn.Identity())
     model.requires_grad_(False)
     model.eval()
     device = torch.device(device)
@@ -155,9 +164,32 @@ def create_backbone(
     return model
 
 
+def _random_catalogue_model(spec: BackboneSpec) -> nn.Module:
+    """A catalogue architecture with untrained weights: only when asked for (``random_weights``)."""
+    if spec.catalogue == "timm":
+        import timm
+
+        return timm.create_model(spec.architecture, pretrained=False, num_classes=0)
+    if spec.catalogue == "torchvision":
+        model = models.get_model(spec.architecture, weights=None)
+        parent, _, attr = spec.head.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, attr, nn.Identity())
+        return model
+    raise WeightsNotFoundError(f"{spec.name}: random weights are not offered for open_clip towers")
+
+
 def create_backbones(settings: FeatureSettings, device: str | torch.device = "cpu") -> list[nn.Module]:
-    """One frozen backbone per part of ``settings``, in feature order (what ``FrameBatcher`` runs)."""
-    return [create_backbone(p.backbone, pretrained=p.weights != "random", device=device) for p in settings.parts]
+    """One frozen backbone per part of ``settings``, in feature order (what ``FrameBatcher`` runs); a part
+    whose ``weights_file`` is a local file loads from it."""
+    return [
+        create_backbone(
+            p.backbone,
+            pretrained=p.weights != "random",
+            device=device,
+            weights_file=p.weights_file if get_spec(p.backbone).catalogue and Path(p.weights_file).is_file() else None,
+        )
+        for p in settings.parts
+    ]
 
 
 # ----------------------------------------------------------------- provisioning

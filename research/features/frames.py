@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from research.backbones.table import IMAGENET_MEAN, IMAGENET_STD
+from research.backbones.spec import IMAGENET_MEAN, IMAGENET_STD
 from research.data.inputs import Entry, load_tensor_file
-from research.features.settings import BackbonePart, FeatureSettings, scale_length
+from research.features.settings import BackbonePart, FeatureSettings, View, scale_length, view_pixels
 from research.video.decode import SegmentOutOfRange, VideoDecodeError, decode_video, normalize
 
 # ------------------------------------------------------------------- multi-scale
@@ -104,12 +104,12 @@ class VideoSource(Dataset):
         if video.ndim != 4 or video.shape[1] != 3:
             raise VideoDecodeError(f"tensor video has shape {list(video.shape)}, expected [T, 3, H, W]")
         t = video.shape[0]
-        frames = dict.fromkeys(self.settings.image_sizes, video)  # used at their own size, whatever is asked
+        frames = dict.fromkeys(self.settings.views, video)  # used at their own size, whatever is asked
         return {"frames": frames, "index": torch.arange(t), "n_frames": t, "listed_frames": t, "normalized": True}
 
     def _video(self, entry: Entry) -> dict[str, Any]:
         s = self.settings
-        sizes = s.image_sizes if len(s.image_sizes) > 1 else s.image_sizes[0]  # one decode for every size
+        sizes = s.views if len(s.views) > 1 else s.views[0]  # one decode for every view
         strategy = s.sampling_for(entry.subcategory)
         dec = decode_video(entry.path, s.frames, sizes, strategy, s.clip_seconds, self.threads, segment=entry.segment)
         return {
@@ -156,7 +156,8 @@ class PendingVideo:
     remaining: int
 
 
-Frames = dict[int, torch.Tensor]  # image size -> [U, S, S, 3] uint8 (or [U, 3, H, W] normalised tensor input)
+# view (research.features.settings) -> [U, S, S, 3] uint8 (or [U, 3, H, W] normalised tensor input)
+Frames = dict[View, torch.Tensor]
 
 
 class FrameBatcher:
@@ -245,7 +246,7 @@ class FrameBatcher:
         outputs = []
         for part, backbone in zip(self.settings.parts, self.backbones, strict=True):
             xs = [
-                self._prepare(c[part.image_size], pending.item["normalized"], part, backbone)
+                self._prepare(c[part.view], pending.item["normalized"], part, backbone)
                 for c, (pending, _, _) in zip(chunks, taken, strict=True)
             ]
             x = torch.cat(xs) if len(xs) > 1 else xs[0]
@@ -316,6 +317,6 @@ def entry_features(
 ) -> Iterator[tuple[dict[str, Any], dict[str, torch.Tensor] | None]]:
     """``video_features`` over ``entries`` decoded here: what ``--predict`` and tests use."""
     loader = decoded_videos(entries, settings, num_workers, pin_memory=device.type == "cuda")
-    batch_size = batch_size or auto_batch_size(device, max(settings.image_sizes))
+    batch_size = batch_size or auto_batch_size(device, max(map(view_pixels, settings.views)))
     batcher = FrameBatcher(backbones, settings, device, batch_size, True)
     return video_features(loader, batcher, kinds)

@@ -27,7 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from research.backbones.table import FUSION_SEPARATOR, IMAGENET_MEAN, IMAGENET_STD, backbone_parts, get_spec
+from research.backbones.spec import IMAGENET_MEAN, IMAGENET_STD
+from research.backbones.table import FUSION_SEPARATOR, backbone_parts, get_spec
 from research.errors import ConfigError
 
 # Bumped when the numbers a given config produces change (a fix in sampling, decoding, ...),
@@ -48,6 +49,26 @@ def fingerprint(values: Any) -> str:
     return hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True, order=True)
+class CropView:
+    """A model's own evaluation transform (``resize: crop``): the shorter side to ``size / crop_pct``, then
+    the centre ``size`` x ``size`` crop, resized with ``interpolation``. A plain ``int`` view is the seed's
+    squash: the whole frame resized to ``size`` x ``size`` whatever its aspect."""
+
+    size: int
+    crop_pct: float
+    interpolation: str  # timm's / torchvision's name: bilinear, bicubic, ...
+
+
+View = int | CropView
+RESIZE_MODES = ("squash", "crop")
+
+
+def view_pixels(view: View) -> int:
+    """The side of the square a view gives."""
+    return view.size if isinstance(view, CropView) else view
+
+
 @dataclass(frozen=True)
 class BackbonePart:
     """One CNN of a feature pass, with the preprocessing its frames get."""
@@ -59,15 +80,36 @@ class BackbonePart:
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    resize: str = "squash"  # squash: the frame to image_size^2 (the seed's); crop: the model's eval transform
+    crop_pct: float = 0.875  # crop: the centre crop's share of the shorter side
+    interpolation: str = "bilinear"  # crop: how the shorter side is resized
+    l2_normalized: bool = False  # the backbone's feature is L2-normalised (CLIP image embeddings)
+
+    @property
+    def view(self) -> View:
+        """How this part's frames are resized (research.video.decode): an int size, or a crop."""
+        if self.resize == "crop":
+            return CropView(self.image_size, self.crop_pct, self.interpolation)
+        return self.image_size
 
     def record(self) -> dict[str, Any]:
-        return {
+        out = {
             "backbone": self.backbone,
             "weights": self.weights,
             "feature_dim": self.feature_dim,
             "image_size": self.image_size,
             "normalization": {"mean": list(self.mean), "std": list(self.std)},
         }
+        return out | self.preprocessing()
+
+    def preprocessing(self) -> dict[str, Any]:
+        """What the seed's squash never needed to record (so squash records stay as they were)."""
+        out: dict[str, Any] = {}
+        if self.resize == "crop":
+            out |= {"crop_pct": self.crop_pct, "interpolation": self.interpolation}
+        if self.l2_normalized:
+            out["l2_normalized"] = True
+        return out
 
 
 def _joined(values: list[Any]) -> str:
@@ -90,18 +132,27 @@ class FeatureSettings:
         """The settings an ``ExtractConfig`` asks for: each backbone at its own resolution and
         normalisation unless the config sets ``image_size`` / ``mean`` / ``std`` for all of them."""
         random = bool(cfg.random_weights)
+        names = backbone_parts(cfg.backbone)
+        stray = sorted(set(cfg.weights) - set(names))
+        if stray:
+            raise ConfigError(f"weights names {stray}, which are not parts of backbone {cfg.backbone!r}")
         parts = []
-        for name in backbone_parts(cfg.backbone):
+        for name in names:
             spec = get_spec(name)
+            local = dict(cfg.weights).get(name)  # a local file stands for the catalogue's weights: recorded
             parts.append(
                 BackbonePart(
                     backbone=name,
                     weights="random" if random else spec.weights_name,
-                    weights_file="random" if random else spec.weights_file,
+                    weights_file="random" if random else (local or spec.weights_file),
                     feature_dim=spec.feature_dim,
                     image_size=int(cfg.image_size) if cfg.image_size else spec.image_size,
                     mean=tuple(float(v) for v in cfg.mean) if cfg.mean else spec.mean,  # type: ignore[arg-type]
                     std=tuple(float(v) for v in cfg.std) if cfg.std else spec.std,  # type: ignore[arg-type]
+                    resize=cfg.resize,
+                    crop_pct=float(cfg.crop_pct) if cfg.crop_pct else spec.crop_pct,
+                    interpolation=cfg.interpolation or spec.interpolation,
+                    l2_normalized=spec.l2_normalized,
                 )
             )
         return cls(
@@ -139,6 +190,15 @@ class FeatureSettings:
     def image_sizes(self) -> tuple[int, ...]:
         """The distinct resolutions frames are decoded at, ascending (one per part at most)."""
         return tuple(sorted({p.image_size for p in self.parts}))
+
+    @property
+    def views(self) -> tuple[View, ...]:
+        """The distinct ways frames are resized (one per part at most), each done once per decoded frame."""
+        return tuple(sorted({p.view for p in self.parts}))
+
+    @property
+    def resize(self) -> str:
+        return self.parts[0].resize
 
     @property
     def image_size(self) -> int | str:
@@ -190,7 +250,10 @@ class FeatureSettings:
             "multi_scale": kind == "multi",
             "scales": list(self.scales_for(kind)),
             "normalization": self.normalization,
+            "resize": self.resize,
         }
+        if not self.fused:
+            record |= self.parts[0].preprocessing()
         if self.fused:  # single-backbone records stay exactly as before, so their files stay valid
             record["parts"] = [p.record() for p in self.parts]
         return record
@@ -204,12 +267,14 @@ class FeatureSettings:
         """
         clip = record.get("clip_seconds")
         clip = None if clip is None or float(clip) < 0 else float(clip)
+        resize = str(record.get("resize", "squash"))  # files from before it was recorded: the seed's squash
         per_sub = record.get("sampling_per_subcategory") or {}
         scales = record.get("scales") or [1.0]
         if record.get("parts"):
             files = str(record.get("weights_file", "")).split(FUSION_SEPARATOR)
             parts = tuple(
-                _part(p, files[i] if len(files) == len(record["parts"]) else "") for i, p in enumerate(record["parts"])
+                _part(p, files[i] if len(files) == len(record["parts"]) else "", resize)
+                for i, p in enumerate(record["parts"])
             )
         else:
             norm = normalization_of(record) or {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}  # the seed's statistics
@@ -217,6 +282,7 @@ class FeatureSettings:
                 _part(
                     {**record, "normalization": norm, "feature_dim": record["feature_dim"]},
                     str(record.get("weights_file", "")),
+                    resize,
                 ),
             )
         return cls(
@@ -229,7 +295,7 @@ class FeatureSettings:
         )
 
 
-def _part(record: Mapping[str, Any], weights_file: str) -> BackbonePart:
+def _part(record: Mapping[str, Any], weights_file: str, resize: str = "squash") -> BackbonePart:
     norm = record["normalization"]
     return BackbonePart(
         backbone=str(record["backbone"]),
@@ -239,6 +305,10 @@ def _part(record: Mapping[str, Any], weights_file: str) -> BackbonePart:
         image_size=int(record["image_size"]),
         mean=tuple(float(v) for v in norm["mean"]),  # type: ignore[arg-type]
         std=tuple(float(v) for v in norm["std"]),  # type: ignore[arg-type]
+        resize=resize,
+        crop_pct=float(record.get("crop_pct", 0.875)),
+        interpolation=str(record.get("interpolation", "bilinear")),
+        l2_normalized=bool(record.get("l2_normalized", False)),
     )
 
 

@@ -33,7 +33,7 @@ from research.config import ExtractConfig
 from research.errors import UserError, ensure_dir
 from research.features.frames import FrameBatcher, auto_batch_size
 from research.features.hdf5 import write_frame_features
-from research.features.settings import FeatureSettings
+from research.features.settings import FeatureSettings, view_pixels
 from research.files import disk_errors, folder_lock, write_text_atomic
 from research.video.decode import VideoDecodeError, decode_frames_at, probe
 
@@ -84,7 +84,7 @@ def _extract_timestamps(cfg: ExtractConfig) -> dict[str, Any]:
     rows = resolve_rows(cfg)
     settings = FeatureSettings.from_config(cfg)
     backbones = create_backbones(settings, device=device)
-    batch_size = cfg.batch_size or auto_batch_size(device, max(settings.image_sizes))
+    batch_size = cfg.batch_size or auto_batch_size(device, max(map(view_pixels, settings.views)))
     batcher = FrameBatcher(backbones, settings, device, batch_size, cfg.amp)
     dim = settings.feature_dim
     features = np.zeros((len(rows), dim), np.float32)
@@ -103,8 +103,8 @@ def _extract_timestamps(cfg: ExtractConfig) -> dict[str, Any]:
             )
             wanted = np.round(group["timestamp_sec"].to_numpy(np.float64) * fps).astype(np.int64)
             numbers = sorted(set(wanted[wanted >= 0].tolist()))
-            per_size = {size: decode_frames_at(path, numbers, size) for size in settings.image_sizes}
-            frames = per_size[settings.image_sizes[0]]
+            per_size = {view: decode_frames_at(path, numbers, view) for view in settings.views}
+            frames = per_size[settings.views[0]]
         except (VideoDecodeError, OSError) as err:
             for r in group.index:
                 missing.append(

@@ -33,7 +33,7 @@ import av
 import numpy as np
 import torch
 
-from research.features.settings import SAMPLING_STRATEGIES
+from research.features.settings import SAMPLING_STRATEGIES, CropView, View
 from research.video.plan import PacketIndex, PlanMismatch, decode_segments, make_plan
 
 log = logging.getLogger(__name__)
@@ -144,14 +144,36 @@ def sample_indices(
     return start + np.linspace(0, length - 1, num).astype(np.int64)
 
 
-Sizes = int | tuple[int, ...]  # one output size, or several from the same decoded frame (fused backbones)
+Sizes = View | tuple[View, ...]  # one output view, or several from the same decoded frame (fused backbones)
+INTERPOLATIONS = {
+    "bilinear": "BILINEAR",
+    "bicubic": "BICUBIC",
+    "nearest": "POINT",
+    "area": "AREA",
+    "lanczos": "LANCZOS",
+}
+
+
+def _cropped(frame: av.VideoFrame, view: CropView) -> np.ndarray:
+    short = round(view.size / view.crop_pct)
+    scale = short / min(frame.width, frame.height)
+    width, height = max(view.size, round(frame.width * scale)), max(view.size, round(frame.height * scale))
+    method = INTERPOLATIONS.get(view.interpolation.lower(), "BILINEAR")
+    rgb = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation=method)
+    top, left = (height - view.size) // 2, (width - view.size) // 2
+    return np.ascontiguousarray(rgb[top : top + view.size, left : left + view.size])
 
 
 def _to_rgb(frame: av.VideoFrame, size: Sizes) -> Any:
-    """RGB at ``size``x``size`` (swscale), or a tuple of them when several sizes are asked for."""
+    """RGB at each asked view (swscale), a tuple of them when several are asked for."""
     if isinstance(size, tuple):
         return tuple(_to_rgb(frame, s) for s in size)
-    rgb = frame.to_ndarray(width=size, height=size, format="rgb24")
+    if isinstance(size, CropView):
+        return _rotated(frame, _cropped(frame, size))
+    return _rotated(frame, frame.to_ndarray(width=size, height=size, format="rgb24"))
+
+
+def _rotated(frame: av.VideoFrame, rgb: np.ndarray) -> np.ndarray:
     rotation = getattr(frame, "rotation", 0) or 0
     if rotation % 360:  # display-matrix rotation (phones): counter-clockwise degrees
         rgb = np.ascontiguousarray(np.rot90(rgb, k=round(rotation / 90) % 4))
@@ -249,7 +271,9 @@ def decode_video(
     return DecodedVideo(by_size[sizes[0]], index, wanted, info.n_frames, listed, by_size)
 
 
-def decode_frames_at(path: str | Path, frame_numbers: list[int], size: int, plan: bool = True) -> dict[int, np.ndarray]:
+def decode_frames_at(
+    path: str | Path, frame_numbers: list[int], size: View, plan: bool = True
+) -> dict[int, np.ndarray]:
     """Specific frame numbers (timestamp mode); missing ones are simply absent from the result.
 
     Planned like ``decode_video``: a frame number the container does not list is absent without
