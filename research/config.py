@@ -552,7 +552,9 @@ class EvalConfig:
     tta_modes: list[str] = opt(list(TTA_DEFAULT_MODES), "temporal views averaged", choices=TTA_DEFAULT_MODES)
     weights: list[float] | None = opt(None, "ensemble weights per member (default: equal)")
     allow_feature_mismatch: bool = opt(
-        False, "score features made with other frames/size/sampling than the members' (warns); never dim or classes"
+        False,
+        "score features made with other frames, resolution, sampling, clip or resizing than the members' (warns); "
+        "never another network, normalisation, width or classes",
     )
     out_dir: str = opt("outputs/evaluate", "folder of report.json, predictions.csv and the confusion matrix")
     batch_size: int = opt(64, "videos per forward pass")

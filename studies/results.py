@@ -3,7 +3,7 @@
     python -m studies.results models [--seeds 1 2 3]   # every registered model on the demo features
     python -m studies.results real [--seeds 1 2 3 4]   # real footage under grouped CV: probe, recipe, models, scales
     python -m studies.results transfer                 # the drawn set's ensemble (synthetic.yaml) on the real clips
-    python -m studies.results backbones                # every backbone and fusion on real footage (backbone_study)
+    python -m studies.results backbones                # every backbone and fusion on real footage (studies.backbones)
     python -m studies.results write                    # RESULTS.md from outputs/*/ JSON files
 
 ``make results`` runs models and write after ``make demo`` and ``make ablation``;

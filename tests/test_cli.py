@@ -54,6 +54,8 @@ CHOICES: dict[str, tuple] = {
     "mean": ([0.5, 0.5, 0.5], [0.4, 0.4, 0.4]),
     "std": ([0.5, 0.5, 0.5], [0.25, 0.25, 0.25]),
     "sampling": ("center", "dense"),
+    "annotation_format": ("csv", "kinetics"),
+    "resize": ("crop", "squash"),
     "sampling_per_subcategory": ({"slides": "center"}, {"slides": "dense"}),
     "outputs": (["single"], ["multi"]),
     "splits": (["train"], ["val", "test"]),

@@ -149,6 +149,8 @@ def test_a_float_written_without_a_dot_is_a_number() -> None:
 # For every mapping field of every stage: a value in a base file, and a delta that changes one key of it.
 MAPPING_SAMPLES = {
     ("extract", "sampling_per_subcategory"): ({"topdown": "center", "static": "dense"}, {"static": "uniform"}),
+    ("extract", "columns"): ({"label": "class", "group": "source"}, {"group": "origin"}),
+    ("extract", "weights"): ({"timm/a:x": "a.pth", "timm/b": "b.pth"}, {"timm/b": "c.pth"}),
     ("train", "model_args"): (
         {"super_enhanced": {"hidden_size": 128, "num_heads": 4}, "gru": {"hidden_size": 64}},
         {"super_enhanced": {"hidden_size": 256}},

@@ -228,3 +228,7 @@ def test_features_made_with_other_sampling_settings_are_refused_unless_allowed(
         evaluate(cfg)
     report = evaluate(EvalConfig(**{**cfg.__dict__, "allow_feature_mismatch": True}))
     assert report["num_videos"] == 4 and "differs from" in caplog.text
+    with h5py.File(other, "r+") as f:  # another network's features of the same width: never waived
+        f.attrs["backbone"] = "efficientnet_lite0"
+    with pytest.raises(FeatureMismatchError, match=r"backbone: 'mobilenet_v2' .* vs 'efficientnet_lite0'"):
+        evaluate(EvalConfig(**{**cfg.__dict__, "allow_feature_mismatch": True}))

@@ -218,7 +218,7 @@ def _open_clip_spec(name: str, model: str, tag: str) -> BackboneSpec:
         name=name,
         weights=tag,
         weights_name=f"open_clip:{model}:{tag}",
-        weights_file=str(pretrained.get("hf_hub") or pretrained.get("url") or tag),
+        weights_file=str(pretrained.get("hf_hub") or pretrained.get("url") or tag).rstrip("/"),
         feature_dim=int(config["embed_dim"]),
         head="",
         mean=tuple(float(v) for v in mean),  # type: ignore[arg-type]

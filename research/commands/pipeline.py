@@ -5,8 +5,8 @@
 
 1. extracts single- and multi-scale features of every video from one CNN pass (``extract:``);
 2. splits what extraction kept: a data root with ``train/ val/ test/`` folders by its folders; one
-   split folder (``all/``) **by group** (``cv.group_by``, e.g. the ``source`` column of the
-   ``manifest.csv`` beside the data root): groups disjoint, stratified by class, deterministic (the
+   split folder (``all/``), or an annotation file without a split column, **by group** (``cv.group_by``:
+   the annotation's ``group`` column, or another): groups disjoint, stratified by class, deterministic (the
    test part is one grouped fold, validation is carved by group from the rest, ``research.data.splits``),
    written as subsets of the extracted files with ``split.json`` into ``train.features_dir``;
 3. trains one ensemble member per seed (``train.py --seed N`` with the config) on those files;
@@ -201,17 +201,17 @@ def run_pipeline(
         tags |= {f"split_{name}_clips": str(part["clips"]) for name, part in record["splits"].items()}
     banner(f"{steps - 1}/{steps} ensemble members: seeds {seeds}")
     checkpoints = train_members(train_cfg, seeds, extra_tags=tags)
-    banner(f"{steps}/{steps} evaluation: members, TTA, ensemble" + ("" if split_by_folder else " on the test sources"))
+    banner(f"{steps}/{steps} evaluation: members, TTA, ensemble" + ("" if split_by_folder else " on the test groups"))
     report = evaluate(dataclasses.replace(eval_cfg, checkpoints=[str(p) for p in checkpoints]))
     console.print(results_table(report))
     split_line = "" if split_by_folder else f"  split         {train_cfg.features_dir}/split.json\n"
     console.print("\n[bold]Where to look next[/bold]")
     console.print(
-        f"  report        {eval_cfg.out_dir}/report.json, {eval_cfg.out_dir}/confusion_matrix.png\n"
+        f"  report        {eval_cfg.out_dir}/report.json, {eval_cfg.out_dir}/predictions.csv\n"
         f"  checkpoints   {train_cfg.out_dir}/best_ensemble_model_{{{','.join(map(str, seeds))}}}.pt\n"
-        f"  features      {extract_cfg.out_dir}/ (python -m research.commands.features inspect FILE.h5)\n"
-        f"{split_line}"
-        "  ablation      make ablation      results page: make results",
+        f"  features      {extract_cfg.out_dir}/ (python -m research.commands.features inspect FILE.h5)"
+        + (f"\n{split_line.rstrip()}" if split_line else "")
+        + ("\n  ablation      make ablation      results page: make results" if config == DEMO_CONFIG else ""),
         soft_wrap=True,
         markup=False,
         highlight=False,

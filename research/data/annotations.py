@@ -117,10 +117,12 @@ def _csv_rows(text: str, source: str, columns: dict[str, str]) -> tuple[list[Row
                 family=values.get("family", ""),
                 start=_seconds(values.get("start", ""), "start", where),
                 end=_seconds(values.get("end", ""), "end", where),
-                extra={k: v for k, v in zip(header, record.values(), strict=False) if rename.get(k, k) not in KNOWN},
+                # every column under its own name too (a renamed one stays reachable: group_by: source)
+                extra={k: (v or "").strip() for k, v in zip(header, record.values(), strict=False) if k not in KNOWN},
             )
         )
-    return rows, tuple(name for name in ours if name not in ("path", "label"))
+    offered = [name for name in ours if name not in ("path", "label")]
+    return rows, tuple(offered + [raw for raw in header if raw in rename and raw not in KNOWN])
 
 
 def _list_rows(text: str, source: str) -> list[Row]:

@@ -1,7 +1,7 @@
 """Grouped cross-validation: numbers that hold for videos from sources the model never saw.
 
 The library behind ``python -m research.commands.cv --config experiments/real.yaml --folds 5 --group-by source``
-(``research/cv.py``) and ``python -m studies.results real``:
+(``research/commands/cv.py``) and ``python -m studies.results real``:
 
 1. features are extracted once (the config's ``extract:`` section; a data root with one
    split, e.g. ``all``), re-used by every fold and every later run;

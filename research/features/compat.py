@@ -39,7 +39,9 @@ FEATURE_KEYS = (
     "interpolation",
     "l2_normalized",
 )
-HARD_KEYS = ("feature_dim", "category_mapping", "multi_scale")
+# Never waived: the numbers would be meaningless (another network's features, other classes) or the model
+# cannot even run. The rest (frames, resolution, sampling, clip, resizing) may be, for robustness studies.
+HARD_KEYS = ("feature_dim", "category_mapping", "multi_scale", "backbone", "weights", "normalization", "l2_normalized")
 
 
 def _normal(key: str, value: Any) -> Any:

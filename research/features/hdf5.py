@@ -416,7 +416,7 @@ def summary(path: str | Path) -> dict[str, Any]:
 
 
 def merge(output: str | Path, inputs: list[str | Path]) -> int:
-    """Concatenate feature files made the same way (``research.engine.checkpoints.check_compatible``)."""
+    """Concatenate feature files made the same way (``research.features.compat.check_compatible``)."""
     metas = [read_attrs(p) for p in inputs]
     if not metas:
         raise FeatureFileError("nothing to merge")

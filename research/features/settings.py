@@ -11,7 +11,7 @@ per-subcategory map, clip window, temporal scales) lives in one immutable object
 - read back in one function (``FeatureSettings.from_record``), from a feature file's
   attributes or a checkpoint, older files included (``clip_seconds = -1`` for "no clip",
   no ``normalization`` before it was recorded);
-- compared by THE compatibility rule, ``research.engine.checkpoints.check_compatible``, on records.
+- compared by THE compatibility rule, ``research.features.compat.check_compatible``, on records.
 
 A file is one of two kinds made from the same CNN pass: ``single`` (the T sampled
 frames) or ``multi`` (seed 000's temporal scales averaged). The kind decides which

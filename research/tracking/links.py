@@ -72,6 +72,12 @@ def ui_command(uri: str | None = None) -> str:
     return f"{exe} ui --backend-store-uri {uri}"
 
 
+def ui_base(uri: str | None = None, ui: str = UI) -> str:
+    """Where the UI answers: a tracking server is its own UI; a local store's is ``mlflow ui`` at ``ui``."""
+    resolved = tracking.resolve_tracking_uri(uri)
+    return resolved.rstrip("/") if resolved.startswith(("http://", "https://")) else ui
+
+
 def ui_links(
     ensemble: str, member_run_ids: list[str], evaluation_run_id: str | None, uri: str | None = None, ui: str = UI
 ) -> dict[str, str]:
@@ -82,6 +88,7 @@ def ui_links(
     members), too long to paste whole. The members' saved view is short; selecting its runs and pressing
     Compare opens the same page."""
     members = [r for r in member_run_ids if r]
+    ui = ui_base(uri, ui)
     links = {
         "command": ui_command(uri),
         "members": tracking.runs_view_url("train", uri, ui, view=members_view(ensemble, members, "train", uri)),

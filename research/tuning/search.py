@@ -56,6 +56,7 @@ from research.config import SearchConfig, TrainConfig
 from research.distributed import file_lock
 from research.engine.training import train
 from research.models import check_model_args
+from research.tracking import links
 from research.tuning.space import check_space, get_param, resolve_space, suggest, with_params
 from research.tuning.storage import PARENT_ATTR, storage_for, worker_seed
 
@@ -302,5 +303,8 @@ def run_search(cfg: SearchConfig, base: TrainConfig, fit: Fit = fit_on_validatio
             f"({summary['improvement']:+.4f}); trials {summary['states']}"
         )
     uri = tracking.resolve_tracking_uri(base.tracking_uri)
-    console.print(f"MLflow: mlflow ui --backend-store-uri {uri}, then {tracking.runs_view_url('search', uri)}")
+    console.print(f"MLflow: {links.ui_command(uri)}", soft_wrap=True, highlight=False, markup=False)
+    console.print(
+        f"  then {tracking.runs_view_url('search', uri, links.ui_base(uri))}", soft_wrap=True, highlight=False
+    )
     return summary
