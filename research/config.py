@@ -577,7 +577,7 @@ class SearchConfig:
     """``train.py --search``: an Optuna study around ``train(cfg)``."""
 
     study: str = opt("default", "study name; the same name resumes the same study")
-    trials: int = opt(12, "trials this worker runs (0 = only create the study)")
+    trials: int = opt(12, "the study's total of finished trials over every worker (0 = only create the study)")
     storage: str | None = opt(
         None, "RDB URL (postgresql://..., several machines) or journal file; default mlruns/optuna/<study>.journal"
     )
@@ -614,7 +614,7 @@ def add_search_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     """``--search --study --trials --storage``: the same flags on every entry point that runs studies."""
     parser.add_argument("--search", action="store_true", help=what)
     parser.add_argument("--study", default=None, help="Optuna study name (with --search)")
-    parser.add_argument("--trials", type=int, default=None, help="trials for this worker to run (with --search)")
+    parser.add_argument("--trials", type=int, default=None, help="the study's total over all workers (with --search)")
     parser.add_argument("--storage", default=None, help="Optuna storage URL or journal file (with --search)")
 
 

@@ -111,7 +111,8 @@ def test_trial_zero_is_the_baseline_and_restarts_continue_numbering(
     base = base_config(tiny_features, tmp_path, store, epochs=2)
     cfg = search_config(tmp_path)
     run_search(cfg, base)
-    summary = run_search(cfg, base)  # the same study again: resumes, as the next worker
+    assert run_search(cfg, base)["states"] == {"COMPLETE": 2}  # --trials is the study's total: it has them
+    summary = run_search(dataclasses.replace(cfg, trials=4), base)  # more: resumes, as the next worker
     study = optuna.load_study(study_name="unit", storage=storage_for(cfg)[0])
     trials = study.get_trials()
     assert [t.number for t in trials] == [0, 1, 2, 3]
@@ -122,8 +123,8 @@ def test_trial_zero_is_the_baseline_and_restarts_continue_numbering(
         "lr": base.lr,
     }
     assert trials[0].user_attrs["baseline"] is True
-    assert [t.user_attrs["worker"] for t in trials] == [0, 0, 1, 1]
-    assert [t.user_attrs["sampler_seed"] for t in trials] == [worker_seed(0, w, False) for w in (0, 0, 1, 1)]
+    assert [t.user_attrs["worker"] for t in trials] == [0, 0, 2, 2]  # worker 1 joined and found nothing to do
+    assert [t.user_attrs["sampler_seed"] for t in trials] == [worker_seed(0, w, False) for w in (0, 0, 2, 2)]
     assert (
         summary["baseline_value"] == trials[0].value
         and summary["improvement"] == summary["best_value"] - trials[0].value
@@ -278,13 +279,13 @@ def worker_args(
 
 
 def test_two_worker_processes_share_one_study(tiny_features: Path, tmp_path: Path, store: str) -> None:
-    """Create the study, then two worker processes run 2 trials each on one journal file: 4 distinct trials."""
+    """Create the study, then two worker processes with --trials 4 on one journal file: 4 distinct trials."""
     base = base_config(tiny_features, tmp_path, store)
     cfg = search_config(tmp_path, trials=0)
     prepare_study(cfg, base)  # worker 0
     # A generous stale window: two processes on 2 cores may starve a heartbeat thread for a few seconds,
     # and this test is about sharing; failing a live trial is covered by the heartbeat test above.
-    args = worker_args(tiny_features, tmp_path, store, cfg, trials=2, epochs=1, stale_after_s=60)
+    args = worker_args(tiny_features, tmp_path, store, cfg, trials=4, epochs=1, stale_after_s=60)
     workers = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     logs = [w.communicate(timeout=300)[0] for w in workers]
     assert all(w.returncode == 0 for w in workers), logs
@@ -295,7 +296,7 @@ def test_two_worker_processes_share_one_study(tiny_features: Path, tmp_path: Pat
     assert sum(bool(t.user_attrs.get("baseline")) for t in trials) == 1
     proposed = [tuple(sorted(t.params.items())) for t in trials if not t.user_attrs.get("baseline")]
     assert len(set(proposed)) == len(proposed) == 3  # the workers did not propose the same parameters
-    assert collections.Counter(t.user_attrs["worker"] for t in trials) == {1: 2, 2: 2}
+    assert set(collections.Counter(t.user_attrs["worker"] for t in trials)) <= {1, 2}  # 4 between them
     assert all(t.user_attrs["sampler_seed"] == worker_seed(0, t.user_attrs["worker"], False) for t in trials)
     assert {int(r.data.tags["worker"]) for r in trial_runs(study, store)} == {1, 2}
 

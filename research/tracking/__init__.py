@@ -163,7 +163,12 @@ def get_experiment_id(name: str, uri: str | None = None) -> str:
             return experiment.experiment_id
         db = _sqlite_path(uri)
         location = (db.parent / "artifacts" / name).resolve().as_uri() if db else None
-        return client.create_experiment(name, artifact_location=location, tags=_experiment_tags(name))
+        try:
+            return client.create_experiment(name, artifact_location=location, tags=_experiment_tags(name))
+        except MlflowException as err:  # a server shared by several machines: another one created it first
+            if err.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            return client.get_experiment_by_name(name).experiment_id
 
 
 UI = "http://127.0.0.1:5000"  # where ``mlflow ui`` listens by default

@@ -33,7 +33,9 @@
 
 Several workers may start at once (the study is set up once: a file lock on a
 journal, the winner of ``create_study`` on RDB), e.g.
-``for i in 1 2; do python train.py --search ... --trials 6 & done; wait``.
+``for i in 1 2; do python train.py --search ... --trials 6 & done; wait``: ``--trials`` is the
+study's total over every worker (the two run 6 trials between them, not 12), as Optuna's
+``MaxTrialsCallback`` counts it; re-running a finished study with the same number runs nothing.
 """
 
 from __future__ import annotations
@@ -281,16 +283,50 @@ def summary_table(study: optuna.Study, top: int = 5) -> Table:
     return table
 
 
+class OverBudget(RuntimeError):
+    """A trial started when the study already had its ``--trials``: it stands down before any work."""
+
+
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)  # a FAIL is retried or failed: not counted
+
+
+def trials_taken(study: optuna.Study) -> int:
+    """Trials finished or under way: what ``--trials`` bounds (queued and failed ones are not)."""
+    return len(study.get_trials(deepcopy=False, states=COUNTED))
+
+
+def trials_ahead(study: optuna.Study, number: int) -> int:
+    """Finished trials, and running or queued ones numbered before trial ``number``: the places taken first."""
+    waiting = (*COUNTED, TrialState.WAITING)
+    return sum(
+        t.state in (TrialState.COMPLETE, TrialState.PRUNED) or t.number < number
+        for t in study.get_trials(deepcopy=False, states=waiting)
+        if t.number != number
+    )
+
+
 def run_search(cfg: SearchConfig, base: TrainConfig, fit: Fit = fit_on_validation) -> dict[str, Any]:
-    """Run this worker's trials of the study (each scored by ``fit``); returns the study summary."""
+    """Run trials of the study (each scored by ``fit``) until it has ``cfg.trials``, counted over every
+    worker; returns the study summary."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     worker = join_study(cfg, base)
     study = worker.study
-    if cfg.trials > 0:
+    run_trial = objective(cfg, base, study.user_attrs[PARENT_ATTR], resolve_space(cfg, base), worker, fit)
+
+    def within_budget(trial: optuna.Trial) -> float:
+        if trials_ahead(study, trial.number) >= cfg.trials:  # another worker took the last place first
+            trial.set_user_attr("over_budget", True)
+            raise OverBudget(f"the study already has its {cfg.trials} trials")
+        return run_trial(trial)
+
+    deadline = None if cfg.timeout_s is None else time.monotonic() + cfg.timeout_s
+    # --trials is the study's total over every worker (Optuna's n_trials counts per process: N workers
+    # would run N times as many). A worker starts a trial while fewer are finished or running; of two
+    # workers that start the last one at once, the later-numbered trial stands down (FAIL, over_budget).
+    while trials_taken(study) < cfg.trials and (deadline is None or time.monotonic() < deadline):
         study.optimize(
-            objective(cfg, base, study.user_attrs[PARENT_ATTR], resolve_space(cfg, base), worker, fit),
-            n_trials=cfg.trials,
-            timeout=cfg.timeout_s,
+            within_budget,
+            n_trials=1,
             catch=(Exception,),
             callbacks=[lambda s, t: _mark_state(s, t, base.tracking_uri)],
         )

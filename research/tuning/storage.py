@@ -26,9 +26,11 @@ from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
+from sqlalchemy.engine import make_url
 
 from research import tracking
 from research.config import SearchConfig
+from research.errors import UserError
 
 log = logging.getLogger(__name__)
 PARENT_ATTR = "mlflow_parent_run_id"  # the study's MLflow parent run (a study user attribute)
@@ -83,16 +85,42 @@ def storage_for(cfg: SearchConfig, uri: str | None = None) -> tuple[optuna.stora
     if cfg.storage and "://" in cfg.storage:
         interval = max(1, round(cfg.heartbeat_s))  # RDBStorage takes whole seconds only
         grace = max(2 * interval, round(cfg.stale_after_s))
-        storage = RDBStorage(
-            cfg.storage, heartbeat_interval=interval, grace_period=grace, heartbeat_stale_trial_callback=callback
-        )
-        return storage, None
+        for attempt in range(3):  # workers starting together race to create the schema: the loser tries again
+            try:
+                storage = RDBStorage(
+                    cfg.storage,
+                    # A connection the server closed while a trial trained (an idle timeout, a restart) is
+                    # replaced before use, not reported as a failed trial (optuna #5600).
+                    engine_kwargs={"pool_pre_ping": True, "pool_recycle": 300},
+                    heartbeat_interval=interval,
+                    grace_period=grace,
+                    heartbeat_stale_trial_callback=callback,
+                )
+                return storage, None
+            except Exception as err:  # sqlalchemy's OperationalError, a missing driver, a malformed URL
+                if attempt == 2:
+                    raise UserError(f"cannot open the study storage {shown_url(cfg.storage)}: {_reason(err)}") from None
+                time.sleep(1.0 + attempt)
     path = Path(cfg.storage or Path("mlruns") / "optuna" / f"{cfg.study}.journal")
     path.parent.mkdir(parents=True, exist_ok=True)
     interval = max(0.1, cfg.heartbeat_s)
     # Two missed beats at least: one late write under a contended file lock must not kill a live trial.
     grace = max(2 * interval, cfg.stale_after_s)
     return HeartbeatJournalStorage(str(path), interval, grace, callback), path
+
+
+def shown_url(url: str) -> str:
+    """A database URL as printed: its password hidden."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL sqlalchemy reads: show none of it past the scheme
+        return url.split("://", 1)[0] + "://..."
+
+
+def _reason(err: Exception) -> str:
+    """The first line of the driver's own message (sqlalchemy wraps it with SQL and a link)."""
+    inner = getattr(err, "orig", None) or err
+    return f"{type(inner).__name__}: {str(inner).strip().splitlines()[0] if str(inner).strip() else ''}"
 
 
 class StaleTrialHandler:

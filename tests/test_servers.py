@@ -1,0 +1,181 @@
+"""Beyond one machine, on real servers: an Optuna study on PostgreSQL shared by worker processes started as
+a second machine would start them, and an MLflow tracking server backed by PostgreSQL that the stages and
+the pipeline log to. PostgreSQL comes from the ``pgserver`` wheel (a dev requirement), ``mlflow server``
+from MLflow itself; both are started here and stopped at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from research.config import SearchConfig
+from research.tracking import mlflow_client
+from research.tuning.storage import storage_for
+
+from .conftest import ROOT, run_entry_point
+from .servers import Postgres, free_port, start_mlflow_server, start_postgres
+from .test_annotations import REAL, real_rows
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory):
+    server = start_postgres(tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.server.cleanup()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def mlflow_server(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory):
+    server = start_mlflow_server(postgres.database("mlflow"), tmp_path_factory.mktemp("mlflow_server"))
+    yield server
+    server.stop()
+
+
+# ------------------------------------------------------------------------------------------ Optuna
+
+
+def test_an_unreachable_storage_is_one_line_naming_it_without_its_password(tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://lab:s3cret@127.0.0.1:{free_port()}/optuna"  # nothing listens there
+    cmd = [sys.executable, str(ROOT / "train.py"), "--search", "--study", "s", "--trials", "1", "--storage", url]
+    done = subprocess.run([*cmd, "--features-dir", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "cannot open the study storage postgresql+psycopg://lab:***@127.0.0.1:" in errors[0]
+    assert "s3cret" not in done.stderr + done.stdout and "Connection refused" in errors[0]
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced(postgres: Postgres) -> None:
+    """The server ends sessions idle for 1 s (as a firewall or pgbouncer would during a long trial): a plain
+    connection pool then fails on its next query; the study's storage checks a connection before use."""
+    import sqlalchemy
+
+    url = postgres.database("idle")
+    name = url.split("@/", 1)[1].split("?", 1)[0]
+    postgres.sql(f"ALTER DATABASE {name} SET idle_session_timeout = '1s';")  # for sessions opened from now on
+    storage, _ = storage_for(SearchConfig(storage=url, study="idle"))
+    study = optuna.create_study(study_name="idle", storage=storage)
+    plain = sqlalchemy.create_engine(url)
+    with plain.connect() as connection:
+        connection.execute(sqlalchemy.text("select 1"))
+    time.sleep(2.5)  # both pools now hold a connection the server has closed
+    with pytest.raises(sqlalchemy.exc.OperationalError, match="idle-session timeout"), plain.connect() as connection:
+        connection.execute(sqlalchemy.text("select 1"))
+    study.enqueue_trial({"x": 1.0})
+    time.sleep(2.5)
+    trial = study.ask()
+    study.tell(trial, 0.5)
+    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE]
+
+
+def worker_command(features: Path, folder: Path, storage: str, trials: int) -> list[str]:
+    """What every machine runs: the same command and storage URL, its own folders."""
+    config = folder / "search.yaml"
+    config.write_text(
+        "search:\n  space: {lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}}\n  pruner: none\n"
+        "  heartbeat_s: 5\n  stale_after_s: 60\n"
+    )
+    return [
+        sys.executable, str(ROOT / "train.py"), "--search", "--config", str(config), "--study", "lab",
+        "--trials", str(trials), "--storage", storage, "--features-dir", str(features),
+        "--out-dir", str(folder / "runs"), "--model", "mean_pool", "--epochs", "1", "--batch-size", "4",
+        "model_args={mean_pool: {hidden_size: 32, num_layers: 1}}",
+    ]  # fmt: skip
+
+
+def test_three_workers_on_postgresql_run_exactly_the_studys_trials(
+    postgres: Postgres, mlflow_server, tiny_features: Path, tmp_path: Path
+) -> None:
+    """Three processes, each in a folder of its own, one PostgreSQL URL and one MLflow server: --trials 5 is
+    the study's total (not 5 each), the parameters are distinct, every trial is a run on the server."""
+    storage = postgres.database("optuna")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.url}
+    workers = []
+    for k in range(3):
+        folder = tmp_path / f"machine{k}"
+        folder.mkdir()
+        cmd = worker_command(tiny_features, folder, storage, trials=5)
+        workers.append(subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True))  # fmt: skip
+    logs = [w.communicate(timeout=400)[0] for w in workers]
+    (tmp_path / "workers.log").write_text("\n=====\n".join(logs))
+    assert all(w.returncode == 0 for w in workers), [log[-2000:] for log in logs]
+    study = optuna.load_study(study_name="lab", storage=storage)
+    finished = [t for t in study.get_trials() if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 5, [(t.number, t.state) for t in study.get_trials()]
+    assert len({t.params["lr"] for t in finished}) == 5
+    assert all(t.user_attrs.get("over_budget") for t in study.get_trials() if t.state == TrialState.FAIL)
+    client = mlflow_client(mlflow_server.url)
+    search = client.get_experiment_by_name("search")
+    runs = client.search_runs([search.experiment_id], "tags.study = 'lab'")
+    trial_runs = [r for r in runs if "trial" in r.data.tags]  # the study's parent run is tagged too
+    assert sorted(int(r.data.tags["trial"]) for r in trial_runs) == sorted(t.number for t in finished)
+
+
+# ------------------------------------------------------------------------------------------ MLflow
+
+
+def test_training_and_evaluation_log_to_the_tracking_server(
+    mlflow_server, tiny_features: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train.py and evaluate.py with MLFLOW_TRACKING_URI=http://...: checkpoints where --out-dir says; the
+    metrics, params, confusion matrix and predictions.csv on the server (client and HTTP API)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    args = f"train.py --features-dir {tiny_features} --out-dir {tmp_path / 'runs'} --model mean_pool --epochs 2"
+    done = run_entry_point(f"{args} --batch-size 4 'model_args={{mean_pool: {{hidden_size: 32}}}}' ensemble=srv")
+    assert done.returncode == 0, done.stderr[-3000:]
+    checkpoint = tmp_path / "runs" / "best_ensemble_model_1.pt"
+    assert checkpoint.is_file()
+    done = run_entry_point(f"evaluate.py --checkpoints {checkpoint} --out-dir {tmp_path / 'eval'}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = mlflow_client(mlflow_server.url)
+    (member,) = client.search_runs([client.get_experiment_by_name("train").experiment_id], "tags.ensemble = 'srv'")
+    assert member.info.status == "FINISHED" and "best_val_macro_f1" in member.data.metrics
+    assert member.data.params["model"] == "mean_pool"
+    evaluation = client.search_runs([client.get_experiment_by_name("evaluate").experiment_id])[0]
+    assert {"predictions.csv", "confusion_matrix.png"} <= {
+        a.path for a in client.list_artifacts(evaluation.info.run_id)
+    }
+    served = mlflow_server.get(f"/get-artifact?path=predictions.csv&run_uuid={evaluation.info.run_id}").decode()
+    assert served == (tmp_path / "eval" / "predictions.csv").read_text()
+
+
+def test_the_pipeline_logs_its_members_to_the_server_and_links_to_it(
+    mlflow_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    rows = real_rows()
+    with (tmp_path / "clips.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "group"])
+        writer.writerows([row["path"], row["class"], row["source"]] for row in rows)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
+    sizes = "extract.frames=4 extract.image_size=64 train.epochs=2 train.model_args.super_enhanced.hidden_size=32"
+    command = f"-m research.commands.pipeline --annotations clips.csv --data-root {REAL} --name lab {sizes} cv.folds=3"
+    done = run_entry_point(command, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    links = [line.strip() for line in done.stderr.splitlines() if "://" in line]
+    assert links and all(line.startswith(mlflow_server.url) for line in links if line.startswith("http"))
+    # the members, through the server's REST API
+    request = urllib.request.Request(
+        f"{mlflow_server.url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=train", method="GET"
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    experiment = json.loads(opener.open(request, timeout=30).read())["experiment"]["experiment_id"]
+    body = json.dumps({"experiment_ids": [experiment], "filter": "tags.ensemble = 'lab'"}).encode()
+    search = urllib.request.Request(
+        f"{mlflow_server.url}/api/2.0/mlflow/runs/search", data=body, headers={"Content-Type": "application/json"}
+    )
+    runs = json.loads(opener.open(search, timeout=30).read())["runs"]
+    seeds = sorted(int(t["value"]) for r in runs for t in r["data"]["tags"] if t["key"] == "seed")
+    assert seeds == [1, 2, 3, 4] and all(r["info"]["status"] == "FINISHED" for r in runs)
