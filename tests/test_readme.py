@@ -27,7 +27,7 @@ from .conftest import ROOT, run_entry_point
 
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
-PROMPT = re.compile(r"^(make|python|torchrun|for|cat|\.venv/bin/|[A-Z_]+=\S+ )")
+PROMPT = re.compile(r"^(make|python|torchrun|for|cat|export|\.venv/bin/|[A-Z_]+=\S+ )")
 HEREDOC = re.compile(r"<<-?'?(\w+)'?$")
 README_MAX_LINES = 250
 # How each documented command is checked: extra arguments appended when run, or the reason it is not run.
@@ -120,8 +120,8 @@ NOT_RUN: dict[str, str] = {
     ),
     "torchrun --nnodes 2 --nproc-per-node 1 --rdzv-backend c10d --rdzv-endpoint HOST:29500 --rdzv-id feats "
     "extract.py --config experiments/demo.yaml": (
-        "needs two machines, never run yet (a later issue): tests/test_distributed_extraction.py runs extract.py "
-        "under torchrun with 2 ranks on one machine"
+        "needs two machines: tests/test_distributed_extraction.py runs extract.py under torchrun with 2 ranks on "
+        "one machine"
     ),
     "python extract.py --frame-index frames.csv --video-index videos.csv --data-dir VIDEOS --out-dir FEATURES "
     "--backbone mobilenet_v2 --image-size 224": (
@@ -132,14 +132,17 @@ NOT_RUN: dict[str, str] = {
         "tests/test_search.py runs two worker processes on one journal"
     ),
     "python train.py --search --config experiments/demo.yaml --study demo --trials 6 "
-    "--storage postgresql://USER:PASSWORD@HOST/optuna": (
-        "needs a PostgreSQL server, never run yet (a later issue): tests/test_search.py runs studies on an RDB "
-        "URL (SQLite) with heartbeats, and two workers on one journal"
+    "--storage postgresql+psycopg://USER:PASSWORD@HOST/optuna": (
+        "a lab's PostgreSQL: tests/test_servers.py runs three such workers on a PostgreSQL it starts (pgserver)"
     ),
     "MLFLOW_TRACKING_URI=http://HOST:5000 python train.py --config experiments/demo.yaml --seed 1": (
-        "needs an MLflow tracking server, never run yet (a later issue): every test runs with MLFLOW_TRACKING_URI "
-        "set (tests/conftest.py), and tests/test_tracking.py checks the UI command for a server URI"
+        "a lab's server: tests/test_servers.py::test_training_and_evaluation_log_to_the_tracking_server"
     ),
+    ".venv/bin/mlflow server --backend-store-uri postgresql+psycopg://USER:PASSWORD@HOST/mlflow "
+    "--artifacts-destination /srv/mlflow-artifacts --host 0.0.0.0 --port 5000": (
+        "a lab's server: tests/servers.py starts the same command on a PostgreSQL database, on a loopback port"
+    ),
+    "export MLFLOW_TRACKING_URI=http://HOST:5000": "sets the variable tests/test_servers.py sets for its processes",
     "python -m videogen --out data/demo --contact-sheet docs/contact_sheet.png": (
         "tests/test_synthetic.py::test_contact_sheet_shows_every_category runs it on the tiny set"
     ),
