@@ -92,4 +92,7 @@ def run_cli(main: Callable[[], Any]) -> None:
         sys.exit(code)
     finally:
         signal.signal(signal.SIGTERM, previous)  # in-process callers (tests) get their own handler back
+        tracking = sys.modules.get("research.tracking")  # loaded only by the commands that track
+        if tracking is not None and tracking.lost():
+            console.print(Text.assemble(("warning:", "bold yellow"), " ", tracking.lost()), soft_wrap=True)
     sys.exit(result if isinstance(result, int) else 0)

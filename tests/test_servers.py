@@ -179,3 +179,38 @@ def test_the_pipeline_logs_its_members_to_the_server_and_links_to_it(
     runs = json.loads(opener.open(search, timeout=30).read())["runs"]
     seeds = sorted(int(t["value"]) for r in runs for t in r["data"]["tags"] if t["key"] == "seed")
     assert seeds == [1, 2, 3, 4] and all(r["info"]["status"] == "FINISHED" for r in runs)
+
+
+def test_a_server_lost_mid_run_costs_the_tracking_not_the_training(
+    mlflow_server, tiny_features: Path, tmp_path: Path
+) -> None:
+    """The tracking server dies while train.py trains: training finishes, its checkpoint is written, exit 0,
+    and one line at the end says what was lost. (The module's server: this test is the module's last.)"""
+    from research.engine.checkpoints import load_checkpoint
+
+    server = mlflow_server
+    try:
+        cmd = [sys.executable, str(ROOT / "train.py"), "--features-dir", str(tiny_features), "--out-dir",
+               str(tmp_path / "runs"), "--model", "mean_pool", "--epochs", "150", "--batch-size", "4", "keep=last",
+               "model_args={mean_pool: {hidden_size: 32}}", "ensemble=lost"]  # fmt: skip
+        env = {**os.environ, "MLFLOW_TRACKING_URI": server.url, "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"}
+        training = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        client = mlflow_client(server.url)
+        deadline = time.monotonic() + 240
+        while True:  # until the run has logged a few epochs on the server
+            assert time.monotonic() < deadline and training.poll() is None, training.communicate()[1][-2000:]
+            experiment = client.get_experiment_by_name("train")
+            runs = client.search_runs([experiment.experiment_id], "tags.ensemble = 'lost'") if experiment else []
+            if runs and len(client.get_metric_history(runs[0].info.run_id, "val_macro_f1")) >= 3:
+                break
+            time.sleep(0.2)
+        server.stop()
+        _, err = training.communicate(timeout=400)
+    finally:
+        server.stop()
+    assert training.returncode == 0, err[-3000:]
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and f"the MLflow tracking server {server.url} was lost during the run" in warnings[0]
+    assert "Traceback" not in err
+    checkpoint = load_checkpoint(tmp_path / "runs" / "best_ensemble_model_1.pt")
+    assert checkpoint["epoch"] == 149  # every epoch trained, the last kept

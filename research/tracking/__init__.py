@@ -19,13 +19,14 @@ appears in this module only: every other module logs through the helpers here.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
 import subprocess
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +135,61 @@ def _store_lock(uri: str) -> Iterator[None]:
         yield
 
 
+# MLflow's HTTP client retries a lost server 7 times with a doubling back-off (minutes per call); 3 short
+# tries tell a blip from a lost server in seconds, and a lost one then stops costing anything (``_lost``).
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+
+_lost: dict[str, str] = {}  # the tracking server this process lost, and why (empty: none)
+
+
+def lost() -> str | None:
+    """One line on the tracking server this process lost mid-run, or None: the work went on without it."""
+    if not _lost:
+        return None
+    return (
+        f"the MLflow tracking server {_lost['uri']} was lost during the run ({_lost['why']}): the work finished "
+        f"and its files are kept; the run stays {_lost.get('state', 'RUNNING')} there without what came after"
+    )
+
+
+def _unreachable(err: BaseException) -> bool:
+    """A tracking server that does not answer (refused, reset, timed out), however MLflow wrapped it."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        text = f"{type(current).__name__}: {current}"
+        if any(s in text for s in ("ConnectionError", "Connection refused", "Max retries exceeded", "Read timed out")):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _lose(err: BaseException) -> None:
+    if not _lost:
+        _lost.update(uri=resolve_tracking_uri(), why=str(err).splitlines()[0][:200])
+        log.warning("MLflow tracking lost (%s): the run goes on without it", _lost["why"])
+
+
+def tolerant(write: Callable[..., Any]) -> Callable[..., Any]:
+    """A logging call that a lost tracking server skips instead of failing the work it records."""
+
+    @functools.wraps(write)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if _lost:
+            return None
+        try:
+            return write(*args, **kwargs)
+        except Exception as err:
+            if not _unreachable(err):
+                raise
+            _lose(err)
+            return None
+
+    return guarded
+
+
 def _quiet_mlflow() -> None:
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.WARNING)
@@ -223,13 +279,35 @@ def start_run(
     all_tags = {"git_commit": git_commit(), **{k: str(v) for k, v in (tags or {}).items()}}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
-    with (
-        mlflow.start_run(
-            experiment_id=experiment_id, run_name=run_name, tags=all_tags, nested=nested or bool(parent_run_id)
-        ) as run,
-        _killed_when_interrupted(),
-    ):
+    active = mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name, tags=all_tags, nested=nested or bool(parent_run_id)
+    )
+    with _ending_without_a_lost_server(active) as run, _killed_when_interrupted():
         yield run
+
+
+@contextlib.contextmanager
+def _ending_without_a_lost_server(active: Any) -> Iterator[Any]:
+    """MLflow's active run, ended as MLflow ends it; if the server was lost meanwhile, the run is only
+    taken off this process's stack (ending it on the server cannot be done), and the work's own outcome
+    stands."""
+    failed: BaseException | None = None  # what the work itself raised, which must come out as it was
+    try:
+        with active as run:
+            try:
+                yield run
+            except BaseException as err:
+                failed = err
+                raise
+    except Exception as err:
+        if err is failed or not (_lost or _unreachable(err)):
+            raise
+        _lose(err)  # ending the run on the server failed: it is lost
+        stack = mlflow.tracking.fluent._active_run_stack.get()
+        if stack and stack[-1].info.run_id == active.info.run_id:
+            stack.pop()
+        if failed is not None:
+            raise failed from None
 
 
 @contextlib.contextmanager
@@ -242,6 +320,7 @@ def _killed_when_interrupted() -> Iterator[None]:
         raise
 
 
+@tolerant
 @deferring_termination
 def log_params(params: dict[str, Any]) -> None:
     """Log params in batches (MLflow caps a batch at 100); values cut to MLflow's 6000 chars."""
@@ -250,6 +329,7 @@ def log_params(params: dict[str, Any]) -> None:
         mlflow.log_params(dict(items[i : i + 100]))
 
 
+@tolerant
 @deferring_termination
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     clean = {k.replace("/", "_"): float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
@@ -260,12 +340,14 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
 # ------------------------------------------------------------ what other modules need
 
 
+@tolerant
 @deferring_termination
 def log_text(text: str, artifact_file: str) -> None:
     """A text artifact of the active run."""
     mlflow.log_text(text, artifact_file)
 
 
+@tolerant
 @deferring_termination
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     """A file of the active run, under ``artifact_path``."""
@@ -284,6 +366,7 @@ def run_tag(run_ids: list[str], key: str, uri: str | None = None) -> str | None:
     return values.pop() if len(values) == 1 else None
 
 
+@tolerant
 @deferring_termination
 def set_tag(key: str, value: Any) -> None:
     """A tag of the active run."""
@@ -336,12 +419,14 @@ def finished_runs(experiment: str, filter_string: str, uri: str | None = None) -
     return _search_all(client, [exp.experiment_id], query, order_by=["attributes.start_time DESC"])
 
 
+@tolerant
 @deferring_termination
 def terminate_run(run_id: str, status: str, uri: str | None = None) -> None:
     """End a run that is not (or no longer) the active one, e.g. KILLED when its process died."""
     mlflow_client(uri).set_terminated(run_id, status)
 
 
+@tolerant
 @deferring_termination
 def log_to_run(
     run_id: str, metrics: dict[str, float] | None = None, tags: dict[str, Any] | None = None, uri: str | None = None

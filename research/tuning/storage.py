@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import sqlalchemy
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.storages.journal import JournalFileBackend
@@ -98,7 +99,7 @@ def storage_for(cfg: SearchConfig, uri: str | None = None) -> tuple[optuna.stora
                 )
                 return storage, None
             except Exception as err:  # sqlalchemy's OperationalError, a missing driver, a malformed URL
-                if attempt == 2:
+                if attempt == 2 or isinstance(err, sqlalchemy.exc.OperationalError):  # no server: no second try
                     raise UserError(f"cannot open the study storage {shown_url(cfg.storage)}: {_reason(err)}") from None
                 time.sleep(1.0 + attempt)
     path = Path(cfg.storage or Path("mlruns") / "optuna" / f"{cfg.study}.journal")
