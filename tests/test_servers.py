@@ -78,17 +78,19 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(postgres: Postgre
     assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE]
 
 
-def worker_command(features: Path, folder: Path, storage: str, trials: int) -> list[str]:
+def worker_command(
+    features: Path, folder: Path, storage: str, trials: int, epochs: int = 1, stale_after_s: float = 60
+) -> list[str]:
     """What every machine runs: the same command and storage URL, its own folders."""
     config = folder / "search.yaml"
     config.write_text(
         "search:\n  space: {lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}}\n  pruner: none\n"
-        "  heartbeat_s: 5\n  stale_after_s: 60\n"
+        f"  heartbeat_s: 1\n  stale_after_s: {stale_after_s}\n"
     )
     return [
         sys.executable, str(ROOT / "train.py"), "--search", "--config", str(config), "--study", "lab",
         "--trials", str(trials), "--storage", storage, "--features-dir", str(features),
-        "--out-dir", str(folder / "runs"), "--model", "mean_pool", "--epochs", "1", "--batch-size", "4",
+        "--out-dir", str(folder / "runs"), "--model", "mean_pool", "--epochs", str(epochs), "--batch-size", "4",
         "model_args={mean_pool: {hidden_size: 32, num_layers: 1}}",
     ]  # fmt: skip
 
@@ -120,6 +122,43 @@ def test_three_workers_on_postgresql_run_exactly_the_studys_trials(
     runs = client.search_runs([search.experiment_id], "tags.study = 'lab'")
     trial_runs = [r for r in runs if "trial" in r.data.tags]  # the study's parent run is tagged too
     assert sorted(int(r.data.tags["trial"]) for r in trial_runs) == sorted(t.number for t in finished)
+
+
+def test_a_killed_worker_s_trial_is_failed_by_heartbeat_and_run_again_on_postgresql(
+    postgres: Postgres, mlflow_server, tiny_features: Path, tmp_path: Path
+) -> None:
+    """SIGKILL mid-trial leaves the trial RUNNING in PostgreSQL; its heartbeat stops, and the next worker
+    (another folder, the same URL) fails it and runs its parameters again, once."""
+    import signal
+
+    storage = postgres.database("killed")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.url}
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir(), second.mkdir()
+    worker = subprocess.Popen(worker_command(tiny_features, first, storage, trials=50, epochs=200, stale_after_s=3),
+                              cwd=first, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 240
+    while True:  # the baseline trial in the middle of its training
+        assert time.monotonic() < deadline and worker.poll() is None
+        try:
+            study = optuna.load_study(study_name="lab", storage=storage)
+            if any(t.state == TrialState.RUNNING and t.intermediate_values for t in study.get_trials()):
+                break
+        except KeyError:  # the study is not made yet
+            pass
+        time.sleep(0.2)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    (killed,) = [t for t in study.get_trials() if t.state == TrialState.RUNNING]
+    time.sleep(3.5)  # past the grace period: its last heartbeat is stale
+    done = subprocess.run(worker_command(tiny_features, second, storage, trials=1, epochs=1, stale_after_s=3),
+                          cwd=second, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    trials = study.get_trials()
+    assert trials[killed.number].state == TrialState.FAIL
+    retry = trials[-1]
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    assert retry.user_attrs["retry_of"] == killed.number
 
 
 # ------------------------------------------------------------------------------------------ MLflow
