@@ -267,7 +267,8 @@ def load_config(
     if overrides:
         where = f"{source} + command line"
         delta = overrides_as_delta(cls, overrides, where)
-        defaults = {f.name: _default(f) for f in dataclasses.fields(cls) if _is_mapping(_field_types(cls)[f.name])}
+        types_ = _field_types(cls)
+        defaults = {f.name: _default(f) for f in dataclasses.fields(cls) if _is_mapping(types_[f.name])}
         for key in list(delta):  # dropping a whole field: back to its default
             if key.startswith("~"):
                 delta.pop(key)

@@ -42,6 +42,15 @@ def real_rows(per_class: int = 3) -> list[dict[str, str]]:
     return chosen
 
 
+def write_clip_list(path: Path, rows: list[dict[str, str]]) -> Path:
+    """Manifest rows (path, class, source) as the README's list: ``path,label,group``."""
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "group"])
+        writer.writerows([row["path"], row["class"], row["source"]] for row in rows)
+    return path
+
+
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder tree ``ROOT/{train,val,test}/{class}/{source}/{clip}.mp4`` of 12 real clips (1/1/1 per class)."""
@@ -199,10 +208,7 @@ def test_a_csv_of_path_label_group_goes_through_the_pipeline_to_a_tracked_ensemb
     from .conftest import run_entry_point
 
     rows = real_rows()
-    with (tmp_path / "clips.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "label", "group"])
-        writer.writerows([row["path"], row["class"], row["source"]] for row in rows)
+    write_clip_list(tmp_path / "clips.csv", rows)
     monkeypatch.chdir(tmp_path)
     sizes = "extract.frames=4 extract.image_size=64 train.epochs=2 'train.model_args.super_enhanced.hidden_size=32'"
     sizes += f" cv.folds=3 extract.tracking_uri={tracking_uri} train.tracking_uri={tracking_uri}"

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import av
@@ -21,7 +22,7 @@ import torch
 
 from research.backbones.loading import _timm_classifier
 from research.backbones.table import TF_LITE_MEAN, TF_LITE_STD, get_spec
-from research.errors import ConfigError, FeatureMismatchError
+from research.errors import ConfigError, FeatureMismatchError, StaleWorkError
 from research.features.compat import check_compatible
 from research.features.extraction import extract
 from research.features.hdf5 import read_attrs
@@ -29,6 +30,12 @@ from research.features.settings import CropView
 from research.video.decode import _to_rgb
 
 from .conftest import run_entry_point, tiny_extract_config
+
+
+def small(tiny_videos: Path, out: Path, backbone: str, **overrides):
+    """The test split through ``backbone``: single-scale, 4 frames at the backbone's own resolution."""
+    values = dict(backbone=backbone, splits=["test"], frames=4, image_size=None, outputs=["single"], log_mlflow=False)
+    return tiny_extract_config(tiny_videos, out, **(values | overrides))
 
 
 def features_of(folder: Path, split: str = "test") -> np.ndarray:
@@ -42,18 +49,7 @@ def alias_files(tiny_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     out = {}
     for name in ("efficientnet_lite0", "mobilenet_v2"):
         folder = tmp_path_factory.mktemp(name)
-        extract(
-            tiny_extract_config(
-                tiny_videos,
-                folder,
-                backbone=name,
-                splits=["test"],
-                frames=4,
-                image_size=None,
-                outputs=["single"],
-                log_mlflow=False,
-            )
-        )
+        extract(small(tiny_videos, folder, name))
         out[name] = folder
     return out
 
@@ -67,15 +63,10 @@ def test_timm_name_with_a_local_weights_file_equals_the_lite0_alias(
     file = tmp_path / "tf_efficientnet_lite0.pth"
     torch.save(_timm_classifier(get_spec("efficientnet_lite0"), True).state_dict(), file)
     name = "timm/tf_efficientnet_lite0"
-    cfg = tiny_extract_config(
+    cfg = small(
         tiny_videos,
         tmp_path / "f",
-        backbone=name,
-        splits=["test"],
-        frames=4,
-        image_size=None,
-        outputs=["single"],
-        log_mlflow=False,
+        name,
         weights={name: str(file)},
         mean=list(TF_LITE_MEAN),
         std=list(TF_LITE_STD),
@@ -85,24 +76,16 @@ def test_timm_name_with_a_local_weights_file_equals_the_lite0_alias(
     attrs = read_attrs(tmp_path / "f" / "test_features.h5")
     assert attrs["backbone"] == name and attrs["weights"] == "timm:tf_efficientnet_lite0.in1k"
     assert attrs["weights_file"] == str(file) and attrs["resize"] == "squash"
+    os.utime(file, ns=(1, 1))  # another file at the same path: the features on disk are not re-used for it
+    with pytest.raises(StaleWorkError, match="extracted differently: weights_stamp"):
+        extract(cfg)
 
 
 def test_torchvision_name_equals_the_mobilenet_v2_alias(
     alias_files: dict[str, Path], tiny_videos: Path, tmp_path: Path
 ):
     name = "torchvision/mobilenet_v2:IMAGENET1K_V1"
-    extract(
-        tiny_extract_config(
-            tiny_videos,
-            tmp_path,
-            backbone=name,
-            splits=["test"],
-            frames=4,
-            image_size=None,
-            outputs=["single"],
-            log_mlflow=False,
-        )
-    )
+    extract(small(tiny_videos, tmp_path, name))
     np.testing.assert_array_equal(features_of(tmp_path), features_of(alias_files["mobilenet_v2"]))
     spec = get_spec(name)
     assert (spec.feature_dim, spec.image_size, spec.crop_pct, spec.interpolation) == (1280, 224, 0.875, "bilinear")
@@ -143,15 +126,11 @@ def test_an_open_clip_tower_loads_from_a_checkpoint_file_and_records_its_normali
     torch.save(open_clip.create_model("RN50", pretrained=None).state_dict(), file)
     name = "open_clip/RN50:openai"
     extract(
-        tiny_extract_config(
+        small(
             tiny_videos,
             tmp_path / "f",
-            backbone=name,
-            splits=["test"],
+            name,
             frames=2,
-            image_size=None,
-            outputs=["single"],
-            log_mlflow=False,
             weights={name: str(file)},
         )
     )
@@ -185,19 +164,7 @@ def test_crop_is_the_centre_of_the_shorter_side_and_squash_the_whole_frame() -> 
 def test_resize_crop_is_recorded_and_a_squash_member_is_refused_on_it(
     alias_files: dict[str, Path], tiny_videos: Path, tmp_path: Path
 ) -> None:
-    extract(
-        tiny_extract_config(
-            tiny_videos,
-            tmp_path,
-            backbone="mobilenet_v2",
-            splits=["test"],
-            frames=4,
-            image_size=None,
-            outputs=["single"],
-            log_mlflow=False,
-            resize="crop",
-        )
-    )
+    extract(small(tiny_videos, tmp_path, "mobilenet_v2", resize="crop"))
     crop, squash = (read_attrs(p / "test_features.h5") for p in (tmp_path, alias_files["mobilenet_v2"]))
     assert (crop["resize"], crop["crop_pct"], crop["interpolation"]) == ("crop", 0.875, "bilinear")
     assert not np.allclose(features_of(tmp_path), features_of(alias_files["mobilenet_v2"]))

@@ -334,15 +334,12 @@ def own_videos(root: Path) -> None:
     """12 real clips under ``root`` listed in ``root/labels.csv`` (path,label,group), as the README's CSV."""
     import csv
 
+    from .test_annotations import write_clip_list
     from .test_demo import tiny_real_collection
 
     tiny_real_collection(root)
     with (root / "manifest.csv").open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    with (root / "labels.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "label", "group"])
-        writer.writerows([r["path"], r["class"], r["source"]] for r in rows)
+        write_clip_list(root / "labels.csv", list(csv.DictReader(fh)))
 
 
 def demo_sized(cfg):

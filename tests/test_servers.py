@@ -6,7 +6,6 @@ from MLflow itself; both are started here and stopped at the end.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -25,7 +24,7 @@ from research.tuning.storage import storage_for
 
 from .conftest import ROOT, run_entry_point
 from .servers import Postgres, free_port, start_mlflow_server, start_postgres
-from .test_annotations import REAL, real_rows
+from .test_annotations import REAL, real_rows, write_clip_list
 
 
 @pytest.fixture(scope="session")
@@ -193,10 +192,7 @@ def test_the_pipeline_logs_its_members_to_the_server_and_links_to_it(
     mlflow_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
     rows = real_rows()
-    with (tmp_path / "clips.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["path", "label", "group"])
-        writer.writerows([row["path"], row["class"], row["source"]] for row in rows)
+    write_clip_list(tmp_path / "clips.csv", rows)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
     sizes = "extract.frames=4 extract.image_size=64 train.epochs=2 train.model_args.super_enhanced.hidden_size=32"

@@ -168,9 +168,17 @@ def _last_linear(net: Any) -> tuple[str, Any]:
     return linears[-1]
 
 
+def _without_head(net: Any, head: str) -> Any:
+    """``net`` with the module at the dotted path ``head`` (its last linear layer) replaced by an identity."""
+    from torch import nn
+
+    parent, _, attr = head.rpartition(".")
+    setattr(net.get_submodule(parent) if parent else net, attr, nn.Identity())
+    return net
+
+
 def _torchvision_model(spec: BackboneSpec, weights_file: str | None) -> Any:
     import torch
-    from torch import nn
     from torchvision import models
 
     member = models.get_model_weights(spec.architecture)[spec.weights]
@@ -186,9 +194,7 @@ def _torchvision_model(spec: BackboneSpec, weights_file: str | None) -> Any:
             raise WeightsNotFoundError(_missing(spec, err)) from err
     net = models.get_model(spec.architecture, weights=None)
     net.load_state_dict(state)
-    parent, _, attr = spec.head.rpartition(".")
-    setattr(net.get_submodule(parent) if parent else net, attr, nn.Identity())
-    return net
+    return _without_head(net, spec.head)
 
 
 # ------------------------------------------------------------------------------------------ open_clip
@@ -299,13 +305,28 @@ def cached(spec: BackboneSpec) -> bool:
 # ---------------------------------------------------------------------------------------- weights
 
 
-def load_catalogue_model(spec: BackboneSpec, weights_file: str | None = None) -> Any:
-    """The network of a catalogue spec with its real weights, head removed (not yet frozen)."""
+def load_catalogue_model(spec: BackboneSpec, weights_file: str | None = None, pretrained: bool = True) -> Any:
+    """The network of a catalogue spec with its real weights, head removed (not yet frozen);
+    ``pretrained=False`` is the explicit opt-in to untrained weights (timing, tests)."""
+    if not pretrained:
+        return _untrained(spec)
     if spec.catalogue == "timm":
         return _timm_model(spec, weights_file)
     if spec.catalogue == "torchvision":
         return _torchvision_model(spec, weights_file)
     return ClipImageTower.build(spec, weights_file)
+
+
+def _untrained(spec: BackboneSpec) -> Any:
+    if spec.catalogue == "timm":
+        import timm
+
+        return timm.create_model(spec.architecture, pretrained=False, num_classes=0)
+    if spec.catalogue == "torchvision":
+        from torchvision import models
+
+        return _without_head(models.get_model(spec.architecture, weights=None), spec.head)
+    raise WeightsNotFoundError(f"{spec.name}: random weights are not offered for open_clip towers")
 
 
 def _check_file(spec: BackboneSpec, weights_file: str) -> None:

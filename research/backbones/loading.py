@@ -151,7 +151,7 @@ def create_backbone(
     """
     spec = get_spec(name)
     if spec.catalogue:  # timm/, torchvision/, open_clip/: the catalogue builds it, head already removed
-        model = load_catalogue_model(spec, weights_file) if pretrained else _random_catalogue_model(spec)
+        model = load_catalogue_model(spec, weights_file, pretrained)
     else:
         model = load_classifier(name, pretrained)
         setattr(model, spec.head, nn.Identity())
@@ -162,20 +162,6 @@ def create_backbone(
     model.spec = spec  # type: ignore[attr-defined]  - travels with the module
     model.uses_channels_last = channels_last  # type: ignore[attr-defined]
     return model
-
-
-def _random_catalogue_model(spec: BackboneSpec) -> nn.Module:
-    """A catalogue architecture with untrained weights: only when asked for (``random_weights``)."""
-    if spec.catalogue == "timm":
-        import timm
-
-        return timm.create_model(spec.architecture, pretrained=False, num_classes=0)
-    if spec.catalogue == "torchvision":
-        model = models.get_model(spec.architecture, weights=None)
-        parent, _, attr = spec.head.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, attr, nn.Identity())
-        return model
-    raise WeightsNotFoundError(f"{spec.name}: random weights are not offered for open_clip towers")
 
 
 def create_backbones(settings: FeatureSettings, device: str | torch.device = "cpu") -> list[nn.Module]:

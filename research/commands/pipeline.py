@@ -33,7 +33,7 @@ from rich.table import Table
 from research.cli import banner, console, make_parser, run_cli, setup_logging
 from research.config import CVConfig, EvalConfig, ExtractConfig, TrainConfig, load_config, parse_override
 from research.data.dataset import FeatureDataset, split_path
-from research.data.inputs import ALL_SPLIT, open_collection
+from research.data.inputs import ALL_SPLIT, config_annotations, split_of
 from research.data.splits import TEST_FOLD, source_split, video_groups, write_fold
 from research.engine.evaluation import evaluate, results_table
 from research.engine.members import train_members
@@ -145,9 +145,8 @@ def _report(record: dict[str, Any]) -> None:
 def pool_split(extract_cfg: ExtractConfig) -> str | None:
     """The one split to divide by group (an annotation file without a split column: ``all``; one split
     folder), or None where the collection already has train, val and test (folders or a split column)."""
-    if extract_cfg.annotations:
-        collection = open_collection(extract_cfg)
-        named = set(collection.entries)
+    if extract_cfg.annotations:  # the rows alone: no file is looked at before extraction does
+        named = {split_of(row) for row in config_annotations(extract_cfg).rows}
         if named == {ALL_SPLIT}:
             return ALL_SPLIT
         where = f"{extract_cfg.annotations}'s split column"

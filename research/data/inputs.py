@@ -72,6 +72,11 @@ def video_id(relpath: str, start: float | None = None, end: float | None = None)
     return _stem(relpath) if start is None else f"{_stem(relpath)}@{start:g}-{end:g}"
 
 
+def split_of(row: Row) -> str:
+    """A row's split: its ``split`` column, or the one pool (``all``) that is split later by group."""
+    return row.split or ALL_SPLIT
+
+
 def row_video_id(row: Row) -> str:
     """The identity of an annotation row's entry (what ``annotation_entries`` gives it), without a stat."""
     return video_id(Path(row.path).as_posix(), row.start, row.end)
@@ -180,7 +185,7 @@ def annotation_entries(annotations: Annotations, data_dir: Path) -> tuple[dict[s
             family=row.family,
             origin=annotations.where(row),
         )
-        splits.setdefault(row.split or ALL_SPLIT, []).append(entry)
+        splits.setdefault(split_of(row), []).append(entry)
     return {name: i for i, name in enumerate(annotations.classes)}, splits
 
 
@@ -193,16 +198,20 @@ class Collection:
     annotations: Annotations | None = None
 
 
-def open_collection(cfg: ExtractConfig, folder_splits: list[str] | None = None) -> Collection:
+def config_annotations(cfg: ExtractConfig) -> Annotations:
+    """The rows of ``cfg.annotations``, read as the config says (format, columns, names, template)."""
+    assert cfg.annotations, "the config names no annotation file"
+    return read_annotations(cfg.annotations, cfg.annotation_format, cfg.columns, cfg.class_names, cfg.file_template)
+
+
+def open_collection(cfg: ExtractConfig) -> Collection:
     """``cfg.annotations`` when set (every split the file names), else the folder tree's ``splits``."""
     data_dir = Path(cfg.data_dir)
     if cfg.annotations:
-        annotations = read_annotations(
-            cfg.annotations, cfg.annotation_format, cfg.columns, cfg.class_names, cfg.file_template
-        )
+        annotations = config_annotations(cfg)
         mapping, entries = annotation_entries(annotations, data_dir)
         return Collection(mapping, entries, annotations)
-    splits = folder_splits or cfg.splits
+    splits = cfg.splits
     mapping = check_data_root(data_dir, splits)
     present = [s for s in splits if (data_dir / s).is_dir()]
     return Collection(mapping, {split: scan_split(data_dir, split, mapping) for split in present})

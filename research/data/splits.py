@@ -19,9 +19,9 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from research.config import CVConfig, ExtractConfig
-from research.data.annotations import by_column, read_annotations
+from research.data.annotations import by_column
 from research.data.dataset import FeatureDataset, split_path
-from research.data.inputs import row_video_id
+from research.data.inputs import config_annotations, row_video_id
 from research.errors import UserError, did_you_mean
 from research.features.hdf5 import subset
 
@@ -54,13 +54,7 @@ def video_groups(ds: FeatureDataset, cfg: CVConfig, extract_cfg: ExtractConfig) 
 
 def annotation_groups(video_ids: list[str], column: str, extract_cfg: ExtractConfig) -> list[str]:
     """Each video's value of an annotation column; with no such column, each video is its own group."""
-    annotations = read_annotations(
-        extract_cfg.annotations,  # type: ignore[arg-type]
-        extract_cfg.annotation_format,
-        extract_cfg.columns,
-        extract_cfg.class_names,
-        extract_cfg.file_template,
-    )
+    annotations = config_annotations(extract_cfg)
     offered = set(annotations.columns)
     if column not in offered:
         if column != "group":

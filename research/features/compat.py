@@ -38,10 +38,20 @@ FEATURE_KEYS = (
     "crop_pct",
     "interpolation",
     "l2_normalized",
+    "weights_stamp",
 )
 # Never waived: the numbers would be meaningless (another network's features, other classes) or the model
 # cannot even run. The rest (frames, resolution, sampling, clip, resizing) may be, for robustness studies.
-HARD_KEYS = ("feature_dim", "category_mapping", "multi_scale", "backbone", "weights", "normalization", "l2_normalized")
+HARD_KEYS = (
+    "feature_dim",
+    "category_mapping",
+    "multi_scale",
+    "backbone",
+    "weights",
+    "weights_stamp",
+    "normalization",
+    "l2_normalized",
+)
 
 
 def _normal(key: str, value: Any) -> Any:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -84,6 +85,7 @@ class BackbonePart:
     crop_pct: float = 0.875  # crop: the centre crop's share of the shorter side
     interpolation: str = "bilinear"  # crop: how the shorter side is resized
     l2_normalized: bool = False  # the backbone's feature is L2-normalised (CLIP image embeddings)
+    weights_stamp: str = ""  # size:mtime_ns of a local weights file: another file at the same path is other work
 
     @property
     def view(self) -> View:
@@ -109,6 +111,8 @@ class BackbonePart:
             out |= {"crop_pct": self.crop_pct, "interpolation": self.interpolation}
         if self.l2_normalized:
             out["l2_normalized"] = True
+        if self.weights_stamp:
+            out["weights_stamp"] = self.weights_stamp
         return out
 
 
@@ -153,6 +157,7 @@ class FeatureSettings:
                     crop_pct=float(cfg.crop_pct) if cfg.crop_pct else spec.crop_pct,
                     interpolation=cfg.interpolation or spec.interpolation,
                     l2_normalized=spec.l2_normalized,
+                    weights_stamp=_stamp(local) if local and not random else "",
                 )
             )
         return cls(
@@ -309,7 +314,17 @@ def _part(record: Mapping[str, Any], weights_file: str, resize: str = "squash") 
         crop_pct=float(record.get("crop_pct", 0.875)),
         interpolation=str(record.get("interpolation", "bilinear")),
         l2_normalized=bool(record.get("l2_normalized", False)),
+        weights_stamp=str(record.get("weights_stamp", "")),
     )
+
+
+def _stamp(path: str) -> str:
+    """``size:mtime_ns`` of a file (empty when it is not there: loading it says so)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ""
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def normalization_of(record: Mapping[str, Any]) -> dict[str, list[float]] | None:
