@@ -561,6 +561,19 @@ class EvalConfig:
     batch_size: int = opt(64, "videos per forward pass")
     device: str = opt("auto", "auto: cuda when available, else cpu; or a torch device (cuda:1)")
     predict: list[str] = opt([], "video files to classify end to end (extraction settings come from the checkpoint)")
+    classifier: str | None = opt(
+        None, "with --predict: a ready classifier file (classifier.pt, written by the pipeline) instead of members"
+    )
+    calibrate: bool = opt(
+        True,
+        "fit the ensemble rows' temperature on the members' validation split (members carry their own)",
+        why="probabilities that mean what they say: a 0.9 should be right 9 times in 10 (Guo et al. 2017)",
+    )
+    probe: bool = opt(
+        False,
+        "also score the logistic-regression probe fitted on the members' train split (C, temperature on val)",
+        why="the baseline a trained ensemble must beat on the same videos; off: it needs single-scale files",
+    )
     experiment: str = opt("evaluate", "MLflow experiment name")
     tracking_uri: str | None = opt(None, "MLflow store; null: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")
     log_mlflow: bool = opt(True, "log the evaluation as one MLflow run linking its members")
@@ -571,6 +584,10 @@ class EvalConfig:
             raise ConfigError(f"unknown TTA mode(s) {unknown}; choose from {sorted(TTA_DEFAULT_MODES)}")
         if self.weights is not None and self.checkpoints and len(self.weights) != len(self.checkpoints):
             raise ConfigError(f"{len(self.weights)} weights for {len(self.checkpoints)} checkpoints")
+        if self.classifier and not self.predict:
+            raise ConfigError("--classifier is for --predict (a report scores --checkpoints or --ensemble)")
+        if self.classifier and (self.checkpoints or self.ensemble):
+            raise ConfigError("--classifier names its own members: give it alone, without --checkpoints or --ensemble")
 
 
 @dataclasses.dataclass
@@ -642,7 +659,15 @@ class CVConfig:
     fold_seed: int = opt(0, "fold assignment: the same seed gives the same folds")
     bootstrap: int = opt(2000, "resamples of the pooled videos for the 95 % interval")
     out_dir: str = opt("outputs/cv", "cv.json and per-fold feature subsets / checkpoints")
+    choice_folds: int = opt(
+        3,
+        "the pipeline: grouped folds over train+val (never test) that choose the ready classifier, "
+        "the probe or the ensemble's recipe; 0 keeps the ensemble without comparing",
+        why="3 folds of one member each cost about three member trainings; the probe's folds take seconds",
+    )
 
     def validate(self) -> None:
         if self.folds < 2 or not 0 < self.val_fraction < 1 or not self.seeds:
             raise ConfigError("cv needs folds >= 2, 0 < val_fraction < 1 and at least one seed")
+        if self.choice_folds == 1 or self.choice_folds < 0:
+            raise ConfigError(f"cv.choice_folds is 0 (no choice) or at least 2, got {self.choice_folds}")

@@ -225,6 +225,9 @@ def test_a_csv_of_path_label_group_goes_through_the_pipeline_to_a_tracked_ensemb
         and not groups["train"] & groups["val"]
     )
     assert record["kept"] == len(rows) and not record["one_group_per_video"]
+    # The demo's config splits by family; a file without that column is split by its group column, and says so.
+    assert record["settings"]["group_by"] == "family" and "has no family column: grouped by its group" in done.stderr
+    assert set(record["splits"]["test"]["sources"]) <= {row["source"] for row in rows}
     report = json.loads((tmp_path / "outputs" / "clips" / "report.json").read_text())
     predicted = list(csv.DictReader((tmp_path / "outputs" / "clips" / "predictions.csv").open()))
     assert len(predicted) == report["num_videos"] == record["splits"]["test"]["clips"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 import shutil
 import socket
 import subprocess
@@ -62,7 +63,7 @@ def tiny_demo_config(
     here = Path() if relative else tmp_path
     data_dir = data_dir.relative_to(tmp_path) if relative else data_dir
     features = here / "features"
-    train_features = features / "by_source" if base == "demo.yaml" else features
+    train_features = features / "by_group" if base == "demo.yaml" else features
     # demo.yaml reads its clips from an annotation file (the manifest beside videos/) under the data root
     source = (
         f"{data_dir.parent}\n  annotations: {data_dir.parent / 'manifest.csv'}" if base == "demo.yaml" else data_dir
@@ -87,6 +88,12 @@ cv:
   folds: 3                      # 12 sources: each fold about one source per class
 """)
     return config
+
+
+def family_of_clips(manifest: Path) -> dict[str, str]:
+    """Each clip's family (the demo's group) by its video id (the manifest path without its extension)."""
+    with manifest.open(newline="") as fh:
+        return {str(Path(row["path"]).with_suffix("")): row["family"] or row["path"] for row in csv.DictReader(fh)}
 
 
 def source_of(video_id: str) -> str:
@@ -120,18 +127,26 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     report = run_pipeline(config, seeds=[1, 2])
     printed = capsys.readouterr().err
     assert_printed_whole(printed)
-    for written in [*(tmp_path / "outputs").iterdir(), tmp_path / "features" / "by_source" / "split.json"]:
+    for written in [*(tmp_path / "outputs").iterdir(), tmp_path / "features" / "by_group" / "split.json"]:
         if written.suffix in (".json", ".csv", ".txt"):
             text = written.read_text()
             assert str(tmp_path) not in text and str(tmp_path.resolve()) not in text, written
     predicted = list(csv.DictReader((tmp_path / "outputs" / "predictions.csv").open()))
     assert predicted and all(row["path"].startswith("real/videos/all/") for row in predicted)
-    assert list(report["rows"]) == ["member_1", "member_1+tta", "member_2", "member_2+tta", "ensemble", "ensemble+tta"]
-    split_dir = tmp_path / "features" / "by_source"
+    rows = ["member_1", "member_1+tta", "member_2", "member_2+tta", "ensemble", "ensemble+tta", "probe"]
+    assert list(report["rows"]) == rows and report["final_row"] == "ensemble+tta"  # the probe beside the ensemble
+    # The ready classifier: chosen by CV of train+val by family, written with its figures, named in the closing lines.
+    chosen = json.loads((tmp_path / "outputs" / "classifier.json").read_text())
+    assert chosen["classifier"] == "runs/classifier.pt" and chosen["kind"] == chosen["choice"]["chosen"]
+    assert chosen["choice"]["grouped_by"] == "family" and set(chosen["choice"]["candidates"]) == {"probe", "recipe"}
+    split_record = json.loads((tmp_path / "features" / "by_group" / "split.json").read_text())
+    assert chosen["choice"]["videos"] == sum(split_record["splits"][n]["clips"] for n in ("train", "val"))
+    assert "python evaluate.py --classifier runs/classifier.pt --predict MY_VIDEOS/" in printed
+    split_dir = tmp_path / "features" / "by_group"
     record = json.loads((split_dir / "split.json").read_text())
     skipped = [s["path"] for s in record["skipped"]]
     assert record["kept"] == copied and skipped == ["videos/all/gaming/broken.mp4", "videos/all/gaming/missing.mp4"]
-    assert record["settings"] == {"group_by": "group", "folds": 3, "test_fold": 0, "val_fraction": 0.2, "seed": 0}
+    assert record["settings"] == {"group_by": "family", "folds": 3, "test_fold": 0, "val_fraction": 0.2, "seed": 0}
     assert f"extraction kept {copied} clips and skipped 2: the split uses the {copied} kept" in caplog.text
     # the files themselves: every kept clip in exactly one split, no source on two sides, both kinds alike
     ids = {}
@@ -141,15 +156,16 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
         ids[name] = single.video_ids
     every = FeatureDataset(tmp_path / "features" / "all_features.h5").video_ids
     assert sorted(v for part in ids.values() for v in part) == sorted(every)
-    train, val, test = ({source_of(v) for v in ids[n]} for n in ("train", "val", "test"))
-    assert test and train and val and not test & (train | val) and not train & val
+    family = family_of_clips(tmp_path / "real" / "manifest.csv")
+    train, val, test = ({family[v] for v in ids[n]} for n in ("train", "val", "test"))
+    assert test and train and val and not test & (train | val) and not train & val  # no family on two sides
     assert sorted(test) == record["splits"]["test"]["sources"]
     assert report["num_videos"] == len(ids["test"])
-    assert report["features"] == "features/by_source/test_features_multiscale.h5"
+    assert report["features"] == "features/by_group/test_features_multiscale.h5"
 
     stamps = {p: p.stat().st_mtime_ns for p in [*(tmp_path / "features").rglob("*.h5"), *split_dir.glob("*.json")]}
     stamps |= {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*.pt")}
-    assert len(stamps) == 2 + 6 + 1 + 2
+    assert len(stamps) == 2 + 6 + 1 + 3  # pool, split, split.json; two members and the ready classifier
     caplog.clear()
     start = time.perf_counter()
     again = run_pipeline(config, seeds=[1, 2])
@@ -160,8 +176,8 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     assert "already extracted from these inputs, re-using" in text and "member 2: re-using" in text
     assert "split: re-using" in text and f"the split uses the {copied} kept" in text
 
-    # A source renamed in the manifest: the groups changed, so the split is made again, not re-used.
-    from research.commands.pipeline import split_by_source
+    # A family renamed in the manifest: the groups changed, so the split is made again, not re-used.
+    from research.commands.pipeline import split_by_group
     from research.config import CVConfig, ExtractConfig, TrainConfig, load_config
 
     manifest = tmp_path / "real" / "manifest.csv"
@@ -170,14 +186,14 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
         fields, rows = reader.fieldnames, list(reader)
     renamed = sorted(test)[0]
     for row in rows:
-        row["source"] = f"{renamed}_renamed" if row["source"] == renamed else row["source"]
+        row["family"] = f"{renamed}_renamed" if row["family"] == renamed else row["family"]
     write_manifest(manifest, fields, rows)
     caplog.clear()
     configs = (
         load_config(kind, section, config)
         for kind, section in ((ExtractConfig, "extract"), (TrainConfig, "train"), (CVConfig, "cv"))
     )
-    redone = split_by_source(*configs)
+    redone = split_by_group(*configs)
     assert "split: wrote" in caplog.text and "split: re-using" not in caplog.text
     every_source = {s for part in redone["splits"].values() for s in part["sources"]}
     assert f"{renamed}_renamed" in every_source and renamed not in every_source
@@ -196,9 +212,10 @@ def assert_printed_whole(printed: str) -> None:
         assert len(url) < 160
 
 
-def test_the_real_collection_splits_into_disjoint_sources_with_enough_test_clips() -> None:
-    """The demo's split of all 352 clips (what make demo computes, here from the manifest: the same labels,
-    groups and order as the extracted file when nothing is skipped)."""
+def test_the_real_collection_splits_into_disjoint_families_with_enough_test_clips() -> None:
+    """The demo's split of every clip (what make demo computes, here from the manifest: the same labels,
+    groups and order as the extracted file when nothing is skipped): by family, so no kind of video is
+    on two sides."""
     from research.config import CVConfig, load_config
     from research.data.splits import source_split
 
@@ -207,9 +224,10 @@ def test_the_real_collection_splits_into_disjoint_sources_with_enough_test_clips
         rows = sorted(csv.DictReader(fh), key=lambda r: r["path"])
     classes = sorted({r["class"] for r in rows})
     labels = [classes.index(r["class"]) for r in rows]
-    groups = [r["source"] for r in rows]
+    assert cv.group_by == "family"
+    groups = [r["family"] for r in rows]
     parts = source_split(labels, groups, cv.folds, cv.val_fraction, cv.fold_seed)
-    assert sum(len(p) for p in parts.values()) == len(rows) == 352
+    assert sum(len(p) for p in parts.values()) == len(rows)
     assert len(parts["test"]) >= 60 and len(parts["val"]) >= 40
     sources = {name: {groups[i] for i in p} for name, p in parts.items()}
     assert not sources["test"] & (sources["train"] | sources["val"]) and not sources["train"] & sources["val"]
@@ -250,6 +268,23 @@ def test_synthetic_demo_runs_on_its_split_folders_and_transfers(
     for row in transfer["rows"].values():
         ci = row["macro_f1_95"]
         assert 0 <= ci["low"] <= row["macro_f1"] <= ci["high"] <= 1
+
+
+def test_grouping_section_puts_both_levels_side_by_side(tmp_path: Path, tracking_uri: str) -> None:
+    """studies.results grouping on a tiny copy of benchmarks/real: the probe by source and by family, each
+    on its own groups (no family on two sides of a fold), rendered side by side."""
+    from studies.grouping import grouping_section, grouping_study
+
+    data = tiny_real_collection(tmp_path / "real")
+    config = tiny_demo_config(tmp_path, tracking_uri, data)
+    grouping_study(tmp_path / "grouping", [1], config, probe_only=True)
+    family = family_of_clips(tmp_path / "real" / "manifest.csv")
+    for level, groups_of in (("source", source_of), ("family", family.__getitem__)):
+        run = json.loads((tmp_path / "grouping" / level / "probe" / "draw_0" / "cv.json").read_text())
+        assert run["groups"] == len({groups_of(v) for v in family})
+    section = "\n".join(grouping_section(tmp_path / "grouping"))
+    assert "| arm | by source | 95 % | by family | 95 % | family − source |" in section
+    assert re.search(r"\| probe \| 0\.\d{3} ± 0\.\d{3} \(3 draws\) \| \[", section), section
 
 
 def test_ablation_table_and_nested_mlflow_runs(tiny_features: Path, tmp_path: Path, tracking_uri: str) -> None:

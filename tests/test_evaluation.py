@@ -13,11 +13,13 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from research.config import EvalConfig
 from research.data.dataset import FeatureDataset
+from research.engine.calibration import fit_temperature, with_temperature
 from research.engine.checkpoints import build_model, load_checkpoint
+from research.engine.classifier import ensemble_file, fit_split_probe, pooled_file, probe_file, write_classifier
 from research.engine.evaluation import ensemble_probabilities, evaluate, member_probabilities, predict_videos
 from research.engine.training import train
-from research.engine.tta import center, get_views, identity, reverse, stride2, tta_probabilities
-from research.errors import FeatureMismatchError
+from research.engine.tta import DEFAULT_MODES, center, get_views, identity, reverse, stride2, tta_probabilities
+from research.errors import CheckpointError, FeatureMismatchError
 from research.features.hdf5 import write_features
 
 from .test_training import tiny_train_config
@@ -88,7 +90,13 @@ def test_metrics_equal_sklearn_on_the_same_predictions(
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
     assert "true \\ predicted" in (tmp_path / "confusion_matrix.txt").read_text()
     # One row per video with the final row's (member_1+tta) probabilities, beside the report.
-    tta = member_probabilities(build_model(load_checkpoint(members[0])), ds, torch.device("cpu"), 8, get_views())
+    # ... calibrated by the temperature training fitted on the validation split and wrote into the checkpoint.
+    checkpoint = load_checkpoint(members[0])
+    temperature = checkpoint["calibration"]["temperature"]
+    assert report["rows"]["member_1+tta"]["calibration"]["temperature"] == temperature != 1.0
+    tta = with_temperature(
+        member_probabilities(build_model(checkpoint), ds, torch.device("cpu"), 8, get_views()), temperature
+    )
     with open(tmp_path / "predictions.csv") as fh:
         rows = list(csv.DictReader(fh))
     classes = report["classes"]
@@ -128,7 +136,32 @@ def test_full_table_for_an_ensemble_from_mlflow(members: list[Path], tmp_path: P
     assert run.data.metrics["macro_f1"] == pytest.approx(final["macro_f1"])
     assert run.data.metrics["macro_f1_low"] == pytest.approx(final["macro_f1_95"]["low"])
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
-    assert {"report.json", "predictions.csv", "confusion_matrix.png", "confusion_matrix.txt"} <= artifacts
+    assert {
+        "report.json",
+        "predictions.csv",
+        "confusion_matrix.png",
+        "confusion_matrix.txt",
+        "reliability.png",
+    } <= artifacts
+    # Calibrated: every row has ECE, NLL and Brier (logged too); the ensemble rows' temperatures were fitted on
+    # the members' validation split: the same fit, done here by hand, gives the same numbers.
+    assert run.data.metrics["ece"] == pytest.approx(final["calibration"]["ece"])
+    assert {"ensemble_tta_ece", "ensemble_tta_nll", "ensemble_tta_brier", "member_1_temperature"} <= set(
+        run.data.metrics
+    )
+    val = FeatureDataset(Path(load_checkpoint(members[0])["features"]["file"]).with_name("val_features_multiscale.h5"))
+    calibrated_members = [
+        with_temperature(
+            member_probabilities(build_model(c), val, torch.device("cpu"), 8, get_views()),
+            c["calibration"]["temperature"],
+        )
+        for c in map(load_checkpoint, members)
+    ]
+    expected = fit_temperature(ensemble_probabilities(calibrated_members), val.labels)
+    assert report["calibration"]["ensemble_temperatures"]["ensemble+tta"] == pytest.approx(expected, rel=1e-4)
+    assert final["calibration"]["temperature"] == pytest.approx(expected, rel=1e-4)
+    for row in report["rows"].values():
+        assert set(row["calibration"]) >= {"ece", "ece_95", "nll", "brier", "temperature", "uncalibrated"}
     # Checkpoint files whose training runs share an ensemble tag (what make demo evaluates): the same name.
     files = evaluate(EvalConfig(checkpoints=[str(p) for p in members], out_dir=str(tmp_path / "files"), tta=False))
     named = mlflow.get_run(files["mlflow_run_id"])
@@ -162,11 +195,12 @@ def test_predict_a_raw_video_with_the_checkpoints_own_settings(
 ) -> None:
     ckpt = load_checkpoint(members[0])
     ds = FeatureDataset(tiny_features / "test_features_multiscale.h5")
-    probs = member_probabilities(build_model(ckpt), ds, torch.device("cpu"), 8, get_views())
+    raw = member_probabilities(build_model(ckpt), ds, torch.device("cpu"), 8, get_views())
+    probs = with_temperature(raw, ckpt["calibration"]["temperature"])
     with h5py.File(ds.path) as f:
         paths = [p.decode() for p in f["paths"][:]]
-    # Decoding the raw file with the checkpoint's own extraction settings gives exactly the probabilities
-    # its feature row gives (right or wrong: 3 training videos per class do not make a classifier).
+    # Decoding the raw file with the checkpoint's own extraction settings gives exactly the (calibrated)
+    # probabilities its feature row gives (right or wrong: 3 training videos per class do not make a classifier).
     i = int(np.argmax(probs.max(1)))  # the most confident video: its class is not a near-tie
     cfg = EvalConfig(checkpoints=[str(members[0])], predict=[str(tiny_videos / paths[i])], out_dir=str(tmp_path))
     (result,) = predict_videos(cfg)
@@ -232,3 +266,40 @@ def test_features_made_with_other_sampling_settings_are_refused_unless_allowed(
         f.attrs["backbone"] = "efficientnet_lite0"
     with pytest.raises(FeatureMismatchError, match=r"backbone: 'mobilenet_v2' .* vs 'efficientnet_lite0'"):
         evaluate(EvalConfig(**{**cfg.__dict__, "allow_feature_mismatch": True}))
+
+
+def test_the_probe_row_and_both_kinds_of_ready_classifier_predict_what_they_scored(
+    members: list[Path], tiny_features: Path, tiny_videos: Path, tmp_path: Path
+) -> None:
+    """The probe fitted on the members' train split sits beside them; a classifier file of either kind,
+    read back, gives a raw video the calibrated probabilities its feature row gets."""
+    report = evaluate(
+        EvalConfig(
+            checkpoints=[str(p) for p in members], out_dir=str(tmp_path / "report"), probe=True, log_mlflow=False
+        )
+    )
+    assert list(report["rows"])[-1] == "probe" and report["final_row"] == "ensemble+tta"
+    fitted = fit_split_probe(tiny_features / "train_features.h5", tiny_features / "val_features.h5")
+    x, labels = pooled_file(tiny_features / "test_features.h5")
+    assert report["rows"]["probe"]["accuracy"] == pytest.approx((fitted.probabilities(x).argmax(1) == labels).mean())
+    with h5py.File(tiny_features / "test_features.h5") as f:
+        video = tiny_videos / f["paths"][0].decode()
+
+    probe_path = write_classifier(probe_file(fitted, tiny_features / "train_features.h5", {}), tmp_path / "p" / "c.pt")
+    (result,) = predict_videos(EvalConfig(classifier=str(probe_path), predict=[str(video)], out_dir=str(tmp_path)))
+    assert list(result["probabilities"].values()) == pytest.approx(fitted.probabilities(x[:1])[0].tolist(), abs=1e-5)
+
+    folder = tmp_path / "ensemble"
+    folder.mkdir()
+    copies = [Path(shutil.copy(p, folder / p.name)) for p in members]
+    temperature = report["calibration"]["ensemble_temperatures"]["ensemble+tta"]
+    path = write_classifier(ensemble_file(copies, list(DEFAULT_MODES), temperature, {}), folder / "c.pt")
+    (result,) = predict_videos(EvalConfig(classifier=str(path), predict=[str(video)], out_dir=str(tmp_path)))
+    with open(tmp_path / "report" / "predictions.csv") as fh:
+        scored = next(csv.DictReader(fh))  # the ensemble+tta row's calibrated probabilities of the same video
+    assert list(result["probabilities"].values()) == pytest.approx(
+        [float(scored[f"p_{c}"]) for c in report["classes"]], abs=1e-5
+    )
+    shutil.copy(members[0], copies[1])  # a member re-trained since: the file is refused, not applied
+    with pytest.raises(CheckpointError, match="made with another"):
+        predict_videos(EvalConfig(classifier=str(path), predict=[str(video)], out_dir=str(tmp_path)))

@@ -6,7 +6,7 @@ Commands are the lines of ```bash blocks that start with a known prompt (``PROMP
 a block fails the test, so nothing escapes it. Each command is run as written (in this interpreter, as
 ``python`` would run it), from a sandbox folder laid out like the project (scripts, a copy of experiments/, a
 tiny copy of benchmarks/real and the same clips listed in ``my_videos/labels.csv`` for the README's "Your own videos",
-features/demo with make demo's source split in features/demo/by_source, runs/demo), with size overrides
+features/demo with make demo's source split in features/demo/by_group, runs/demo), with size overrides
 appended (``key=value``, or the pipeline's ``section.key=value``: fewer frames, fewer epochs) so that it
 takes seconds. A ``cat > FILE <<'EOF'`` command is run by bash with the page's own heredoc.
 """
@@ -44,8 +44,8 @@ RUN: dict[str, str] = {
     ),
     "python extract.py --config experiments/demo.yaml": "frames=4 image_size=64",
     "python -m research.commands.features inspect features/demo/all_features_multiscale.h5": "",
-    "python -m research.commands.features merge features/demo/by_source/trainval_features.h5 "
-    "features/demo/by_source/train_features.h5 features/demo/by_source/val_features.h5": "",
+    "python -m research.commands.features merge features/demo/by_group/trainval_features.h5 "
+    "features/demo/by_group/train_features.h5 features/demo/by_group/val_features.h5": "",
     "python train.py --config experiments/demo.yaml --seed 1": FAST_TRAIN,
     "python train.py --config experiments/demo.yaml --seed 2": FAST_TRAIN,
     "python train.py --config experiments/demo.yaml --model transformer --single-scale lr=5e-4 "
@@ -55,6 +55,7 @@ RUN: dict[str, str] = {
     "python evaluate.py --checkpoints runs/demo/best_ensemble_model_1.pt runs/demo/best_ensemble_model_2.pt": "",
     "python evaluate.py --checkpoints runs/demo/best_ensemble_model_1.pt "
     "--predict benchmarks/real/videos/all/animation/big_buck_bunny/big_buck_bunny_00.mp4": "",
+    "python evaluate.py --classifier runs/labels/classifier.pt --predict my_videos": "",
     "python train.py --search --config experiments/demo.yaml --study demo --trials 2": "epochs=1",
     "python -m videogen --out data/more --videos-per-class 3 --seed 1": "--min-seconds 1 --max-seconds 1",
     "python -m videogen --out data/hard --videos-per-class 3 --difficulty 0.7 1.0": "--min-seconds 1 --max-seconds 1",
@@ -79,13 +80,22 @@ NOT_RUN: dict[str, str] = {
     "python -m research.commands.cv --config experiments/real_probe.yaml": (
         "minutes on the real clips: tests/test_cv.py cross-validates the linear probe on tiny data"
     ),
+    "python -m research.commands.cv --config experiments/real_probe.yaml --group-by family": (
+        "minutes on the real clips: tests/test_cv.py runs probe_cross_validate on tiny data, tests/test_demo.py "
+        "splits benchmarks/real by family"
+    ),
+    "python -m studies.results grouping": (
+        "about 20 minutes on the real clips: tests/test_demo.py::test_grouping_section_puts_both_levels_side_by_"
+        "side runs its probe arms on a tiny collection and renders the section"
+    ),
     "python -m research.commands.cv --config experiments/real.yaml --search": (
         "25 minutes: tests/test_cv.py::test_recipe_study_scores_training_folds_only runs a study the same way"
     ),
     "make results-real": "half an hour on 2 cores: tests/test_demo.py covers studies.results write, test_cv the CV",
     "make demo": (
         "minutes of work: tests/test_demo.py runs the pipeline's run_demo on a tiny copy of benchmarks/real "
-        "(extract, split by source, train, evaluate, then re-use); RUN's pipeline command is the same path"
+        "(extract, split by family, train, evaluate beside the probe, choose the classifier, then re-use); "
+        "RUN's pipeline command is the same path"
     ),
     "python -m research.commands.pipeline --config experiments/synthetic.yaml": (
         "minutes on the 416 drawn videos: tests/test_demo.py::test_synthetic_demo_runs_on_its_split_folders_and_"
@@ -305,7 +315,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
     features/demo extracted and split by source as make demo leaves them."""
     import dataclasses
 
-    from research.commands.pipeline import split_by_source
+    from research.commands.pipeline import split_by_group
     from research.config import CVConfig, ExtractConfig, TrainConfig, load_config
     from research.features.extraction import extract
 
@@ -326,7 +336,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
         train_cfg = load_config(TrainConfig, "train", config)
         extract(extract_cfg)  # what the extract command gives (that test then re-uses it)
         cv = dataclasses.replace(load_config(CVConfig, "cv", config), folds=3)  # 12 sources: 3 folds, not 5
-        split_by_source(extract_cfg, train_cfg, cv)  # make demo's step 2
+        split_by_group(extract_cfg, train_cfg, cv)  # make demo's step 2
     return root
 
 

@@ -28,6 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from rich.table import Table
 
 from research.cli import banner, console, make_parser, run_cli, setup_logging
@@ -35,12 +36,14 @@ from research.config import CVConfig, EvalConfig, ExtractConfig, TrainConfig, lo
 from research.data.dataset import FeatureDataset, split_path
 from research.data.inputs import ALL_SPLIT, config_annotations, split_of
 from research.data.splits import TEST_FOLD, source_split, video_groups, write_fold
+from research.engine import classifier as classifier_file
+from research.engine.choice import choose_classifier
 from research.engine.evaluation import evaluate, results_table
 from research.engine.members import train_members
 from research.errors import UserError
 from research.features.extraction import extract
 from research.features.hdf5 import content_fingerprint, read_attrs
-from research.files import write_text_atomic
+from research.files import shown_path, write_text_atomic
 from research.tracking import links as mlflow_links
 
 log = logging.getLogger(__name__)
@@ -61,7 +64,7 @@ def split_settings(cv: CVConfig) -> dict[str, Any]:
     }
 
 
-def split_by_source(
+def split_by_group(
     extract_cfg: ExtractConfig, train_cfg: TrainConfig, cv: CVConfig, split: str | None = None
 ) -> dict[str, Any]:
     """Split what extraction kept of ``split`` (default: the pool) by group and write train/val/test subsets
@@ -186,40 +189,104 @@ def run_pipeline(
     if not split_by_folder and Path(train_cfg.features_dir).resolve() == Path(extract_cfg.out_dir).resolve():
         raise UserError(
             f"train.features_dir must be a folder of its own for the source split, not the extraction's "
-            f"{extract_cfg.out_dir} (e.g. {Path(extract_cfg.out_dir) / 'by_source'})"
+            f"{extract_cfg.out_dir} (e.g. {Path(extract_cfg.out_dir) / 'by_group'})"
         )
-    steps = 3 if split_by_folder else 4
+    cv = load_config(CVConfig, "cv", config, overrides.get("cv"))
+    choose = not split_by_folder and cv.choice_folds > 0
+    steps = (3 if split_by_folder else 4) + choose
     banner(f"1/{steps} features: one {extract_cfg.backbone} pass, single- and multi-scale files")
     extract(extract_cfg)
     tags: dict[str, str] = {}
     if not split_by_folder:
-        cv = load_config(CVConfig, "cv", config, overrides.get("cv"))
         banner(f"2/{steps} split by {cv.group_by}: train, val and test sources disjoint")
-        record = split_by_source(extract_cfg, train_cfg, cv, pool)
+        record = split_by_group(extract_cfg, train_cfg, cv, pool)
         tags = {"split": f"by {cv.group_by}", "split_seed": str(cv.fold_seed)}
         tags |= {f"split_{name}_clips": str(part["clips"]) for name, part in record["splits"].items()}
-    banner(f"{steps - 1}/{steps} ensemble members: seeds {seeds}")
+    banner(f"{steps - 1 - choose}/{steps} ensemble members: seeds {seeds}")
     checkpoints = train_members(train_cfg, seeds, extra_tags=tags)
-    banner(f"{steps}/{steps} evaluation: members, TTA, ensemble" + ("" if split_by_folder else " on the test groups"))
-    report = evaluate(dataclasses.replace(eval_cfg, checkpoints=[str(p) for p in checkpoints]))
+    banner(f"{steps - choose}/{steps} evaluation: members, TTA, ensemble, probe" + " on the test groups" * choose)
+    probe = "single" in extract_cfg.outputs  # the probe beside the ensemble: it reads the single-scale files
+    report = evaluate(dataclasses.replace(eval_cfg, checkpoints=[str(p) for p in checkpoints], probe=probe))
     console.print(results_table(report))
-    split_line = "" if split_by_folder else f"  split         {train_cfg.features_dir}/split.json\n"
+    classifier = None
+    if choose:
+        banner(
+            f"{steps}/{steps} ready classifier: probe or recipe, {cv.choice_folds} folds by {cv.group_by} of train+val"
+        )
+        classifier = ready_classifier(extract_cfg, train_cfg, eval_cfg, cv, record, report, checkpoints)
+    lines = [
+        f"  report        {eval_cfg.out_dir}/report.json, {eval_cfg.out_dir}/predictions.csv",
+        f"  checkpoints   {train_cfg.out_dir}/best_ensemble_model_{{{','.join(map(str, seeds))}}}.pt",
+        f"  features      {extract_cfg.out_dir}/ (python -m research.commands.features inspect FILE.h5)",
+    ]
+    if not split_by_folder:
+        lines.append(f"  split         {train_cfg.features_dir}/split.json")
+    if classifier:
+        lines.append(f"  classify      python evaluate.py --classifier {classifier} --predict MY_VIDEOS/")
+    if config == DEMO_CONFIG:
+        lines.append("  ablation      make ablation      results page: make results")
     console.print("\n[bold]Where to look next[/bold]")
-    console.print(
-        f"  report        {eval_cfg.out_dir}/report.json, {eval_cfg.out_dir}/predictions.csv\n"
-        f"  checkpoints   {train_cfg.out_dir}/best_ensemble_model_{{{','.join(map(str, seeds))}}}.pt\n"
-        f"  features      {extract_cfg.out_dir}/ (python -m research.commands.features inspect FILE.h5)"
-        + (f"\n{split_line.rstrip()}" if split_line else "")
-        + ("\n  ablation      make ablation      results page: make results" if config == DEMO_CONFIG else ""),
-        soft_wrap=True,
-        markup=False,
-        highlight=False,
-    )
+    console.print("\n".join(lines), soft_wrap=True, markup=False, highlight=False)
     if train_cfg.log_mlflow:  # the way into the UI: the command, then links to the members and the evaluation
         members = [m.get("run_id") for m in report.get("members", [])]
         links = mlflow_links.ui_links(train_cfg.ensemble, members, report.get("mlflow_run_id"), train_cfg.tracking_uri)
         mlflow_links.print_links(console, links)
     return report
+
+
+def ready_classifier(
+    extract_cfg: ExtractConfig,
+    train_cfg: TrainConfig,
+    eval_cfg: EvalConfig,
+    cv: CVConfig,
+    record: dict[str, Any],
+    report: dict[str, Any],
+    checkpoints: list[Path],
+) -> Path:
+    """Choose between the probe and the ensemble by grouped CV of train+val (``research.engine.choice``), write
+    the winner as ``classifier.pt`` beside the members and the choice with its figures as ``classifier.json``
+    beside the report; returns the classifier's path."""
+    split = pool_split(extract_cfg) or extract_cfg.splits[0]
+    pool = {kind == "multi": split_path(extract_cfg.out_dir, split, kind == "multi") for kind in extract_cfg.outputs}
+    ds = FeatureDataset(next(iter(pool.values())), in_memory="no")
+    dev_videos = set(record["splits"]["train"]["videos"]) | set(record["splits"]["val"]["videos"])
+    dev = np.array([i for i, vid in enumerate(ds.video_ids) if vid in dev_videos])
+    groups = video_groups(ds, cv, extract_cfg)
+    choice = choose_classifier(pool, dev, groups, train_cfg, cv, Path(train_cfg.out_dir) / "choice")
+    path = Path(train_cfg.out_dir) / classifier_file.FILE_NAME
+    if choice["chosen"] == "probe":
+        folder = Path(train_cfg.features_dir)
+        fitted = classifier_file.fit_split_probe(split_path(folder, "train", False), split_path(folder, "val", False))
+        made = classifier_file.probe_file(fitted, split_path(folder, "train", False), choice)
+        what = {"kind": "probe", "temperature": fitted.temperature, "c": fitted.probe.c}
+    else:
+        temperature = report["calibration"]["ensemble_temperatures"].get("ensemble+tta", 1.0)
+        made = classifier_file.ensemble_file(checkpoints, report["tta_modes"], temperature, choice)
+        what = {"kind": "ensemble", "temperature": temperature, "members": [p.name for p in checkpoints]}
+    classifier_file.write_classifier(made, path)
+    summary = {"classifier": shown_path(path), **what, "choice": choice}
+    write_text_atomic(Path(eval_cfg.out_dir) / "classifier.json", json.dumps(summary, indent=2))
+    _report_choice(choice)
+    return Path(shown_path(path))
+
+
+def _report_choice(choice: dict[str, Any]) -> None:
+    if "skipped" in choice:
+        console.print(f"ready classifier: the ensemble, without a comparison ({choice['skipped']})", highlight=False)
+        return
+    table = Table(title=f"{choice['folds']}-fold CV by {choice['grouped_by']} of train+val ({choice['videos']} videos)")
+    for col in ("candidate", "macro-F1", "95 %", "what"):
+        table.add_column(col)
+    for name, fig in choice["candidates"].items():
+        ci = fig["macro_f1_95"]
+        table.add_row(name, f"{fig['macro_f1']:.3f}", f"{ci['low']:.3f}-{ci['high']:.3f}", fig["what"])
+    console.print(table)
+    d = choice["difference"]
+    console.print(
+        f"chosen: {choice['chosen']} (+{d['chosen_minus_other']:.3f}, paired 95 % "
+        f"[{d['paired_95']['low']:+.3f}, {d['paired_95']['high']:+.3f}]" + (": within noise)" if d["noise"] else ")"),
+        highlight=False,
+    )
 
 
 def collection_overrides(

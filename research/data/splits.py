@@ -53,9 +53,17 @@ def video_groups(ds: FeatureDataset, cfg: CVConfig, extract_cfg: ExtractConfig) 
 
 
 def annotation_groups(video_ids: list[str], column: str, extract_cfg: ExtractConfig) -> list[str]:
-    """Each video's value of an annotation column; with no such column, each video is its own group."""
+    """Each video's value of an annotation column. Without a ``family`` column, ``family`` falls back to
+    ``group``; without a ``group`` column, each video is its own group (both say so: the split is weaker)."""
     annotations = config_annotations(extract_cfg)
     offered = set(annotations.columns)
+    if column == "family" and column not in offered:
+        log.warning(
+            "%s has no family column: grouped by its group column instead, so look-alike groups of one family "
+            "(one program's or package's sources) may straddle the split",
+            annotations.source,
+        )
+        column = "group"
     if column not in offered:
         if column != "group":
             raise UserError(

@@ -10,6 +10,9 @@ A checkpoint (``best_ensemble_model_{seed}.pt``) holds only tensors and plain da
                   classes, ...) plus the training file's path
     feature_dim, num_classes, category_mapping   (also top level: seed-style readers use them)
     config, metrics, seed, epoch, mlflow_run_id
+    calibration   the temperature fitted on the validation split after training, with the
+                  split's ECE/NLL/Brier before and after (``research.engine.calibration``);
+                  applied wherever the member's probabilities are used (1 where absent)
 
 Whether a checkpoint fits a feature file is ``research.features.compat``'s one rule.
 """
@@ -149,6 +152,11 @@ def _missing_parts(ckpt: Any) -> list[str]:
         "category_mapping": isinstance(ckpt.get("category_mapping"), Mapping),
     }
     return [name for name, present in needed.items() if not present]
+
+
+def checkpoint_temperature(checkpoint: Mapping[str, Any]) -> float:
+    """The member's calibration temperature (1 for a checkpoint written before calibration existed)."""
+    return float(checkpoint.get("calibration", {}).get("temperature", 1.0))
 
 
 def build_model(checkpoint: Mapping[str, Any]) -> nn.Module:

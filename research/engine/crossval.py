@@ -38,6 +38,7 @@ from research import tracking
 from research.config import CVConfig, ExtractConfig, TrainConfig
 from research.data.dataset import FeatureDataset, split_path
 from research.data.splits import carve_validation, make_folds, video_groups, write_fold
+from research.engine.calibration import calibration_scores
 from research.engine.evaluation import ensemble_probabilities
 from research.engine.members import mean_std, score_member, train_members
 from research.engine.metrics import bootstrap_interval, classification_metrics
@@ -67,9 +68,11 @@ def prepare(
 
 
 def pooled_scores(labels: np.ndarray, probs: np.ndarray, classes: list[str], bootstrap: int) -> dict[str, Any]:
-    """A row pooled over every video: scores, confusion, per-video predictions, bootstrap interval."""
+    """A row pooled over every video: scores, confusion, per-video predictions, bootstrap interval, and how
+    calibrated its probabilities are (ECE, NLL, Brier: ``research.engine.calibration``)."""
     preds = probs.argmax(1)
     return row_scores(labels, probs, classes) | {
+        "calibration": calibration_scores(probs, labels, interval=False),
         "confusion": classification_metrics(labels, preds, len(classes))["confusion"],
         "pred": preds.tolist(),  # per video (the report's video order): paired comparisons between arms
         "bootstrap_95": bootstrap_interval(labels, preds, len(classes), n=bootstrap),

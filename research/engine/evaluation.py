@@ -3,8 +3,13 @@
 The table the seed reports (one model ~93 %, with TTA ~95 %, 4-model ensemble with
 TTA 95 % F1), for any set of checkpoints on any feature file:
 
-    rows: member_{seed}, member_{seed}+tta, ..., ensemble, ensemble+tta
-    columns: accuracy, macro-F1, F1 per class
+    rows: member_{seed}, member_{seed}+tta, ..., ensemble, ensemble+tta [, probe]
+    columns: accuracy, macro-F1 (95 % interval), ECE, F1 per class; report.json adds NLL and Brier
+
+Every row's probabilities are calibrated (``research.engine.calibration``): a member by the
+temperature fitted on the validation split in training (in its checkpoint), an ensemble row by
+its own temperature fitted here on the members' validation split. ``probe`` (``--probe``) is the
+logistic-regression probe fitted on the members' train split, beside them for comparison.
 
 Members come from checkpoint files, MLflow run ids, or an ensemble tag. They must
 agree on feature dimension, classes and feature type, and match the feature file;
@@ -16,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +36,15 @@ from research.config import EvalConfig, to_flat_dict
 from research.data.dataset import FeatureDataset, split_path
 from research.data.inputs import file_entry
 from research.engine import predictions
-from research.engine.checkpoints import build_model, checkpoint_features, load_checkpoint
+from research.engine.calibration import calibration_scores, fit_temperature, plot_reliability, with_temperature
+from research.engine.checkpoints import build_model, checkpoint_features, checkpoint_temperature, load_checkpoint
+from research.engine.classifier import (
+    fit_split_probe,
+    member_paths,
+    pooled_file,
+    read_classifier,
+    record_probe,
+)
 from research.engine.metrics import bootstrap_interval, classification_metrics
 from research.engine.tta import get_views, predict, tta_probabilities
 from research.errors import UserError, ensure_dir
@@ -40,6 +54,7 @@ from research.features.settings import FeatureSettings, kind_of
 from research.files import shown_path, write_text_atomic
 
 log = logging.getLogger(__name__)
+RELIABILITY = "reliability.png"  # the reliability diagram beside report.json
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -142,8 +157,93 @@ def row_metrics(name: str, probs: np.ndarray, labels: np.ndarray, classes: list[
     }
 
 
+@dataclass
+class RowProbabilities:
+    """One row's probabilities as the models give them (``raw``) and after its temperature."""
+
+    raw: np.ndarray
+    calibrated: np.ndarray
+    temperature: float
+
+
+def score_rows(
+    members: list[Member],
+    ds: FeatureDataset,
+    cfg: EvalConfig,
+    device: torch.device,
+    ensemble_temperatures: dict[str, float],
+) -> dict[str, RowProbabilities]:
+    """Every row's probabilities on ``ds``: each member (and member+TTA) with its own temperature; the
+    ensemble rows average the calibrated members, then apply their own temperature (1 if not given)."""
+    views = get_views(cfg.tta_modes) if cfg.tta else None
+    rows: dict[str, RowProbabilities] = {}
+    variants: dict[str, list[RowProbabilities]] = {"ensemble": [], "ensemble+tta": []}
+    for m in members:
+        model, temperature = build_model(m.checkpoint), checkpoint_temperature(m.checkpoint)
+        for suffix, view_list in (("", None), ("+tta", views)):
+            if suffix and not views:
+                continue
+            raw = member_probabilities(model, ds, device, cfg.batch_size, view_list)
+            rows[m.name + suffix] = RowProbabilities(raw, with_temperature(raw, temperature), temperature)
+            variants["ensemble" + suffix].append(rows[m.name + suffix])
+    if len(members) > 1:
+        for name, parts in variants.items():
+            if parts:
+                t = ensemble_temperatures.get(name, 1.0)
+                calibrated = ensemble_probabilities([p.calibrated for p in parts], cfg.weights)
+                raw = ensemble_probabilities([p.raw for p in parts], cfg.weights)
+                rows[name] = RowProbabilities(raw, with_temperature(calibrated, t), t)
+    return rows
+
+
+def fit_ensemble_temperatures(
+    members: list[Member], cfg: EvalConfig, device: torch.device
+) -> tuple[dict[str, float], Path | None]:
+    """The ensemble rows' temperatures, fitted on the members' validation split (the file beside their
+    training file); none for one member, with ``calibrate: false``, or where that file is missing."""
+    if len(members) < 2 or not cfg.calibrate:
+        return {}, None
+    val_path = split_path(Path(members[0].features["file"]).parent, "val", members[0].multi_scale)
+    if not val_path.is_file():
+        log.warning("no validation split at %s: the ensemble rows keep temperature 1 (members keep theirs)", val_path)
+        return {}, None
+    val = FeatureDataset(val_path)
+    rows = score_rows(members, val, cfg, device, {})
+    fitted = {name: fit_temperature(rows[name].calibrated, val.labels) for name in rows if name.startswith("ensemble")}
+    return fitted, val_path
+
+
+def calibrated_row(name: str, probs: RowProbabilities, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """A report row of the calibrated probabilities, with ECE (and its interval), NLL and Brier score
+    before (``uncalibrated``) and after the row's temperature."""
+    row = row_metrics(name, probs.calibrated, labels, classes)
+    row["calibration"] = (
+        {"temperature": probs.temperature}
+        | calibration_scores(probs.calibrated, labels)
+        | {"uncalibrated": calibration_scores(probs.raw, labels, interval=False)}
+    )
+    return row
+
+
+def probe_probabilities(cfg: EvalConfig, members: list[Member], path: Path, ds: FeatureDataset) -> RowProbabilities:
+    """The logistic-regression probe fitted on the members' train split (C and temperature chosen on
+    their val split), scored on the single-scale file of the videos scored here."""
+    folder = Path(members[0].features["file"]).parent
+    single = path if not ds.attrs.get("multi_scale") else path.with_name(path.name.replace("_multiscale", ""))
+    needed = [split_path(folder, "train", False), split_path(folder, "val", False), single]
+    missing = [str(p) for p in needed if not p.is_file()]
+    if missing:
+        raise UserError(f"probe: {', '.join(missing)} missing (it reads the single-scale train, val and scored files)")
+    if FeatureDataset(single, in_memory="no").video_ids != ds.video_ids:
+        raise UserError(f"probe: {single} and {path} hold different videos")
+    fitted = fit_split_probe(needed[0], needed[1])
+    x, _ = pooled_file(single)
+    raw = fitted.probe.predict_proba(x)
+    return RowProbabilities(raw, with_temperature(raw, fitted.temperature), fitted.temperature)
+
+
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
-    """Score every member with and without TTA, and their ensemble; write and log the report."""
+    """Score every member with and without TTA, and their ensemble, calibrated; write and log the report."""
     device = distributed.device_for(cfg.device)
     members = load_members(cfg)
     path = features_path(cfg, members[0])
@@ -152,29 +252,19 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         check_compatible(m.features, ds.attrs, m.source, str(path), allow_mismatch=cfg.allow_feature_mismatch)
     mapping = members[0].checkpoint["category_mapping"]
     classes = [c for c, _ in sorted(mapping.items(), key=lambda kv: kv[1])]
-    views = get_views(cfg.tta_modes) if cfg.tta else None
 
-    rows, plain, augmented = [], [], []
-    final = np.empty(0)  # the probabilities of the last row: the one the report ends on, per video in predictions.csv
-    for m in members:
-        model = build_model(m.checkpoint)
-        plain.append(final := member_probabilities(model, ds, device, cfg.batch_size, None))
-        rows.append(row_metrics(m.name, final, ds.labels, classes))
-        if views:
-            augmented.append(final := member_probabilities(model, ds, device, cfg.batch_size, views))
-            rows.append(row_metrics(f"{m.name}+tta", final, ds.labels, classes))
-    if len(members) > 1:
-        final = ensemble_probabilities(plain, cfg.weights)
-        rows.append(row_metrics("ensemble", final, ds.labels, classes))
-        if views:
-            final = ensemble_probabilities(augmented, cfg.weights)
-            rows.append(row_metrics("ensemble+tta", final, ds.labels, classes))
+    temperatures, val_path = fit_ensemble_temperatures(members, cfg, device)
+    scored = score_rows(members, ds, cfg, device, temperatures)
+    final_row = list(scored)[-1]  # ensemble+tta where there is one: the report ends on it
+    if cfg.probe:
+        scored["probe"] = probe_probabilities(cfg, members, path, ds)
+    rows = [calibrated_row(name, probs, ds.labels, classes) for name, probs in scored.items()]
 
     report = {
         "features": shown_path(path),  # below the current folder: relative, so a checkout's outputs stay put
         "num_videos": len(ds),
         "classes": classes,
-        "tta_modes": list(cfg.tta_modes) if views else [],
+        "tta_modes": list(cfg.tta_modes) if cfg.tta else [],
         "members": [
             {
                 "name": m.name,
@@ -182,17 +272,30 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 "run_id": m.run_id,
                 "model": m.checkpoint["model"]["name"],
                 "seed": m.checkpoint.get("seed"),
+                "temperature": checkpoint_temperature(m.checkpoint),
             }
             for m in members
         ],
-        "final_row": rows[-1]["name"],
+        "calibration": {
+            "method": "temperature scaling fitted on the validation split (members: in training; ensemble: here)",
+            "validation": shown_path(val_path) if val_path else None,
+            "ensemble_temperatures": temperatures,
+        },
+        "final_row": final_row,
         "predictions": shown_path(Path(cfg.out_dir) / predictions.FILE_NAME),
         "rows": {r["name"]: {k: v for k, v in r.items() if k != "name"} for r in rows},
     }
-    write_report(report, rows[-1], Path(cfg.out_dir))
-    predictions.write_predictions(Path(cfg.out_dir), predictions.feature_file_rows(path, final, classes), classes)
+    out_dir = Path(cfg.out_dir)
+    write_report(report, report["rows"][final_row] | {"name": final_row}, out_dir)
+    curves = {f"{final_row}, uncalibrated": (scored[final_row].raw, ds.labels)}
+    curves[f"{final_row}, calibrated"] = (scored[final_row].calibrated, ds.labels)
+    if "probe" in scored:
+        curves["probe, calibrated"] = (scored["probe"].calibrated, ds.labels)
+    plot_reliability(curves, f"reliability ({len(ds)} videos)", out_dir / RELIABILITY)
+    final = scored[final_row].calibrated
+    predictions.write_predictions(out_dir, predictions.feature_file_rows(path, final, classes), classes)
     if cfg.log_mlflow:
-        report["mlflow_run_id"] = log_report(cfg, report, members, Path(cfg.out_dir))
+        report["mlflow_run_id"] = log_report(cfg, report, members, out_dir)
     return report
 
 
@@ -251,9 +354,13 @@ def write_report(report: dict[str, Any], final_row: dict[str, Any], out_dir: Pat
 
 def results_table(report: dict[str, Any]) -> Any:
     # no outer edge and short class names: nine columns fit the 80 of a pipe or CI log
-    table = Table(title=f"{report['features']} ({report['num_videos']} videos); F1 per class", show_edge=False)
+    table = Table(
+        title=f"{report['features']} ({report['num_videos']} videos); ECE calibrated; F1 per class",
+        show_edge=False,
+        padding=(0, 0, 0, 1),
+    )
     table.add_column("", no_wrap=True)
-    for col in ("acc", "macro-F1", "95 %", *[c.replace("_content", "")[:5] for c in report["classes"]]):
+    for col in ("acc", "macro-F1", "95 %", "ECE", *[c.replace("_content", "")[:5] for c in report["classes"]]):
         table.add_column(col, justify="right", no_wrap=True)
     for name, row in report["rows"].items():
         style = "bold" if name.startswith("ensemble") else None
@@ -261,10 +368,17 @@ def results_table(report: dict[str, Any]) -> Any:
             f"{row['accuracy']:.3f}",
             f"{row['macro_f1']:.3f}",
             interval(row),
+            f"{row['calibration']['ece']:.3f}" if "calibration" in row else "",
             *[f"{row['f1'][c]:.3f}" for c in report["classes"]],
         ]
         table.add_row(name, *cells, style=style)
     return table
+
+
+def calibration_metrics(row: dict[str, Any]) -> dict[str, float]:
+    """A row's ECE, NLL, Brier score and temperature as MLflow metrics (none for reports without them)."""
+    cal = row.get("calibration") or {}
+    return {k: float(cal[k]) for k in ("ece", "nll", "brier", "temperature") if k in cal}
 
 
 def interval(row: dict[str, Any]) -> str:
@@ -296,14 +410,19 @@ def log_report(cfg: EvalConfig, report: dict[str, Any], members: list[Member], o
         tracking.log_params(to_flat_dict(cfg) | {"members": json.dumps([m.source for m in members])})
         for row_name, row in report["rows"].items():
             key = row_name.replace("+", "_")
-            tracking.log_metrics({f"{key}_accuracy": row["accuracy"], f"{key}_macro_f1": row["macro_f1"]})
+            tracking.log_metrics(
+                {f"{key}_accuracy": row["accuracy"], f"{key}_macro_f1": row["macro_f1"]}
+                | {f"{key}_{k}": v for k, v in calibration_metrics(row).items()}
+            )
         final = report["rows"][report["final_row"]]
         ci = final.get("macro_f1_95") or {}
         tracking.log_metrics(
             {"accuracy": final["accuracy"], "macro_f1": final["macro_f1"]}
             | {f"macro_f1_{k}": ci[k] for k in ("low", "high") if k in ci}
+            | calibration_metrics(final)
         )
-        for artifact in ("report.json", predictions.FILE_NAME, "confusion_matrix.png", "confusion_matrix.txt"):
+        artifacts = ("report.json", predictions.FILE_NAME, "confusion_matrix.png", "confusion_matrix.txt", RELIABILITY)
+        for artifact in artifacts:
             tracking.log_artifact(out_dir / artifact)
         return run.info.run_id
 
@@ -312,8 +431,10 @@ def log_report(cfg: EvalConfig, report: dict[str, Any], members: list[Member], o
 
 
 def predict_videos(cfg: EvalConfig) -> list[dict[str, Any]]:
-    """Raw videos (files, or every video file under a folder, recursively) -> class and probabilities, with the
-    feature settings recorded in the members; ``OUT_DIR/predictions.csv`` holds one row per video.
+    """Raw videos (files, or every video file under a folder, recursively) -> class and calibrated
+    probabilities, with the feature settings the classifier records; ``OUT_DIR/predictions.csv`` holds
+    one row per video. The classifier is ``--classifier FILE`` (the ensemble or the probe the pipeline
+    chose), else the members given (each with its own temperature).
 
     The videos go through extraction's own decode -> CNN -> scales path (``research.features.frames``), so a
     video's features here equal its row in a feature file made with the same settings. A video that
@@ -321,13 +442,10 @@ def predict_videos(cfg: EvalConfig) -> list[dict[str, Any]]:
     """
     device = distributed.device_for(cfg.device)
     videos = predictions.videos_to_predict(cfg.predict)  # before the members: a folder without videos says so
-    members = load_members(cfg)
-    record = members[0].features
+    classify, record = video_classifier(cfg, device)
     settings, kind = FeatureSettings.from_record(record), kind_of(record)
     backbones = create_backbones(settings, device=device)
     classes = [c for c, _ in sorted(record["category_mapping"].items(), key=lambda kv: kv[1])]
-    views = get_views(cfg.tta_modes) if cfg.tta else get_views(["identity"])
-    models = [build_model(m.checkpoint).eval().to(device) for m in members]
     entries = [file_entry(video.path) for video in videos]
     results: list[dict[str, Any]] = [{} for _ in entries]
     rows: list[dict[str, Any]] = [{} for _ in entries]
@@ -338,10 +456,7 @@ def predict_videos(cfg: EvalConfig) -> list[dict[str, Any]]:
             results[i] = {"video": path, "error": item["error"]}
             rows[i] = predictions.prediction_row(video, path, None, classes, error=item["error"])
             continue
-        x = feats[kind][None].to(device)
-        n = torch.tensor([x.shape[1]], device=device)
-        probs = [tta_probabilities(model, x, n, views).cpu().numpy()[0] for model in models]
-        p = ensemble_probabilities(probs, cfg.weights)
+        p = classify(feats[kind])
         results[i] = {
             "video": path,
             "class": classes[int(p.argmax())],
@@ -350,3 +465,38 @@ def predict_videos(cfg: EvalConfig) -> list[dict[str, Any]]:
         rows[i] = predictions.prediction_row(video, path, p, classes)
     predictions.write_predictions(Path(cfg.out_dir), rows, classes)
     return results
+
+
+def video_classifier(
+    cfg: EvalConfig, device: torch.device
+) -> tuple[Callable[[torch.Tensor], np.ndarray], dict[str, Any]]:
+    """``(classify, feature record)``: ``classify`` maps one video's ``[T, D]`` frame features to its
+    calibrated class probabilities ``[C]``."""
+    if cfg.classifier and read_classifier(cfg.classifier)["kind"] == "probe":
+        record = read_classifier(cfg.classifier)
+        probe, temperature = record_probe(record), float(record["temperature"])
+
+        def classify_probe(features: torch.Tensor) -> np.ndarray:
+            x = features.double().mean(0, keepdim=True).cpu().numpy()
+            return with_temperature(probe.predict_proba(x), temperature)[0]
+
+        return classify_probe, record["features"]
+    if cfg.classifier:
+        record = read_classifier(cfg.classifier)
+        paths = member_paths(record, Path(cfg.classifier))
+        members = [Member(f"member_{i + 1}", load_checkpoint(p), str(p), None) for i, p in enumerate(paths)]
+        check_members_agree(members)
+        views, ensemble_t = get_views(record["tta_modes"] or ["identity"]), float(record["temperature"])
+    else:
+        members = load_members(cfg)
+        views, ensemble_t = get_views(cfg.tta_modes if cfg.tta else ["identity"]), 1.0
+    models = [(build_model(m.checkpoint).eval().to(device), checkpoint_temperature(m.checkpoint)) for m in members]
+
+    def classify_ensemble(features: torch.Tensor) -> np.ndarray:
+        x = features[None].to(device)
+        n = torch.tensor([x.shape[1]], device=device)
+        probs = [with_temperature(tta_probabilities(model, x, n, views).cpu().numpy(), t)[0] for model, t in models]
+        weights = None if cfg.classifier else cfg.weights  # a classifier file's members weigh the same
+        return with_temperature(ensemble_probabilities(probs, weights)[None], ensemble_t)[0]
+
+    return classify_ensemble, members[0].features

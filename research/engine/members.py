@@ -18,7 +18,14 @@ from rich.rule import Rule
 
 from research.config import TrainConfig
 from research.data.dataset import FeatureDataset, split_path
-from research.engine.checkpoints import build_model, checkpoint_features, checkpoint_name, load_checkpoint
+from research.engine.calibration import with_temperature
+from research.engine.checkpoints import (
+    build_model,
+    checkpoint_features,
+    checkpoint_name,
+    checkpoint_temperature,
+    load_checkpoint,
+)
 from research.engine.metrics import classification_metrics
 from research.engine.training import train
 from research.engine.tta import DEFAULT_MODES, get_views, predict
@@ -61,7 +68,11 @@ def train_members(
 def _same_run(checkpoint: dict[str, Any], cfg: TrainConfig, data: dict[str, str]) -> bool:
     """The checkpoint was trained with ``cfg`` (``overwrite`` aside) on ``data`` (train/val file digests)."""
     recorded = checkpoint["config"]
-    return {**recorded, "overwrite": cfg.overwrite} == dataclasses.asdict(cfg) and checkpoint.get("data") == data
+    return (
+        {**recorded, "overwrite": cfg.overwrite} == dataclasses.asdict(cfg)
+        and checkpoint.get("data") == data
+        and "calibration" in checkpoint  # one written before calibration existed is trained again
+    )
 
 
 def score_member(
@@ -81,8 +92,9 @@ def score_member(
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size)
     out: dict[str, Any] = {"labels": ds.labels.tolist(), "video_ids": ds.video_ids}
     variants = [("plain", None)] + ([("tta", get_views(tta_modes))] if tta_modes else [])
+    temperature = checkpoint_temperature(ckpt)  # the member's calibration, as everywhere its probabilities are used
     for variant, views in variants:
-        probs, _ = predict(model, loader, device, views)
+        probs = with_temperature(predict(model, loader, device, views)[0], temperature)
         pred = probs.argmax(1)
         m = classification_metrics(ds.labels, pred, ds.num_classes)
         out[variant] = {

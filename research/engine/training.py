@@ -4,7 +4,8 @@ The recipe: seed everything; open the train/val/test feature files; build the
 model from the registry; AdamW with linear warm-up then cosine decay; label-smoothed
 cross-entropy with gradient clipping; per epoch, train then validate, log, keep the
 best checkpoint by validation macro-F1 and stop after ``patience`` epochs without
-improvement; finally reload the best weights and score the test split.
+improvement; finally reload the best weights, fit their temperature on the validation
+split (calibrated probabilities, ``research.engine.calibration``) and score the test split.
 
 Checkpoints (``best_ensemble_model_{seed}.pt``) hold only tensors and plain data,
 so ``torch.load(..., weights_only=True)`` reads them and they cannot run code;
@@ -36,6 +37,7 @@ from research import distributed, tracking
 from research.config import TrainConfig, to_flat_dict, to_yaml
 from research.data.dataset import open_splits, split_loader
 from research.distributed import unwrap_model
+from research.engine.calibration import calibration_scores, fit_temperature, with_temperature
 from research.engine.checkpoints import (
     checkpoint_name,
     load_checkpoint,
@@ -344,7 +346,11 @@ def _train(
         }
         if run is not None:
             tracking.log_metrics(
-                {k: v for k, v in result.items() if k.startswith(("test_", "best_val_")) or k == "best_epoch"}
+                {
+                    k: v
+                    for k, v in result.items()
+                    if k.startswith(("test_", "best_val_")) or k in ("best_epoch", "temperature")
+                }
             )
             tracking.log_artifact(best_path, "checkpoints")
     if ctx.is_main and last_path.exists():
@@ -361,13 +367,33 @@ def _final_scores(
     loss_fn: nn.Module,
     ctx: distributed.Context,
 ) -> dict[str, float]:
-    """Reload the best weights and score val and test."""
+    """Reload the best weights, fit their temperature on val (written into the checkpoint), score val and test."""
     best = load_checkpoint(best_path)
     unwrap_model(model).load_state_dict(best["model_state"])
     out = {f"best_{k}": v for k, v in score(model, loaders["val"], device, loss_fn, "val", cfg.amp).items()}
+    calibration = calibrate(model, loaders["val"], device, cfg.amp)
+    if ctx.is_main:
+        save_checkpoint(best | {"calibration": calibration}, best_path)
+    out |= {"temperature": calibration["temperature"]}
+    out |= {f"best_val_{k}": v for k, v in calibration["before"].items()}
+    out |= {f"best_val_{k}_calibrated": v for k, v in calibration["after"].items()}
     if "test" in loaders:
         out |= score(model, loaders["test"], device, loss_fn, "test", cfg.amp)
     return out
+
+
+def calibrate(model: nn.Module, loader: DataLoader, device: torch.device, amp: bool) -> dict[str, Any]:
+    """The model's temperature fitted on the validation videos (``research.engine.calibration``), with
+    their ECE, NLL and Brier score before and after: what a checkpoint's ``calibration`` holds."""
+    probs, labels = predict(model, loader, device, amp=amp)
+    temperature = fit_temperature(probs, labels)
+    return {
+        "temperature": temperature,
+        "fitted_on": "val",
+        "videos": len(labels),
+        "before": calibration_scores(probs, labels, interval=False),
+        "after": calibration_scores(with_temperature(probs, temperature), labels, interval=False),
+    }
 
 
 def check_replaceable(path: Path, cfg: TrainConfig) -> None:

@@ -1,0 +1,116 @@
+"""Which classifier ``--predict`` gets: the probe or the ensemble's recipe, chosen by transfer to unseen groups.
+
+On small collections a logistic-regression probe on frozen features can transfer to new kinds of
+video better than a trained temporal ensemble, and which one does is a property of the data. The
+pipeline therefore compares them, and never on its test split (that is scored once, for the
+report): grouped K-fold CV over the development part (train + val) alone, grouped as the split
+is (``cv.group_by``: at the family level, ``family``, this estimates transfer to kinds of video
+the models never saw). Per fold:
+
+- ``probe``: the logistic-regression probe (``research.models.probe``) fitted on the other folds,
+  its ``C`` by an inner grouped CV of them;
+- ``recipe``: one member of the ensemble's recipe (the first seed), trained on the other folds
+  with validation carved from them by group, scored with TTA (an ensemble of several such
+  members scores at least as well on average, so this is the recipe's conservative figure).
+
+The candidate with the higher pooled macro-F1 is chosen; the record says by how much, with the
+paired bootstrap interval of the difference, and whether that difference is noise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from research.config import CVConfig, TrainConfig
+from research.data.dataset import split_path
+from research.data.splits import carve_validation, make_folds, write_fold
+from research.engine.classifier import pooled_file
+from research.engine.members import score_member, train_members
+from research.engine.metrics import bootstrap_difference, bootstrap_interval, classification_metrics
+from research.models.probe import fit_probe
+
+log = logging.getLogger(__name__)
+CANDIDATES = ("probe", "recipe")
+
+
+def choose_classifier(
+    pool: dict[bool, Path],
+    dev: np.ndarray,
+    groups: list[str],
+    train_cfg: TrainConfig,
+    cv: CVConfig,
+    work_dir: Path,
+) -> dict[str, Any]:
+    """Score both candidates under ``cv.choice_folds`` grouped folds of the ``dev`` rows of the pooled
+    feature files (``pool``: multi_scale -> path); returns the choice and its figures."""
+    x, labels = pooled_file(pool.get(False) or pool[True])  # the probe's features: single-scale where extracted
+    y = labels[dev]
+    dev_groups = [groups[i] for i in dev]
+    # a small collection gets as many folds as its train+val part can fill (at least 2), or no choice
+    k = min(cv.choice_folds, int(np.bincount(y).max()), len(set(dev_groups)))
+    folds = make_folds(y, dev_groups, k, cv.fold_seed) if k >= 2 else []
+    if not folds or _too_small(y, folds):
+        reason = f"{len(dev)} train+val clips in {len(set(dev_groups))} groups are too few for grouped folds"
+        log.warning("ready classifier: %s; the ensemble is kept without a comparison", reason)
+        return {"chosen": "recipe", "skipped": reason, "grouped_by": cv.group_by, "videos": len(dev)}
+    if k < cv.choice_folds:
+        log.warning("ready classifier: train+val fills %d folds, not cv.choice_folds=%d", k, cv.choice_folds)
+    num_classes = int(labels.max()) + 1
+    preds = {name: np.zeros(len(dev), np.int64) for name in CANDIDATES}
+    seed = cv.seeds[0]
+    for k, held in enumerate(folds):
+        rest = np.setdiff1d(np.arange(len(dev)), held)
+        probe = fit_probe(x[dev[rest]], y[rest], [dev_groups[i] for i in rest], num_classes, seed=cv.fold_seed + k)
+        preds["probe"][held] = probe.predict(x[dev[held]])
+        fit, val = carve_validation(rest, y, dev_groups, cv.val_fraction, cv.fold_seed + k)
+        fold_dir = work_dir / f"fold_{k}"
+        parts = {"train": dev[fit], "val": dev[val], "test": dev[held]}
+        write_fold(pool[train_cfg.multi_scale], fold_dir / "features", parts, train_cfg.multi_scale)
+        fold_cfg = dataclasses.replace(
+            train_cfg,
+            features_dir=str(fold_dir / "features"),
+            out_dir=str(fold_dir / "runs"),
+            experiment="cv",
+            ensemble=f"{train_cfg.ensemble}-choice-fold{k}",
+        )
+        (checkpoint,) = train_members(fold_cfg, [seed], extra_tags={"fold": str(k), "purpose": "choice"})
+        scored = score_member(checkpoint, split_path(fold_dir / "features", "test", train_cfg.multi_scale))
+        preds["recipe"][held] = scored["tta"]["pred"]
+    figures = {
+        name: {
+            "macro_f1": classification_metrics(y, p, num_classes)["macro_f1"],
+            "macro_f1_95": bootstrap_interval(y, p, num_classes, n=cv.bootstrap),
+        }
+        for name, p in preds.items()
+    }
+    chosen = max(CANDIDATES, key=lambda name: (figures[name]["macro_f1"], name == "recipe"))  # a tie keeps the recipe
+    other = next(name for name in CANDIDATES if name != chosen)
+    difference = bootstrap_difference(y, preds[other][None], preds[chosen][None], num_classes, n=cv.bootstrap)
+    return {
+        "chosen": chosen,
+        "grouped_by": cv.group_by,
+        "folds": k,
+        "videos": len(dev),
+        "groups": len(set(dev_groups)),
+        "scored_on": "the train and val videos only (never the test split), each by models that never saw its group",
+        "candidates": {
+            "probe": figures["probe"] | {"what": "logistic regression on the mean single-scale frame feature"},
+            "recipe": figures["recipe"]
+            | {"what": f"one {train_cfg.model} member (seed {seed}) of the ensemble's recipe per fold, with TTA"},
+        },
+        "difference": {
+            "chosen_minus_other": figures[chosen]["macro_f1"] - figures[other]["macro_f1"],
+            "paired_95": difference,
+            "noise": difference["low"] <= 0.0,
+        },
+    }
+
+
+def _too_small(labels: np.ndarray, folds: list[np.ndarray]) -> bool:
+    """A fold whose training part has no class with two clips leaves nothing to carve validation from."""
+    return any(np.bincount(np.delete(labels, f)).max() < 2 for f in folds)

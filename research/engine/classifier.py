@@ -1,0 +1,152 @@
+"""The ready classifier: what ``--predict`` applies to new videos, how it is fitted, written and read.
+
+One file, ``classifier.pt`` (plain data and tensors: ``torch.load(weights_only=True)`` reads it), of
+one of two kinds:
+
+- ``ensemble``: the member checkpoints (file names, beside the file), the TTA views, and the
+  ensemble's temperature fitted on the validation split (each member's own is in its checkpoint);
+- ``probe``: the logistic-regression probe (``research.models.probe``) on the masked mean of the
+  single-scale frame features, fitted on the train split, its L2 strength ``C`` and its
+  temperature chosen on the validation split; the feature settings it needs are recorded.
+
+The pipeline writes the kind that transfers better to unseen families (``research.engine.choice``);
+``python evaluate.py --classifier runs/demo/classifier.pt --predict my_videos/`` applies it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+
+from research.engine.calibration import fit_temperature, with_temperature
+from research.engine.checkpoints import save_checkpoint
+from research.engine.metrics import classification_metrics
+from research.errors import CheckpointError
+from research.features.compat import feature_record
+from research.features.hdf5 import read_attrs
+from research.models.probe import C_GRID, LogisticProbe, fit_logistic, pooled_mean
+
+log = logging.getLogger(__name__)
+FILE_NAME = "classifier.pt"
+KINDS = ("ensemble", "probe")
+
+
+def pooled_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(x [N, D], labels [N])``: each video's masked mean of its frame features."""
+    with h5py.File(path, "r") as f:
+        return pooled_mean(f["features"][()], f["num_frames"][()]), f["labels"][()].astype(np.int64)
+
+
+@dataclass
+class SplitProbe:
+    """A probe fitted on a train split, with ``C`` and the temperature chosen on its validation split."""
+
+    probe: LogisticProbe
+    temperature: float
+    val_macro_f1: dict[float, float]  # per C of the grid: what chose it
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        return with_temperature(self.probe.predict_proba(x), self.temperature)
+
+
+def fit_split_probe(train_file: Path, val_file: Path, grid: tuple[float, ...] = C_GRID) -> SplitProbe:
+    """The probe of a train/val split: every ``C`` fitted on train and scored on val (macro-F1; ties go to
+    the smaller ``C``, the stronger regularisation), then the winner's temperature fitted on val."""
+    x, y = pooled_file(train_file)
+    xv, yv = pooled_file(val_file)
+    num_classes = int(max(y.max(), yv.max())) + 1
+    scores: dict[float, float] = {}
+    best: LogisticProbe | None = None
+    for c in grid:
+        probe = fit_logistic(x, y, num_classes, c)
+        scores[c] = classification_metrics(yv, probe.predict(xv), num_classes)["macro_f1"]
+        if best is None or scores[c] > scores[best.c] + 1e-12:
+            best = probe
+    assert best is not None
+    return SplitProbe(best, fit_temperature(best.predict_proba(xv), yv), scores)
+
+
+# ------------------------------------------------------------------- the file
+
+
+def ensemble_file(
+    members: list[Path], tta_modes: list[str], temperature: float, choice: dict[str, Any]
+) -> dict[str, Any]:
+    """An ensemble classifier: its members must lie in the folder the file is written to."""
+    return {
+        "kind": "ensemble",
+        "members": [p.name for p in members],
+        "member_digests": [_digest(p) for p in members],
+        "tta_modes": list(tta_modes),
+        "temperature": float(temperature),
+        "choice": choice,
+    }
+
+
+def probe_file(fitted: SplitProbe, train_file: Path, choice: dict[str, Any]) -> dict[str, Any]:
+    probe = fitted.probe
+    attrs = read_attrs(train_file)
+    return {
+        "kind": "probe",
+        "probe": {
+            name: torch.from_numpy(np.asarray(getattr(probe, name), dtype=np.float64))
+            for name in ("mean", "scale", "weight", "bias")
+        }
+        | {"c": float(probe.c)},
+        "temperature": float(fitted.temperature),
+        "features": feature_record(attrs),
+        "choice": choice,
+    }
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def write_classifier(record: dict[str, Any], path: Path) -> Path:
+    """Write ``record`` unless the file already holds exactly it (a second pipeline run leaves it untouched)."""
+    buffer = io.BytesIO()
+    torch.save(record, buffer)
+    if Path(path).is_file() and Path(path).read_bytes() == buffer.getvalue():
+        log.info("ready classifier: %s is up to date", path)
+        return path
+    save_checkpoint(record, path)
+    return path
+
+
+def read_classifier(path: str | Path) -> dict[str, Any]:
+    """A classifier file, checked: an ensemble's members must be the very files it was made with."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"classifier not found: {path} (the pipeline writes {FILE_NAME} beside its members)")
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # any unreadable file is one line
+        raise CheckpointError(f"{path} cannot be read as a classifier: {type(err).__name__}: {err}") from None
+    if not isinstance(record, dict) or record.get("kind") not in KINDS:
+        raise CheckpointError(f"{path} is not a classifier file (kind {KINDS}); the pipeline writes {FILE_NAME}")
+    if record["kind"] == "ensemble":
+        for name, digest in zip(record["members"], record["member_digests"], strict=True):
+            member = path.parent / name
+            if not member.is_file() or _digest(member) != digest:
+                raise CheckpointError(
+                    f"{path} was made with another {member} (missing or re-trained since): run the pipeline again"
+                )
+    return record
+
+
+def member_paths(record: dict[str, Any], path: Path) -> list[Path]:
+    return [Path(path).parent / name for name in record["members"]]
+
+
+def record_probe(record: dict[str, Any]) -> LogisticProbe:
+    p = record["probe"]
+    return LogisticProbe(*(p[k].numpy() for k in ("mean", "scale", "weight", "bias")), c=float(p["c"]))
