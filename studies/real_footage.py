@@ -8,6 +8,7 @@ for the same configs and the same features; each names the features it was measu
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import shutil
@@ -184,6 +185,19 @@ def recipe_failures(real: Path, row: str = "ensemble+tta") -> list[str]:
     ]
 
 
+def stale_note(measured: int, manifest: Path = ROOT / "benchmarks" / "real" / "manifest.csv") -> list[str]:
+    """A line saying so when a section was measured on another version of the collection than today's."""
+    with manifest.open(newline="") as fh:
+        now = sum(1 for _ in csv.DictReader(fh))
+    if now == measured:
+        return []
+    return [
+        f"Measured on the collection as it was ({measured} clips, before it grew to {now}); not re-run since. "
+        "The section on source- and family-level grouping above is measured on today's collection.",
+        "",
+    ]
+
+
 def real_section(real: Path) -> list[str]:
     """Grouped 5-fold CV on the real-footage benchmark (``python -m studies.results real``)."""
     runs = sorted(real.glob("*/*/cv.json"))
@@ -201,6 +215,7 @@ def real_section(real: Path) -> list[str]:
         "`baseline/recipe` is `experiments/real.yaml` (chosen by a study on inner validation only); the `models/` "
         "and `scales/` arms change one thing of the recipe, so an arm equal to the recipe is the same run.",
         "",
+        *stale_note(first["videos"]),
         "| arm | member | member+TTA | ensemble | ensemble+TTA | ensemble 95 % | folds (ensemble) | s |",
         "|---|---|---|---|---|---|---|---|",
     ]

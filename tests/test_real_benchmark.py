@@ -60,3 +60,37 @@ def test_every_clip_decodes_to_its_listed_geometry_and_length(manifest: list[dic
             assert (stream.codec_context.width, stream.codec_context.height) == (int(row["width"]), int(row["height"]))
         seconds = frames / float(row["fps"])
         assert frames > 0 and 2.9 <= seconds <= 10.1, (row["path"], frames, seconds)
+
+
+def family_shares(manifest: list[dict[str, str]]) -> dict[str, tuple[int, int, str, float]]:
+    """Per class: (clips, families, largest family, its share of the class's clips)."""
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for row in manifest:
+        counts[row["class"]][row["family"]] += 1
+    out = {}
+    for category, families in counts.items():
+        clips = sum(families.values())
+        top = max(families, key=families.__getitem__)
+        out[category] = (clips, len(families), top, families[top] / clips)
+    return out
+
+
+def test_every_row_has_a_family_and_a_source_one_family(manifest: list[dict[str, str]]) -> None:
+    family_of_source: dict[str, set[str]] = defaultdict(set)
+    for row in manifest:
+        assert row["family"].strip(), row
+        family_of_source[row["source"]].add(row["family"])
+    assert all(len(f) == 1 for f in family_of_source.values())
+
+
+def test_no_family_dominates_a_class(manifest: list[dict[str, str]]) -> None:
+    shares = family_shares(manifest)
+    assert set(shares) == CLASSES
+    for category, (clips, families, top, share) in shares.items():
+        assert share <= 0.40, (category, clips, top, share)
+        assert families >= 6, (category, families)
+
+
+def test_no_checkout_path_in_the_manifest(manifest: list[dict[str, str]]) -> None:
+    for row in manifest:
+        assert str(ROOT) not in row["command"] and "/work/" not in row["command"], row["path"]

