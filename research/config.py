@@ -569,6 +569,12 @@ class EvalConfig:
         "fit the ensemble rows' temperature on the members' validation split (members carry their own)",
         why="probabilities that mean what they say: a 0.9 should be right 9 times in 10 (Guo et al. 2017)",
     )
+    temperatures: dict[str, float] = opt(
+        {},
+        "temperatures fitted elsewhere, for 'members' (every member and the ensemble built of them) and "
+        "'probe', instead of those fitted on the validation split (the pipeline: cross-fitted on train+val)",
+        why="a validation split of a few groups gives an erratic temperature; held-out folds of all groups do not",
+    )
     probe: bool = opt(
         False,
         "also score the logistic-regression probe fitted on the members' train split (C, temperature on val)",
@@ -586,6 +592,8 @@ class EvalConfig:
             raise ConfigError(f"{len(self.weights)} weights for {len(self.checkpoints)} checkpoints")
         if self.classifier and not self.predict:
             raise ConfigError("--classifier is for --predict (a report scores --checkpoints or --ensemble)")
+        if set(self.temperatures) - {"members", "probe"} or any(t <= 0 for t in self.temperatures.values()):
+            raise ConfigError(f"temperatures takes members and probe, each > 0, got {self.temperatures}")
         if self.classifier and (self.checkpoints or self.ensemble):
             raise ConfigError("--classifier names its own members: give it alone, without --checkpoints or --ensemble")
 

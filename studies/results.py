@@ -98,7 +98,7 @@ def render(outputs: Path = ROOT / "outputs") -> str:
         lines += [
             "## Demo: four members, TTA, ensemble",
             "",
-            f"`make demo` (`{report['features']}`: the clips of the test sources): {report['num_videos']} videos, "
+            f"`make demo` (`{report['features']}`: the clips of the test families): {report['num_videos']} videos, "
             f"TTA views {', '.join(report['tta_modes'])}.",
             "",
             "| row | accuracy | macro-F1 | macro-F1 95 % | ECE | ECE 95 % | ECE uncalibrated | NLL | Brier | "
@@ -193,13 +193,23 @@ def calibration_note(report: dict[str, Any]) -> list[str]:
     cal = report.get("calibration")
     if not cal:
         return []
-    temps = ", ".join(f"{m['name']} {m['temperature']:.2f}" for m in report["members"])
-    ens = ", ".join(f"{k} {v:.2f}" for k, v in cal["ensemble_temperatures"].items())
+    if cal.get("given"):
+        where = "fitted on the held-out folds of the CV of train+val that chose the classifier (below): " + ", ".join(
+            f"{k} {v:.2f}" for k, v in cal["given"].items()
+        )
+    else:
+        temps = ", ".join(f"{m['name']} {m['temperature']:.2f}" for m in report["members"])
+        ens = ", ".join(f"{k} {v:.2f}" for k, v in cal["ensemble_temperatures"].items())
+        where = f"fitted on the validation split (`{cal['validation']}`): members {temps}; {ens}"
+    final = report["rows"][report["final_row"]]
+    gap = final["calibration"]["mean_confidence"] - final["accuracy"]
+    side = "over-confident" if gap > 0 else "under-confident"
     return [
-        f"Probabilities are calibrated by temperature scaling fitted on the validation split "
-        f"(`{cal['validation']}`): members {temps}; {ens}. ECE: 10 equal-width bins of the top probability, "
-        "with a bootstrap 95 % interval over the test clips; the reliability diagram is "
-        "`outputs/demo/reliability.png`. `probe` is the logistic-regression probe fitted on the same train split.",
+        f"Probabilities are calibrated by temperature scaling, {where}. ECE: 10 equal-width bins of the top "
+        "probability, with a bootstrap 95 % interval over the test clips; the reliability diagram is "
+        "`outputs/demo/reliability.png`. `probe` is the logistic-regression probe fitted on the same train split. "
+        f"On these test clips {report['final_row']} is {side}: mean top probability "
+        f"{final['calibration']['mean_confidence']:.3f} against accuracy {final['accuracy']:.3f}.",
         "",
     ]
 
@@ -217,12 +227,25 @@ def choice_note(path: Path) -> list[str]:
         for name, f in c["candidates"].items()
     )
     d = c["difference"]
+    calibration = "; ".join(
+        f"{name} {f['calibration']['uncalibrated']['ece']:.3f} uncalibrated, {f['calibration']['ece']:.3f} "
+        f"[{f['calibration']['ece_95']['low']:.3f}, {f['calibration']['ece_95']['high']:.3f}] with temperatures "
+        f"fitted on the other folds (T {f['calibration']['temperature']:.2f})"
+        + (
+            f", {f['calibration']['val_split']['ece']:.3f} with each fold member's validation temperature"
+            if "val_split" in f["calibration"]
+            else ""
+        )
+        for name, f in c["candidates"].items()
+    )
     return [
         f"The classifier `make demo` leaves for `--predict` (`{record['classifier']}`) is the **{c['chosen']}**: "
         f"chosen by {c['folds']}-fold CV grouped by {c['grouped_by']} over the train and val clips only "
         f"({c['videos']} clips, {c['groups']} groups; never the test split): {figures}; difference "
         f"{d['chosen_minus_other']:+.3f}, paired 95 % [{d['paired_95']['low']:+.3f}, {d['paired_95']['high']:+.3f}]"
         + (" (within noise)." if d["noise"] else "."),
+        "",
+        f"Calibration on the same held-out clips (ECE on groups each model never saw): {calibration}.",
         "",
     ]
 

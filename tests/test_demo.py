@@ -142,6 +142,14 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     split_record = json.loads((tmp_path / "features" / "by_group" / "split.json").read_text())
     assert chosen["choice"]["videos"] == sum(split_record["splits"][n]["clips"] for n in ("train", "val"))
     assert "python evaluate.py --classifier runs/classifier.pt --predict MY_VIDEOS/" in printed
+    # ... and the same held-out folds calibrated the evaluation: every member at the recipe's cross-fitted temperature.
+    cross_fitted = chosen["choice"]["candidates"]["recipe"]["calibration"]["temperature"]
+    assert report["calibration"]["given"]["members"] == cross_fitted
+    assert all(m["temperature"] == cross_fitted for m in report["members"])
+    assert (
+        report["rows"]["probe"]["calibration"]["temperature"]
+        == chosen["choice"]["candidates"]["probe"]["calibration"]["temperature"]
+    )
     split_dir = tmp_path / "features" / "by_group"
     record = json.loads((split_dir / "split.json").read_text())
     skipped = [s["path"] for s in record["skipped"]]
@@ -440,3 +448,12 @@ def test_a_dataset_made_differently_is_refused_not_reused(tmp_path: Path) -> Non
     (root / "generator.json").write_text(json.dumps(older))
     with pytest.raises(UserError, match=r"difficulty, fractions, generator_version, seconds differ.*--overwrite"):
         ensure_dataset(root, videos_per_class=5)
+
+
+def test_no_committed_file_holds_the_checkouts_path() -> None:
+    """Reports, summaries and pages are written relative to the checkout: a clone elsewhere reproduces them."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    texts = [ROOT / p for p in tracked.split() if Path(p).suffix in (".json", ".csv", ".txt", ".md", ".yaml", ".py")]
+    assert len(texts) > 100
+    holding = [str(p.relative_to(ROOT)) for p in texts if str(ROOT) in p.read_text(errors="replace")]
+    assert not holding, holding

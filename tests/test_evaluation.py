@@ -162,6 +162,12 @@ def test_full_table_for_an_ensemble_from_mlflow(members: list[Path], tmp_path: P
     assert final["calibration"]["temperature"] == pytest.approx(expected, rel=1e-4)
     for row in report["rows"].values():
         assert set(row["calibration"]) >= {"ece", "ece_95", "nll", "brier", "temperature", "uncalibrated"}
+    # ... and each member's training run logged its temperature with the validation split's scores around it.
+    trained = mlflow.get_run(load_checkpoint(members[0])["mlflow_run_id"]).data.metrics
+    assert trained["temperature"] == load_checkpoint(members[0])["calibration"]["temperature"]
+    assert {"best_val_ece", "best_val_ece_calibrated", "best_val_nll_calibrated", "best_val_brier_calibrated"} <= set(
+        trained
+    )
     # Checkpoint files whose training runs share an ensemble tag (what make demo evaluates): the same name.
     files = evaluate(EvalConfig(checkpoints=[str(p) for p in members], out_dir=str(tmp_path / "files"), tta=False))
     named = mlflow.get_run(files["mlflow_run_id"])

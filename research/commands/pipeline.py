@@ -10,11 +10,16 @@
    test part is one grouped fold, validation is carved by group from the rest, ``research.data.splits``),
    written as subsets of the extracted files with ``split.json`` into ``train.features_dir``;
 3. trains one ensemble member per seed (``train.py --seed N`` with the config) on those files;
-4. evaluates each member, with TTA, and the ensemble on the test part, writes ``report.json`` and
-   ``predictions.csv`` (``evaluate.out_dir``), and prints the table and the MLflow links.
+4. (a pool split by group) cross-validates the probe against the recipe on train+val alone, grouped
+   as the split (``research.engine.choice``): which classifier transfers better, and the temperature
+   each one's probabilities get, fitted on groups held out;
+5. evaluates each member, with TTA, the ensemble and the probe on the test part, calibrated, writes
+   ``report.json``, ``predictions.csv`` and ``reliability.png`` (``evaluate.out_dir``), the chosen
+   classifier as ``classifier.pt`` beside the members (for ``evaluate.py --classifier ... --predict``)
+   with ``classifier.json`` beside the report, and prints the table and the MLflow links.
 
 Every step re-uses finished work made from the same inputs and settings and says so, so a second
-run takes seconds. ``make demo`` is this with ``experiments/demo.yaml`` on benchmarks/real's 352 clips.
+run takes seconds. ``make demo`` is this with ``experiments/demo.yaml`` on benchmarks/real's clips.
 """
 
 from __future__ import annotations
@@ -198,22 +203,25 @@ def run_pipeline(
     extract(extract_cfg)
     tags: dict[str, str] = {}
     if not split_by_folder:
-        banner(f"2/{steps} split by {cv.group_by}: train, val and test sources disjoint")
+        banner(f"2/{steps} split by {cv.group_by}: no group on two of train, val and test")
         record = split_by_group(extract_cfg, train_cfg, cv, pool)
         tags = {"split": f"by {cv.group_by}", "split_seed": str(cv.fold_seed)}
         tags |= {f"split_{name}_clips": str(part["clips"]) for name, part in record["splits"].items()}
     banner(f"{steps - 1 - choose}/{steps} ensemble members: seeds {seeds}")
     checkpoints = train_members(train_cfg, seeds, extra_tags=tags)
-    banner(f"{steps - choose}/{steps} evaluation: members, TTA, ensemble, probe" + " on the test groups" * choose)
-    probe = "single" in extract_cfg.outputs  # the probe beside the ensemble: it reads the single-scale files
-    report = evaluate(dataclasses.replace(eval_cfg, checkpoints=[str(p) for p in checkpoints], probe=probe))
-    console.print(results_table(report))
-    classifier = None
+    choice: dict[str, Any] = {}
     if choose:
-        banner(
-            f"{steps}/{steps} ready classifier: probe or recipe, {cv.choice_folds} folds by {cv.group_by} of train+val"
-        )
-        classifier = ready_classifier(extract_cfg, train_cfg, eval_cfg, cv, record, report, checkpoints)
+        title = f"{cv.choice_folds} folds by {cv.group_by} of train+val"
+        banner(f"{steps - 1}/{steps} probe or recipe, and how sure each may be: {title}")
+        choice = choose_by_cv(extract_cfg, train_cfg, cv, record)
+    banner(f"{steps}/{steps} evaluation: members, TTA, ensemble, probe" + " on the test groups" * choose)
+    probe = "single" in extract_cfg.outputs  # the probe beside the ensemble: it reads the single-scale files
+    temperatures = cross_fitted_temperatures(choice)
+    report = evaluate(
+        dataclasses.replace(eval_cfg, checkpoints=[str(p) for p in checkpoints], probe=probe, temperatures=temperatures)
+    )
+    console.print(results_table(report))
+    classifier = ready_classifier(train_cfg, eval_cfg, choice, report, checkpoints) if choice else None
     lines = [
         f"  report        {eval_cfg.out_dir}/report.json, {eval_cfg.out_dir}/predictions.csv",
         f"  checkpoints   {train_cfg.out_dir}/best_ensemble_model_{{{','.join(map(str, seeds))}}}.pt",
@@ -234,18 +242,11 @@ def run_pipeline(
     return report
 
 
-def ready_classifier(
-    extract_cfg: ExtractConfig,
-    train_cfg: TrainConfig,
-    eval_cfg: EvalConfig,
-    cv: CVConfig,
-    record: dict[str, Any],
-    report: dict[str, Any],
-    checkpoints: list[Path],
-) -> Path:
-    """Choose between the probe and the ensemble by grouped CV of train+val (``research.engine.choice``), write
-    the winner as ``classifier.pt`` beside the members and the choice with its figures as ``classifier.json``
-    beside the report; returns the classifier's path."""
+def choose_by_cv(
+    extract_cfg: ExtractConfig, train_cfg: TrainConfig, cv: CVConfig, record: dict[str, Any]
+) -> dict[str, Any]:
+    """The probe against the recipe, and each one's cross-fitted temperature, by grouped CV of the split's
+    train and val videos (``research.engine.choice``); the test videos are not read."""
     split = pool_split(extract_cfg) or extract_cfg.splits[0]
     pool = {kind == "multi": split_path(extract_cfg.out_dir, split, kind == "multi") for kind in extract_cfg.outputs}
     ds = FeatureDataset(next(iter(pool.values())), in_memory="no")
@@ -253,20 +254,47 @@ def ready_classifier(
     dev = np.array([i for i, vid in enumerate(ds.video_ids) if vid in dev_videos])
     groups = video_groups(ds, cv, extract_cfg)
     choice = choose_classifier(pool, dev, groups, train_cfg, cv, Path(train_cfg.out_dir) / "choice")
+    _report_choice(choice)
+    return choice
+
+
+def cross_fitted_temperatures(choice: dict[str, Any]) -> dict[str, float]:
+    """``EvalConfig.temperatures`` from a choice: each candidate's temperature fitted on held-out folds."""
+    if not choice or "skipped" in choice:
+        return {}
+    candidates = choice["candidates"]
+    return {
+        "members": candidates["recipe"]["calibration"]["temperature"],
+        "probe": candidates["probe"]["calibration"]["temperature"],
+    }
+
+
+def ready_classifier(
+    train_cfg: TrainConfig,
+    eval_cfg: EvalConfig,
+    choice: dict[str, Any],
+    report: dict[str, Any],
+    checkpoints: list[Path],
+) -> Path:
+    """Write the chosen classifier as ``classifier.pt`` beside the members, calibrated as the report is, and
+    the choice with its figures as ``classifier.json`` beside the report; returns the classifier's path."""
     path = Path(train_cfg.out_dir) / classifier_file.FILE_NAME
+    temperatures = cross_fitted_temperatures(choice)
     if choice["chosen"] == "probe":
         folder = Path(train_cfg.features_dir)
         fitted = classifier_file.fit_split_probe(split_path(folder, "train", False), split_path(folder, "val", False))
-        made = classifier_file.probe_file(fitted, split_path(folder, "train", False), choice)
-        what = {"kind": "probe", "temperature": fitted.temperature, "c": fitted.probe.c}
+        made = classifier_file.probe_file(fitted, split_path(folder, "train", False), choice, temperatures["probe"])
+        what = {"kind": "probe", "temperature": made["temperature"], "c": fitted.probe.c}
     else:
-        temperature = report["calibration"]["ensemble_temperatures"].get("ensemble+tta", 1.0)
-        made = classifier_file.ensemble_file(checkpoints, report["tta_modes"], temperature, choice)
-        what = {"kind": "ensemble", "temperature": temperature, "members": [p.name for p in checkpoints]}
+        ensemble_t = report["calibration"]["ensemble_temperatures"].get("ensemble+tta", 1.0)
+        member_t = temperatures.get("members")
+        made = classifier_file.ensemble_file(checkpoints, report["tta_modes"], ensemble_t, choice, member_t)
+        what = {"kind": "ensemble", "member_temperature": member_t, "temperature": ensemble_t}
+        what["members"] = [p.name for p in checkpoints]
     classifier_file.write_classifier(made, path)
     summary = {"classifier": shown_path(path), **what, "choice": choice}
     write_text_atomic(Path(eval_cfg.out_dir) / "classifier.json", json.dumps(summary, indent=2))
-    _report_choice(choice)
+    console.print(f"ready classifier: the {choice['chosen']}, {shown_path(path)}", highlight=False)
     return Path(shown_path(path))
 
 
@@ -281,6 +309,18 @@ def _report_choice(choice: dict[str, Any]) -> None:
         ci = fig["macro_f1_95"]
         table.add_row(name, f"{fig['macro_f1']:.3f}", f"{ci['low']:.3f}-{ci['high']:.3f}", fig["what"])
     console.print(table)
+    for name, fig in choice["candidates"].items():
+        cal = fig["calibration"]
+        console.print(
+            f"{name}: temperature {cal['temperature']:.2f} (held-out folds); ECE on unseen groups "
+            f"{cal['uncalibrated']['ece']:.3f} uncalibrated, {cal['ece']:.3f} cross-fitted"
+            + (
+                f", {cal['val_split']['ece']:.3f} with each member's validation temperature"
+                if "val_split" in cal
+                else ""
+            ),
+            highlight=False,
+        )
     d = choice["difference"]
     console.print(
         f"chosen: {choice['chosen']} (+{d['chosen_minus_other']:.3f}, paired 95 % "

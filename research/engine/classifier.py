@@ -3,11 +3,12 @@
 One file, ``classifier.pt`` (plain data and tensors: ``torch.load(weights_only=True)`` reads it), of
 one of two kinds:
 
-- ``ensemble``: the member checkpoints (file names, beside the file), the TTA views, and the
-  ensemble's temperature fitted on the validation split (each member's own is in its checkpoint);
+- ``ensemble``: the member checkpoints (file names, beside the file), the TTA views, the members'
+  temperature (cross-fitted by the pipeline; none: each member's own, in its checkpoint) and the
+  temperature of their average;
 - ``probe``: the logistic-regression probe (``research.models.probe``) on the masked mean of the
-  single-scale frame features, fitted on the train split, its L2 strength ``C`` and its
-  temperature chosen on the validation split; the feature settings it needs are recorded.
+  single-scale frame features, fitted on the train split with its L2 strength ``C`` chosen on the
+  validation split, and its temperature; the feature settings it needs are recorded.
 
 The pipeline writes the kind that transfers better to unseen families (``research.engine.choice``);
 ``python evaluate.py --classifier runs/demo/classifier.pt --predict my_videos/`` applies it.
@@ -78,20 +79,29 @@ def fit_split_probe(train_file: Path, val_file: Path, grid: tuple[float, ...] = 
 
 
 def ensemble_file(
-    members: list[Path], tta_modes: list[str], temperature: float, choice: dict[str, Any]
+    members: list[Path],
+    tta_modes: list[str],
+    temperature: float,
+    choice: dict[str, Any],
+    member_temperature: float | None = None,
 ) -> dict[str, Any]:
-    """An ensemble classifier: its members must lie in the folder the file is written to."""
+    """An ensemble classifier: its members must lie in the folder the file is written to. ``member_temperature``
+    (e.g. cross-fitted) replaces each member's own; ``temperature`` then scales their average."""
     return {
         "kind": "ensemble",
         "members": [p.name for p in members],
         "member_digests": [_digest(p) for p in members],
         "tta_modes": list(tta_modes),
+        "member_temperature": member_temperature,
         "temperature": float(temperature),
         "choice": choice,
     }
 
 
-def probe_file(fitted: SplitProbe, train_file: Path, choice: dict[str, Any]) -> dict[str, Any]:
+def probe_file(
+    fitted: SplitProbe, train_file: Path, choice: dict[str, Any], temperature: float | None = None
+) -> dict[str, Any]:
+    """A probe classifier; ``temperature`` (e.g. cross-fitted) replaces the one fitted on the validation split."""
     probe = fitted.probe
     attrs = read_attrs(train_file)
     return {
@@ -101,7 +111,7 @@ def probe_file(fitted: SplitProbe, train_file: Path, choice: dict[str, Any]) -> 
             for name in ("mean", "scale", "weight", "bias")
         }
         | {"c": float(probe.c)},
-        "temperature": float(fitted.temperature),
+        "temperature": float(fitted.temperature if temperature is None else temperature),
         "features": feature_record(attrs),
         "choice": choice,
     }

@@ -45,7 +45,7 @@ from research.engine.metrics import bootstrap_interval, classification_metrics
 from research.engine.training import train
 from research.features.extraction import extract
 from research.features.hdf5 import content_fingerprint, feature_summary
-from research.files import write_text_atomic
+from research.files import shown_path, write_text_atomic
 from research.models.probe import fit_probe, pooled_mean
 
 log = logging.getLogger(__name__)
@@ -288,7 +288,10 @@ def cross_validate(
             "rows": summarise(results, ds.labels, classes, cfg),
             "seconds": time.perf_counter() - start,
             # what determined these numbers: studies.results re-uses a summary only for the same configs
-            "config": {"train": dataclasses.asdict(train_cfg), "cv": dataclasses.asdict(cfg)},
+            "config": {
+                "train": dataclasses.asdict(train_cfg),
+                "cv": dataclasses.asdict(cfg) | {"out_dir": shown_path(cfg.out_dir)},  # no checkout's path
+            },
             "data": content_fingerprint(source),  # ... and the same features
         }
         for row, r in report["rows"].items():

@@ -179,7 +179,7 @@ def score_rows(
     rows: dict[str, RowProbabilities] = {}
     variants: dict[str, list[RowProbabilities]] = {"ensemble": [], "ensemble+tta": []}
     for m in members:
-        model, temperature = build_model(m.checkpoint), checkpoint_temperature(m.checkpoint)
+        model, temperature = build_model(m.checkpoint), member_temperature(cfg, m)
         for suffix, view_list in (("", None), ("+tta", views)):
             if suffix and not views:
                 continue
@@ -196,13 +196,18 @@ def score_rows(
     return rows
 
 
+def member_temperature(cfg: EvalConfig, member: Member) -> float:
+    """``temperatures.members`` where given (fitted elsewhere), else the member's own (fitted on val in training)."""
+    return float(cfg.temperatures.get("members", checkpoint_temperature(member.checkpoint)))
+
+
 def fit_ensemble_temperatures(
     members: list[Member], cfg: EvalConfig, device: torch.device
 ) -> tuple[dict[str, float], Path | None]:
     """The ensemble rows' temperatures, fitted on the members' validation split (the file beside their
     training file); none for one member, with ``calibrate: false``, or where that file is missing."""
-    if len(members) < 2 or not cfg.calibrate:
-        return {}, None
+    if len(members) < 2 or not cfg.calibrate or "members" in cfg.temperatures:
+        return {}, None  # a given temperature was fitted for what it calibrates: nothing more on top
     val_path = split_path(Path(members[0].features["file"]).parent, "val", members[0].multi_scale)
     if not val_path.is_file():
         log.warning("no validation split at %s: the ensemble rows keep temperature 1 (members keep theirs)", val_path)
@@ -211,6 +216,20 @@ def fit_ensemble_temperatures(
     rows = score_rows(members, val, cfg, device, {})
     fitted = {name: fit_temperature(rows[name].calibrated, val.labels) for name in rows if name.startswith("ensemble")}
     return fitted, val_path
+
+
+def calibration_record(cfg: EvalConfig, val_path: Path | None, ensemble: dict[str, float]) -> dict[str, Any]:
+    """Where the report's temperatures come from."""
+    if cfg.temperatures:
+        method = "temperature scaling, temperatures given (the pipeline: cross-fitted on held-out folds of train+val)"
+    else:
+        method = "temperature scaling fitted on the validation split (members: in training; ensemble rows: here)"
+    return {
+        "method": method,
+        "given": dict(cfg.temperatures),
+        "validation": shown_path(val_path) if val_path else None,
+        "ensemble_temperatures": ensemble,
+    }
 
 
 def calibrated_row(name: str, probs: RowProbabilities, labels: np.ndarray, classes: list[str]) -> dict[str, Any]:
@@ -239,7 +258,8 @@ def probe_probabilities(cfg: EvalConfig, members: list[Member], path: Path, ds: 
     fitted = fit_split_probe(needed[0], needed[1])
     x, _ = pooled_file(single)
     raw = fitted.probe.predict_proba(x)
-    return RowProbabilities(raw, with_temperature(raw, fitted.temperature), fitted.temperature)
+    temperature = float(cfg.temperatures.get("probe", fitted.temperature))
+    return RowProbabilities(raw, with_temperature(raw, temperature), temperature)
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
@@ -272,15 +292,11 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
                 "run_id": m.run_id,
                 "model": m.checkpoint["model"]["name"],
                 "seed": m.checkpoint.get("seed"),
-                "temperature": checkpoint_temperature(m.checkpoint),
+                "temperature": member_temperature(cfg, m),
             }
             for m in members
         ],
-        "calibration": {
-            "method": "temperature scaling fitted on the validation split (members: in training; ensemble: here)",
-            "validation": shown_path(val_path) if val_path else None,
-            "ensemble_temperatures": temperatures,
-        },
+        "calibration": calibration_record(cfg, val_path, temperatures),
         "final_row": final_row,
         "predictions": shown_path(Path(cfg.out_dir) / predictions.FILE_NAME),
         "rows": {r["name"]: {k: v for k, v in r.items() if k != "name"} for r in rows},
@@ -487,10 +503,14 @@ def video_classifier(
         members = [Member(f"member_{i + 1}", load_checkpoint(p), str(p), None) for i, p in enumerate(paths)]
         check_members_agree(members)
         views, ensemble_t = get_views(record["tta_modes"] or ["identity"]), float(record["temperature"])
+        given = record.get("member_temperature")
     else:
         members = load_members(cfg)
-        views, ensemble_t = get_views(cfg.tta_modes if cfg.tta else ["identity"]), 1.0
-    models = [(build_model(m.checkpoint).eval().to(device), checkpoint_temperature(m.checkpoint)) for m in members]
+        views, ensemble_t, given = get_views(cfg.tta_modes if cfg.tta else ["identity"]), 1.0, None
+    models = [
+        (build_model(m.checkpoint).eval().to(device), checkpoint_temperature(m.checkpoint) if given is None else given)
+        for m in members
+    ]
 
     def classify_ensemble(features: torch.Tensor) -> np.ndarray:
         x = features[None].to(device)

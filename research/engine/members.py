@@ -81,9 +81,10 @@ def score_member(
     tta_modes: list[str] | tuple[str, ...] = DEFAULT_MODES,
     device: torch.device | None = None,
     batch_size: int = 64,
+    calibrated: bool = True,
 ) -> dict[str, Any]:
     """Probabilities, predictions and metrics of one member on one feature file, plain and with TTA
-    (``tta_modes=()``: plain only)."""
+    (``tta_modes=()``: plain only); ``calibrated``: scaled by the member's temperature (``temperature``)."""
     ckpt = load_checkpoint(checkpoint)
     ds = FeatureDataset(features)
     check_compatible(checkpoint_features(ckpt), ds.attrs, str(checkpoint), str(features))
@@ -91,8 +92,9 @@ def score_member(
     device = device or torch.device("cpu")
     loader = torch.utils.data.DataLoader(ds, batch_size=batch_size)
     out: dict[str, Any] = {"labels": ds.labels.tolist(), "video_ids": ds.video_ids}
+    out["temperature"] = checkpoint_temperature(ckpt)
     variants = [("plain", None)] + ([("tta", get_views(tta_modes))] if tta_modes else [])
-    temperature = checkpoint_temperature(ckpt)  # the member's calibration, as everywhere its probabilities are used
+    temperature = out["temperature"] if calibrated else 1.0  # as everywhere a member's probabilities are used
     for variant, views in variants:
         probs = with_temperature(predict(model, loader, device, views)[0], temperature)
         pred = probs.argmax(1)
