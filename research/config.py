@@ -590,8 +590,6 @@ class EvalConfig:
             raise ConfigError(f"unknown TTA mode(s) {unknown}; choose from {sorted(TTA_DEFAULT_MODES)}")
         if self.weights is not None and self.checkpoints and len(self.weights) != len(self.checkpoints):
             raise ConfigError(f"{len(self.weights)} weights for {len(self.checkpoints)} checkpoints")
-        if self.classifier and not self.predict:
-            raise ConfigError("--classifier is for --predict (a report scores --checkpoints or --ensemble)")
         if set(self.temperatures) - {"members", "probe"} or any(t <= 0 for t in self.temperatures.values()):
             raise ConfigError(f"temperatures takes members and probe, each > 0, got {self.temperatures}")
         if self.classifier and (self.checkpoints or self.ensemble):

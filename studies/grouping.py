@@ -24,8 +24,10 @@ from rich.rule import Rule
 
 from research.config import CVConfig, ExtractConfig, TrainConfig, load_config
 from research.data.dataset import split_path
+from research.data.splits import grouping_column
 from research.engine.crossval import cross_validate, probe_cross_validate
 from research.engine.metrics import mean_pm
+from research.errors import UserError
 from research.features.extraction import extract
 from research.features.hdf5 import summary_caption
 from studies.real_footage import PROBE_CONFIG, REAL_CONFIG, ROOT, same_cv
@@ -46,6 +48,9 @@ def grouping_study(out_dir: Path, seeds: list[int], config: Path = REAL_CONFIG, 
         "recipe": load_config(TrainConfig, "train", config),
         "demo model": load_config(TrainConfig, "train", DEMO_CONFIG),
     }
+    for column in LEVELS.values():  # a collection without a family column would compare source with source
+        if grouping_column(dataclasses.replace(cv, group_by=column), extract_cfg) != column:
+            raise UserError(f"the grouping study needs a {column!r} column in {extract_cfg.annotations}")
     extract(dataclasses.replace(extract_cfg, splits=[cv.split]))
     for level, column in LEVELS.items():
         for draw in PROBE_DRAWS:

@@ -118,7 +118,8 @@ def same_cv(path: Path, train_cfg: TrainConfig, cv: CVConfig, source: Path, extr
         == {k: v for k, v in current[part].items() if k != "out_dir"}
         for part in ("train", "cv")
     )
-    if not (same_configs and "features" in report and report.get("data") == content_fingerprint(source)):
+    fresh = report.get("calibrated") and "features" in report  # summaries older than either are not re-used
+    if not (same_configs and fresh and report.get("data") == content_fingerprint(source)):
         return False
     return report.get("video_groups") == video_groups(FeatureDataset(source, in_memory="no"), cv, extract_cfg)
 

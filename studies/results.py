@@ -239,11 +239,13 @@ def choice_note(path: Path) -> list[str]:
         for name, f in c["candidates"].items()
     )
     return [
-        f"The classifier `make demo` leaves for `--predict` (`{record['classifier']}`) is the **{c['chosen']}**: "
+        f"The classifier `make demo` leaves for `--predict` (`{record['classifier']}`) is the "
+        f"**{'probe' if c['chosen'] == 'probe' else 'ensemble'}**: "
         f"chosen by {c['folds']}-fold CV grouped by {c['grouped_by']} over the train and val clips only "
         f"({c['videos']} clips, {c['groups']} groups; never the test split): {figures}; difference "
         f"{d['chosen_minus_other']:+.3f}, paired 95 % [{d['paired_95']['low']:+.3f}, {d['paired_95']['high']:+.3f}]"
-        + (" (within noise)." if d["noise"] else "."),
+        + (" (within noise)." if d["noise"] else ".")
+        + " The probe replaces the seed's ensemble only when it is better beyond noise (groups resampled).",
         "",
         f"Calibration on the same held-out clips (ECE on groups each model never saw): {calibration}.",
         "",

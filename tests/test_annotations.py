@@ -227,6 +227,7 @@ def test_a_csv_of_path_label_group_goes_through_the_pipeline_to_a_tracked_ensemb
     assert record["kept"] == len(rows) and not record["one_group_per_video"]
     # The demo's config splits by family; a file without that column is split by its group column, and says so.
     assert record["settings"]["group_by"] == "family" and "has no family column: grouped by its group" in done.stderr
+    assert record["grouped_by"] == "group"  # ... and the record names the column actually read
     assert set(record["splits"]["test"]["sources"]) <= {row["source"] for row in rows}
     report = json.loads((tmp_path / "outputs" / "clips" / "report.json").read_text())
     predicted = list(csv.DictReader((tmp_path / "outputs" / "clips" / "predictions.csv").open()))
@@ -236,3 +237,25 @@ def test_a_csv_of_path_label_group_goes_through_the_pipeline_to_a_tracked_ensemb
     members = client.search_runs([train.experiment_id], "tags.ensemble = 'clips'")
     assert sorted(int(r.data.tags["seed"]) for r in members) == [1, 2, 3, 4]
     assert all(r.info.status == "FINISHED" for r in members)
+
+
+def test_an_empty_family_is_its_rows_group_and_the_split_names_the_column_it_read(tmp_path: Path) -> None:
+    """A row without a family keeps its source's clips together (never one group per clip); a file without
+    a family column is grouped by its group column, and ``grouping_column`` says so."""
+    import dataclasses
+
+    from research.config import CVConfig, ExtractConfig
+    from research.data.inputs import config_annotations, row_video_id
+    from research.data.splits import annotation_groups, grouping_column
+
+    (tmp_path / "with.csv").write_text("path,label,group,family\na.mp4,x,s1,f1\nb.mp4,x,s2,\nc.mp4,y,s2,\n")
+    cfg = ExtractConfig(annotations=str(tmp_path / "with.csv"), data_dir=str(tmp_path))
+    ids = [row_video_id(row) for row in config_annotations(cfg).rows]
+    assert annotation_groups(ids, "family", cfg) == ["f1", "s2", "s2"]
+    assert grouping_column(CVConfig(group_by="family"), cfg) == "family"
+    (tmp_path / "without.csv").write_text("path,label,group\na.mp4,x,s1\n")
+    without = dataclasses.replace(cfg, annotations=str(tmp_path / "without.csv"))
+    assert grouping_column(CVConfig(group_by="family"), without) == "group"
+    (tmp_path / "bare.csv").write_text("path,label\na.mp4,x\n")
+    bare = dataclasses.replace(cfg, annotations=str(tmp_path / "bare.csv"))
+    assert grouping_column(CVConfig(group_by="family"), bare) == "video"

@@ -56,6 +56,7 @@ CHOICES: dict[str, tuple] = {
     "sampling": ("center", "dense"),
     "annotation_format": ("csv", "kinetics"),
     "resize": ("crop", "squash"),
+    "temperatures": ({"members": 2.0}, {"members": 1.5, "probe": 3.0}),
     "sampling_per_subcategory": ({"slides": "center"}, {"slides": "dense"}),
     "outputs": (["single"], ["multi"]),
     "splits": (["train"], ["val", "test"]),

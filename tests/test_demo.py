@@ -155,6 +155,7 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     skipped = [s["path"] for s in record["skipped"]]
     assert record["kept"] == copied and skipped == ["videos/all/gaming/broken.mp4", "videos/all/gaming/missing.mp4"]
     assert record["settings"] == {"group_by": "family", "folds": 3, "test_fold": 0, "val_fraction": 0.2, "seed": 0}
+    assert record["grouped_by"] == "family"  # the column read: the manifest has one
     assert f"extraction kept {copied} clips and skipped 2: the split uses the {copied} kept" in caplog.text
     # the files themselves: every kept clip in exactly one split, no source on two sides, both kinds alike
     ids = {}

@@ -40,7 +40,7 @@ from research.cli import banner, console, make_parser, run_cli, setup_logging
 from research.config import CVConfig, EvalConfig, ExtractConfig, TrainConfig, load_config, parse_override
 from research.data.dataset import FeatureDataset, split_path
 from research.data.inputs import ALL_SPLIT, config_annotations, split_of
-from research.data.splits import TEST_FOLD, source_split, video_groups, write_fold
+from research.data.splits import TEST_FOLD, grouping_column, source_split, video_groups, write_fold
 from research.engine import classifier as classifier_file
 from research.engine.choice import choose_classifier
 from research.engine.evaluation import evaluate, results_table
@@ -107,6 +107,7 @@ def split_by_group(
         "extracted": str(sources[kinds[0]].parent),
         "kept": len(ds),
         "skipped": skipped,
+        "grouped_by": grouping_column(cv, extract_cfg),  # the column read (family falls back to group)
         "one_group_per_video": groups == ds.video_ids,  # no group column: near-duplicates may straddle the split
         "splits": {
             name: {
@@ -135,7 +136,8 @@ def _report(record: dict[str, Any]) -> None:
         record["kept"],
     )
     s = record["settings"]
-    title = f"split by {s['group_by']} (fold {s['test_fold']} of {s['folds']} is test, seed {s['seed']})"
+    by = record.get("grouped_by", s["group_by"])
+    title = f"split by {by} (fold {s['test_fold']} of {s['folds']} is test, seed {s['seed']})"
     if record.get("one_group_per_video"):
         title = "split by video: no group column, each video is its own group (near-duplicates may straddle it)"
     table = Table(title=title)
@@ -197,7 +199,8 @@ def run_pipeline(
             f"{extract_cfg.out_dir} (e.g. {Path(extract_cfg.out_dir) / 'by_group'})"
         )
     cv = load_config(CVConfig, "cv", config, overrides.get("cv"))
-    choose = not split_by_folder and cv.choice_folds > 0
+    # the choice needs groups (a pool split by group) and the probe's single-scale features
+    choose = not split_by_folder and cv.choice_folds > 0 and "single" in extract_cfg.outputs
     steps = (3 if split_by_folder else 4) + choose
     banner(f"1/{steps} features: one {extract_cfg.backbone} pass, single- and multi-scale files")
     extract(extract_cfg)
@@ -221,7 +224,12 @@ def run_pipeline(
         dataclasses.replace(eval_cfg, checkpoints=[str(p) for p in checkpoints], probe=probe, temperatures=temperatures)
     )
     console.print(results_table(report))
-    classifier = ready_classifier(train_cfg, eval_cfg, choice, report, checkpoints) if choice else None
+    if choice:
+        classifier = ready_classifier(train_cfg, eval_cfg, choice, report, checkpoints)
+    else:  # a classifier file of an earlier run is not this run's: removed, never left to be applied
+        classifier = None
+        for stale in (Path(train_cfg.out_dir) / classifier_file.FILE_NAME, Path(eval_cfg.out_dir) / "classifier.json"):
+            stale.unlink(missing_ok=True)
     lines = [
         f"  report        {eval_cfg.out_dir}/report.json, {eval_cfg.out_dir}/predictions.csv",
         f"  checkpoints   {train_cfg.out_dir}/best_ensemble_model_{{{','.join(map(str, seeds))}}}.pt",
@@ -253,7 +261,10 @@ def choose_by_cv(
     dev_videos = set(record["splits"]["train"]["videos"]) | set(record["splits"]["val"]["videos"])
     dev = np.array([i for i, vid in enumerate(ds.video_ids) if vid in dev_videos])
     groups = video_groups(ds, cv, extract_cfg)
-    choice = choose_classifier(pool, dev, groups, train_cfg, cv, Path(train_cfg.out_dir) / "choice")
+    folder = Path(train_cfg.features_dir)  # the probe shipped: C chosen on the split's val, measured at that C
+    shipped = classifier_file.fit_split_probe(split_path(folder, "train", False), split_path(folder, "val", False))
+    work_dir = Path(train_cfg.out_dir) / "choice"
+    choice = choose_classifier(pool, dev, groups, train_cfg, cv, work_dir, shipped.probe.c)
     _report_choice(choice)
     return choice
 
@@ -286,15 +297,16 @@ def ready_classifier(
         made = classifier_file.probe_file(fitted, split_path(folder, "train", False), choice, temperatures["probe"])
         what = {"kind": "probe", "temperature": made["temperature"], "c": fitted.probe.c}
     else:
-        ensemble_t = report["calibration"]["ensemble_temperatures"].get("ensemble+tta", 1.0)
+        ensemble_t = report["calibration"]["ensemble_temperatures"].get(report["final_row"], 1.0)
         member_t = temperatures.get("members")
         made = classifier_file.ensemble_file(checkpoints, report["tta_modes"], ensemble_t, choice, member_t)
+        made["weights"] = eval_cfg.weights  # as the report's ensemble weighed its members
         what = {"kind": "ensemble", "member_temperature": member_t, "temperature": ensemble_t}
         what["members"] = [p.name for p in checkpoints]
     classifier_file.write_classifier(made, path)
     summary = {"classifier": shown_path(path), **what, "choice": choice}
     write_text_atomic(Path(eval_cfg.out_dir) / "classifier.json", json.dumps(summary, indent=2))
-    console.print(f"ready classifier: the {choice['chosen']}, {shown_path(path)}", highlight=False)
+    console.print(f"ready classifier: the {what['kind']}, {shown_path(path)}", highlight=False)
     return Path(shown_path(path))
 
 
@@ -323,7 +335,7 @@ def _report_choice(choice: dict[str, Any]) -> None:
         )
     d = choice["difference"]
     console.print(
-        f"chosen: {choice['chosen']} (+{d['chosen_minus_other']:.3f}, paired 95 % "
+        f"chosen: {choice['chosen']} ({d['chosen_minus_other']:+.3f}, paired 95 % "
         f"[{d['paired_95']['low']:+.3f}, {d['paired_95']['high']:+.3f}]" + (": within noise)" if d["noise"] else ")"),
         highlight=False,
     )

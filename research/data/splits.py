@@ -52,6 +52,16 @@ def video_groups(ds: FeatureDataset, cfg: CVConfig, extract_cfg: ExtractConfig) 
     return manifest_groups(ds.video_ids, cfg, Path(extract_cfg.data_dir))
 
 
+def grouping_column(cfg: CVConfig, extract_cfg: ExtractConfig) -> str:
+    """The annotation column ``video_groups`` actually reads (``family`` falls back to ``group``; ``group``
+    to none, each video alone), so a record never says ``family`` for a split made by source."""
+    if not extract_cfg.annotations or cfg.group_by == "subcategory" or cfg.group_by.startswith("regex:"):
+        return cfg.group_by
+    offered = set(config_annotations(extract_cfg).columns)
+    column = "group" if cfg.group_by == "family" and "family" not in offered else cfg.group_by
+    return column if column in offered else "video"
+
+
 def annotation_groups(video_ids: list[str], column: str, extract_cfg: ExtractConfig) -> list[str]:
     """Each video's value of an annotation column. Without a ``family`` column, ``family`` falls back to
     ``group``; without a ``group`` column, each video is its own group (both say so: the split is weaker)."""
@@ -77,7 +87,12 @@ def annotation_groups(video_ids: list[str], column: str, extract_cfg: ExtractCon
         )
         return list(video_ids)
     values = by_column(annotations, column)
-    by_id = {row_video_id(row): value or row_video_id(row) for row, value in zip(annotations.rows, values, strict=True)}
+    # an empty family is its row's group (never each clip alone: one source's clips would straddle the split)
+    fallback = by_column(annotations, "group") if column == "family" and "group" in offered else [""] * len(values)
+    by_id = {
+        row_video_id(row): value or other or row_video_id(row)
+        for row, value, other in zip(annotations.rows, values, fallback, strict=True)
+    }
     missing = [vid for vid in video_ids if vid not in by_id]
     if missing:
         raise UserError(f"{len(missing)} extracted videos are not rows of {annotations.source}, e.g. {missing[0]}")

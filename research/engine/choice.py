@@ -8,13 +8,14 @@ is (``cv.group_by``: at the family level, ``family``, this estimates transfer to
 the models never saw). Per fold:
 
 - ``probe``: the logistic-regression probe (``research.models.probe``) fitted on the other folds,
-  its ``C`` by an inner grouped CV of them;
+  at the ``C`` of the probe the pipeline ships (chosen on its validation split);
 - ``recipe``: one member of the ensemble's recipe (the first seed), trained on the other folds
   with validation carved from them by group, scored with TTA (an ensemble of several such
   members scores at least as well on average, so this is the recipe's conservative figure).
 
-The candidate with the higher pooled macro-F1 is chosen; the record says by how much, with the
-paired bootstrap interval of the difference, and whether that difference is noise.
+The probe replaces the seed's ensemble only when its pooled macro-F1 is higher beyond noise: the
+paired interval of the difference, resampling whole groups, lies above 0. Otherwise the ensemble
+stays. The record says by how much, with that interval, and whether the difference is noise.
 
 The same held-out probabilities calibrate both candidates (``cross_fitted_calibration``): a
 temperature fitted on every train+val video, each scored by a model that never saw its group, is
@@ -38,8 +39,8 @@ from research.data.splits import carve_validation, make_folds, write_fold
 from research.engine.calibration import calibration_scores, fit_temperature, with_temperature
 from research.engine.classifier import pooled_file
 from research.engine.members import score_member, train_members
-from research.engine.metrics import bootstrap_difference, bootstrap_interval, classification_metrics
-from research.models.probe import fit_probe
+from research.engine.metrics import bootstrap_interval, classification_metrics
+from research.models.probe import fit_logistic
 
 log = logging.getLogger(__name__)
 CANDIDATES = ("probe", "recipe")
@@ -52,11 +53,14 @@ def choose_classifier(
     train_cfg: TrainConfig,
     cv: CVConfig,
     work_dir: Path,
+    probe_c: float,
 ) -> dict[str, Any]:
     """Score both candidates under ``cv.choice_folds`` grouped folds of the ``dev`` rows of the pooled
-    feature files (``pool``: multi_scale -> path); returns the choice, its figures and each candidate's
-    cross-fitted temperature (``cross_fitted_calibration``)."""
-    x, labels = pooled_file(pool.get(False) or pool[True])  # the probe's features: single-scale where extracted
+    feature files (``pool``: multi_scale -> path, the single-scale one required); returns the choice, its
+    figures and each candidate's cross-fitted temperature (``cross_fitted_calibration``). ``probe_c`` is
+    the L2 strength of the probe that will be shipped: every fold's probe uses it, so the probe measured
+    and calibrated here is the one the report scores and ``--predict`` applies."""
+    x, labels = pooled_file(pool[False])
     y = labels[dev]
     dev_groups = [groups[i] for i in dev]
     # a small collection gets as many folds as its train+val part can fill (at least 2), or no choice
@@ -74,7 +78,7 @@ def choose_classifier(
     seed = cv.seeds[0]
     for k, held in enumerate(folds):
         rest = np.setdiff1d(np.arange(len(dev)), held)
-        probe = fit_probe(x[dev[rest]], y[rest], [dev_groups[i] for i in rest], num_classes, seed=cv.fold_seed + k)
+        probe = fit_logistic(x[dev[rest]], y[rest], num_classes, probe_c)
         raw["probe"][held] = probe.predict_proba(x[dev[held]])
         fit, val = carve_validation(rest, y, dev_groups, cv.val_fraction, cv.fold_seed + k)
         fold_dir = work_dir / f"fold_{k}"
@@ -105,9 +109,12 @@ def choose_classifier(
     for held, t in zip(folds, val_temperatures, strict=True):
         by_val[held] = with_temperature(raw["recipe"][held], t)
     figures["recipe"]["calibration"]["val_split"] = {"temperatures": val_temperatures} | calibration_scores(by_val, y)
-    chosen = max(CANDIDATES, key=lambda name: (figures[name]["macro_f1"], name == "recipe"))  # a tie keeps the recipe
+    # the probe replaces the seed's ensemble only when it transfers better beyond noise
+    difference = grouped_difference(y, preds["recipe"], preds["probe"], dev_groups, num_classes, cv.bootstrap)
+    chosen = "probe" if difference["low"] > 0 else "recipe"
     other = next(name for name in CANDIDATES if name != chosen)
-    difference = bootstrap_difference(y, preds[other][None], preds[chosen][None], num_classes, n=cv.bootstrap)
+    if chosen == "recipe":  # the interval of recipe - probe: the same resamples, the other sign
+        difference = {"low": -difference["high"], "high": -difference["low"]}
     return {
         "chosen": chosen,
         "grouped_by": cv.group_by,
@@ -116,14 +123,15 @@ def choose_classifier(
         "groups": len(set(dev_groups)),
         "scored_on": "the train and val videos only (never the test split), each by models that never saw its group",
         "candidates": {
-            "probe": figures["probe"] | {"what": "logistic regression on the mean single-scale frame feature"},
+            "probe": figures["probe"]
+            | {"what": f"logistic regression on the mean single-scale frame feature, C={probe_c:g}"},
             "recipe": figures["recipe"]
             | {"what": f"one {train_cfg.model} member (seed {seed}) of the ensemble's recipe per fold, with TTA"},
         },
         "difference": {
             "chosen_minus_other": figures[chosen]["macro_f1"] - figures[other]["macro_f1"],
-            "paired_95": difference,
-            "noise": difference["low"] <= 0.0,
+            "paired_95": difference,  # resampling groups, not clips: the clips of one group err together
+            "noise": difference["low"] <= 0.0 <= difference["high"],
         },
     }
 
@@ -153,3 +161,20 @@ def cross_fitted_calibration(raw: np.ndarray, labels: np.ndarray, folds: list[np
 def _too_small(labels: np.ndarray, folds: list[np.ndarray]) -> bool:
     """A fold whose training part has no class with two clips leaves nothing to carve validation from."""
     return any(np.bincount(np.delete(labels, f)).max() < 2 for f in folds)
+
+
+def grouped_difference(
+    labels: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarray, groups: list[str], num_classes: int, n: int
+) -> dict[str, float]:
+    """95 % interval of macro-F1(b) - macro-F1(a) over the same clips, resampling whole groups (paired)."""
+    rng = np.random.default_rng(0)
+    names = sorted(set(groups))
+    members = {g: np.flatnonzero(np.asarray(groups) == g) for g in names}
+    diffs = []
+    for _ in range(n):
+        idx = np.concatenate([members[names[i]] for i in rng.integers(0, len(names), len(names))])
+        diffs.append(
+            classification_metrics(labels[idx], preds_b[idx], num_classes)["macro_f1"]
+            - classification_metrics(labels[idx], preds_a[idx], num_classes)["macro_f1"]
+        )
+    return {"low": float(np.percentile(diffs, 2.5)), "high": float(np.percentile(diffs, 97.5))}

@@ -293,6 +293,7 @@ def cross_validate(
                 "cv": dataclasses.asdict(cfg) | {"out_dir": shown_path(cfg.out_dir)},  # no checkout's path
             },
             "data": content_fingerprint(source),  # ... and the same features
+            "calibrated": True,  # members scored at their temperature: a summary from before is not re-used
         }
         for row, r in report["rows"].items():
             key = row.replace("+", "_")

@@ -8,7 +8,9 @@ TTA 95 % F1), for any set of checkpoints on any feature file:
 
 Every row's probabilities are calibrated (``research.engine.calibration``): a member by the
 temperature fitted on the validation split in training (in its checkpoint), an ensemble row by
-its own temperature fitted here on the members' validation split. ``probe`` (``--probe``) is the
+its own temperature fitted here on the members' validation split; or, where ``temperatures``
+gives them (the pipeline: cross-fitted on train+val), members and probe by those, and the
+ensemble rows average the calibrated members with no temperature of their own. ``probe`` (``--probe``) is the
 logistic-regression probe fitted on the members' train split, beside them for comparison.
 
 Members come from checkpoint files, MLflow run ids, or an ensemble tag. They must
@@ -207,7 +209,9 @@ def fit_ensemble_temperatures(
     """The ensemble rows' temperatures, fitted on the members' validation split (the file beside their
     training file); none for one member, with ``calibrate: false``, or where that file is missing."""
     if len(members) < 2 or not cfg.calibrate or "members" in cfg.temperatures:
-        return {}, None  # a given temperature was fitted for what it calibrates: nothing more on top
+        # given member temperatures (cross-fitted) are not stacked on a validation fit: the ensemble rows
+        # average the calibrated members, with no temperature of their own
+        return {}, None
     val_path = split_path(Path(members[0].features["file"]).parent, "val", members[0].multi_scale)
     if not val_path.is_file():
         log.warning("no validation split at %s: the ensemble rows keep temperature 1 (members keep theirs)", val_path)
@@ -264,6 +268,8 @@ def probe_probabilities(cfg: EvalConfig, members: list[Member], path: Path, ds: 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Score every member with and without TTA, and their ensemble, calibrated; write and log the report."""
+    if cfg.classifier:
+        raise UserError("--classifier is for --predict: a report scores --checkpoints or --ensemble")
     device = distributed.device_for(cfg.device)
     members = load_members(cfg)
     path = features_path(cfg, members[0])
@@ -505,7 +511,7 @@ def video_classifier(
         views, ensemble_t = get_views(record["tta_modes"] or ["identity"]), float(record["temperature"])
         given = record.get("member_temperature")
     else:
-        members = load_members(cfg)
+        members, record = load_members(cfg), {}
         views, ensemble_t, given = get_views(cfg.tta_modes if cfg.tta else ["identity"]), 1.0, None
     models = [
         (build_model(m.checkpoint).eval().to(device), checkpoint_temperature(m.checkpoint) if given is None else given)
@@ -516,7 +522,7 @@ def video_classifier(
         x = features[None].to(device)
         n = torch.tensor([x.shape[1]], device=device)
         probs = [with_temperature(tta_probabilities(model, x, n, views).cpu().numpy(), t)[0] for model, t in models]
-        weights = None if cfg.classifier else cfg.weights  # a classifier file's members weigh the same
+        weights = record.get("weights") if cfg.classifier else cfg.weights  # a classifier weighs as it was scored
         return with_temperature(ensemble_probabilities(probs, weights)[None], ensemble_t)[0]
 
     return classify_ensemble, members[0].features
