@@ -137,7 +137,8 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     assert list(report["rows"]) == rows and report["final_row"] == "ensemble+tta"  # the probe beside the ensemble
     # The ready classifier: chosen by CV of train+val by family, written with its figures, named in the closing lines.
     chosen = json.loads((tmp_path / "outputs" / "classifier.json").read_text())
-    assert chosen["classifier"] == "runs/classifier.pt" and chosen["kind"] == chosen["choice"]["chosen"]
+    kind = {"probe": "probe", "recipe": "ensemble"}[chosen["choice"]["chosen"]]
+    assert chosen["classifier"] == "runs/classifier.pt" and chosen["kind"] == kind
     assert chosen["choice"]["grouped_by"] == "family" and set(chosen["choice"]["candidates"]) == {"probe", "recipe"}
     split_record = json.loads((tmp_path / "features" / "by_group" / "split.json").read_text())
     assert chosen["choice"]["videos"] == sum(split_record["splits"][n]["clips"] for n in ("train", "val"))
