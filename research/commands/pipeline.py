@@ -213,10 +213,11 @@ def run_pipeline(
     banner(f"{steps - 1 - choose}/{steps} ensemble members: seeds {seeds}")
     checkpoints = train_members(train_cfg, seeds, extra_tags=tags)
     choice: dict[str, Any] = {}
+    shipped_probe = None
     if choose:
         title = f"{cv.choice_folds} folds by {cv.group_by} of train+val"
         banner(f"{steps - 1}/{steps} probe or recipe, and how sure each may be: {title}")
-        choice = choose_by_cv(extract_cfg, train_cfg, cv, record)
+        choice, shipped_probe = choose_by_cv(extract_cfg, train_cfg, cv, record)
     banner(f"{steps}/{steps} evaluation: members, TTA, ensemble, probe" + " on the test groups" * choose)
     probe = "single" in extract_cfg.outputs  # the probe beside the ensemble: it reads the single-scale files
     temperatures = cross_fitted_temperatures(choice)
@@ -224,8 +225,8 @@ def run_pipeline(
         dataclasses.replace(eval_cfg, checkpoints=[str(p) for p in checkpoints], probe=probe, temperatures=temperatures)
     )
     console.print(results_table(report))
-    if choice:
-        classifier = ready_classifier(train_cfg, eval_cfg, choice, report, checkpoints)
+    if choice and shipped_probe is not None:
+        classifier = ready_classifier(train_cfg, eval_cfg, choice, shipped_probe, report, checkpoints)
     else:  # a classifier file of an earlier run is not this run's: removed, never left to be applied
         classifier = None
         for stale in (Path(train_cfg.out_dir) / classifier_file.FILE_NAME, Path(eval_cfg.out_dir) / "classifier.json"):
@@ -252,9 +253,10 @@ def run_pipeline(
 
 def choose_by_cv(
     extract_cfg: ExtractConfig, train_cfg: TrainConfig, cv: CVConfig, record: dict[str, Any]
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], classifier_file.SplitProbe]:
     """The probe against the recipe, and each one's cross-fitted temperature, by grouped CV of the split's
-    train and val videos (``research.engine.choice``); the test videos are not read."""
+    train and val videos (``research.engine.choice``); the test videos are not read. Returns the choice
+    and the probe that would be shipped (fitted on the split's train, C chosen on its val)."""
     split = pool_split(extract_cfg) or extract_cfg.splits[0]
     pool = {kind == "multi": split_path(extract_cfg.out_dir, split, kind == "multi") for kind in extract_cfg.outputs}
     ds = FeatureDataset(next(iter(pool.values())), in_memory="no")
@@ -266,7 +268,7 @@ def choose_by_cv(
     work_dir = Path(train_cfg.out_dir) / "choice"
     choice = choose_classifier(pool, dev, groups, train_cfg, cv, work_dir, shipped.probe.c)
     _report_choice(choice)
-    return choice
+    return choice, shipped
 
 
 def cross_fitted_temperatures(choice: dict[str, Any]) -> dict[str, float]:
@@ -284,6 +286,7 @@ def ready_classifier(
     train_cfg: TrainConfig,
     eval_cfg: EvalConfig,
     choice: dict[str, Any],
+    probe: classifier_file.SplitProbe,
     report: dict[str, Any],
     checkpoints: list[Path],
 ) -> Path:
@@ -292,10 +295,9 @@ def ready_classifier(
     path = Path(train_cfg.out_dir) / classifier_file.FILE_NAME
     temperatures = cross_fitted_temperatures(choice)
     if choice["chosen"] == "probe":
-        folder = Path(train_cfg.features_dir)
-        fitted = classifier_file.fit_split_probe(split_path(folder, "train", False), split_path(folder, "val", False))
-        made = classifier_file.probe_file(fitted, split_path(folder, "train", False), choice, temperatures["probe"])
-        what = {"kind": "probe", "temperature": made["temperature"], "c": fitted.probe.c}
+        train_file = split_path(train_cfg.features_dir, "train", False)
+        made = classifier_file.probe_file(probe, train_file, choice, temperatures["probe"])
+        what = {"kind": "probe", "temperature": made["temperature"], "c": probe.probe.c}
     else:
         ensemble_t = report["calibration"]["ensemble_temperatures"].get(report["final_row"], 1.0)
         member_t = temperatures.get("members")

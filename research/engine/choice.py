@@ -26,7 +26,6 @@ ones 2.25-2.37 and ECE 0.016).
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from pathlib import Path
 from typing import Any
@@ -34,11 +33,10 @@ from typing import Any
 import numpy as np
 
 from research.config import CVConfig, TrainConfig
-from research.data.dataset import split_path
-from research.data.splits import carve_validation, make_folds, write_fold
+from research.data.splits import carve_validation, make_folds
 from research.engine.calibration import calibration_scores, fit_temperature, with_temperature
 from research.engine.classifier import pooled_file
-from research.engine.members import score_member, train_members
+from research.engine.members import fold_members, score_member
 from research.engine.metrics import bootstrap_interval, classification_metrics
 from research.models.probe import fit_logistic
 
@@ -81,18 +79,16 @@ def choose_classifier(
         probe = fit_logistic(x[dev[rest]], y[rest], num_classes, probe_c)
         raw["probe"][held] = probe.predict_proba(x[dev[held]])
         fit, val = carve_validation(rest, y, dev_groups, cv.val_fraction, cv.fold_seed + k)
-        fold_dir = work_dir / f"fold_{k}"
         parts = {"train": dev[fit], "val": dev[val], "test": dev[held]}
-        write_fold(pool[train_cfg.multi_scale], fold_dir / "features", parts, train_cfg.multi_scale)
-        fold_cfg = dataclasses.replace(
+        (checkpoint,), test_file = fold_members(
+            pool[train_cfg.multi_scale],
+            work_dir / f"fold_{k}",
+            parts,
             train_cfg,
-            features_dir=str(fold_dir / "features"),
-            out_dir=str(fold_dir / "runs"),
-            experiment="cv",
-            ensemble=f"{train_cfg.ensemble}-choice-fold{k}",
+            [seed],
+            f"{train_cfg.ensemble}-choice-fold{k}",
+            tags={"fold": str(k), "purpose": "choice"},
         )
-        (checkpoint,) = train_members(fold_cfg, [seed], extra_tags={"fold": str(k), "purpose": "choice"})
-        test_file = split_path(fold_dir / "features", "test", train_cfg.multi_scale)
         scored = score_member(checkpoint, test_file, calibrated=False)
         val_temperatures.append(scored["temperature"])
         raw["recipe"][held] = scored["tta"]["probs"]

@@ -40,7 +40,7 @@ from research.data.dataset import FeatureDataset, split_path
 from research.data.splits import carve_validation, make_folds, video_groups, write_fold
 from research.engine.calibration import calibration_scores
 from research.engine.evaluation import ensemble_probabilities
-from research.engine.members import mean_std, score_member, train_members
+from research.engine.members import fold_members, mean_std, score_member
 from research.engine.metrics import bootstrap_interval, classification_metrics
 from research.engine.training import train
 from research.features.extraction import extract
@@ -92,17 +92,11 @@ def run_fold(
     rest = np.setdiff1d(np.arange(len(labels)), test)
     fit, val = carve_validation(rest, labels, groups, cfg.val_fraction, cfg.fold_seed + k)
     assert not set(groups[i] for i in test) & set(groups[i] for i in rest), "a group on both sides of a fold"
+    parts = {"train": fit, "val": val, "test": test}
     fold_dir = Path(cfg.out_dir) / f"fold_{k}"
-    write_fold(source, fold_dir / "features", {"train": fit, "val": val, "test": test}, train_cfg.multi_scale)
-    fold_cfg = dataclasses.replace(
-        train_cfg,
-        features_dir=str(fold_dir / "features"),
-        out_dir=str(fold_dir / "runs"),
-        experiment="cv",
-        ensemble=f"cv-fold{k}",
+    checkpoints, test_file = fold_members(
+        source, fold_dir, parts, train_cfg, cfg.seeds, f"cv-fold{k}", parent, {"fold": str(k)}
     )
-    checkpoints = train_members(fold_cfg, cfg.seeds, parent_run_id=parent, extra_tags={"fold": str(k)})
-    test_file = split_path(fold_dir / "features", "test", train_cfg.multi_scale)
     scores = [score_member(c, test_file) for c in checkpoints]
     return {
         "test": sorted(test.tolist()),

@@ -494,8 +494,8 @@ def video_classifier(
 ) -> tuple[Callable[[torch.Tensor], np.ndarray], dict[str, Any]]:
     """``(classify, feature record)``: ``classify`` maps one video's ``[T, D]`` frame features to its
     calibrated class probabilities ``[C]``."""
-    if cfg.classifier and read_classifier(cfg.classifier)["kind"] == "probe":
-        record = read_classifier(cfg.classifier)
+    record = read_classifier(cfg.classifier) if cfg.classifier else {}  # read (and its members checked) once
+    if record.get("kind") == "probe":
         probe, temperature = record_probe(record), float(record["temperature"])
 
         def classify_probe(features: torch.Tensor) -> np.ndarray:
@@ -503,15 +503,14 @@ def video_classifier(
             return with_temperature(probe.predict_proba(x), temperature)[0]
 
         return classify_probe, record["features"]
-    if cfg.classifier:
-        record = read_classifier(cfg.classifier)
+    if record:
         paths = member_paths(record, Path(cfg.classifier))
         members = [Member(f"member_{i + 1}", load_checkpoint(p), str(p), None) for i, p in enumerate(paths)]
         check_members_agree(members)
         views, ensemble_t = get_views(record["tta_modes"] or ["identity"]), float(record["temperature"])
         given = record.get("member_temperature")
     else:
-        members, record = load_members(cfg), {}
+        members = load_members(cfg)
         views, ensemble_t, given = get_views(cfg.tta_modes if cfg.tta else ["identity"]), 1.0, None
     models = [
         (build_model(m.checkpoint).eval().to(device), checkpoint_temperature(m.checkpoint) if given is None else given)

@@ -18,6 +18,7 @@ from rich.rule import Rule
 
 from research.config import TrainConfig
 from research.data.dataset import FeatureDataset, split_path
+from research.data.splits import write_fold
 from research.engine.calibration import with_temperature
 from research.engine.checkpoints import (
     build_model,
@@ -63,6 +64,31 @@ def train_members(
             )
         paths.append(path)
     return paths
+
+
+def fold_members(
+    source: Path,
+    fold_dir: Path,
+    parts: dict[str, np.ndarray],
+    train_cfg: TrainConfig,
+    seeds: list[int],
+    ensemble: str,
+    parent_run_id: str | None = None,
+    tags: dict[str, str] | None = None,
+) -> tuple[list[Path], Path]:
+    """One cross-validation fold's members: the rows of ``parts`` (train, val, test) of ``source`` written as
+    feature files under ``fold_dir/features``, one member per seed trained (or re-used) under ``fold_dir/runs``
+    in experiment ``cv``; returns their checkpoints and the fold's test file."""
+    write_fold(source, fold_dir / "features", parts, train_cfg.multi_scale)
+    fold_cfg = dataclasses.replace(
+        train_cfg,
+        features_dir=str(fold_dir / "features"),
+        out_dir=str(fold_dir / "runs"),
+        experiment="cv",
+        ensemble=ensemble,
+    )
+    checkpoints = train_members(fold_cfg, seeds, parent_run_id=parent_run_id, extra_tags=tags)
+    return checkpoints, split_path(fold_dir / "features", "test", train_cfg.multi_scale)
 
 
 def _same_run(checkpoint: dict[str, Any], cfg: TrainConfig, data: dict[str, str]) -> bool:
