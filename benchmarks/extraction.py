@@ -13,12 +13,20 @@ On the same generated videos and backbone, in one process run:
 
 Rates are sampled frames (videos x T) per second of wall time. resnet50 uses random
 weights (timing only); mobilenet_v2 its real weights. Results: benchmarks/RESULTS.md.
+
+    python benchmarks/extraction.py --real [--videos 381] [--seed-videos 48] [--runtimes torch onnxruntime]
+
+The clips of benchmarks/real/ as ``make demo`` extracts them (efficientnet_lite0, 16 frames, its own 224 px,
+whole clips), per runtime of the CNN (research.backbones.runtime), side by side: (a) ``extract(cfg)`` end to
+end; (c) the CNN alone on decoded frames; (d) decoding alone, in this one process, so the split of the
+time shows where it goes; (b) the seed's loop (torch) on the first ``--seed-videos`` clips, for the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -29,10 +37,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from research.backbones.loading import create_backbone
+from research.backbones.loading import create_backbone, create_backbones
 from research.config import ExtractConfig
 from research.features.extraction import extract
 from research.features.frames import auto_batch_size
+from research.features.settings import FeatureSettings
 from research.video.decode import decode_video, normalize
 from videogen.writing import generate
 
@@ -76,7 +85,9 @@ def seed_extractor(
 
 def backbone_alone(videos: list[Path], backbone: torch.nn.Module, frames: int, size: int, batch_size: int) -> float:
     decoded = torch.cat([torch.from_numpy(decode_video(p, frames, size).expanded()) for p in videos])
-    x = normalize(decoded, backbone.spec.mean, backbone.spec.std).contiguous(memory_format=torch.channels_last)
+    x = normalize(decoded, backbone.spec.mean, backbone.spec.std)
+    if getattr(backbone, "uses_channels_last", True):  # as FrameBatcher hands frames to it
+        x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
         backbone(x[:batch_size])  # warm-up
         start = time.perf_counter()
@@ -104,9 +115,93 @@ def ours(data: Path, out: Path, backbone: str, frames: int, size: int, outputs: 
     return time.perf_counter() - start
 
 
+REAL = Path(__file__).resolve().parent / "real"
+
+
+def real_config(manifest: Path, out: Path, runtime: str) -> ExtractConfig:
+    """``make demo``'s extraction (experiments/demo.yaml) of the clips ``manifest`` lists, run by ``runtime``."""
+    return ExtractConfig(
+        data_dir=str(REAL),
+        annotations=str(manifest),
+        columns={"label": "class", "group": "source"},
+        out_dir=str(out),
+        splits=["all"],
+        backbone="efficientnet_lite0",
+        frames=16,
+        image_size=None,
+        clip_seconds=None,
+        runtime=runtime,
+        log_mlflow=False,
+    )
+
+
+def real_main(args: argparse.Namespace, console: Console, tmp: Path) -> dict[str, dict[str, float]]:
+    """The clips of benchmarks/real, per runtime: end to end, the CNN alone, decoding alone; the seed's loop."""
+    lines = (REAL / "manifest.csv").read_text().splitlines()
+    rows = lines[1:]
+    count = args.videos or len(rows)  # spread over the manifest, whose rows run class by class
+    chosen = rows[:: max(1, len(rows) // count)][:count]
+    manifest = tmp / "manifest.csv"
+    manifest.write_text("\n".join([lines[0], *chosen]) + "\n")
+    paths = [REAL / line.split(",", 1)[0] for line in chosen]
+    settings = FeatureSettings.from_config(real_config(manifest, tmp, "torch"))
+    part, frames = settings.parts[0], settings.frames
+    size, batch = part.image_size, args.batch_size or auto_batch_size(torch.device("cpu"), part.image_size)
+    n_frames = len(paths) * frames
+    sample = paths[: args.seed_videos]
+    start = time.perf_counter()
+    for p in sample:
+        decode_video(p, frames, size)
+    decode_rate = len(sample) * frames / (time.perf_counter() - start)
+    seed_net = create_backbone(part.backbone)
+    seed_rate = len(sample) * frames / seed_extractor(sample, seed_net, frames, size, tmp / "seed.h5", True)
+    table = Table(
+        title=f"benchmarks/real: {len(paths)} clips x {frames} frames, {part.backbone} at {size}px, CNN batch "
+        f"{batch}; CNN-alone and decoding on the first {len(sample)} clips; threads {torch.get_num_threads()}"
+    )
+    for col in ("runtime", "variant", "frames/s", "vs seed (b)", "vs CNN alone (c)", "vs torch"):
+        table.add_column(col, justify="left" if col in ("runtime", "variant") else "right")
+    numbers: dict[str, dict[str, float]] = {
+        "(b) seed extractor, multi-scale (torch)": {"fps": seed_rate},
+        "(d) decoding alone, 1 process": {"fps": decode_rate},
+    }
+    for runtime in args.runtimes:
+        net = create_backbones(settings, runtime=runtime)[0]
+        cnn_rate = len(sample) * frames / backbone_alone(sample, net, frames, size, batch)
+        start = time.perf_counter()
+        extract(real_config(manifest, tmp / f"ours_{runtime}", runtime))
+        numbers[runtime] = {
+            "(c) CNN alone": cnn_rate,
+            "(a) end to end, both files": n_frames / (time.perf_counter() - start),
+        }
+    table.add_row("torch", "(b) seed extractor, multi-scale", f"{seed_rate:.1f}", "1.00x", "", "")
+    table.add_row("", "(d) decoding alone, 1 process", f"{decode_rate:.1f}", "", "", "")
+    for runtime in args.runtimes:
+        cnn = numbers[runtime]["(c) CNN alone"]
+        for variant, rate in numbers[runtime].items():
+            base = numbers[args.runtimes[0]][variant]
+            table.add_row(
+                runtime, variant, f"{rate:.1f}", f"{rate / seed_rate:.2f}x", f"{rate / cnn:.0%}", f"{rate / base:.2f}x"
+            )
+    console.print(table)
+    # on C cores, decoding (1/decode_rate core-seconds per frame) and the CNN (threads/cnn_rate) share the cores
+    for runtime in args.runtimes:
+        cnn = numbers[runtime]["(c) CNN alone"]
+        cores = os.cpu_count() or 1
+        bound = cores / (torch.get_num_threads() / cnn + 1 / decode_rate)
+        end = numbers[runtime]["(a) end to end, both files"]
+        console.print(
+            f"{runtime}: {cores}-core bound with decoding sharing the cores {bound:.1f} frames/s; "
+            f"end to end {end:.1f} ({end / bound:.0%} of it)"
+        )
+    return numbers
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--videos", type=int, default=24)
+    parser.add_argument(
+        "--videos", type=int, default=None, help="generated videos (default 24); --real: clips (default all)"
+    )
     parser.add_argument("--frames", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=160)
     parser.add_argument(
@@ -115,9 +210,18 @@ def main() -> None:
     parser.add_argument("--backbones", nargs="+", default=["mobilenet_v2", "resnet50"])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
+    parser.add_argument("--real", action="store_true", help="benchmarks/real as make demo extracts it, per runtime")
+    parser.add_argument("--seed-videos", type=int, default=48, help="--real: clips for the seed loop and CNN alone")
+    parser.add_argument("--runtimes", nargs="+", default=["torch", "onnxruntime"], choices=["torch", "onnxruntime"])
     args = parser.parse_args()
     console = Console(width=120)
     tmp = Path(tempfile.mkdtemp(prefix="bench_extract_"))
+    if args.real:
+        numbers = real_main(args, console, tmp)
+        if args.json:
+            args.json.write_text(json.dumps(numbers, indent=2))
+        return
+    args.videos = args.videos or 24
     generate(
         tmp / "data",
         videos_per_class=max(2, args.videos // 4 * 5 // 3 + 1),

@@ -21,7 +21,7 @@ from rich.logging import RichHandler
 from rich.rule import Rule
 from rich.text import Text
 
-from research import interrupts
+from research import interrupts, notices
 from research.config import ConfigParser, add_config_arguments
 from research.errors import Terminated, UserError
 from research.files import out_of_space_cause
@@ -32,8 +32,7 @@ console = Console(stderr=True)
 def make_parser(doc: str | None, config_cls: type | None = None) -> argparse.ArgumentParser:
     """The parser every entry point starts from: its docstring as help, ``--verbose``, and, given a
     config dataclass, ``--config``, one ``--flag`` per field and ``key=value`` overrides."""
-    kind = ConfigParser if config_cls is not None else argparse.ArgumentParser
-    parser = kind(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ConfigParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
     return add_config_arguments(parser, config_cls) if config_cls is not None else parser
 
@@ -48,6 +47,7 @@ def setup_logging(verbose: bool = False) -> None:
     )
     for noisy in ("alembic", "mlflow", "urllib3", "matplotlib", "PIL", "h5py"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    notices.install()  # third-party warnings: one line in the project's words, never raw
 
 
 def banner(title: str) -> None:

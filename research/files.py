@@ -7,6 +7,9 @@
   ``write_text_atomic``, the same for small text files (JSON reports, settings).
 - ``folder_lock``: one writer per output folder; a second process is refused in one line
   naming the holder (pid, host, since when) instead of racing on the same files.
+- ``exclusive``: the lock underneath, ``flock`` where the file system supports it, else (Lustre or NFS
+  mounted without locking: ENOSYS, EOPNOTSUPP, ENOLCK) a lock file made with ``O_EXCL`` that records its
+  holder and keeps a heartbeat, so a dead holder's lock is cleared (``HeartbeatLock``).
 - ``disk_errors``: an out-of-space ``OSError`` anywhere inside becomes one user error that
   names the folder and says that re-running resumes from the committed work.
 """
@@ -20,7 +23,9 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,9 +43,15 @@ class FolderBusyError(UserError):
     """Another process is writing into the same output folder."""
 
 
+HOST = socket.gethostname()
+
+
 def temporary_path(target: Path) -> Path:
-    """``NAME.<pid>.tmp`` beside ``target``: this process's own, renamed onto ``target`` when complete."""
-    return target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    """``NAME.<host>.<pid>.tmp`` beside ``target``: this process's own, renamed onto ``target`` when complete.
+
+    The host is in the name because array tasks on several machines write into one shared folder, where
+    two of them may have the same pid."""
+    return target.with_name(f"{target.name}.{HOST}.{os.getpid()}.tmp")
 
 
 @contextlib.contextmanager
@@ -112,13 +123,169 @@ def disk_errors(folder: str | Path) -> Iterator[None]:
         ) from None
 
 
+def _holder_text(info: dict) -> str:
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.get("since", 0)))
+    return f"pid {info.get('pid', '?')} on {info.get('host', '?')} (since {since}: {info.get('command', '')})"
+
+
 def _holder(path: Path) -> str:
     try:
         info = json.loads(path.read_text() or "{}")
     except (OSError, ValueError):
         return "another process"
-    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(info.get("since", 0)))
-    return f"pid {info.get('pid', '?')} on {info.get('host', '?')} (since {since}: {info.get('command', '')})"
+    return _holder_text(info)
+
+
+def _holder_record() -> dict:
+    command = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))[:200]
+    return {"pid": os.getpid(), "host": HOST, "since": time.time(), "command": command}
+
+
+# flock's errno values meaning "this file system does not do flock" (Lustre without -o flock, some NFS mounts)
+NO_FLOCK = {errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOLCK, errno.EINVAL}
+
+
+class HeartbeatLock:
+    """A lock for file systems without ``flock``: the file ``PATH.held``, created with ``O_EXCL``.
+
+    It records its holder (host, pid, a random token) and a heartbeat: a thread touches it every
+    ``heartbeat`` seconds. Another process clears it as stale when its holder is dead: at once when the
+    holder ran on this host and its pid is gone, else once the heartbeat is older than ``stale_after``
+    seconds (a machine that died or lost the mount). Clearing renames the file to a name of one's own and
+    checks it is still the one judged stale, so of two processes clearing it at once only one wins.
+    """
+
+    def __init__(self, path: Path, heartbeat: float = 30.0, stale_after: float = 120.0) -> None:
+        self.path = path.with_name(path.name + ".held")
+        self.heartbeat, self.stale_after = heartbeat, stale_after
+        self.record = _holder_record() | {"token": uuid.uuid4().hex}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def holder(self) -> dict | None:
+        """The holder's record, or None when nobody holds the lock (or its file is being written)."""
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {}  # being written: its holder is alive
+
+    def acquire(self) -> bool:
+        """Take the lock without waiting: True when taken (a stale lock is cleared first), False when held."""
+        for _ in range(3):  # a stale lock cleared, then taken; a race lost to a faster process: held
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if not self._clear_stale():
+                    return False
+                continue
+            with os.fdopen(fd, "w") as fh:
+                fh.write(json.dumps(self.record))
+                fh.flush()
+                os.fsync(fh.fileno())
+            self._thread = threading.Thread(target=self._beat, name="lock-heartbeat", daemon=True)
+            self._thread.start()
+            return True
+        return False
+
+    def _stale(self, info: dict) -> bool:
+        if not info:
+            return False
+        if info.get("host") == HOST:  # this machine: the pid answers
+            try:
+                os.kill(int(info["pid"]), 0)
+            except ProcessLookupError:
+                return True
+            except (PermissionError, KeyError, ValueError, TypeError):
+                return False
+            return False
+        try:
+            return time.time() - self.path.stat().st_mtime > self.stale_after
+        except FileNotFoundError:
+            return True
+
+    def _clear_stale(self) -> bool:
+        """Remove a dead holder's lock file; False when its holder is alive."""
+        info = self.holder()
+        if info is None:
+            return True  # released meanwhile
+        if not self._stale(info):
+            return False
+        grave = self.path.with_name(f"{self.path.name}.stale.{HOST}.{os.getpid()}")
+        try:
+            os.rename(self.path, grave)
+        except FileNotFoundError:
+            return True  # another process cleared it first
+        try:
+            taken = json.loads(grave.read_text())
+        except (OSError, ValueError):
+            taken = {}
+        if taken.get("token") != info.get("token"):  # a live lock taken in between: give it back
+            with contextlib.suppress(OSError):
+                os.link(grave, self.path)
+            grave.unlink(missing_ok=True)
+            return False
+        grave.unlink(missing_ok=True)
+        print(f"warning: cleared the stale lock {self.path} of {_holder_text(info)}", file=sys.stderr)
+        return True
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat):
+            with contextlib.suppress(OSError):
+                os.utime(self.path)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if (self.holder() or {}).get("token") == self.record["token"]:
+            self.path.unlink(missing_ok=True)
+
+
+_warned: set[str] = set()
+
+
+def _flock_unsupported(path: Path, err: OSError) -> None:
+    """One line, once per folder, saying that locks there are lock files with a heartbeat."""
+    if str(path.parent) not in _warned:
+        _warned.add(str(path.parent))
+        print(
+            f"warning: {path.parent} does not support flock ({os.strerror(err.errno or 0)}): locking with the "
+            "file NAME.held (host, pid, heartbeat) instead; a dead holder's lock is cleared",
+            file=sys.stderr,
+        )
+
+
+@contextlib.contextmanager
+def exclusive(path: str | Path, wait: bool) -> Iterator[bool]:
+    """Hold an exclusive lock on ``path``: yields True when held, False when another process holds it
+    (``wait=False`` only). ``flock`` where the file system supports it, else a ``HeartbeatLock``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:  # closing it releases the lock; the file stays (a waiting process holds it)
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        except OSError as err:
+            if err.errno not in NO_FLOCK:
+                raise
+            _flock_unsupported(path, err)
+        else:
+            yield True
+            return
+    fallback = HeartbeatLock(path)
+    while not fallback.acquire():
+        if not wait:
+            yield False
+            return
+        time.sleep(0.2)
+    try:
+        yield True
+    finally:
+        fallback.release()
 
 
 @contextlib.contextmanager
@@ -126,32 +293,29 @@ def folder_lock(folder: str | Path, what: str, name: str = ".lock") -> Iterator[
     """Hold ``folder/name`` exclusively while writing there; refuse at once when another process does.
 
     ``flock`` is released by the kernel when the holder dies (kill -9 included), so a stale
-    lock file never blocks the next run; the file's text only says who holds it.
+    lock file never blocks the next run; the file's text only says who holds it. Where the file
+    system has no ``flock`` the lock is a ``HeartbeatLock`` (``exclusive``).
     """
     path = Path(folder) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:  # closing it releases the lock; the file stays (a waiting process holds it)
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with exclusive(path, wait=False) as held:
+        if not held:
+            fallback = HeartbeatLock(path)
+            holder = _holder_text(fallback.holder() or {}) if fallback.path.exists() else _holder(path)
             raise FolderBusyError(
-                f"{Path(folder)} is in use by another {what}: {_holder(path)}. Wait for it to finish, "
+                f"{Path(folder)} is in use by another {what}: {holder}. Wait for it to finish, "
                 "or choose another --out-dir"
-            ) from None
-        command = " ".join(Path(a).name if i == 0 else a for i, a in enumerate(sys.argv))[:200]
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.time(), "command": command}
+            )
         with contextlib.suppress(OSError):  # who holds it is only a courtesy: a full disk must not stop the lock
-            fh.seek(0)
-            fh.truncate()
-            fh.write(json.dumps(holder))
-            fh.flush()
+            path.write_text(json.dumps(_holder_record()))
         yield
 
 
 __all__ = [
     "FolderBusyError",
+    "HeartbeatLock",
     "OutOfSpaceError",
     "disk_errors",
+    "exclusive",
     "folder_lock",
     "is_out_of_space",
     "replaced_atomically",

@@ -25,12 +25,12 @@ from rich.rule import Rule
 from research.config import CVConfig, ExtractConfig, TrainConfig, load_config
 from research.data.dataset import split_path
 from research.data.splits import grouping_column
-from research.engine.crossval import cross_validate, probe_cross_validate
+from research.engine.crossval import cross_validate, probe_cross_validate, same_cv
 from research.engine.metrics import mean_pm
 from research.errors import UserError
 from research.features.extraction import extract
 from research.features.hdf5 import summary_caption
-from studies.real_footage import PROBE_CONFIG, REAL_CONFIG, ROOT, same_cv
+from studies.real_footage import PROBE_CONFIG, REAL_CONFIG, ROOT
 
 console = Console()
 DEMO_CONFIG = ROOT / "experiments" / "demo.yaml"

@@ -1,13 +1,15 @@
 """Real servers for the tests: PostgreSQL from the ``pgserver`` wheel and ``mlflow server`` on it.
 
 One PostgreSQL per test session (started on first use, stopped at the end), listening on a Unix
-socket in a temporary folder; each test asks for a database of its own. An MLflow tracking server
-is a real ``mlflow server`` process with its backend store in such a database and its artifacts in a
-folder, on a free port of 127.0.0.1. Nothing is mocked.
+socket in a temporary folder; each test asks for a database of its own. A test that crashes its
+database starts a PostgreSQL of its own the same way, in its own folder (``kill``, ``restart``). An
+MLflow tracking server is a real ``mlflow server`` process with its backend store in such a database
+and its artifacts in a folder, on a free port of 127.0.0.1. Nothing is mocked.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -33,6 +35,24 @@ class Postgres:
 
     def sql(self, statement: str) -> str:
         return self.server.psql(statement)  # type: ignore[attr-defined]
+
+    def kill(self) -> None:
+        """``kill -9`` on the postmaster, then on the processes it had started (they would end by themselves once
+        they noticed, but a restart before then finds its shared memory in use): a crash, nothing shut down."""
+        import psutil
+
+        postmaster = psutil.Process(self.server.get_pid())  # type: ignore[attr-defined]
+        postmaster.suspend()  # SIGSTOP: no backend is forked between listing its children and killing them
+        children = postmaster.children(recursive=True)
+        for process in (postmaster, *children):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        psutil.wait_procs([postmaster, *children], timeout=10)
+
+    def restart(self) -> None:
+        """The server again on the same data folder and socket, after ``kill``: PostgreSQL replays its WAL."""
+        with self.server._lock:  # type: ignore[attr-defined]  # pgserver's own start runs under its file lock
+            self.server.ensure_postgres_running()  # type: ignore[attr-defined]
 
 
 def start_postgres(folder: Path) -> Postgres:

@@ -68,6 +68,8 @@ CHOICES: dict[str, tuple] = {
     "aug_frame_dropout": (0.2, 0.3),
     "tta_modes": (["identity"], ["reverse", "center"]),
     "device": ("cpu", "cuda"),
+    "runtime": ("torch", "onnxruntime"),
+    "shard": ("0/2", "1/2"),
     "model_args": ({"gru": {"hidden_size": 8}}, {"gru": {"hidden_size": 16}, "linear": {"dropout": 0.1}}),
 }
 

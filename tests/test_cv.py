@@ -15,12 +15,12 @@ from research.config import CVConfig, SearchConfig
 from research.data.dataset import FeatureDataset
 from research.data.splits import carve_validation, make_folds, video_groups
 from research.engine.checkpoints import build_model, load_checkpoint
-from research.engine.crossval import ROWS, InnerValidation, cross_validate, probe_cross_validate
+from research.engine.crossval import ROWS, InnerValidation, cross_validate, probe_cross_validate, same_cv
 from research.features.hdf5 import subset, summary_caption
 from research.models.probe import C_GRID
 from research.tuning.search import run_search
 from research.tuning.storage import storage_for
-from studies.real_footage import real_section, same_cv
+from studies.real_footage import ablation_section, real_section, seed_claims_section
 
 from .conftest import tiny_extract_config
 from .test_training import tiny_sizes, tiny_train_config
@@ -153,8 +153,11 @@ def _cv_report(preds: list[int], labels: list[int], groups: list[str]) -> dict:
     pooled = {"macro_f1": m["macro_f1"], "bootstrap_95": {"low": 0.0, "high": 1.0}, "confusion": m["confusion"]}
     rows = {r: {"pooled": pooled | {"pred": preds}, "fold_macro_f1": {"mean": 0.5, "std": 0.1}} for r in ROWS}
     ids = [f"all/{c}/{g}/{g}_{i:02d}" for i, (c, g) in enumerate(zip(labels, groups, strict=True))]
+    rows["member"]["pooled"] = pooled | {"pred": [preds, preds]}  # [seed][video], as cross_validate writes
+    rows["member+tta"]["pooled"] = pooled | {"pred": [preds, preds]}
     summary = {"videos": 4, "groups": 3, "folds": 2, "classes": ["a", "b"], "rows": rows, "seconds": 1.0}
-    return summary | {"video_ids": ids, "video_groups": groups, "labels": labels}
+    config = {"cv": {"group_by": "family", "seeds": [1, 2]}}
+    return summary | {"video_ids": ids, "video_groups": groups, "labels": labels, "config": config}
 
 
 def test_real_section_compares_recipe_and_probe_on_the_same_clips(tmp_path: Path) -> None:
@@ -164,9 +167,25 @@ def test_real_section_compares_recipe_and_probe_on_the_same_clips(tmp_path: Path
         (tmp_path / "baseline" / arm).mkdir(parents=True)
         (tmp_path / "baseline" / arm / "cv.json").write_text(json.dumps(_cv_report(preds, labels, groups)))
     text = "\n".join(real_section(tmp_path))
-    assert "| baseline/probe | 0.500 |" in text and "| baseline/recipe | 0.733 |" in text
-    assert "baseline/recipe − baseline/probe (ensemble+tta, paired bootstrap over the same clips): +0.233" in text
-    assert "b → a 1" in text and "1 of 3 sources mostly misclassified (correct/clips): s3 (b) 0/1." in text
+    assert "| baseline/probe | 2 | 0.500 |" in text and "| baseline/recipe | 2 | 0.733 |" in text
+    assert "grouped by **family**" in text and "(4 clips, 3 family groups)" in text
+    assert "baseline/recipe − baseline/probe (ensemble+tta, family groups resampled, paired): +0.233 [" in text
+    assert "b → a 1" in text and "1 of 3 family groups mostly misclassified (correct/clips): s3 (b) 0/1." in text
+    # the ablation's table pairs the two scales row by row; the seed's claims pair each row with `member`
+    for arm, preds in (("scales/single", [0, 1, 0, 1]), ("scales/multi", [0, 0, 1, 1])):
+        (tmp_path / arm).mkdir(parents=True)
+        (tmp_path / arm / "cv.json").write_text(json.dumps(_cv_report(preds, labels, groups)))
+    ablation = "\n".join(ablation_section(tmp_path))
+    assert "| member | 0.500 | 1.000 | +0.500 [" in ablation and "| ensemble+tta | 0.500 | 1.000 | +0.500 [" in ablation
+    (tmp_path / "models" / "super_enhanced").mkdir(parents=True)
+    (tmp_path / "models" / "super_enhanced" / "cv.json").write_text(
+        json.dumps(_cv_report([0, 0, 1, 0], labels, groups))
+    )
+    claims = "\n".join(seed_claims_section(tmp_path))
+    assert (
+        "| models/super_enhanced (the seed's model) | 0.733 | 0.733 | 0.733 | 0.733 | +0.000 [+0.000, +0.000]" in claims
+    )
+    assert "Every difference here is noise" in claims and "seed's claim" in claims
 
 
 def test_probe_cross_validation_scores_every_video_once_with_the_same_folds(

@@ -155,7 +155,13 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     record = json.loads((split_dir / "split.json").read_text())
     skipped = [s["path"] for s in record["skipped"]]
     assert record["kept"] == copied and skipped == ["videos/all/gaming/broken.mp4", "videos/all/gaming/missing.mp4"]
-    assert record["settings"] == {"group_by": "family", "folds": 3, "test_fold": 0, "val_fraction": 0.2, "seed": 0}
+    assert record["settings"] == {"group_by": "family", "folds": 3, "val_fraction": 0.2, "seed": 0, "candidates": 8}
+    assert record["balance"]["candidates"] > 24 and 0 <= record["balance"]["distance"] < 1
+    # A small collection's headline is the pooled grouped CV of every clip; the test split's rows are one draw.
+    head = report["headline"]
+    assert head["clips"] == copied and head["row"] == "ensemble+tta" and report["rows_are"].endswith("one draw")
+    assert head["macro_f1_95"]["low"] <= head["macro_f1"] <= head["macro_f1_95"]["high"]
+    assert "headline (pooled grouped 3-fold CV by family of every clip, 2 members per fold" in printed
     assert record["grouped_by"] == "family"  # the column read: the manifest has one
     assert f"extraction kept {copied} clips and skipped 2: the split uses the {copied} kept" in caplog.text
     # the files themselves: every kept clip in exactly one split, no source on two sides, both kinds alike
@@ -175,7 +181,8 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
 
     stamps = {p: p.stat().st_mtime_ns for p in [*(tmp_path / "features").rglob("*.h5"), *split_dir.glob("*.json")]}
     stamps |= {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*.pt")}
-    assert len(stamps) == 2 + 6 + 1 + 3  # pool, split, split.json; two members and the ready classifier
+    stamps |= {p: p.stat().st_mtime_ns for p in (tmp_path / "runs" / "headline_cv").glob("cv.json")}
+    assert len(stamps) == 2 + 6 + 1 + 3 + 1  # pool, split, split.json; two members, the ready classifier; the CV
     caplog.clear()
     start = time.perf_counter()
     again = run_pipeline(config, seeds=[1, 2])
@@ -227,7 +234,7 @@ def test_the_real_collection_splits_into_disjoint_families_with_enough_test_clip
     groups and order as the extracted file when nothing is skipped): by family, so no kind of video is
     on two sides."""
     from research.config import CVConfig, load_config
-    from research.data.splits import source_split
+    from research.data.splits import balanced_split
 
     cv = load_config(CVConfig, "cv", ROOT / "experiments" / "demo.yaml")
     with (REAL / "manifest.csv").open(newline="") as fh:
@@ -236,14 +243,15 @@ def test_the_real_collection_splits_into_disjoint_families_with_enough_test_clip
     labels = [classes.index(r["class"]) for r in rows]
     assert cv.group_by == "family"
     groups = [r["family"] for r in rows]
-    parts = source_split(labels, groups, cv.folds, cv.val_fraction, cv.fold_seed)
+    parts, balance = balanced_split(labels, groups, cv.folds, cv.val_fraction, cv.fold_seed, cv.split_candidates)
     assert sum(len(p) for p in parts.values()) == len(rows)
+    assert balance["distance"] <= 0.06  # every class within 6 points of its intended share in every part
     assert len(parts["test"]) >= 60 and len(parts["val"]) >= 40
     sources = {name: {groups[i] for i in p} for name, p in parts.items()}
     assert not sources["test"] & (sources["train"] | sources["val"]) and not sources["train"] & sources["val"]
     for p in parts.values():  # stratified: every class on every side
         assert {labels[i] for i in p} == set(range(len(classes)))
-    again = source_split(labels, groups, cv.folds, cv.val_fraction, cv.fold_seed)
+    again, _ = balanced_split(labels, groups, cv.folds, cv.val_fraction, cv.fold_seed, cv.split_candidates)
     assert all(np.array_equal(parts[n], again[n]) for n in parts)  # deterministic
 
 

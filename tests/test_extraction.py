@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from research.backbones.loading import create_backbone
+from research.backbones.runtime import TOLERANCE
 from research.config import ExtractConfig
 from research.features.extraction import extract
 from research.features.frames import multiscale_features, multiscale_length, scale_indices
@@ -98,7 +99,8 @@ def test_multiscale_from_one_pass_equals_the_seed_loop(tiny_features: Path, tiny
             expected = seed_multiscale_reference(backbone, video, scales)
             ours = multiscale_features(backbone(video), scales)
         np.testing.assert_allclose(ours.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(row, expected.numpy(), rtol=1e-5, atol=1e-6)
+        # the file's CNN ran in the default runtime (ONNX Runtime on CPU): equal within its measured tolerance
+        np.testing.assert_allclose(row, expected.numpy(), rtol=1e-5, atol=TOLERANCE)
 
 
 def test_short_videos_repeat_frames_like_linspace_and_record_real_count(tiny_videos: Path) -> None:

@@ -27,7 +27,7 @@ from .conftest import ROOT, run_entry_point
 
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
-PROMPT = re.compile(r"^(make|python|torchrun|for|cat|export|\.venv/bin/|[A-Z_]+=\S+ )")
+PROMPT = re.compile(r"^(make|python|torchrun|for|cat|export|sbatch|kubectl|\.venv/bin/|[A-Z_]+=\S+ )")
 HEREDOC = re.compile(r"<<-?'?(\w+)'?$")
 README_MAX_LINES = 250
 # How each documented command is checked: extra arguments appended when run, or the reason it is not run.
@@ -69,8 +69,25 @@ RUN: dict[str, str] = {
     "--out-dir features/fused": "frames=2 image_size=64",
     "python -m research.commands.features select features/lite2/all_features.h5 features/fused/all_features.h5 "
     "--backbone efficientnet_lite2": "",
+    # docs/several-machines.md's job-array recipes: the files as the page writes them (tests/test_shards.py runs them)
+    "cat > extract.sbatch <<'END'": "",
+    "cat > join.sbatch <<'END'": "",
+    "cat > extract-job.yaml <<'END'": "",
 }
 NOT_RUN: dict[str, str] = {
+    "python -m studies.results real --arms baseline/probe baseline/recipe models/linear scales/multi scales/single "
+    "--seeds 1 2 3 4": "minutes to an hour on the real clips: tests/test_cv.py runs cross_validate and the sections",
+    "python -m studies.results real --arms models/super_enhanced --seeds 1 2 3 4": (
+        "most of an hour on the real clips: tests/test_cv.py runs cross_validate and the seed's-claims section"
+    ),
+    "python -m studies.results real --arms models/gru models/mean_pool models/netvlad models/transformer --seeds 1": (
+        "minutes on the real clips: tests/test_cv.py runs cross_validate and the model-families section"
+    ),
+    "python -m research.commands.pipeline --annotations my_videos/labels.csv --data-root my_videos "
+    "cv.strict_split=true": (
+        "the README's pipeline command, which RUN runs, with one setting: tests/test_estimates.py runs the pipeline "
+        "with it on real clips that no grouped split can balance and checks its exit 2 and its one error line"
+    ),
     "python -m research.commands.cv --config experiments/real.yaml --folds 5": (
         "minutes on the real clips: tests/test_cv.py runs the same cross_validate on tiny data"
     ),
@@ -155,6 +172,25 @@ NOT_RUN: dict[str, str] = {
     "export MLFLOW_TRACKING_URI=http://HOST:5000": "sets the variable tests/test_servers.py sets for its processes",
     "python -m videogen --out data/demo --contact-sheet docs/contact_sheet.png": (
         "tests/test_synthetic.py::test_contact_sheet_shows_every_category runs it on the tiny set"
+    ),
+    "python -m research.commands.features join features/demo": (
+        "needs the shards of an array: tests/test_shards.py runs it after four array tasks (Slurm's and Kubernetes' "
+        "variables set), and join_folder after four tasks, one killed and run again"
+    ),
+    "JOB=$(sbatch --parsable extract.sbatch)": (
+        "a Slurm cluster: tests/test_shards.py::test_the_slurm_recipe_runs_as_local_array_tasks runs the script as "
+        "four local processes with SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT set"
+    ),
+    "sbatch --dependency=afterok:$JOB join.sbatch": (
+        "a Slurm cluster: tests/test_shards.py::test_the_slurm_recipe_runs_as_local_array_tasks runs join.sbatch "
+        "once the four tasks succeeded"
+    ),
+    "kubectl apply -f extract-job.yaml": (
+        "a Kubernetes cluster: tests/test_shards.py::test_the_kubernetes_recipe_runs_as_local_indexed_pods runs the "
+        "job's command as four local processes with JOB_COMPLETION_INDEX set"
+    ),
+    "kubectl wait --for=condition=complete --timeout=24h job/extract-features": (
+        "a Kubernetes cluster: the local pods of tests/test_shards.py are waited for before the join"
     ),
     ".venv/bin/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db": (
         "a server: tests/test_demo.py starts it on a free loopback port and queries it"

@@ -20,7 +20,7 @@ from research.config import ConfigError, SearchConfig, TrainConfig
 from research.models import list_models, model_arguments
 from research.tuning.search import join_study, prepare_study, run_search, summary_table
 from research.tuning.space import check_space, default_space, resolve_space, suggest, with_params
-from research.tuning.storage import PARENT_ATTR, storage_for, worker_seed
+from research.tuning.storage import PARENT_ATTR, RIDE_THROUGH, RetryingRDBStorage, storage_for, worker_seed
 
 from .conftest import ROOT
 from .test_training import tiny_train_config
@@ -231,6 +231,22 @@ def test_a_dead_trial_is_failed_and_retried_once_and_a_live_one_is_left_alone(tm
     assert retry.params == dead.params and retry.user_attrs["retry_of"] == dead.number
     assert optuna.storages.RetryHeartbeatStaleTrialCallback.retried_trial_number(retry) == dead.number
     # dead_retry was a retry already: failed, not queued a second time
+
+
+def test_every_storage_call_that_opens_a_database_session_rides_through_an_outage() -> None:
+    """The retried methods are those of the installed Optuna that open a session: a method a new Optuna adds or
+    renames would otherwise fail on the first database restart (tests/test_servers.py restarts one)."""
+    import inspect
+
+    from optuna.storages import RDBStorage
+
+    opening = {
+        name
+        for name, method in vars(RDBStorage).items()
+        if inspect.isfunction(method) and "_create_scoped_session(" in inspect.getsource(method)
+    }
+    assert opening == set(RIDE_THROUGH)
+    assert all(getattr(RetryingRDBStorage, name).__wrapped__ for name in RIDE_THROUGH)
 
 
 def worker_args(

@@ -10,8 +10,10 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -78,13 +80,19 @@ def test_a_connection_the_server_closed_while_idle_is_replaced(postgres: Postgre
 
 
 def worker_command(
-    features: Path, folder: Path, storage: str, trials: int, epochs: int = 1, stale_after_s: float = 60
+    features: Path,
+    folder: Path,
+    storage: str,
+    trials: int,
+    epochs: int = 1,
+    stale_after_s: float = 60,
+    storage_retry_s: float = 60,
 ) -> list[str]:
     """What every machine runs: the same command and storage URL, its own folders."""
     config = folder / "search.yaml"
     config.write_text(
         "search:\n  space: {lr: {type: float, low: 1.0e-4, high: 1.0e-2, log: true}}\n  pruner: none\n"
-        f"  heartbeat_s: 1\n  stale_after_s: {stale_after_s}\n"
+        f"  heartbeat_s: 1\n  stale_after_s: {stale_after_s}\n  storage_retry_s: {storage_retry_s}\n"
     )
     return [
         sys.executable, str(ROOT / "train.py"), "--search", "--config", str(config), "--study", "lab",
@@ -158,6 +166,101 @@ def test_a_killed_worker_s_trial_is_failed_by_heartbeat_and_run_again_on_postgre
     retry = trials[-1]
     assert retry.state == TrialState.COMPLETE and retry.params == killed.params
     assert retry.user_attrs["retry_of"] == killed.number
+
+
+@pytest.fixture()
+def own_postgres() -> Iterator[Postgres]:
+    """A PostgreSQL of the test's own, to crash and restart (the session's one serves the other tests).
+
+    Outside pytest's temporary folders: each pytest session run as root makes /tmp/pytest-of-root private
+    again, and the server's own user must still reach its data folder when it starts again."""
+    folder = tempfile.TemporaryDirectory(prefix="own_postgres_")
+    server = start_postgres(Path(folder.name) / "data")
+    # A restart after kill -9 first fsyncs the whole data folder (4 s here); off, it takes a fraction of a second.
+    # The data stays safe from a killed server, as the kernel keeps what it was given (not from a lost machine).
+    server.sql("ALTER SYSTEM SET fsync = off; SELECT pg_reload_conf();")
+    yield server
+    server.server.cleanup()  # type: ignore[attr-defined]  # stops it if it runs
+    folder.cleanup()
+
+
+def wait_for_a_trial_in_training(storage: str, worker: subprocess.Popen) -> optuna.trial.FrozenTrial:
+    """The worker's running trial once it has reported an epoch: parameters drawn, training under way."""
+    deadline = time.monotonic() + 240
+    while True:
+        assert time.monotonic() < deadline and worker.poll() is None, worker.communicate()[0][-3000:]
+        try:
+            study = optuna.load_study(study_name="lab", storage=storage)
+            running = [t for t in study.get_trials() if t.state == TrialState.RUNNING and t.intermediate_values]
+            if running:
+                return running[0]
+        except KeyError:  # the study is not made yet
+            pass
+        time.sleep(0.1)
+
+
+def test_a_database_restart_mid_trial_is_ridden_through(
+    own_postgres: Postgres, tiny_features: Path, tmp_path: Path
+) -> None:
+    """kill -9 on the PostgreSQL that holds the study and the tracking server's runs, in the middle of a trial,
+    and the server started again on the same data folder a second later: the worker waits it out and finishes
+    the study, every trial once; the tracking degrades at worst to a warning."""
+    storage = own_postgres.database("optuna")
+    mlflow_server = start_mlflow_server(own_postgres.database("mlflow"), tmp_path / "mlflow")
+    try:
+        env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.url, "COLUMNS": "400"}  # log lines unwrapped
+        cmd = worker_command(tiny_features, tmp_path, storage, trials=2, epochs=8, storage_retry_s=30)
+        worker = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True)  # fmt: skip
+        interrupted = wait_for_a_trial_in_training(storage, worker)
+        own_postgres.kill()
+        down = time.monotonic()
+        time.sleep(1)
+        own_postgres.restart()
+        print(f"database down for {time.monotonic() - down:.1f} s")
+        log = worker.communicate(timeout=300)[0]
+    finally:
+        mlflow_server.stop()
+    (tmp_path / "worker.log").write_text(log)
+    assert worker.returncode == 0, log[-3000:]
+    assert "Traceback" not in log and "not answering" in log and "answers again" in log, log[-3000:]
+    trials = optuna.load_study(study_name="lab", storage=storage).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2, [(t.number, t.state) for t in trials]
+    assert len({t.params["lr"] for t in trials}) == 2 and not any("retry_of" in t.user_attrs for t in trials)
+    assert trials[interrupted.number].intermediate_values.keys() == set(range(8))  # told after its last epoch
+    warnings = [line for line in log.splitlines() if line.startswith("warning:")]
+    assert len(warnings) <= 1 and all(mlflow_server.url in line for line in warnings), warnings
+
+
+def test_a_database_that_stays_down_stops_the_worker_in_one_line(
+    own_postgres: Postgres, tiny_features: Path, tmp_path: Path, tracking_uri: str
+) -> None:
+    """kill -9 on the study's PostgreSQL mid-trial, never started again: past storage_retry_s the worker exits 2
+    with one line (the URL without its password, the trial, what to do), no traceback, and the trial's
+    MLflow run (in a store that stays up) is not left RUNNING."""
+    storage = own_postgres.database("optuna").replace("postgres:@", "postgres:s3cret@")  # trust: never asked for
+    cmd = worker_command(tiny_features, tmp_path, storage, trials=3, epochs=200, storage_retry_s=3)
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    worker = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    interrupted = wait_for_a_trial_in_training(storage, worker)
+    own_postgres.kill()
+    down = time.monotonic()
+    out, err = worker.communicate(timeout=120)
+    print(f"exit {worker.returncode} {time.monotonic() - down:.1f} s after the kill")
+    assert worker.returncode == 2 and time.monotonic() - down < 3 + 10, err[-3000:]
+    assert "Traceback" not in out + err and "s3cret" not in out + err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, err[-3000:]
+    shown = f"postgresql+psycopg://postgres:***@/{storage.split('@/', 1)[1].split('?', 1)[0]}?host="
+    assert errors[0].startswith(f"error: the study's storage {shown}"), errors
+    assert f"stopped answering during trial {interrupted.number} (OperationalError: " in errors[0], errors
+    assert "Connection refused" in errors[0], errors
+    assert "finished trials are kept; run the same command again when it is back" in errors[0], errors
+    client = mlflow_client(tracking_uri)
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name("search").experiment_id], f"tags.trial = '{interrupted.number}'"
+    )
+    assert run.info.status in ("FAILED", "KILLED")
 
 
 # ------------------------------------------------------------------------------------------ MLflow

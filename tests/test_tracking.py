@@ -85,6 +85,21 @@ def test_active_run_helpers_and_checkpoint_download(store: str, tmp_path: Path) 
         tracking.download_checkpoint("0123456789abcdef", tmp_path / "out", store)
 
 
+def test_a_resumed_run_reopens_under_the_parent_run_of_its_process(store: str) -> None:
+    """A CV fold's member killed mid-training continues its own run when the CV runs again: re-opened inside
+    the CV's parent run (MLflow refuses a second active run unless it is nested)."""
+    with (
+        tracking.start_run("t-resume", run_name="cv", uri=store) as parent,
+        tracking.start_run("t-resume", run_name="fold-member", uri=store, parent_run_id=parent.info.run_id) as m,
+    ):
+        member = m.info.run_id
+    with tracking.start_run("t-resume", run_name="cv again", uri=store) as again:
+        with tracking.start_run("t-resume", uri=store, run_id=member) as resumed:
+            assert resumed.info.run_id == member
+        assert tracking.mlflow_client(store).get_run(again.info.run_id).info.status == "RUNNING"
+    assert tracking.mlflow_client(store).get_run(member).info.status == "FINISHED"
+
+
 def test_finished_runs_are_newest_first_and_terminated_runs_are_not_finished(store: str) -> None:
     ids = []
     for i in range(3):

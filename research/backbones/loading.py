@@ -33,6 +33,7 @@ from torchvision import models
 
 from research.backbones.catalogue import cached as catalogue_cached
 from research.backbones.catalogue import load_catalogue_model
+from research.backbones.runtime import OnnxBackbone, onnx_backbone
 from research.backbones.spec import BackboneSpec
 from research.backbones.table import get_spec, list_backbones
 from research.errors import WeightsNotFoundError
@@ -164,18 +165,24 @@ def create_backbone(
     return model
 
 
-def create_backbones(settings: FeatureSettings, device: str | torch.device = "cpu") -> list[nn.Module]:
+def create_backbones(
+    settings: FeatureSettings, device: str | torch.device = "cpu", runtime: str = "torch"
+) -> list[nn.Module | OnnxBackbone]:
     """One frozen backbone per part of ``settings``, in feature order (what ``FrameBatcher`` runs); a part
-    whose ``weights_file`` is a local file loads from it."""
-    return [
-        create_backbone(
+    whose ``weights_file`` is a local file loads from it. ``runtime`` (resolved, see
+    ``research.backbones.runtime``): ``onnxruntime`` runs each part's network, exported at its part's size."""
+    out: list[nn.Module | OnnxBackbone] = []
+    for p in settings.parts:
+        pretrained = p.weights != "random"
+        module = create_backbone(
             p.backbone,
-            pretrained=p.weights != "random",
+            pretrained=pretrained,
             device=device,
+            channels_last=runtime == "torch",
             weights_file=p.weights_file if get_spec(p.backbone).catalogue and Path(p.weights_file).is_file() else None,
         )
-        for p in settings.parts
-    ]
+        out.append(module if runtime == "torch" else onnx_backbone(p.backbone, module, p.image_size, pretrained))
+    return out
 
 
 # ----------------------------------------------------------------- provisioning

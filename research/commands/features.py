@@ -3,6 +3,8 @@
 python -m research.commands.features inspect features/demo/test_features_multiscale.h5
 python -m research.commands.features merge OUT.h5 A.h5 B.h5   # files made with the same backbone and settings
 python -m research.commands.features select OUT.h5 FUSED.h5 --backbone mobilenet_v2   # some parts of a fused file
+python -m research.commands.features join FEATURES        # the shards of extract.py --shard K/N into FEATURES/*.h5
+python -m research.commands.features join OUT.h5 SHARD.h5 ...   # one file of the given shard files
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from rich.table import Table
 from research.cli import make_parser, run_cli
 from research.features import hdf5
 from research.features.parts import select_parts
+from research.features.shards import join_folder, join_shards
 
 console = Console()
 
@@ -51,12 +54,35 @@ def main(argv: list[str] | None = None) -> None:
     select.add_argument("output")
     select.add_argument("source")
     select.add_argument("--backbone", required=True, help="the parts to keep, in order: a or a+b")
+    join = sub.add_parser(
+        "join",
+        help="join the shard files of extract.py --shard K/N into the file one process writes (refuses shards of "
+        "other settings, names missing ones)",
+    )
+    join.add_argument(
+        "output", help="the output folder (joins every split and kind in OUTPUT/shards/), or the file to write"
+    )
+    join.add_argument("shards", nargs="*", help="with an output file: its shard files, any order")
+    join.add_argument(
+        "--copy",
+        action="store_true",
+        help="copy the shards' compressed chunks into one self-contained file, instead of a virtual dataset that "
+        "reads them where they are (no copy; the shard files must stay)",
+    )
     args = parser.parse_args(argv)
 
     def run() -> int:
         if args.command == "inspect":
             for path in args.files:
                 print_inspect(path)
+        elif args.command == "join":
+            if args.shards:
+                joined = {args.output: join_shards(args.output, args.shards, args.copy)}
+            else:
+                joined = join_folder(args.output, args.copy)
+            how = "copied" if args.copy else "virtual: reads the shard files"
+            for path, rows in joined.items():
+                console.print(f"joined {rows} videos into {path} ({how})")
         elif args.command == "select":
             console.print(f"wrote {select_parts(args.source, args.output, args.backbone)}")
         else:

@@ -35,16 +35,28 @@ from typing import Any
 
 import numpy as np
 from rich.table import Table
+from rich.text import Text
 
 from research.cli import banner, console, make_parser, run_cli, setup_logging
-from research.config import CVConfig, EvalConfig, ExtractConfig, TrainConfig, load_config, parse_override
+from research.config import (
+    OVERRIDES_DEST,
+    CVConfig,
+    EvalConfig,
+    ExtractConfig,
+    TrainConfig,
+    load_config,
+    parse_override,
+)
 from research.data.dataset import FeatureDataset, split_path
 from research.data.inputs import ALL_SPLIT, config_annotations, split_of
-from research.data.splits import TEST_FOLD, grouping_column, source_split, video_groups, write_fold
+from research.data.splits import balanced_split, grouping_column, starved_classes, video_groups, write_fold
 from research.engine import classifier as classifier_file
 from research.engine.choice import choose_classifier
+from research.engine.crossval import cross_validate, same_cv
+from research.engine.crossval import table as cv_table
 from research.engine.evaluation import evaluate, results_table
 from research.engine.members import train_members
+from research.engine.metrics import grouped_bootstrap_interval
 from research.errors import UserError
 from research.features.extraction import extract
 from research.features.hdf5 import content_fingerprint, read_attrs
@@ -63,9 +75,9 @@ def split_settings(cv: CVConfig) -> dict[str, Any]:
     return {
         "group_by": cv.group_by,
         "folds": cv.folds,
-        "test_fold": TEST_FOLD,
         "val_fraction": cv.val_fraction,
         "seed": cv.fold_seed,
+        "candidates": cv.split_candidates,
     }
 
 
@@ -94,21 +106,27 @@ def split_by_group(
         if record.get("made_from") == made_from and record.get("settings") == settings:
             log.info("split: re-using %s (the same extracted clips and sources, the same settings)", record_path)
             _report(record)
+            _check_balance(record, cv)
             return record
 
     skipped = read_attrs(sources[kinds[0]]).get("skipped", [])
-    parts = source_split(ds.labels, groups, cv.folds, cv.val_fraction, cv.fold_seed)
+    parts, balance = balanced_split(ds.labels, groups, cv.folds, cv.val_fraction, cv.fold_seed, cv.split_candidates)
+    classes = ds.classes or [str(i) for i in range(ds.num_classes)]
+    balance["starved"] = starved_classes(ds.labels, groups, parts, classes, balance["intended"]["train"])
+    if cv.strict_split:  # before any file is written: nothing to clean up
+        _check_balance({"balance": balance}, cv)
     for multi, path in sources.items():
         write_fold(path, out, parts, multi)
-    classes = ds.classes or [str(i) for i in range(ds.num_classes)]
     record = {
         "settings": settings,
         "made_from": made_from,
         "extracted": str(sources[kinds[0]].parent),
         "kept": len(ds),
         "skipped": skipped,
+        "classes": classes,
         "grouped_by": grouping_column(cv, extract_cfg),  # the column read (family falls back to group)
         "one_group_per_video": groups == ds.video_ids,  # no group column: near-duplicates may straddle the split
+        "balance": balance,  # the candidate splits' closest to the intended shares, and how close
         "splits": {
             name: {
                 "clips": len(rows),
@@ -122,7 +140,17 @@ def split_by_group(
     write_text_atomic(record_path, json.dumps(record, indent=2))  # last: a split half-written is redone
     log.info("split: wrote %s and the train/val/test files beside it", record_path)
     _report(record)
+    _check_balance(record, cv)
     return record
+
+
+def _check_balance(record: dict[str, Any], cv: CVConfig) -> None:
+    """Say so (or, with ``cv.strict_split``, stop) when a class keeps under half its training share."""
+    starved = record["balance"]["starved"]
+    if starved and cv.strict_split:
+        raise UserError(f"{starved[0]} (cv.strict_split is true)")
+    for line in starved:
+        console.print(Text.assemble(("warning:", "bold yellow"), " ", line), soft_wrap=True)
 
 
 def _report(record: dict[str, Any]) -> None:
@@ -135,16 +163,23 @@ def _report(record: dict[str, Any]) -> None:
         len(skipped),
         record["kept"],
     )
-    s = record["settings"]
+    s, balance = record["settings"], record["balance"]
     by = record.get("grouped_by", s["group_by"])
-    title = f"split by {by} (fold {s['test_fold']} of {s['folds']} is test, seed {s['seed']})"
+    title = (
+        f"split by {by}: the closest to the intended shares of {balance['candidates']} grouped splits (test and "
+        f"validation folds of {s['candidates']} seeds): test fold {balance['test_fold']}, validation fold "
+        f"{balance['val_fold']} of seed {balance['seed']}; largest gap of a class's share {balance['distance']:.2f}"
+    )
     if record.get("one_group_per_video"):
         title = "split by video: no group column, each video is its own group (near-duplicates may straddle it)"
     table = Table(title=title)
-    for col in ("split", "groups", "clips", "clips per class"):
+    for col in ("split", "groups", "clips", "clips per class (share of the class; intended)"):
         table.add_column(col)
-    for name, part in record["splits"].items():
-        per_class = ", ".join(f"{c} {n}" for c, n in part["clips_per_class"].items())
+    for k, (name, part) in enumerate(record["splits"].items()):
+        classes = list(part["clips_per_class"])
+        shares = dict(zip(record["classes"], (row[k] for row in balance["shares"]), strict=True))
+        per_class = ", ".join(f"{c} {part['clips_per_class'][c]} ({shares[c]:.0%})" for c in classes)
+        per_class += f"; {balance['intended'][name]:.0%}"
         table.add_row(name, str(len(part["sources"])), str(part["clips"]), per_class)
     console.print(table)
 
@@ -201,7 +236,7 @@ def run_pipeline(
     cv = load_config(CVConfig, "cv", config, overrides.get("cv"))
     # the choice needs groups (a pool split by group) and the probe's single-scale features
     choose = not split_by_folder and cv.choice_folds > 0 and "single" in extract_cfg.outputs
-    steps = (3 if split_by_folder else 4) + choose
+    steps = (3 if split_by_folder else 4) + choose + (not split_by_folder)  # the last: the headline's CV, maybe
     banner(f"1/{steps} features: one {extract_cfg.backbone} pass, single- and multi-scale files")
     extract(extract_cfg)
     tags: dict[str, str] = {}
@@ -210,21 +245,32 @@ def run_pipeline(
         record = split_by_group(extract_cfg, train_cfg, cv, pool)
         tags = {"split": f"by {cv.group_by}", "split_seed": str(cv.fold_seed)}
         tags |= {f"split_{name}_clips": str(part["clips"]) for name, part in record["splits"].items()}
-    banner(f"{steps - 1 - choose}/{steps} ensemble members: seeds {seeds}")
+    step = 2 if split_by_folder else 3
+    banner(f"{step}/{steps} ensemble members: seeds {seeds}")
     checkpoints = train_members(train_cfg, seeds, extra_tags=tags)
     choice: dict[str, Any] = {}
     shipped_probe = None
     if choose:
+        step += 1
         title = f"{cv.choice_folds} folds by {cv.group_by} of train+val"
-        banner(f"{steps - 1}/{steps} probe or recipe, and how sure each may be: {title}")
+        banner(f"{step}/{steps} probe or recipe, and how sure each may be: {title}")
         choice, shipped_probe = choose_by_cv(extract_cfg, train_cfg, cv, record)
+    headline = None
+    if not split_by_folder:
+        step += 1
+        headline = headline_by_cv(extract_cfg, train_cfg, cv, pool, record, f"{step}/{steps}")
     banner(f"{steps}/{steps} evaluation: members, TTA, ensemble, probe" + " on the test groups" * choose)
     probe = "single" in extract_cfg.outputs  # the probe beside the ensemble: it reads the single-scale files
     temperatures = cross_fitted_temperatures(choice)
     report = evaluate(
-        dataclasses.replace(eval_cfg, checkpoints=[str(p) for p in checkpoints], probe=probe, temperatures=temperatures)
+        dataclasses.replace(
+            eval_cfg, checkpoints=[str(p) for p in checkpoints], probe=probe, temperatures=temperatures
+        ),
+        headline,
     )
     console.print(results_table(report))
+    if headline:
+        console.print(headline_line(headline), highlight=False)
     if choice and shipped_probe is not None:
         classifier = ready_classifier(train_cfg, eval_cfg, choice, shipped_probe, report, checkpoints)
     else:  # a classifier file of an earlier run is not this run's: removed, never left to be applied
@@ -249,6 +295,74 @@ def run_pipeline(
         links = mlflow_links.ui_links(train_cfg.ensemble, members, report.get("mlflow_run_id"), train_cfg.tracking_uri)
         mlflow_links.print_links(console, links)
     return report
+
+
+def headline_by_cv(
+    extract_cfg: ExtractConfig,
+    train_cfg: TrainConfig,
+    cv: CVConfig,
+    pool: str,
+    record: dict[str, Any],
+    step: str,
+) -> dict[str, Any] | None:
+    """A small collection's headline: the recipe under pooled grouped K-fold CV of every clip (``cv.folds`` folds
+    grouped as the split, one member per ``cv.seeds`` seed in each), so that every clip is scored once by
+    models that never saw its group. One split's test part is one draw of a few groups, too few to say how
+    good the recipe is; the CV is re-used while the features, groups and settings are the same."""
+    clips = record["kept"]
+    if not 0 < clips < cv.headline_cv_below:
+        log.info("headline: the test split (%d clips, cv.headline_cv_below %d)", clips, cv.headline_cv_below)
+        return None
+    cv_cfg = dataclasses.replace(cv, split=pool, out_dir=str(Path(train_cfg.out_dir) / "headline_cv"))
+    cv_train = dataclasses.replace(train_cfg, ensemble=f"{train_cfg.ensemble}-cv", experiment="cv")
+    why = f"{clips} clips, under cv.headline_cv_below {cv.headline_cv_below}"
+    banner(f"{step} the headline: {cv.folds}-fold CV by {cv.group_by} of every clip ({why})")
+    source = split_path(extract_cfg.out_dir, pool, train_cfg.multi_scale)
+    path = Path(cv_cfg.out_dir) / "cv.json"
+    if same_cv(path, cv_train, cv_cfg, source, extract_cfg):
+        log.info("headline: re-using %s (the same features, groups and settings)", shown_path(path))
+        result = json.loads(path.read_text())
+    else:
+        result = cross_validate(cv_cfg, extract_cfg, cv_train, name=f"{train_cfg.ensemble}-headline")
+    console.print(cv_table(result))
+    return headline_record(result, record.get("grouped_by", cv.group_by), why)
+
+
+def headline_record(result: dict[str, Any], grouped_by: str, why: str) -> dict[str, Any]:
+    """``report.json``'s ``headline`` from a CV summary: each row's pooled scores with two 95 % intervals,
+    clips resampled and groups resampled (clips of one group are not independent: the honest one)."""
+    labels, groups = np.asarray(result["labels"]), result["video_groups"]
+    rows = {}
+    for name, row in result["rows"].items():
+        pooled = row["pooled"]
+        by_group = grouped_bootstrap_interval(labels, np.asarray(pooled["pred"]), groups, len(result["classes"]))
+        rows[name] = {
+            "macro_f1": pooled["macro_f1"],
+            "accuracy": pooled["accuracy"],
+            "macro_f1_95_clips": pooled["bootstrap_95"],
+            "macro_f1_95": by_group,
+            "fold_macro_f1": row["fold_macro_f1"],
+        }
+    final = "ensemble+tta" if "ensemble+tta" in rows else list(rows)[-1]
+    return {
+        "what": f"pooled grouped {result['folds']}-fold CV by {grouped_by} of every clip, "
+        f"{len(result['config']['cv']['seeds'])} members per fold",
+        "why": why,
+        "clips": result["videos"],
+        "groups": result["groups"],
+        "row": final,
+        **{k: rows[final][k] for k in ("macro_f1", "accuracy", "macro_f1_95")},
+        "rows": rows,
+        "cv": shown_path(Path(result["config"]["cv"]["out_dir"]) / "cv.json"),
+    }
+
+
+def headline_line(headline: dict[str, Any]) -> str:
+    ci = headline["macro_f1_95"]
+    return (
+        f"headline ({headline['what']}; {headline['why']}): {headline['row']} macro-F1 {headline['macro_f1']:.3f}, "
+        f"95 % [{ci['low']:.3f}, {ci['high']:.3f}] over {headline['groups']} groups; the table above is one split"
+    )
 
 
 def choose_by_cv(
@@ -383,11 +497,13 @@ def main() -> int:
     parser.add_argument(
         "--overwrite", action="store_true", help="recompute feature files made with other settings [off]"
     )
-    parser.add_argument("settings", nargs="*", default=[], help="section.key=value, e.g. train.epochs=10")
-    args = parser.parse_intermixed_args()
+    parser.add_argument(
+        OVERRIDES_DEST, nargs="*", default=[], metavar="section.key=value", help="any setting, e.g. train.epochs=10"
+    )
+    args = parser.parse_args()
     setup_logging(args.verbose)
     start = time.perf_counter()
-    overrides = collection_overrides(args.annotations, args.data_root, args.name, args.settings)
+    overrides = collection_overrides(args.annotations, args.data_root, args.name, args.overrides)
     run_pipeline(args.config, args.seeds, args.overwrite, overrides)
     console.print(f"pipeline finished in {time.perf_counter() - start:.0f} s")
     return 0

@@ -4,8 +4,9 @@ A group is what must never sit on both sides of a split (the clips of one source
 reads it from a manifest column, the subcategory folder or a pattern over the video id;
 ``make_folds`` gives grouped test folds stratified by class (``StratifiedGroupKFold``, seeded);
 ``carve_validation`` takes validation groups from training folds only; ``source_split`` is one
-train / val / test split of that kind (the pipeline's), and ``write_fold`` writes a split's rows
-as feature files.
+train / val / test split of that kind, ``balanced_split`` the one among many (fold seeds x test folds)
+that keeps every class closest to its intended shares (the pipeline's), and ``write_fold`` writes a
+split's rows as feature files.
 """
 
 from __future__ import annotations
@@ -13,7 +14,10 @@ from __future__ import annotations
 import csv
 import logging
 import re
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
@@ -26,7 +30,6 @@ from research.errors import UserError, did_you_mean
 from research.features.hdf5 import subset
 
 log = logging.getLogger(__name__)
-TEST_FOLD = 0  # the pipeline's test part: this fold of the grouped folds (any would do; fixed, so it is one split)
 
 
 def video_groups(ds: FeatureDataset, cfg: CVConfig, extract_cfg: ExtractConfig) -> list[str]:
@@ -133,34 +136,133 @@ def make_folds(labels: np.ndarray, groups: list[str], folds: int, seed: int) -> 
     return [test for _, test in splitter.split(np.zeros(len(labels)), labels, groups)]
 
 
-def carve_validation(
+def validation_carves(
     train_idx: np.ndarray, labels: np.ndarray, groups: list[str], fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split training-fold indices into (train, val) by group, stratified, never touching the test fold."""
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Every way of splitting training-fold indices into (train, val) by group, stratified, never touching the
+    test fold: one per validation fold of about ``1 / fraction`` grouped folds of the training part."""
     sub_groups = [groups[i] for i in train_idx]
     most_per_class = int(np.bincount(labels[train_idx]).max())
     k = max(2, min(round(1 / fraction), most_per_class, len(set(sub_groups))))  # small sets: a larger share
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    fit, val = next(splitter.split(np.zeros(len(train_idx)), labels[train_idx], sub_groups))
-    return train_idx[fit], train_idx[val]
+    for fit, val in splitter.split(np.zeros(len(train_idx)), labels[train_idx], sub_groups):
+        yield train_idx[fit], train_idx[val]
+
+
+def carve_validation(
+    train_idx: np.ndarray, labels: np.ndarray, groups: list[str], fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split training-fold indices into (train, val) by group, stratified, never touching the test fold."""
+    return next(validation_carves(train_idx, labels, groups, fraction, seed))
 
 
 def source_split(
-    labels: np.ndarray, groups: list[str], folds: int, val_fraction: float, seed: int
+    labels: np.ndarray, groups: list[str], folds: int, val_fraction: float, seed: int, test_fold: int = 0
 ) -> dict[str, np.ndarray]:
-    """Row indices of train / val / test: test is one of ``folds`` grouped folds stratified by class,
-    validation is carved by group from the rest (``research.engine.crossval``); no group on two sides."""
+    """Row indices of train / val / test: test is fold ``test_fold`` of ``folds`` grouped folds stratified by
+    class, validation is carved by group from the rest (``research.engine.crossval``); no group on two sides."""
     labels = np.asarray(labels)
+    check_fold_count(labels, folds)
+    test = make_folds(labels, groups, folds, seed)[test_fold]
+    rest = np.setdiff1d(np.arange(len(labels)), test)
+    return _parts(*carve_validation(rest, labels, groups, val_fraction, seed), test, groups)
+
+
+def check_fold_count(labels: np.ndarray, folds: int) -> None:
     most = int(np.bincount(labels).max())
     if most < folds:
         raise UserError(f"{len(labels)} clips, at most {most} of a class: too few for {folds} folds (cv.folds)")
-    test = make_folds(labels, groups, folds, seed)[TEST_FOLD]
-    rest = np.setdiff1d(np.arange(len(labels)), test)
-    fit, val = carve_validation(rest, labels, groups, val_fraction, seed)
+
+
+def _parts(fit: np.ndarray, val: np.ndarray, test: np.ndarray, groups: list[str]) -> dict[str, np.ndarray]:
     parts = {"train": np.sort(fit), "val": np.sort(val), "test": np.sort(test)}
     sides = [{groups[i] for i in rows} for rows in parts.values()]
-    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2]), "a source on two sides"
+    assert not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2]), "a group on two sides"
     return parts
+
+
+def intended_shares(folds: int, val_fraction: float) -> dict[str, float]:
+    """The share of every class each part should get: test one fold, validation its fraction of the rest."""
+    test = 1 / folds
+    return {"train": (1 - test) * (1 - val_fraction), "val": (1 - test) * val_fraction, "test": test}
+
+
+def class_shares(labels: np.ndarray, parts: dict[str, np.ndarray], num_classes: int) -> np.ndarray:
+    """``[parts, classes]``: the share of each class's clips that each part holds."""
+    totals = np.maximum(np.bincount(labels, minlength=num_classes), 1)
+    return np.stack([np.bincount(labels[rows], minlength=num_classes) / totals for rows in parts.values()])
+
+
+def balanced_split(
+    labels: np.ndarray, groups: list[str], folds: int, val_fraction: float, seed: int, candidates: int
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The grouped split whose per-class shares in train, val and test come closest to the intended ones.
+
+    One grouped split is one draw: where one group holds most of a class, the greedy grouped folds put it in
+    the first fold, so fold 0 with the first validation carve leaves the class almost only in test or in
+    val. The candidates are every (test fold, validation fold) pair of ``candidates`` fold seeds (``seed``,
+    ``seed + 1``, ...); the distance of a candidate is the largest gap, over classes and parts, between the
+    share of a class's clips a part holds and the share it should hold (ties: the mean gap, then the first
+    candidate). Returns the parts and the record of the choice (``split.json``'s ``balance``): the distance,
+    the chosen seed and folds, and every class's shares.
+    """
+    labels = np.asarray(labels)
+    check_fold_count(labels, folds)
+    num_classes = int(labels.max()) + 1
+    intended = intended_shares(folds, val_fraction)
+    target = np.array(list(intended.values()))[:, None]
+    best: tuple[float, float] | None = None
+    chosen: tuple[dict[str, np.ndarray], int, int, int] | None = None
+    tried = 0
+    for fold_seed in range(seed, seed + max(1, candidates)):
+        for test_fold, test in enumerate(make_folds(labels, groups, folds, fold_seed)):
+            rest = np.setdiff1d(np.arange(len(labels)), test)
+            for val_fold, (fit, val) in enumerate(validation_carves(rest, labels, groups, val_fraction, fold_seed)):
+                parts = _parts(fit, val, test, groups)
+                gaps = np.abs(class_shares(labels, parts, num_classes) - target)
+                score, tried = (float(gaps.max()), float(gaps.mean())), tried + 1
+                if best is None or score < best:
+                    best, chosen = score, (parts, fold_seed, test_fold, val_fold)
+    assert best is not None and chosen is not None
+    parts, fold_seed, test_fold, val_fold = chosen
+    record = {
+        "distance": round(best[0], 4),  # the largest gap between a class's share in a part and the intended
+        "mean_gap": round(best[1], 4),
+        "candidates": tried,
+        "seed": fold_seed,
+        "test_fold": test_fold,
+        "val_fold": val_fold,
+        "intended": {name: round(v, 4) for name, v in intended.items()},
+        "shares": [[round(float(v), 4) for v in row] for row in class_shares(labels, parts, num_classes).T],
+    }
+    return parts, record
+
+
+def starved_classes(
+    labels: np.ndarray, groups: list[str], parts: dict[str, np.ndarray], classes: list[str], intended_train: float
+) -> list[str]:
+    """One line per class that keeps less than half its intended share in train, or no clip in test, naming
+    the group that holds most of the class (why no grouped split could do better)."""
+    labels = np.asarray(labels)
+    lines = []
+    for c, name in enumerate(classes):
+        members = np.flatnonzero(labels == c)
+        kept, tested = (int(np.isin(members, parts[p]).sum()) for p in ("train", "test"))
+        if len(members) == 0 or (kept / len(members) >= intended_train / 2 and tested):
+            continue
+        group, held = Counter(groups[i] for i in members).most_common(1)[0]
+        what = (
+            f"keeps {kept} of its {len(members)} clips in train ({kept / len(members):.0%}, intended "
+            f"{intended_train:.0%})"
+            if kept / len(members) < intended_train / 2
+            else f"has no clip in test ({kept} of its {len(members)} in train)"
+        )
+        lines.append(
+            f"class {name} {what}: group {group} holds {held} of them ({held / len(members):.0%}) and a group is "
+            "never split, so no grouped split does better; its scores say little (cv.strict_split=true stops "
+            "here instead)"
+        )
+    return lines
 
 
 def write_fold(source: Path, fold_dir: Path, parts: dict[str, np.ndarray], multi_scale: bool) -> Path:

@@ -37,7 +37,7 @@ from research.data.splits import carve_validation, make_folds
 from research.engine.calibration import calibration_scores, fit_temperature, with_temperature
 from research.engine.classifier import pooled_file
 from research.engine.members import fold_members, score_member
-from research.engine.metrics import bootstrap_interval, classification_metrics
+from research.engine.metrics import bootstrap_interval, classification_metrics, grouped_bootstrap_difference
 from research.models.probe import fit_logistic
 
 log = logging.getLogger(__name__)
@@ -163,14 +163,4 @@ def grouped_difference(
     labels: np.ndarray, preds_a: np.ndarray, preds_b: np.ndarray, groups: list[str], num_classes: int, n: int
 ) -> dict[str, float]:
     """95 % interval of macro-F1(b) - macro-F1(a) over the same clips, resampling whole groups (paired)."""
-    rng = np.random.default_rng(0)
-    names = sorted(set(groups))
-    members = {g: np.flatnonzero(np.asarray(groups) == g) for g in names}
-    diffs = []
-    for _ in range(n):
-        idx = np.concatenate([members[names[i]] for i in rng.integers(0, len(names), len(names))])
-        diffs.append(
-            classification_metrics(labels[idx], preds_b[idx], num_classes)["macro_f1"]
-            - classification_metrics(labels[idx], preds_a[idx], num_classes)["macro_f1"]
-        )
-    return {"low": float(np.percentile(diffs, 2.5)), "high": float(np.percentile(diffs, 97.5))}
+    return grouped_bootstrap_difference(labels, preds_a, preds_b, groups, num_classes, n)

@@ -184,6 +184,7 @@ def summarise(folds: list[dict[str, Any]], labels: np.ndarray, classes: list[str
                 "member_macro_f1": [m["macro_f1"] for m in pooled],
                 "f1": dict(zip(classes, np.mean([m["f1"] for m in pooled], axis=0).tolist(), strict=True)),
                 "bootstrap_95": bootstrap_interval(labels, preds, len(classes), n=cfg.bootstrap),
+                "pred": preds.tolist(),  # [seed][video]: paired comparisons with the ensemble and TTA rows
             }
         else:
             probs = np.stack([pooled_probs[row][i] for i in range(len(labels))])
@@ -250,12 +251,35 @@ def probe_cross_validate(
     report = {
         **report_head(name, cfg, ds, groups, "logistic_probe"),
         "c_per_fold": chosen,
+        "video_ids": list(ds.video_ids),  # as cross_validate's: paired comparisons with the trained arms
+        "video_groups": groups,
+        "labels": ds.labels.tolist(),
         "rows": {"probe": row},
         "seconds": time.perf_counter() - start,
     }
     Path(cfg.out_dir).mkdir(parents=True, exist_ok=True)
     write_text_atomic(Path(cfg.out_dir) / "cv.json", json.dumps(report, indent=2))
     return report
+
+
+def same_cv(path: Path, train_cfg: TrainConfig, cv: CVConfig, source: Path, extract_cfg: ExtractConfig) -> bool:
+    """``path`` summarises this experiment: the configs it records equal these (output folders aside),
+    it was computed from the features ``source`` holds now and with the groups (sources) the manifest
+    gives them now."""
+    if not path.is_file():
+        return False
+    report = json.loads(path.read_text())
+    recorded = report.get("config", {})
+    current = json.loads(json.dumps({"train": dataclasses.asdict(train_cfg), "cv": dataclasses.asdict(cv)}))
+    same_configs = all(
+        {k: v for k, v in recorded.get(part, {}).items() if k != "out_dir"}
+        == {k: v for k, v in current[part].items() if k != "out_dir"}
+        for part in ("train", "cv")
+    )
+    fresh = report.get("calibrated") and "features" in report  # summaries older than either are not re-used
+    if not (same_configs and fresh and report.get("data") == content_fingerprint(source)):
+        return False
+    return report.get("video_groups") == video_groups(FeatureDataset(source, in_memory="no"), cv, extract_cfg)
 
 
 def cross_validate(

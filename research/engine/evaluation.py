@@ -266,8 +266,11 @@ def probe_probabilities(cfg: EvalConfig, members: list[Member], path: Path, ds: 
     return RowProbabilities(raw, with_temperature(raw, temperature), temperature)
 
 
-def evaluate(cfg: EvalConfig) -> dict[str, Any]:
-    """Score every member with and without TTA, and their ensemble, calibrated; write and log the report."""
+def evaluate(cfg: EvalConfig, headline: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Score every member with and without TTA, and their ensemble, calibrated; write and log the report.
+
+    ``headline``: a figure measured elsewhere that the report leads with (the pipeline's pooled grouped CV of a
+    small collection, ``research.commands.pipeline.headline_record``); the rows are then one split's draw."""
     if cfg.classifier:
         raise UserError("--classifier is for --predict: a report scores --checkpoints or --ensemble")
     device = distributed.device_for(cfg.device)
@@ -307,6 +310,8 @@ def evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "predictions": shown_path(Path(cfg.out_dir) / predictions.FILE_NAME),
         "rows": {r["name"]: {k: v for k, v in r.items() if k != "name"} for r in rows},
     }
+    if headline:
+        report = {"headline": headline, "rows_are": "one split's test part: one draw"} | report
     out_dir = Path(cfg.out_dir)
     write_report(report, report["rows"][final_row] | {"name": final_row}, out_dir)
     curves = {f"{final_row}, uncalibrated": (scored[final_row].raw, ds.labels)}
@@ -376,8 +381,9 @@ def write_report(report: dict[str, Any], final_row: dict[str, Any], out_dir: Pat
 
 def results_table(report: dict[str, Any]) -> Any:
     # no outer edge and short class names: nine columns fit the 80 of a pipe or CI log
+    draw = "; one split, one draw (the headline is the CV above)" if "headline" in report else ""
     table = Table(
-        title=f"{report['features']} ({report['num_videos']} videos); ECE calibrated; F1 per class",
+        title=f"{report['features']} ({report['num_videos']} videos{draw}); ECE calibrated; F1 per class",
         show_edge=False,
         padding=(0, 0, 0, 1),
     )
@@ -443,6 +449,12 @@ def log_report(cfg: EvalConfig, report: dict[str, Any], members: list[Member], o
             | {f"macro_f1_{k}": ci[k] for k in ("low", "high") if k in ci}
             | calibration_metrics(final)
         )
+        if "headline" in report:  # the pooled CV figure the report leads with, beside the one split's rows
+            head = report["headline"]
+            tracking.log_metrics(
+                {f"cv_{head['row'].replace('+', '_')}_macro_f1": head["macro_f1"]}
+                | {f"cv_macro_f1_{k}": head["macro_f1_95"][k] for k in ("low", "high")}
+            )
         artifacts = ("report.json", predictions.FILE_NAME, "confusion_matrix.png", "confusion_matrix.txt", RELIABILITY)
         for artifact in artifacts:
             tracking.log_artifact(out_dir / artifact)

@@ -16,6 +16,11 @@ Per split:
 A killed run resumes from its committed parts and gives the file a clean run
 gives, also when videos were added, removed or replaced in between. Bad inputs are
 skipped, counted and listed; truncated ones are recorded as partial.
+
+Two ways over several processes: torchrun's ranks share each split round-robin and rank 0
+assembles the files; ``cfg.shard`` (``--shard K/N``) makes this process an independent array task
+that extracts block K of N of every split into shard files of its own (``research.features.shards``),
+which ``python -m research.commands.features join`` joins into the files one process writes.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from rich.table import Table
 
 from research import distributed, tracking
 from research.backbones.loading import create_backbones
+from research.backbones.runtime import resolve_runtime, runtime_label
 from research.config import ExtractConfig, to_flat_dict
 from research.data.annotations import AnnotationError
 from research.data.inputs import (
@@ -61,6 +67,7 @@ from research.features.hdf5 import (
     summary,
 )
 from research.features.settings import FeatureSettings, file_record, fingerprint
+from research.features.shards import shard_attrs, shard_path
 from research.files import disk_errors, folder_lock, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -86,8 +93,12 @@ def file_attrs(made_from: dict[str, Any], stamps: dict[str, str]) -> dict[str, A
     }
 
 
-def check_existing(path: Path, made_from: dict[str, Any], stamps: dict[str, str]) -> bool:
-    """True when ``path`` is a finished file made from these settings and these inputs; refuse other files."""
+def check_existing(
+    path: Path, made_from: dict[str, Any], stamps: dict[str, str], collection: dict[str, str] | None = None
+) -> bool:
+    """True when ``path`` is a finished file made from these settings and these inputs; refuse other files.
+
+    ``collection``: a shard's whole split, which must also be the one the shard file was cut from."""
     if not path.is_file():
         return False
     attrs = read_attrs(path)
@@ -102,6 +113,11 @@ def check_existing(path: Path, made_from: dict[str, Any], stamps: dict[str, str]
     if attrs.get("inputs_fingerprint") != inputs_fingerprint(stamps):
         raise StaleWorkError(
             f"{path} was extracted from other inputs: since then {diff_inputs(stamps_in_file(path), stamps)}. {how}"
+        )
+    if collection is not None and attrs.get("collection_fingerprint") != inputs_fingerprint(collection):
+        raise StaleWorkError(
+            f"{path} is a shard of other inputs: the split had {attrs.get('collection_videos')} videos, now "
+            f"{len(collection)}, so the shards' blocks moved. {how}"
         )
     return True
 
@@ -185,6 +201,19 @@ def sequence_length(settings: FeatureSettings, kind: str, entries: list[Entry]) 
     return max(settings.sequence_length(kind, t) for t in lengths)
 
 
+def part_writer(cfg: ExtractConfig, folder: Path) -> PartWriter:
+    """Where and how often this process commits its rows (``flush_every``, ``flush_mb``, ``flush_seconds``)."""
+    return PartWriter(folder, cfg.flush_every, int(cfg.flush_mb * 2**20), cfg.flush_seconds)
+
+
+def targets_of(cfg: ExtractConfig, split: str, shard: distributed.Shard | None) -> list[Path]:
+    """The files a split's extraction writes, per output kind: the split's files, or this shard's."""
+    out_dir = Path(cfg.out_dir)
+    if shard is None:
+        return [out_dir / feature_filename(split, kind) for kind in cfg.outputs]
+    return [shard_path(out_dir, split, kind, shard) for kind in cfg.outputs]
+
+
 def extract_split(
     cfg: ExtractConfig,
     settings: FeatureSettings,
@@ -193,12 +222,16 @@ def extract_split(
     backbones: list[torch.nn.Module],
     device: torch.device,
     mapping: dict[str, int],
+    shard: distributed.Shard | None = None,
 ) -> dict[str, Any]:
-    """Extract what is left of one split (this rank's share), then assemble its files on rank 0."""
+    """Extract what is left of one split (this rank's share), then assemble its files on rank 0.
+
+    ``shard``: this process is array task K of N: it extracts block K of the split alone (no barrier has
+    another process to wait for) and assembles that block's shard files, in a work folder of its own."""
     ctx = distributed.context()
     out_dir = Path(cfg.out_dir)
     made_from = file_records(settings, cfg, split, mapping)
-    work = out_dir / ".work" / f"{split}-{fingerprint(made_from)}"
+    work = out_dir / ".work" / f"{split}-{fingerprint(made_from)}{'' if shard is None else '-' + shard.tag}"
     if cfg.overwrite and ctx.is_main and work.exists():
         shutil.rmtree(work)
     distributed.barrier()
@@ -206,28 +239,36 @@ def extract_split(
         ensure_dir(work, "work folder")
         write_text_atomic(work / "settings.json", json.dumps(made_from, indent=2, sort_keys=True))
     distributed.barrier()
+    mine = distributed.shard(entries, ctx) if shard is None else shard.block(entries)
     done = done_videos(work)
-    todo = [e for e in distributed.shard(entries, ctx) if (e.video_id, e.stamp) not in done]
-    current = sum((e.video_id, e.stamp) in done for e in entries)
+    todo = [e for e in mine if (e.video_id, e.stamp) not in done]
+    counted = entries if shard is None else mine  # the resume line counts what this process is asked to have
+    current = sum((e.video_id, e.stamp) in done for e in counted)
     if done:
-        log.info("%s: resuming, %d of %d videos already committed", split, current, len(entries))
-    label = f"{split} (rank {ctx.rank})" if ctx.distributed else split
+        log.info("%s: resuming, %d of %d videos already committed", split, current, len(counted))
+    label = f"{split} (rank {ctx.rank})" if ctx.distributed else split if shard is None else f"{split} ({shard.tag})"
+    parts = work / (f"rank{ctx.rank:03d}" if shard is None else "parts")
     result = {"split": split, "status": "extracted"} | run_cnn(
-        cfg, settings, todo, PartWriter(work / f"rank{ctx.rank:03d}", cfg.flush_every), backbones, device, label
+        cfg, settings, todo, part_writer(cfg, parts), backbones, device, label
     )
     distributed.barrier()
     if ctx.is_main:
-        stamps = identities(entries)
-        order = [(e.video_id, e.stamp) for e in entries]
-        for kind in cfg.outputs:
-            target = out_dir / feature_filename(split, kind)
-            attrs = file_attrs(made_from[kind], stamps)
-            length = sequence_length(settings, kind, entries)
+        written = entries if shard is None else mine
+        stamps = identities(written)
+        order = [(e.video_id, e.stamp) for e in written]
+        for kind, target in zip(cfg.outputs, targets_of(cfg, split, shard), strict=True):
+            # what ran the CNN, recorded but not compared: runtimes' features agree within runtime.TOLERANCE
+            attrs = file_attrs(made_from[kind], stamps) | {
+                "runtime": runtime_label(resolve_runtime(cfg.runtime, device))
+            }
+            if shard is not None:
+                attrs |= shard_attrs(shard, identities(entries))
+            length = sequence_length(settings, kind, entries)  # the whole split's: every shard's the same
             result["videos"] = assemble(work, target, kind, attrs, settings.feature_dim, length, order)
         final = read_attrs(target)
         result |= {"skipped": final["num_skipped"], "partial": final["num_partial"]}
         shutil.rmtree(work, ignore_errors=True)
-        if work.parent.is_dir() and not any(work.parent.iterdir()):
+        with contextlib.suppress(OSError):  # not empty: another shard's (or split's) work is still there
             work.parent.rmdir()
     distributed.barrier()
     return result
@@ -272,8 +313,9 @@ def write_configuration_analysis(cfg: ExtractConfig, settings: FeatureSettings, 
     return write_text_atomic(out_dir / "configuration_analysis.json", json.dumps(doc, indent=2))
 
 
-def summary_table(results: dict[str, Any]) -> Table:
-    table = Table(title="extraction", title_justify="left")
+def summary_table(results: dict[str, Any], shard: distributed.Shard | None = None) -> Table:
+    title = "extraction" if shard is None else f"extraction, shard {shard.index} of {shard.count} (index from 0)"
+    table = Table(title=title, title_justify="left")
     for col in ("split", "status", "videos", "skipped", "partial", "seconds", "frames/s"):
         table.add_column(col, justify="left" if col in ("split", "status") else "right")
     for split, r in results["splits"].items():
@@ -289,16 +331,23 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
     a full disk is one ``UserError`` naming the folder, and the next run resumes. Raises
     ``UserError`` when no split yields a single video.
     """
+    shard = distributed.Shard.parse(cfg.shard) if cfg.shard else None
+    if shard is not None and distributed.context().distributed:
+        raise UserError("--shard runs one independent task: start it with python, not under torchrun")
     ctx = distributed.init("cuda" if distributed.device_for(cfg.device).type == "cuda" else "cpu")
     device = distributed.device_for(cfg.device, ctx)
     settings = FeatureSettings.from_config(cfg)
     data_dir = Path(cfg.data_dir)
     collection = open_collection(cfg)  # a bad annotation row or data root: one line, before any work
     out_dir = ensure_dir(cfg.out_dir)
-    # rank 0 holds the lock for the whole torchrun job (its other ranks wait at the first barrier)
-    lock = folder_lock(out_dir, "extraction", ".extract.lock") if ctx.is_main else contextlib.nullcontext()
+    # rank 0 holds the lock for the whole torchrun job (its other ranks wait at the first barrier); the
+    # tasks of an array share the folder, each holding a lock of its own shard
+    if shard is not None:
+        lock = folder_lock(out_dir, f"extraction of shard {shard.index}/{shard.count}", f".extract.{shard.tag}.lock")
+    else:
+        lock = folder_lock(out_dir, "extraction", ".extract.lock") if ctx.is_main else contextlib.nullcontext()
     with disk_errors(out_dir), lock:
-        return _extract(cfg, settings, ctx, device, data_dir, collection)
+        return _extract(cfg, settings, ctx, device, data_dir, collection, shard)
 
 
 def _extract(
@@ -308,6 +357,7 @@ def _extract(
     device: torch.device,
     data_dir: Path,
     collection: Collection,
+    shard: distributed.Shard | None = None,
 ) -> dict[str, Any]:
     mapping, entries = collection.mapping, collection.entries
     splits = list(entries)
@@ -318,10 +368,14 @@ def _extract(
     results: dict[str, Any] = {"splits": {}, "mapping": mapping}
     pending = []
     for split in splits:
-        stamps = identities(entries[split])
-        targets = [Path(cfg.out_dir) / feature_filename(split, kind) for kind in cfg.outputs]
+        whole = identities(entries[split])
+        stamps = whole if shard is None else identities(shard.block(entries[split]))
+        targets = targets_of(cfg, split, shard)
         made_from = file_records(settings, cfg, split, mapping).values()
-        if not cfg.overwrite and all(check_existing(t, m, stamps) for t, m in zip(targets, made_from, strict=True)):
+        cut_from = None if shard is None else whole
+        if not cfg.overwrite and all(
+            check_existing(t, m, stamps, cut_from) for t, m in zip(targets, made_from, strict=True)
+        ):
             attrs = read_attrs(targets[0])
             log.info("%s: %s already extracted from these inputs, re-using", split, ", ".join(t.name for t in targets))
             results["splits"][split] = {
@@ -334,11 +388,19 @@ def _extract(
         else:
             pending.append(split)
     if pending:
-        backbones = create_backbones(settings, device=device)
-        log.info("backbone %s (%d-d) on %s; classes %s", settings.backbone, settings.feature_dim, device, mapping)
+        runtime = resolve_runtime(cfg.runtime, device)
+        backbones = create_backbones(settings, device=device, runtime=runtime)
+        log.info(
+            "backbone %s (%d-d) on %s, run by %s; classes %s",
+            settings.backbone,
+            settings.feature_dim,
+            device,
+            runtime_label(runtime),
+            mapping,
+        )
         with tracking.start_run(
             cfg.experiment,
-            run_name=f"extract-{cfg.backbone}",
+            run_name=f"extract-{cfg.backbone}" + ("" if shard is None else f"-{shard.tag}"),
             uri=cfg.tracking_uri,
             tags={"backbone": cfg.backbone, "data_dir": cfg.data_dir},
             enabled=ctx.is_main and cfg.log_mlflow,
@@ -348,19 +410,21 @@ def _extract(
             for split in pending:
                 if ctx.is_main:
                     console.print(Rule(f"[bold]extract {split}"))
-                res = extract_split(cfg, settings, split, entries[split], backbones, device, mapping)
+                res = extract_split(cfg, settings, split, entries[split], backbones, device, mapping, shard)
                 results["splits"][split] = res
                 if run is not None:
                     keys = ("videos", "skipped", "partial", "frames_per_s", "seconds")
                     tracking.log_metrics({f"{split}_{k}": res[k] for k in keys})
-            if ctx.is_main:
+            if ctx.is_main and shard is None:  # of the final files: a shard has none (the join makes them)
                 analysis = write_configuration_analysis(cfg, settings, device)
                 results["configuration_analysis"] = str(analysis)
                 if run is not None:
                     tracking.log_artifact(analysis)
                     results["mlflow_run_id"] = run.info.run_id
     if ctx.is_main:
-        console.print(summary_table(results))
+        console.print(summary_table(results, shard))
+        if shard is not None:  # an empty block is no error: N may exceed a split's videos
+            return results
         if not any(r["videos"] for r in results["splits"].values()):
             skipped = sum(r["skipped"] for r in results["splits"].values())
             raise UserError(

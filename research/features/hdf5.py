@@ -15,12 +15,18 @@ of everything that determines the numbers) with its ``settings_fingerprint``,
 ``inputs_fingerprint`` (every input's identity and stamp), ``skipped`` (JSON list of
 ``{path, reason}``) and ``partial`` (videos that decode shorter than their index says).
 
-Writing is crash-safe: rows are committed in small ``.npz`` part files (written to
-a temporary name, then renamed), one folder per rank, each row keyed by its
-video's identity and stamp. A killed run resumes from its parts, even when videos
+Writing is crash-safe: rows are committed in ``.npz`` part files (written to
+a temporary name, then renamed), one folder per rank or shard, each row keyed by its
+video's identity and stamp. A part is committed by size (``flush_bytes``, ~256 MB), time or
+count, and its keys are appended to its folder's ``index.jsonl``, so a resume reads one small
+file per folder instead of opening every part. A killed run resumes from its parts, even when videos
 were added, removed or replaced in between: ``assemble`` writes the rows of the
-inputs as they are NOW, in their sorted order, into this process's ``NAME.h5.<pid>.tmp`` and renames
-it; rows of removed or changed videos are left out. Memory holds a few parts.
+inputs as they are NOW, in their sorted order, into this process's ``NAME.h5.<host>.<pid>.tmp`` and
+renames it; rows of removed or changed videos are left out. Memory holds a few parts.
+
+A file joined from shards (``research.features.shards``) holds its features as an HDF5 virtual
+dataset over the shard files; ``read_attrs`` refuses it when a shard file it reads is gone or
+was replaced (HDF5 itself would read zeros).
 
     python -m research.commands.features inspect features/demo/test_features_multiscale.h5
     python -m research.commands.features merge OUT.h5 A.h5 B.h5
@@ -33,6 +39,7 @@ import hashlib
 import io
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,12 +124,19 @@ class Row:
     features: dict[str, np.ndarray]  # kind -> [L, D] float32
 
 
+INDEX = "index.jsonl"  # per part folder: one line per committed part, its keys and skips
+
+
 @dataclass
 class PartWriter:
-    """Buffers finished rows and skips; commits them atomically every ``flush_every``."""
+    """Buffers finished rows and skips; commits them atomically as one part file once they hold
+    ``flush_bytes`` of features, ``flush_seconds`` have passed or (when set) ``flush_every`` videos are
+    buffered, then records the part's keys in the folder's index."""
 
     folder: Path
-    flush_every: int = 16
+    flush_every: int | None = None
+    flush_bytes: int = 256 << 20
+    flush_seconds: float = 300.0
     rows: list[Row] = field(default_factory=list)
     skips: list[dict] = field(default_factory=list)
 
@@ -131,11 +145,14 @@ class PartWriter:
         # parts being written when a run was killed (``.tmp.npz``: the name versions before this one gave them)
         for stale in [*self.folder.glob("part_*.npz.*.tmp"), *self.folder.glob("part_*.tmp.npz")]:
             stale.unlink()
-        committed = [int(p.name[5:11]) for p in self.folder.glob("part_*.npz")]
-        self._seq = max(committed, default=-1) + 1
+        # never a name the index already knows: a part removed by hand must not lend its line to a new one
+        names = [p.name for p in self.folder.glob("part_*.npz")] + list(_read_index(self.folder))
+        self._seq = max((int(n[5:11]) for n in names), default=-1) + 1
+        self._bytes, self._since = 0, time.monotonic()
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
+        self._bytes += sum(a.nbytes for a in row.features.values())
         self._maybe_flush()
 
     def skip(self, video_id: str, stamp: str, path: str, reason: str) -> None:
@@ -143,7 +160,8 @@ class PartWriter:
         self._maybe_flush()
 
     def _maybe_flush(self) -> None:
-        if len(self.rows) + len(self.skips) >= self.flush_every:
+        full = self.flush_every is not None and len(self.rows) + len(self.skips) >= self.flush_every
+        if full or self._bytes >= self.flush_bytes or time.monotonic() - self._since >= self.flush_seconds:
             self.flush()
 
     def flush(self) -> None:
@@ -165,8 +183,36 @@ class PartWriter:
             np.savez(fh, **arrays)
             fh.flush()
             os.fsync(fh.fileno())
+        # then its keys into the index: a crash in between leaves a part the index lacks, read in full on resume
+        line = {"part": target.name, "keys": [[r.video_id, r.stamp] for r in self.rows], "skips": self.skips}
+        with open(self.folder / INDEX, "a") as fh:
+            fh.write(json.dumps(line) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
         self._seq += 1
         self.rows, self.skips = [], []
+        self._bytes, self._since = 0, time.monotonic()
+
+
+def _read_index(folder: Path) -> dict[str, dict]:
+    """``{part name: its index line}`` of a part folder; a line cut short by a crash is left out."""
+    out: dict[str, dict] = {}
+    path = folder / INDEX
+    if path.is_file():
+        for text in path.read_text().splitlines():
+            try:
+                line = json.loads(text)
+            except ValueError:
+                continue  # its part, if committed, is read in full instead
+            out[line["part"]] = line  # a later line for the same name is the newer part
+    return out
+
+
+def _part_keys(part: Path) -> dict:
+    """A part's index line, read from the part itself (committed, but not yet indexed)."""
+    with np.load(part) as z:
+        keys = [[str(v), str(s)] for v, s in zip(z["video_ids"], z["stamps"], strict=True)]
+        return {"part": part.name, "keys": keys, "skips": json.loads(str(z["skips"]))}
 
 
 def _parts(folder: Path) -> list[Path]:
@@ -181,13 +227,16 @@ class _Committed:
 
 
 def _committed(folder: Path) -> dict[tuple[str, str], _Committed]:
-    """Everything committed under ``folder`` (all ranks), keyed by (video_id, stamp)."""
+    """Everything committed under ``folder`` (all ranks), keyed by (video_id, stamp): from the part
+    folders' indexes, opening only the parts an index lacks."""
     out: dict[tuple[str, str], _Committed] = {}
+    indexes: dict[Path, dict[str, dict]] = {}
     for part in _parts(folder):
-        with np.load(part) as z:
-            pairs = zip(z["video_ids"], z["stamps"], strict=True)
-            keys = [((str(v), str(s)), _Committed(part, j)) for j, (v, s) in enumerate(pairs)]
-            keys += [((s["video_id"], s["stamp"]), _Committed(None, -1, s)) for s in json.loads(str(z["skips"]))]
+        if part.parent not in indexes:
+            indexes[part.parent] = _read_index(part.parent)
+        line = indexes[part.parent].get(part.name) or _part_keys(part)
+        keys = [((v, s), _Committed(part, j)) for j, (v, s) in enumerate(line["keys"])]
+        keys += [((s["video_id"], s["stamp"]), _Committed(None, -1, s)) for s in line["skips"]]
         for key, where in keys:
             if key in out:
                 raise FeatureFileError(f"{folder}: video {key[0]} was committed twice ({out[key].part}, {part})")
@@ -200,10 +249,16 @@ def done_videos(folder: Path) -> set[tuple[str, str]]:
     return set(_committed(folder))
 
 
-def create_layout(f: h5py.File, n: int, max_frames: int, feature_dim: int) -> dict[str, h5py.Dataset]:
-    """The per-video layout's datasets, sized for ``n`` videos: the one place that layout is defined."""
-    out = {
-        "features": f.create_dataset(
+def create_layout(
+    f: h5py.File, n: int, max_frames: int, feature_dim: int, virtual: h5py.VirtualLayout | None = None
+) -> dict[str, h5py.Dataset]:
+    """The per-video layout's datasets, sized for ``n`` videos: the one place that layout is defined.
+
+    ``virtual``: the features are that virtual dataset (rows of other files) instead of stored here."""
+    if virtual is not None:
+        features = f.create_virtual_dataset("features", virtual, fillvalue=0)
+    else:
+        features = f.create_dataset(
             "features",
             (n, max_frames, feature_dim),
             np.float32,
@@ -211,7 +266,7 @@ def create_layout(f: h5py.File, n: int, max_frames: int, feature_dim: int) -> di
             compression="gzip",
             compression_opts=4,
         )
-    }
+    out = {"features": features}
     for name, dtype in (("labels", np.int64), ("num_frames", np.int32), ("decoded_frames", np.int32)):
         out[name] = f.create_dataset(name, (n,), dtype)
     for name in ("video_ids", "paths", "stamps"):
@@ -316,20 +371,27 @@ def assemble(
             remaining[p.part] -= 1
             if not remaining[p.part]:
                 del loaded[p.part]
-        f.attrs.update(
-            {
-                **attrs,
-                "num_videos": len(rows),
-                "max_frames": max_frames,
-                "feature_dim": feature_dim,
-                "skipped": json.dumps([{"path": s["path"], "reason": s["reason"]} for s in skipped]),
-                "num_skipped": len(skipped),
-                "skipped_ids": json.dumps({s["video_id"]: s["stamp"] for s in skipped}),
-                "partial": json.dumps(partial),
-                "num_partial": len(partial),
-            }
-        )
+        skips = [{"path": s["path"], "reason": s["reason"]} for s in skipped]
+        ids = {s["video_id"]: s["stamp"] for s in skipped}
+        f.attrs.update(attrs | row_attrs(len(rows), max_frames, feature_dim, skips, ids, partial))
     return len(rows)
+
+
+def row_attrs(
+    n: int, max_frames: int, feature_dim: int, skipped: list[dict], skipped_ids: dict[str, str], partial: list[dict]
+) -> dict[str, Any]:
+    """The attributes that describe a file's rows: counts, shape, skipped inputs ({path, reason}, and their
+    ids and stamps) and partial ones. Written by ``assemble`` and by the join of shards alike."""
+    return {
+        "num_videos": n,
+        "max_frames": max_frames,
+        "feature_dim": feature_dim,
+        "skipped": json.dumps(skipped),
+        "num_skipped": len(skipped),
+        "skipped_ids": json.dumps(skipped_ids),
+        "partial": json.dumps(partial),
+        "num_partial": len(partial),
+    }
 
 
 _ROW_ARRAYS = ("labels", "decoded_frames", "listed_frames", "video_ids", "paths", "stamps")
@@ -377,6 +439,7 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
             "(an interrupted copy?); extract it again (extract.py --overwrite)"
         ) from None
     with f:
+        check_joined(path, f)
         out = {}
         for key, value in f.attrs.items():
             if isinstance(value, np.generic):
@@ -389,6 +452,22 @@ def read_attrs(path: str | Path) -> dict[str, Any]:
     return out
 
 
+def check_joined(path: Path, f: h5py.File) -> None:
+    """A file joined from shards reads its features from them: refuse it when one is gone or is no longer
+    the file that was joined (HDF5 would read zeros for a missing one, and a replaced one's numbers)."""
+    if "joined_from" not in f.attrs:
+        return
+    for source in json.loads(f.attrs["joined_from"]):
+        shard = path.parent / source["file"]
+        how = "run the join again (python -m research.commands.features join), or join with --copy"
+        if not shard.is_file():
+            raise FeatureFileError(f"{path} reads its features from {shard}, which is missing: {how}")
+        with h5py.File(shard, "r") as s:
+            now = [str(s.attrs.get(k, "")) for k in ("settings_fingerprint", "inputs_fingerprint")]
+        if now != [source["settings_fingerprint"], source["inputs_fingerprint"]]:
+            raise FeatureFileError(f"{path} reads its features from {shard}, which has changed since the join: {how}")
+
+
 def summary(path: str | Path) -> dict[str, Any]:
     """What ``inspect`` prints and ``configuration_analysis.json`` records per file."""
     attrs = read_attrs(path)
@@ -396,7 +475,7 @@ def summary(path: str | Path) -> dict[str, Any]:
         nf = f["num_frames"][:]
         labels = f["labels"][:]
         shape = list(f["features"].shape)
-        compression = f["features"].compression
+        compression = "virtual" if f["features"].is_virtual else f["features"].compression
     mapping = attrs.get("category_mapping", {})
     by_index = {v: k for k, v in mapping.items()}
     return {
@@ -409,7 +488,9 @@ def summary(path: str | Path) -> dict[str, Any]:
         },
         "feature_dim": attrs.get("feature_dim"),
         "multi_scale": bool(attrs.get("multi_scale")),
-        "compression": f"{compression} level {4 if compression == 'gzip' else ''}".strip(),
+        "compression": f"{compression} level {4 if compression == 'gzip' else ''}".strip()
+        if compression != "virtual"
+        else "virtual: read from its shard files (gzip level 4)",
         "class_counts": {by_index.get(int(c), str(c)): int((labels == c).sum()) for c in np.unique(labels)},
         "attrs": attrs,
     }

@@ -38,6 +38,9 @@ FEATURE_FORMAT = 2
 
 SAMPLING_STRATEGIES = ("uniform", "center", "dense")
 KINDS = ("single", "multi")
+# What runs the CNN (research.backbones.runtime). Recorded in feature files, not compared: its features
+# equal torch's within research.backbones.runtime.TOLERANCE, measured for every offline backbone.
+RUNTIMES = ("auto", "torch", "onnxruntime")
 
 
 def scale_length(num_frames: int, scale: float) -> int:
@@ -360,6 +363,7 @@ def file_record(
 __all__ = [
     "FEATURE_FORMAT",
     "KINDS",
+    "RUNTIMES",
     "SAMPLING_STRATEGIES",
     "BackbonePart",
     "FeatureSettings",

@@ -272,8 +272,9 @@ def start_run(
         yield None
         return
     experiment_id = get_experiment_id(experiment, uri)
-    if run_id is not None:
-        with mlflow.start_run(run_id=run_id) as run, _killed_when_interrupted():
+    if run_id is not None:  # under a parent run of this process (a CV's folds): re-opened nested in it
+        resumed = mlflow.start_run(run_id=run_id, nested=nested or mlflow.active_run() is not None)
+        with resumed as run, _killed_when_interrupted():
             yield run
         return
     all_tags = {"git_commit": git_commit(), **{k: str(v) for k, v in (tags or {}).items()}}

@@ -23,6 +23,9 @@
   ``stale_after_s`` is failed, its MLflow run ended KILLED, and its parameters
   queued again once (``StaleTrialHandler``; the retry's user attr ``retry_of``
   names the dead trial). Each trial records its ``worker`` and ``sampler_seed``.
+- A database that restarts mid-study costs a pause, not the worker: every storage call
+  is tried again for ``storage_retry_s`` (``RetryingRDBStorage``); past that the worker
+  stops in one line, exit 2, and its trial's MLflow run does not stay RUNNING.
 - Without a ``search.space``, the space is hidden size, layers, heads and dropout
   around the config (``default_space``); an explicit empty space is refused.
 - MLflow: one parent run per study (experiment ``search``), created with the
@@ -60,7 +63,7 @@ from research.engine.training import train
 from research.models import check_model_args
 from research.tracking import links
 from research.tuning.space import check_space, get_param, resolve_space, suggest, with_params
-from research.tuning.storage import PARENT_ATTR, storage_for, worker_seed
+from research.tuning.storage import PARENT_ATTR, lost_in_one_line, storage_for, worker_seed
 
 log = logging.getLogger(__name__)
 console = Console()
@@ -85,11 +88,13 @@ def make_pruner(cfg: SearchConfig) -> optuna.pruners.BasePruner:
 
 @dataclasses.dataclass(frozen=True)
 class Worker:
-    """This process's place in a study: its number (handed out by the study) and its sampler seed."""
+    """This process's place in a study: its number (handed out by the study), its sampler seed, and the storage
+    (the study's own is wrapped in Optuna's cache)."""
 
     study: optuna.Study
     number: int
     seed: int
+    storage: optuna.storages.BaseStorage | None = None
 
 
 def _create_or_load(name: str, storage: optuna.storages.BaseStorage) -> tuple[optuna.Study, bool]:
@@ -142,7 +147,7 @@ def join_study(cfg: SearchConfig, base: TrainConfig, setup_wait_s: float = 60.0)
     study.set_user_attr(f"worker_{worker}_seed", seed)
     # A worker that starts (even with --trials 0) clears trials left RUNNING by dead workers.
     optuna.storages.fail_stale_trials(study)
-    return Worker(study, worker, seed)
+    return Worker(study, worker, seed, storage)
 
 
 def prepare_study(cfg: SearchConfig, base: TrainConfig) -> optuna.Study:
@@ -201,6 +206,7 @@ def objective(
     return run_trial
 
 
+@tracking.tolerant  # a tracking server lost mid-study costs the tracking, not the study
 def _mark_state(study: optuna.Study, trial: optuna.trial.FrozenTrial, uri: str | None) -> None:
     """Optuna callback: write the final trial state onto its MLflow run (pruned runs end FAILED in MLflow)."""
     for run in tracking.child_runs(study.user_attrs[PARENT_ATTR], f"tags.trial = '{trial.number}'", uri):
@@ -233,6 +239,7 @@ def summarise(study: optuna.Study, base: TrainConfig) -> dict[str, Any]:
     return summary
 
 
+@tracking.tolerant
 def _log_plots(run_id: str, study: optuna.Study, uri: str | None, importances: bool) -> None:
     import matplotlib  # heavy, and only for these two pictures
 
@@ -312,35 +319,45 @@ def run_search(cfg: SearchConfig, base: TrainConfig, fit: Fit = fit_on_validatio
     worker = join_study(cfg, base)
     study = worker.study
     run_trial = objective(cfg, base, study.user_attrs[PARENT_ATTR], resolve_space(cfg, base), worker, fit)
+    under_way: list[int] = []  # the trial this worker runs, if any: the one a lost database interrupts
 
     def within_budget(trial: optuna.Trial) -> float:
+        under_way[:] = [trial.number]
         if trials_ahead(study, trial.number) >= cfg.trials:  # another worker took the last place first
             trial.set_user_attr("over_budget", True)
             raise OverBudget(f"the study already has its {cfg.trials} trials")
         return run_trial(trial)
 
     deadline = None if cfg.timeout_s is None else time.monotonic() + cfg.timeout_s
-    # --trials is the study's total over every worker (Optuna's n_trials counts per process: N workers
-    # would run N times as many). A worker starts a trial while fewer are finished or running; of two
-    # workers that start the last one at once, the later-numbered trial stands down (FAIL, over_budget).
-    while trials_taken(study) < cfg.trials and (deadline is None or time.monotonic() < deadline):
-        study.optimize(
-            within_budget,
-            n_trials=1,
-            catch=(Exception,),
-            callbacks=[lambda s, t: _mark_state(s, t, base.tracking_uri)],
-        )
-    summary = summarise(study, base)
-    console.print(summary_table(study))
+    # A database that stops answering for longer than storage_retry_s ends the worker in one line (exit 2).
+    with lost_in_one_line(worker.storage, lambda: under_way[0] if under_way else None):
+        # --trials is the study's total over every worker (Optuna's n_trials counts per process: N workers
+        # would run N times as many). A worker starts a trial while fewer are finished or running; of two
+        # workers that start the last one at once, the later-numbered trial stands down (FAIL, over_budget).
+        while trials_taken(study) < cfg.trials and (deadline is None or time.monotonic() < deadline):
+            study.optimize(
+                within_budget,
+                n_trials=1,
+                catch=(Exception,),
+                callbacks=[lambda s, t: _mark_state(s, t, base.tracking_uri)],
+            )
+            under_way.clear()  # told: a lost database from here on interrupts no trial
+        summary = summarise(study, base)
+        console.print(summary_table(study))
     if "improvement" in summary:
         console.print(
             f"best trial {summary['best_trial']}: {summary['best_value']:.4f} "
             f"vs baseline {summary['baseline_value']:.4f} "
             f"({summary['improvement']:+.4f}); trials {summary['states']}"
         )
-    uri = tracking.resolve_tracking_uri(base.tracking_uri)
+    _print_links(base.tracking_uri)
+    return summary
+
+
+@tracking.tolerant  # a lost tracking server is said once at the end (run_cli), not here
+def _print_links(tracking_uri: str | None) -> None:
+    uri = tracking.resolve_tracking_uri(tracking_uri)
     console.print(f"MLflow: {links.ui_command(uri)}", soft_wrap=True, highlight=False, markup=False)
     console.print(
         f"  then {tracking.runs_view_url('search', uri, links.ui_base(uri))}", soft_wrap=True, highlight=False
     )
-    return summary

@@ -1,0 +1,216 @@
+"""Shard files of a job array, and their join into the file one process would have written.
+
+``extract.py --shard K/N`` (``research.features.extraction``) extracts the K-th contiguous block of
+every split's inputs, in a process of its own with no rendezvous, into
+
+    OUT_DIR/shards/{split}_features[_multiscale].shard000K-of-000N.h5
+
+a feature file like any other (written by the same ``assemble``), whose attributes carry the full
+settings record and fingerprint, the block's own ``inputs_fingerprint``, and ``SHARD_ATTRS``: its index,
+the count, and the fingerprint of the whole split's inputs it was cut from.
+
+``join_shards`` makes ``{split}_features[_multiscale].h5`` of N shard files: the rows of shard 0, then
+shard 1, ..., which is the order one process writes (the blocks are contiguous), with the attributes one
+process writes (settings, the inputs fingerprint of the whole split, skipped and partial inputs). By
+default its features are an HDF5 virtual dataset over the shard files (no copy; the shard files must
+stay beside it: ``hdf5.check_joined`` refuses the file when one is gone or replaced); ``copy=True``
+copies the compressed chunks as they are (``read_direct_chunk`` / ``write_direct_chunk``: nothing
+inflated or compressed again) into one self-contained file. It refuses shards made with other settings
+or from other inputs, and names every missing shard index.
+
+    python -m research.commands.features join features/demo          # every split and kind in features/demo/shards
+    python -m research.commands.features join OUT.h5 SHARD.h5 ...    # one file of the given shards
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import h5py
+import numpy as np
+
+from research.data.inputs import inputs_fingerprint
+from research.errors import FeatureFileError
+from research.features.compat import describe, feature_differences
+from research.features.hdf5 import create_layout, feature_filename, read_attrs, row_attrs, stamps_in_file, writing
+
+if TYPE_CHECKING:  # research.distributed imports torch: the join needs none
+    from research.distributed import Shard
+
+SHARDS_DIR = "shards"
+# Attributes only a shard file has: the joined file leaves them out (and so equals one process's file).
+SHARD_ATTRS = ("shard_index", "shard_count", "collection_fingerprint", "collection_videos")
+_NAME = re.compile(r"^(?P<stem>.+)\.shard(?P<index>\d+)-of-(?P<count>\d+)\.h5$")
+ROW_DATASETS = ("labels", "num_frames", "decoded_frames", "video_ids", "paths", "stamps")
+
+
+def shard_path(out_dir: str | Path, split: str, kind: str, shard: Shard) -> Path:
+    """Where shard ``shard`` of a split's file of ``kind`` is written."""
+    stem = feature_filename(split, kind).removesuffix(".h5")
+    return Path(out_dir) / SHARDS_DIR / f"{stem}.{shard.tag}.h5"
+
+
+def shard_attrs(shard: Shard, collection: dict[str, str]) -> dict[str, Any]:
+    """A shard file's own attributes: which shard of how many, and the whole split's inputs it was cut from."""
+    return {
+        "shard_index": shard.index,
+        "shard_count": shard.count,
+        "collection_fingerprint": inputs_fingerprint(collection),
+        "collection_videos": len(collection),
+    }
+
+
+def _check_alike(shards: list[tuple[Path, dict[str, Any]]]) -> int:
+    """Refuse shards of other settings, counts or inputs than the first; returns the shard count."""
+    for path, attrs in shards:
+        if "shard_index" not in attrs:
+            raise FeatureFileError(f"{path} is not a shard file (extract.py --shard K/N writes them)")
+    ref_path, ref = shards[0]
+    redo = "extract that shard again with the same settings as the others (--overwrite), then join again"
+    for path, attrs in shards[1:]:
+        changed = feature_differences(ref["settings"], attrs["settings"], keys=None)
+        if changed or attrs.get("settings_fingerprint") != ref.get("settings_fingerprint"):
+            what = describe(changed, ref_path.name, path.name) or (
+                f"settings fingerprint {ref.get('settings_fingerprint')} vs {attrs.get('settings_fingerprint')}"
+            )
+            raise FeatureFileError(f"{path} was extracted with other settings than {ref_path}: {what}; {redo}")
+        if attrs["shard_count"] != ref["shard_count"]:
+            raise FeatureFileError(
+                f"{path} is a shard of {attrs['shard_count']}, {ref_path} of {ref['shard_count']}: "
+                "join the shards of one run"
+            )
+        if attrs["collection_fingerprint"] != ref["collection_fingerprint"]:
+            raise FeatureFileError(
+                f"{path} was cut from other inputs than {ref_path} ({attrs['collection_videos']} vs "
+                f"{ref['collection_videos']} videos: the collection changed between the tasks); {redo}"
+            )
+    return int(ref["shard_count"])
+
+
+def _in_order(shards: list[tuple[Path, dict[str, Any]]], count: int, output: Path) -> list[tuple[Path, dict]]:
+    """The shards by index; refuse duplicates and name every missing index."""
+    by_index: dict[int, tuple[Path, dict]] = {}
+    for path, attrs in shards:
+        k = int(attrs["shard_index"])
+        if k in by_index:
+            raise FeatureFileError(f"shard {k} of {count} is given twice: {by_index[k][0]} and {path}")
+        by_index[k] = (path, attrs)
+    missing = [k for k in range(count) if k not in by_index]
+    if missing:
+        raise FeatureFileError(
+            f"cannot join {output.name}: shard(s) {', '.join(map(str, missing))} of {count} missing "
+            f"(have {', '.join(map(str, sorted(by_index)))}); run extract.py --shard K/{count} for each with the "
+            "same settings, then join again"
+        )
+    return [by_index[k] for k in range(count)]
+
+
+def _copy_chunks(source: h5py.Dataset, target: h5py.Dataset, offset: int) -> None:
+    """Rows of ``source`` into ``target`` from row ``offset``, compressed chunk by chunk as they are stored."""
+    same = source.chunks == target.chunks and (source.compression, source.compression_opts) == (
+        target.compression,
+        target.compression_opts,
+    )
+    for i in range(source.shape[0]):
+        if same:
+            mask, chunk = source.id.read_direct_chunk((i, 0, 0))
+            target.id.write_direct_chunk((offset + i, 0, 0), chunk, mask)
+        else:  # another chunk layout (not one this code writes): row by row, decoded and encoded again
+            target[offset + i] = source[i]
+
+
+def join_shards(output: str | Path, shards: list[str | Path], copy: bool = False) -> int:
+    """Join shard files into ``output`` (virtual features, or ``copy``: chunks copied); returns its rows."""
+    output = Path(output)
+    if not shards:
+        raise FeatureFileError(f"no shard files to join into {output}")
+    given = [(Path(p), read_attrs(p)) for p in shards]
+    ordered = _in_order(given, _check_alike(given), output)
+    stamps: dict[str, str] = {}
+    for path, _ in ordered:
+        stamps |= stamps_in_file(path)
+    ref = ordered[0][1]
+    if inputs_fingerprint(stamps) != ref["collection_fingerprint"]:  # the blocks must cover the split exactly
+        raise FeatureFileError(
+            f"the shards of {output.name} hold {len(stamps)} inputs, not the {ref['collection_videos']} they were "
+            "cut from: extract them again (--overwrite)"
+        )
+    sizes, skipped, skipped_ids, partial = [], [], {}, []
+    max_frames, dim = int(ref["max_frames"]), int(ref["feature_dim"])
+    for path, attrs in ordered:
+        with h5py.File(path, "r") as f:
+            sizes.append(f["labels"].shape[0])
+            if f["features"].shape[1:] != (max_frames, dim):
+                shape = f["features"].shape[1:]
+                raise FeatureFileError(f"{path}: features of {shape} per video, not {(max_frames, dim)}")
+        skipped += attrs["skipped"]
+        skipped_ids |= attrs.get("skipped_ids", {})
+        partial += attrs["partial"]
+    total = sum(sizes)
+    copy = copy or not total  # no rows: nothing to point at
+    with writing(output) as out:
+        layout = None
+        if not copy:
+            layout = h5py.VirtualLayout((total, max_frames, dim), np.float32)
+            offset = 0
+            for (path, _), n in zip(ordered, sizes, strict=True):
+                if n:  # relative to the joined file: the folder can move as a whole
+                    name = os.path.relpath(path.resolve(), output.resolve().parent)
+                    layout[offset : offset + n] = h5py.VirtualSource(name, "features", (n, max_frames, dim))
+                offset += n
+        ds = create_layout(out, total, max_frames, dim, virtual=layout)
+        offset = 0
+        for (path, _), n in zip(ordered, sizes, strict=True):
+            with h5py.File(path, "r") as f:
+                if copy and n:
+                    _copy_chunks(f["features"], ds["features"], offset)
+                for name in ROW_DATASETS:
+                    if n:
+                        ds[name][offset : offset + n] = f[name][:]
+                if path == ordered[0][0]:  # the settings, as the first shard (all alike) records them
+                    out.attrs.update({k: v for k, v in f.attrs.items() if k not in SHARD_ATTRS})
+            offset += n
+        out.attrs.update(row_attrs(total, max_frames, dim, skipped, skipped_ids, partial))
+        out.attrs["inputs_fingerprint"] = inputs_fingerprint(stamps)
+        if not copy:
+            sources = [
+                {
+                    "file": os.path.relpath(path.resolve(), output.resolve().parent),
+                    "shard": int(attrs["shard_index"]),
+                    "settings_fingerprint": str(attrs["settings_fingerprint"]),
+                    "inputs_fingerprint": str(attrs["inputs_fingerprint"]),
+                }
+                for path, attrs in ordered
+            ]
+            out.attrs["joined_from"] = json.dumps(sources)
+    return total
+
+
+def shard_groups(out_dir: str | Path) -> dict[Path, list[Path]]:
+    """``{joined file: its shard files}`` for every split and kind whose shards lie in ``OUT_DIR/shards``."""
+    out_dir = Path(out_dir)
+    groups: dict[Path, list[Path]] = {}
+    for path in sorted((out_dir / SHARDS_DIR).glob("*.shard*-of-*.h5")):
+        match = _NAME.match(path.name)
+        if match:
+            groups.setdefault(out_dir / f"{match['stem']}.h5", []).append(path)
+    if not groups:
+        raise FeatureFileError(f"no shard files in {out_dir / SHARDS_DIR} (extract.py --shard K/N writes them)")
+    return groups
+
+
+def join_folder(out_dir: str | Path, copy: bool = False) -> dict[Path, int]:
+    """Join every split and kind of ``OUT_DIR/shards`` into ``OUT_DIR``; ``{file: rows}``. Every group is
+    checked (missing shards named) before any file is written."""
+    groups = shard_groups(out_dir)
+    for output, shards in groups.items():
+        given = [(p, read_attrs(p)) for p in shards]
+        _in_order(given, _check_alike(given), output)
+    return {output: join_shards(output, shards, copy) for output, shards in groups.items()}
+
+
+__all__ = ["SHARD_ATTRS", "join_folder", "join_shards", "shard_attrs", "shard_groups", "shard_path"]

@@ -1,0 +1,280 @@
+"""Extraction as a job array: independent shard tasks (real processes, the scheduler's variables set), their
+join, the refusals, the recipes of docs/several-machines.md, and the lock that works without flock."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+
+from research.distributed import Shard
+from research.errors import ConfigError, FeatureFileError, StaleWorkError
+from research.features.extraction import extract
+from research.features.hdf5 import read_attrs
+from research.features.shards import join_folder, join_shards, shard_groups
+
+from .conftest import ROOT, tiny_extract_config
+
+DATASETS = ("features", "labels", "num_frames", "decoded_frames", "paths", "video_ids", "stamps")
+ATTRS = ("settings", "settings_fingerprint", "inputs_fingerprint", "num_videos", "skipped", "skipped_ids", "partial")
+
+
+def assert_same_file(reference: Path, joined: Path) -> None:
+    """Bit-equal features and the same rows and attributes as one process's file."""
+    with h5py.File(reference) as a, h5py.File(joined) as b:
+        for key in DATASETS:
+            assert np.array_equal(a[key][:], b[key][:]), f"{joined.name}: {key}"
+        assert a["features"].dtype == b["features"].dtype
+        for key in ATTRS:
+            assert a.attrs[key] == b.attrs[key], f"{joined.name}: {key}"
+
+
+def test_a_shard_made_with_other_settings_is_refused(tiny_videos: Path, tmp_path: Path) -> None:
+    """Two shards extracted in this process, one at other frames: the join names the difference."""
+    out = tmp_path / "out"
+    cfg = tiny_extract_config(tiny_videos, out, splits=["val"], outputs=["single"], log_mlflow=False)
+    extract(dataclasses.replace(cfg, shard="0/2"))
+    extract(dataclasses.replace(cfg, shard="1/2", frames=4))
+    with pytest.raises(FeatureFileError, match=r"frames_per_video: 8 .* vs 4 .*same settings"):
+        join_folder(out)
+    assert not (out / "val_features.h5").exists()
+    with pytest.raises(StaleWorkError, match=r"frames_per_video: 4 \(file\) vs 8 \(this run\)"):
+        extract(dataclasses.replace(cfg, shard="1/2"))  # a finished shard of other settings is never redone silently
+    extract(dataclasses.replace(cfg, shard="1/2", overwrite=True))
+    assert join_folder(out) == {out / "val_features.h5": 4}
+
+
+def test_shard_index_from_the_scheduler_s_variables() -> None:
+    assert Shard.parse("2/4", {}) == Shard(2, 4)
+    slurm = {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}
+    assert Shard.parse("auto", slurm | {"SLURM_ARRAY_TASK_STEP": "2"}) == Shard(3, 4)  # --array=1-7:2
+    assert Shard.parse("auto/3", {"JOB_COMPLETION_INDEX": "2"}) == Shard(2, 3)
+    assert Shard.parse("auto/8", {"AWS_BATCH_JOB_ARRAY_INDEX": "5"}) == Shard(5, 8)
+    for spec, env, message in (
+        ("auto", {"JOB_COMPLETION_INDEX": "2"}, "give the count as auto/N"),
+        ("auto/4", {}, "none of SLURM_ARRAY_TASK_ID"),
+        ("4/4", {}, "not in 0..3"),
+        ("auto/5", slurm, "has 4 tasks, not 5"),
+        ("3", {}, "expected K/N"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            Shard.parse(spec, env)
+    blocks = [Shard(k, 4).block(list(range(10))) for k in range(4)]
+    assert [i for b in blocks for i in b] == list(range(10)) and [len(b) for b in blocks] == [2, 3, 2, 3]
+
+
+# A process that holds the extraction lock of a folder on a file system without flock (simulated: flock
+# raises ENOSYS, as on a Lustre mount without -o flock), then sleeps until killed.
+NO_FLOCK = """
+import errno, fcntl, sys, time
+def unsupported(*args):
+    raise OSError(errno.ENOSYS, "Function not implemented")
+fcntl.flock = unsupported
+from research.files import folder_lock
+with folder_lock(sys.argv[1], "extraction", ".extract.lock"):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
+"""
+
+
+def hold(folder: Path, seconds: float) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", NO_FLOCK, str(folder), str(seconds)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_without_flock_a_lock_file_holds_processes_apart_and_a_dead_holder_s_lock_is_cleared(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = hold(tmp_path, 60)
+    assert first.stdout.readline().strip() == "held"
+    second = hold(tmp_path, 0)
+    _, err = second.communicate(timeout=60)
+    assert second.returncode != 0 and f"in use by another extraction: pid {first.pid} on" in " ".join(err.split())
+    assert "does not support flock" in err and err.count("does not support flock") == 1  # one clear line
+    first.kill()  # kill -9: nothing released the lock file
+    first.wait(timeout=30)
+    assert (tmp_path / ".extract.lock.held").is_file()
+    third = hold(tmp_path, 0)
+    out, err = third.communicate(timeout=60)
+    assert third.returncode == 0 and out.strip() == "held", err
+    assert f"cleared the stale lock {tmp_path / '.extract.lock.held'} of pid {first.pid}" in " ".join(err.split())
+    assert not (tmp_path / ".extract.lock.held").exists()
+
+    # a holder on another machine: its pid cannot be asked, its heartbeat can
+    import errno
+    import fcntl
+
+    from research.files import FolderBusyError, folder_lock
+
+    monkeypatch.setattr(fcntl, "flock", lambda *a: (_ for _ in ()).throw(OSError(errno.EOPNOTSUPP, "not supported")))
+    held = tmp_path / ".extract.lock.held"
+    held.write_text(json.dumps({"pid": 1, "host": "node-17", "since": time.time(), "token": "x"}))
+    with pytest.raises(FolderBusyError, match="pid 1 on node-17"), folder_lock(tmp_path, "extraction", ".extract.lock"):
+        pass
+    os.utime(held, (time.time() - 600, time.time() - 600))  # no heartbeat for 10 minutes: that machine is gone
+    with folder_lock(tmp_path, "extraction", ".extract.lock"):
+        assert json.loads(held.read_text())["pid"] == os.getpid()
+    assert not held.exists()
+
+
+# What the recipes' extraction commands get appended to run in seconds on a few real clips.
+RECIPE_SIZE = ["frames=2", "image_size=64", "num_workers=0", "batch_size=8", "log_mlflow=false"]
+
+
+def recipe_sandbox(root: Path, sources_per_class: int = 1) -> Path:
+    """The project's layout as the recipes' tasks see it: the scripts, experiments/, 4 real clips as benchmarks/real."""
+    from .test_demo import tiny_real_collection
+
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("extract.py",):
+        (root / name).symlink_to(ROOT / name)
+    shutil.copytree(ROOT / "experiments", root / "experiments")
+    tiny_real_collection(root / "benchmarks" / "real", sources_per_class)
+    return root
+
+
+def scheduler_env(variables: dict[str, str]) -> dict[str, str]:
+    """The environment of a task: this interpreter's ``python`` first on PATH, the scheduler's variables."""
+    return os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"} | variables
+
+
+def check_joined_demo(root: Path) -> None:
+    joined = root / "features" / "demo" / "all_features_multiscale.h5"
+    attrs = read_attrs(joined)  # the virtual dataset's shards are all there
+    assert attrs["num_videos"] == 4 and attrs["frames_per_video"] == 2
+    with h5py.File(joined) as f:
+        assert f["features"].is_virtual and np.abs(f["features"][:]).sum(axis=(1, 2)).min() > 0
+    assert len(list((root / "features" / "demo" / "shards").glob("all_features.shard*-of-0004.h5"))) == 4
+
+
+def test_the_slurm_recipe_four_tasks_one_killed_join_equals_one_process(tmp_path: Path) -> None:
+    """docs/several-machines.md's batch scripts as written there: the array as four local processes with
+    Slurm's variables, no torchrun. Task 1 is killed mid-shard: the join then names it; run again, it resumes.
+    The join script (what --dependency=afterok starts) then makes files bit-equal in their features to one
+    process's, which extract.py re-uses."""
+    from research.config import ExtractConfig, load_config
+
+    from .test_readme import heredoc
+
+    root = recipe_sandbox(tmp_path / "sandbox", sources_per_class=3)  # 15 clips: 3 or 4 per task
+    size = [*RECIPE_SIZE, "flush_every=1"]  # one part per clip: the kill lands between commits
+    for script in ("extract.sbatch", "join.sbatch"):
+        text = heredoc(f"cat > {script} <<'END'")
+        if script == "extract.sbatch":  # the tests' size, appended to the page's command
+            assert "--shard auto\n" in text
+            text = text.replace("--shard auto\n", f"--shard auto {' '.join(size)}\n")
+        (root / script).write_text(text)
+    array = {"SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "3"}
+
+    def array_task(k: int) -> subprocess.Popen:
+        return subprocess.Popen(
+            ["bash", "extract.sbatch"],
+            cwd=root,
+            env=scheduler_env(array | {"SLURM_ARRAY_TASK_ID": str(k)}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # bash and its python: killed together
+        )
+
+    tasks = [array_task(k) for k in range(4)]
+    out = root / "features" / "demo"
+    deadline = time.time() + 180
+    while not list(out.glob(".work/all-*-shard0001-of-0004/parts/part_*.npz")):
+        assert time.time() < deadline and tasks[1].poll() is None, "task 1 committed nothing"
+        time.sleep(0.005)
+    os.killpg(tasks[1].pid, signal.SIGKILL)  # mid-shard: 1 to 3 of its 4 clips committed
+    tasks[1].wait(timeout=30)
+    for k in (0, 2, 3):
+        log = tasks[k].communicate(timeout=240)[0]
+        assert tasks[k].returncode == 0, log[-3000:]
+    assert not (out / "shards" / "all_features.shard0001-of-0004.h5").exists(), "task 1 finished before the kill"
+    with pytest.raises(FeatureFileError, match=r"shard\(s\) 1 of 4 missing \(have 0, 2, 3\)"):
+        join_folder(out)
+
+    again = array_task(1)
+    log = again.communicate(timeout=240)[0]
+    assert again.returncode == 0, log[-3000:]
+    assert "all: resuming" in log and "videos already committed" in log
+    joined = subprocess.run(["bash", "join.sbatch"], cwd=root, env=scheduler_env({}), capture_output=True, text=True)
+    assert joined.returncode == 0, joined.stdout + joined.stderr
+    assert "videos into features/demo/all_features.h5 (virtual" in " ".join(joined.stdout.split())
+    assert not (out / ".work").exists()
+
+    # one process, the same settings, in this process
+    with contextlib.chdir(root):
+        cfg = load_config(ExtractConfig, "extract", Path("experiments/demo.yaml"))
+        one = dataclasses.replace(  # RECIPE_SIZE's values
+            cfg, frames=2, image_size=64, num_workers=0, batch_size=8, log_mlflow=False, out_dir=str(tmp_path / "one")
+        )
+        extract(one)
+        for name in ("all_features.h5", "all_features_multiscale.h5"):
+            assert_same_file(tmp_path / "one" / name, out / name)
+            with h5py.File(out / name) as f:
+                assert f["features"].is_virtual  # no copy: the rows are read from the shard files
+        # the joined files are the files one process writes: extraction re-uses them
+        result = extract(dataclasses.replace(one, out_dir=str(out)))
+        assert result["splits"]["all"]["status"] == "re-used"
+
+    # the self-contained join: the very chunks one process compresses
+    shards = shard_groups(out)[out / "all_features.h5"]
+    n = read_attrs(tmp_path / "one" / "all_features.h5")["num_videos"]
+    assert join_shards(tmp_path / "copy.h5", shards, copy=True) == n > 12
+    with h5py.File(tmp_path / "one" / "all_features.h5") as a, h5py.File(tmp_path / "copy.h5") as b:
+        assert not b["features"].is_virtual and "joined_from" not in b.attrs
+        chunks = [[f["features"].id.read_direct_chunk((i, 0, 0)) for i in range(n)] for f in (a, b)]
+        assert chunks[0] == chunks[1]
+    assert_same_file(tmp_path / "one" / "all_features.h5", tmp_path / "copy.h5")
+
+    # a shard file gone: the joined file is refused, never read as zeros
+    (out / "shards" / "all_features.shard0003-of-0004.h5").unlink()
+    with pytest.raises(FeatureFileError, match=r"shard0003-of-0004.h5, which is missing"):
+        read_attrs(out / "all_features.h5")
+
+
+def test_the_kubernetes_recipe_runs_as_local_indexed_pods(tmp_path: Path) -> None:
+    """The page's Indexed Job: its container's command in ``completions`` local processes, each with the
+    JOB_COMPLETION_INDEX Kubernetes gives a pod, then the page's join command."""
+    from .test_readme import heredoc, page_commands
+
+    root = recipe_sandbox(tmp_path)
+    job = yaml.safe_load(heredoc("cat > extract-job.yaml <<'END'"))
+    assert job["spec"]["completionMode"] == "Indexed"
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    pods = [
+        subprocess.Popen(
+            [*container["command"], *RECIPE_SIZE],
+            cwd=root,
+            env=scheduler_env({"JOB_COMPLETION_INDEX": str(k)}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for k in range(job["spec"]["completions"])
+    ]
+    for p in pods:
+        log = p.communicate(timeout=240)[0]
+        assert p.returncode == 0, log[-3000:]
+    join = "python -m research.commands.features join features/demo"
+    assert join in page_commands()
+    joined = subprocess.run(shlex.split(join), cwd=root, env=scheduler_env({}), capture_output=True, text=True)
+    assert joined.returncode == 0, joined.stdout + joined.stderr
+    check_joined_demo(root)
