@@ -5,13 +5,16 @@
     python evaluate.py --ensemble demo --out-dir outputs/demo     # every training run tagged ensemble=demo
     python evaluate.py --checkpoints runs/demo/best_ensemble_model_1.pt --predict my_video.mp4
     python evaluate.py --ensemble demo --predict my_videos/ --out-dir outputs/mine   # every video under it
+    python evaluate.py --classifier runs/demo/classifier.pt --predict LONG.mp4 --window 10 --stride 5
 
 Prints the table (per member, member+TTA, ensemble, ensemble+TTA: accuracy, macro-F1, F1 per class),
 writes OUT_DIR/report.json, predictions.csv (one row per video: id, path, true and predicted class, the
 final row's probabilities), confusion_matrix.png and .txt, and logs one MLflow run in experiment
 `evaluate` that links its members' training runs. --predict classifies files and folders (recursively,
 video files by extension) into OUT_DIR/predictions.csv, lists the videos it could not read, and exits 1
-if there were any.
+if there were any. With --window (seconds; --stride between window starts, default the window) it
+makes a timeline of each video instead: OUT_DIR/timeline.csv (each window's probabilities),
+segments.csv (runs of windows of one class merged) and timeline.png.
 """
 
 from rich.console import Console
@@ -24,10 +27,15 @@ def main() -> int:
     args = make_parser(__doc__, EvalConfig).parse_args()
     setup_logging(args.verbose)
     cfg = config_from_args(EvalConfig, "evaluate", args)
+    cfg.check_timeline()
     # The stage (torch, mlflow: seconds to import) only once the config is known good.
     from research.engine.evaluation import evaluate, predict_videos, results_table
 
     console = Console(soft_wrap=True)  # a path is never broken across lines
+    if cfg.predict and cfg.window is not None:
+        from research.engine.timeline import print_timelines
+
+        return print_timelines(console, predict_videos(cfg), cfg.out_dir)
     if cfg.predict:
         failed, results = 0, predict_videos(cfg)
         for result in results:

@@ -590,6 +590,15 @@ class TrainConfig:
         "auto", "load features into RAM (auto: when they fit), else read them lazily", choices=("auto", "yes", "no")
     )
     num_workers: int = opt(0, "DataLoader workers", why="0 is fastest for in-memory features")
+    lazy_reading: str = opt(
+        "copy",
+        "features read lazily (not held in memory): copy = an uncompressed copy made once next to the file "
+        "(NAME.h5.uncompressed, remade when the file changes), memory-mapped; direct = the gzip file itself",
+        choices=("copy", "direct"),
+        why="benchmarks/lazy_reads.py, 30,000 clips of 18 x 1280 on 2 cores: the gzip file 840 clips/s (1.7 % of "
+        "in-memory: inflating is the limit), the copy 36,984 (73 %), for 1.75x the file's disk space; the same order "
+        "and numbers as in memory. Workers do not help it (8,013 with 2: batches cross processes)",
+    )
     device: str = opt("auto", "auto: cuda when available, else cpu; or a torch device (cuda:1)")
     amp: bool = opt(True, "bf16 autocast on CUDA (ignored on CPU)")
     deterministic: bool = opt(True, "torch deterministic algorithms: same seed, same metrics")
@@ -605,6 +614,8 @@ class TrainConfig:
         # at the start of train(cfg) and of a study (research.models.check_model_args), before any data is read.
         if self.in_memory not in ("auto", "yes", "no") or self.keep not in ("best", "last"):
             raise ConfigError(f"in_memory must be auto|yes|no and keep best|last: {self.in_memory!r}, {self.keep!r}")
+        if self.lazy_reading not in ("copy", "direct"):
+            raise ConfigError(f"lazy_reading must be copy|direct: {self.lazy_reading!r}")
         if not 0 < self.aug_crop <= 1 or not 0 <= self.aug_frame_dropout < 1:
             raise ConfigError("aug_crop must be in (0, 1] and aug_frame_dropout in [0, 1)")
         shapes = {family: type(args).__name__ for family, args in self.model_args.items() if not isinstance(args, dict)}
@@ -635,6 +646,13 @@ class EvalConfig:
     classifier: str | None = opt(
         None, "with --predict: a ready classifier file (classifier.pt, written by the pipeline) instead of members"
     )
+    window: float | None = opt(
+        None,
+        "with --predict: a timeline of each video, one prediction per window of this many seconds "
+        "(timeline.csv, segments.csv, timeline.png); null: one label per file",
+        why="a long recording holds several kinds of video; one label per file hides them (issue 43)",
+    )
+    stride: float | None = opt(None, "with --window: seconds between window starts (null: the window, no overlap)")
     calibrate: bool = opt(
         True,
         "fit the ensemble rows' temperature on the members' validation split (members carry their own)",
@@ -646,6 +664,12 @@ class EvalConfig:
         "'probe', instead of those fitted on the validation split (the pipeline: cross-fitted on train+val)",
         why="a validation split of a few groups gives an erratic temperature; held-out folds of all groups do not",
     )
+    familiarity_bands: dict = opt(
+        {},
+        "temperatures by familiarity band for 'members' or 'probe' (applies_to): {applies_to, edges, "
+        "temperatures}, edges on the familiarity score (research.engine.familiarity); the pipeline's choice",
+        why="clips like the training collection and clips of new kinds need different temperatures",
+    )
     probe: bool = opt(
         False,
         "also score the logistic-regression probe fitted on the members' train split (C, temperature on val)",
@@ -655,6 +679,13 @@ class EvalConfig:
     tracking_uri: str | None = opt(None, "MLflow store; null: $MLFLOW_TRACKING_URI or sqlite:///mlruns/mlflow.db")
     log_mlflow: bool = opt(True, "log the evaluation as one MLflow run linking its members")
 
+    def check_timeline(self) -> None:
+        """The options of a timeline, together (``evaluate.py`` calls it: each alone is a valid setting)."""
+        if self.stride is not None and self.window is None:
+            raise ConfigError("--stride is the step between windows: give --window too")
+        if self.window is not None and not self.predict:
+            raise ConfigError("--window makes a timeline of raw videos: give it with --predict")
+
     def validate(self) -> None:
         unknown = [m for m in self.tta_modes if m not in TTA_DEFAULT_MODES]
         if unknown or not self.tta_modes:
@@ -663,8 +694,21 @@ class EvalConfig:
             raise ConfigError(f"{len(self.weights)} weights for {len(self.checkpoints)} checkpoints")
         if set(self.temperatures) - {"members", "probe"} or any(t <= 0 for t in self.temperatures.values()):
             raise ConfigError(f"temperatures takes members and probe, each > 0, got {self.temperatures}")
+        bands = self.familiarity_bands
+        if bands and (
+            set(bands) != {"applies_to", "edges", "temperatures"}
+            or bands["applies_to"] not in ("members", "probe")
+            or len(bands["temperatures"]) != len(bands["edges"]) + 1
+            or any(t <= 0 for t in bands["temperatures"])
+        ):
+            raise ConfigError(
+                "familiarity_bands takes applies_to (members or probe), edges and one temperature > 0 more than "
+                f"edges, got {bands}"
+            )
         if self.classifier and (self.checkpoints or self.ensemble):
             raise ConfigError("--classifier names its own members: give it alone, without --checkpoints or --ensemble")
+        if self.window is not None and (not self.window > 0 or (self.stride is not None and not self.stride > 0)):
+            raise ConfigError(f"--window and --stride take seconds > 0, got window {self.window}, stride {self.stride}")
 
 
 @dataclasses.dataclass
@@ -768,6 +812,12 @@ class CVConfig:
         "the pipeline: grouped folds over train+val (never test) that choose the ready classifier, "
         "the probe or the ensemble's recipe; 0 keeps the ensemble without comparing",
         why="3 folds of one member each cost about three member trainings; the probe's folds take seconds",
+    )
+    familiarity_bands: int = opt(
+        3,
+        "the pipeline: familiarity bands, each with its own temperature, tried for the ready classifier "
+        "(kept only where they beat one temperature, cross-fitted); 1 = one temperature",
+        why="3 bands of ~100 held-out clips each on the demo; more bands fit noise",
     )
 
     def validate(self) -> None:

@@ -12,6 +12,10 @@
   holder and keeps a heartbeat, so a dead holder's lock is cleared (``HeartbeatLock``).
 - ``disk_errors``: an out-of-space ``OSError`` anywhere inside becomes one user error that
   names the folder and says that re-running resumes from the committed work.
+- ``write_record`` / ``read_record``: what was computed of a file's content (a digest), kept beside it in
+  ``NAME.record.json`` with the file's identity (size, mtime, ctime, inode: ``stat_identity``) and trusted
+  only while that identity, and that of the files it reads from, is unchanged; ``settle_mtime`` makes a
+  write in the same clock tick as a just-written file's last one change its mtime all the same.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from research.errors import UserError
@@ -86,6 +90,82 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
         fh.flush()
         os.fsync(fh.fileno())
     return path
+
+
+RECORD_SUFFIX = ".record.json"
+# A file changed this recently may change again within the same tick of a coarse file-system clock (1-2 s on
+# some file systems) and keep its identity: what is computed of it then is not recorded.
+RACY_NS = 2_000_000_000
+
+
+def stat_identity(path: str | Path) -> dict[str, int]:
+    """What identifies a file's content without reading it: size, mtime, ctime and inode. A write changes
+    mtime and ctime, a replacement (rename, copy) the inode or ctime; none can be set back by hand but mtime."""
+    st = os.stat(path)
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "ctime_ns": st.st_ctime_ns, "inode": st.st_ino}
+
+
+def settle_mtime(path: str | Path) -> None:
+    """Set a just-written file's mtime 1 ns before its last write (or one clock step, on a coarse file
+    system): any later write, even in the same tick of the clock, then changes it, so a record made of the
+    file now (``write_record``) is never trusted for changed content."""
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - 1))
+
+
+def record_path(path: str | Path) -> Path:
+    """``NAME.record.json`` beside ``path``: where ``write_record`` keeps what was computed of it."""
+    path = Path(path)
+    return path.with_name(path.name + RECORD_SUFFIX)
+
+
+def identify(path: str | Path, sources: Sequence[Path] = ()) -> dict:
+    """The identities of ``path`` and of ``sources`` (files it reads from), and when they were taken: what
+    ``write_record`` keeps, taken *before* the values to record are computed of the content."""
+    path = Path(path)
+    return {
+        "file": stat_identity(path),
+        "sources": {os.path.relpath(s, path.parent): stat_identity(s) for s in sources},
+        "taken_ns": time.time_ns(),
+    }
+
+
+def write_record(path: str | Path, values: dict, identity: dict, fresh: bool = False) -> bool:
+    """Keep ``values``, computed of ``path``'s content after ``identity`` was taken (``identify``), beside
+    it; returns whether they were kept. Nothing is kept when the file or a source changed meanwhile, nor,
+    unless ``fresh``, when one changed within ``RACY_NS`` before ``identity`` was taken (a later change in
+    the same tick of a coarse clock could keep its identity). ``fresh``: the caller has just written the
+    file, and ``settle_mtime`` made it safe to record at once. A folder that cannot be written (read-only,
+    full) keeps nothing: the values are computed again next time."""
+    path = Path(path)
+    try:
+        kept = {"file": identity["file"], "sources": identity["sources"]}
+        now = identify(path, [path.parent / name for name in kept["sources"]])
+        if (now["file"], now["sources"]) != (kept["file"], kept["sources"]):
+            return False
+        stamps = [i[k] for i in (kept["file"], *kept["sources"].values()) for k in ("mtime_ns", "ctime_ns")]
+        if not fresh and identity["taken_ns"] - max(stamps) < RACY_NS:
+            return False
+        write_text_atomic(record_path(path), json.dumps(kept | {"values": values}))
+    except OSError:
+        return False
+    return True
+
+
+def read_record(path: str | Path) -> dict | None:
+    """The values ``write_record`` kept for ``path``, or None when there are none or the file, or one it
+    reads from, is no longer the one they were computed of (another size, mtime, ctime or inode)."""
+    path = Path(path)
+    try:
+        record = json.loads(record_path(path).read_text())
+        if record["file"] != stat_identity(path):
+            return None
+        for name, identity in record["sources"].items():
+            if identity != stat_identity(path.parent / name):
+                return None
+        return record["values"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
 
 
 def is_out_of_space(err: BaseException) -> bool:
@@ -317,8 +397,14 @@ __all__ = [
     "disk_errors",
     "exclusive",
     "folder_lock",
+    "identify",
     "is_out_of_space",
+    "read_record",
+    "record_path",
     "replaced_atomically",
+    "settle_mtime",
+    "stat_identity",
     "temporary_path",
+    "write_record",
     "write_text_atomic",
 ]

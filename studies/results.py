@@ -159,7 +159,7 @@ def demo_section(demo: Path) -> list[str]:
             + " | ".join(f"{row['f1'][c]:.3f}" for c in report["classes"])
             + " |"
         )
-    lines += ["", *calibration_note(report), *choice_note(demo / "classifier.json")]
+    lines += ["", *calibration_note(report), *choice_note(demo / "classifier.json"), *coverage_section(report)]
     return [*lines, *worst_sources(demo / "predictions.csv"), ""]
 
 
@@ -269,6 +269,49 @@ def calibration_note(report: dict[str, Any]) -> list[str]:
         f"{final['calibration']['mean_confidence']:.3f} against accuracy {final['accuracy']:.3f}.",
         "",
     ]
+
+
+def coverage_section(report: dict[str, Any]) -> list[str]:
+    """The ready classifier's calibration on both kinds of held-out clip, and what each threshold keeps."""
+    cal = report.get("calibration", {}).get("held_out")
+    if not cal:
+        return []
+    way = cal["calibrated_by"]
+    how = (
+        f"{len(cal['temperatures'])} familiarity bands (edges {', '.join(f'{e:.3f}' for e in cal['edges'])}; "
+        f"T {', '.join(f'{t:.2f}' for t in cal['temperatures'])})"
+        if way == "bands"
+        else f"one temperature, {cal['temperatures'][0]:.2f} (familiarity bands did not transfer better)"
+    )
+    kinds = list(cal["kinds"].values())
+    first = next(iter(cal["kinds"]))
+    ece_cells = "; ".join(
+        f"{k['what']} ({k['clips']} clips, accuracy {k['accuracy']:.3f}): {k['ece'][way]:.3f}, against "
+        f"{k['ece'][f'{first}_temperature']:.3f} with a temperature fitted on held-out {first} groups alone and "
+        f"{k['ece']['uncalibrated']:.3f} uncalibrated"
+        for k in kinds
+    )
+    auroc = (
+        f" Familiarity ({cal['score']}) separates the two kinds with AUROC {cal['auroc']:.2f}."
+        if cal.get("auroc") is not None
+        else ""
+    )
+    goal = "met" if cal["met"] else "**not met**"
+    lines = [
+        f"**Confidence a lab can threshold.** The ready classifier is calibrated on held-out predictions of both "
+        f"kinds, by {how}. Cross-fitted ECE (each fold calibrated by temperatures fitted without it): {ece_cells}. "
+        f"Goal ECE <= 0.05 on both at once: {goal}.{auroc}",
+        "",
+        "| top probability at least | " + " | ".join(f"{k['what']}: clips kept, accuracy" for k in kinds) + " |",
+        "|---|" + "---|" * len(kinds),
+    ]
+    for i, row in enumerate(kinds[0]["coverage"]):
+        cells = []
+        for k in kinds:
+            r = k["coverage"][i]
+            cells.append(f"{r['share']:.0%} ({r['kept']}), {r['accuracy']:.3f}" if r["kept"] else "0 %, -")
+        lines.append(f"| {row['threshold']:.2f} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def choice_note(path: Path) -> list[str]:

@@ -27,7 +27,7 @@ from research.features.compat import check_compatible
 from research.features.extraction import extract
 from research.features.hdf5 import read_attrs
 from research.features.settings import CropView
-from research.video.decode import _to_rgb
+from research.video.decode import to_rgb
 
 from .conftest import run_entry_point, tiny_extract_config
 
@@ -151,13 +151,13 @@ def three_bands(width: int = 540, height: int = 180) -> av.VideoFrame:
 
 def test_crop_is_the_centre_of_the_shorter_side_and_squash_the_whole_frame() -> None:
     frame = three_bands()  # red | green | blue, 3:1: the shorter side's centre square is the green band
-    crop = _to_rgb(frame, CropView(64, 1.0, "bicubic"))
-    squash = _to_rgb(frame, 64)
+    crop = to_rgb(frame, CropView(64, 1.0, "bicubic"))
+    squash = to_rgb(frame, 64)
     assert crop.shape == squash.shape == (64, 64, 3)
     inside = crop[:, 3:-3]  # the band edges blend under bicubic resampling
     assert inside[..., 1].min() > 240 and inside[..., 0].max() < 20 and inside[..., 2].max() < 20
     assert all(squash[:, c * 21 + 5, c].mean() > 250 for c in range(3))  # all three bands, squeezed
-    tight = _to_rgb(frame, CropView(60, 0.5, "bilinear"))  # a 120-px short side: its centre half only
+    tight = to_rgb(frame, CropView(60, 0.5, "bilinear"))  # a 120-px short side: its centre half only
     assert tight[..., 1].min() > 240 and tight[..., 0].max() < 20
 
 

@@ -57,6 +57,11 @@ CHOICES: dict[str, tuple] = {
     "annotation_format": ("csv", "kinetics"),
     "resize": ("crop", "squash"),
     "temperatures": ({"members": 2.0}, {"members": 1.5, "probe": 3.0}),
+    "familiarity_bands": (
+        {"applies_to": "members", "edges": [0.5], "temperatures": [2.0, 1.0]},
+        {"applies_to": "probe", "edges": [], "temperatures": [1.5]},
+    ),
+    "lazy_reading": ("direct", "copy"),
     "sampling_per_subcategory": ({"slides": "center"}, {"slides": "dense"}),
     "outputs": (["single"], ["multi"]),
     "splits": (["train"], ["val", "test"]),

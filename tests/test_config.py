@@ -151,6 +151,10 @@ MAPPING_SAMPLES = {
     ("extract", "sampling_per_subcategory"): ({"topdown": "center", "static": "dense"}, {"static": "uniform"}),
     ("extract", "columns"): ({"label": "class", "group": "source"}, {"group": "origin"}),
     ("evaluate", "temperatures"): ({"members": 2.0, "probe": 3.0}, {"probe": 4.0}),
+    ("evaluate", "familiarity_bands"): (
+        {"applies_to": "members", "edges": [0.5], "temperatures": [2.0, 1.0]},
+        {"applies_to": "probe"},
+    ),
     ("extract", "weights"): ({"timm/a:x": "a.pth", "timm/b": "b.pth"}, {"timm/b": "c.pth"}),
     ("train", "model_args"): (
         {"super_enhanced": {"hidden_size": 128, "num_heads": 4}, "gru": {"hidden_size": 64}},

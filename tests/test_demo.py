@@ -128,7 +128,7 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     printed = capsys.readouterr().err
     assert_printed_whole(printed)
     for written in [*(tmp_path / "outputs").iterdir(), tmp_path / "features" / "by_group" / "split.json"]:
-        if written.suffix in (".json", ".csv", ".txt"):
+        if written.suffix in (".json", ".csv", ".txt", ".html"):
             text = written.read_text()
             assert str(tmp_path) not in text and str(tmp_path.resolve()) not in text, written
     predicted = list(csv.DictReader((tmp_path / "outputs" / "predictions.csv").open()))
@@ -143,14 +143,27 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     split_record = json.loads((tmp_path / "features" / "by_group" / "split.json").read_text())
     assert chosen["choice"]["videos"] == sum(split_record["splits"][n]["clips"] for n in ("train", "val"))
     assert "python evaluate.py --classifier runs/classifier.pt --predict MY_VIDEOS/" in printed
-    # ... and the same held-out folds calibrated the evaluation: every member at the recipe's cross-fitted temperature.
-    cross_fitted = chosen["choice"]["candidates"]["recipe"]["calibration"]["temperature"]
-    assert report["calibration"]["given"]["members"] == cross_fitted
-    assert all(m["temperature"] == cross_fitted for m in report["members"])
-    assert (
-        report["rows"]["probe"]["calibration"]["temperature"]
-        == chosen["choice"]["candidates"]["probe"]["calibration"]["temperature"]
-    )
+    # ... and the same held-out folds calibrated the evaluation: the candidate not chosen at its cross-fitted
+    # temperature; the chosen one fitted on held-out families and held-out sources both (by familiarity band
+    # where bands transfer better), and the report says how that calibration did on each kind.
+    figures = chosen["choice"]["candidates"]
+    held_out = chosen["choice"]["familiarity"]
+    assert report["calibration"]["held_out"] == held_out and set(held_out["kinds"]) == {"family", "source"}
+    assert 0 <= held_out["auroc"] <= 1 and all(len(k["coverage"]) == 6 for k in held_out["kinds"].values())
+    shipped = held_out["temperatures"] if held_out["edges"] else held_out["temperatures"][0]
+    member_t = figures["recipe"]["calibration"]["temperature"]
+    probe_t = figures["probe"]["calibration"]["temperature"]
+    if chosen["choice"]["chosen"] == "recipe":
+        member_t = shipped
+    else:
+        probe_t = shipped
+    assert all(report["rows"][f"member_{i}"]["calibration"]["temperature"] == member_t for i in (1, 2))
+    assert report["rows"]["probe"]["calibration"]["temperature"] == probe_t
+    assert all(0 < float(row["familiarity"]) <= 1.0001 for row in predicted)
+    # the errors as pictures: one row of the contact sheet per misclassified test clip
+    errors = sum(row["correct"] == "0" for row in predicted)
+    sheet = (tmp_path / "outputs" / "contact_sheet.html").read_text()
+    assert (tmp_path / "outputs" / "contact_sheet.png").is_file() and sheet.count("<tr") == errors + 1
     split_dir = tmp_path / "features" / "by_group"
     record = json.loads((split_dir / "split.json").read_text())
     skipped = [s["path"] for s in record["skipped"]]
@@ -182,7 +195,8 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     stamps = {p: p.stat().st_mtime_ns for p in [*(tmp_path / "features").rglob("*.h5"), *split_dir.glob("*.json")]}
     stamps |= {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*.pt")}
     stamps |= {p: p.stat().st_mtime_ns for p in (tmp_path / "runs" / "headline_cv").glob("cv.json")}
-    assert len(stamps) == 2 + 6 + 1 + 3 + 1  # pool, split, split.json; two members, the ready classifier; the CV
+    # pool, split, split.json and the split files' content records; two members, the ready classifier; the CV
+    assert len(stamps) == 2 + 6 + 1 + 6 + 3 + 1
     caplog.clear()
     start = time.perf_counter()
     again = run_pipeline(config, seeds=[1, 2])

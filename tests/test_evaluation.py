@@ -17,6 +17,7 @@ from research.engine.calibration import fit_temperature, with_temperature
 from research.engine.checkpoints import build_model, load_checkpoint
 from research.engine.classifier import ensemble_file, fit_split_probe, pooled_file, probe_file, write_classifier
 from research.engine.evaluation import ensemble_probabilities, evaluate, member_probabilities, predict_videos
+from research.engine.familiarity import Familiarity
 from research.engine.training import train
 from research.engine.tta import DEFAULT_MODES, center, get_views, identity, reverse, stride2, tta_probabilities
 from research.errors import CheckpointError, FeatureMismatchError
@@ -294,6 +295,21 @@ def test_the_probe_row_and_both_kinds_of_ready_classifier_predict_what_they_scor
     probe_path = write_classifier(probe_file(fitted, tiny_features / "train_features.h5", {}), tmp_path / "p" / "c.pt")
     (result,) = predict_videos(EvalConfig(classifier=str(probe_path), predict=[str(video)], out_dir=str(tmp_path)))
     assert list(result["probabilities"].values()) == pytest.approx(fitted.probabilities(x[:1])[0].tolist(), abs=1e-5)
+    # with familiarity and temperatures by band: the video's familiarity is its feature row's, and its band's
+    # temperature calibrates it; predictions.csv says how familiar it looked
+    familiarity = Familiarity.fit(pooled_file(tiny_features / "train_features.h5")[0])
+    expected = familiarity.score(x[:1])
+    banded = probe_file(fitted, tiny_features / "train_features.h5", {}) | {
+        "familiarity": familiarity.to_record(),
+        "familiarity_bands": {"applies_to": "probe", "edges": [float(expected[0]) + 0.01], "temperatures": [3.0, 0.5]},
+    }
+    banded_path = write_classifier(banded, tmp_path / "b" / "c.pt")
+    (result,) = predict_videos(EvalConfig(classifier=str(banded_path), predict=[str(video)], out_dir=str(tmp_path)))
+    assert result["familiarity"] == pytest.approx(float(expected[0]), abs=1e-4)
+    raw = fitted.probe.predict_proba(x[:1])
+    assert list(result["probabilities"].values()) == pytest.approx(with_temperature(raw, 3.0)[0].tolist(), abs=1e-5)
+    with open(tmp_path / "predictions.csv") as fh:
+        assert float(next(csv.DictReader(fh))["familiarity"]) == pytest.approx(float(expected[0]), abs=1e-4)
 
     folder = tmp_path / "ensemble"
     folder.mkdir()

@@ -48,9 +48,10 @@ def test_rows_columns_and_csv() -> None:
         "predicted_class",
         "correct",
         *[f"p_{c}" for c in CLASSES],
+        "familiarity",
         "error",
     ]
-    right = predictions.prediction_row("v1", "/d/v1.mp4", probs, CLASSES, label=1)
+    right = predictions.prediction_row("v1", "/d/v1.mp4", probs, CLASSES, label=1, familiarity=0.91234)
     wrong = predictions.prediction_row("v2", "/d/v2.mp4", probs, CLASSES, label=3)
     unknown = predictions.prediction_row("v3", "/d/v3.mp4", probs, CLASSES)
     failed = predictions.prediction_row("v4", "/d/v4.mp4", None, CLASSES, error="cannot open")
@@ -61,6 +62,7 @@ def test_rows_columns_and_csv() -> None:
     assert [r["correct"] for r in rows] == ["1", "0", "", ""]
     assert float(rows[0]["p_flat_content"]) == pytest.approx(0.6) and rows[3]["p_gaming"] == ""
     assert rows[3]["error"] == "cannot open" and rows[0]["error"] == ""
+    assert rows[0]["familiarity"] == "0.9123" and rows[1]["familiarity"] == ""  # unknown where not measured
 
 
 def test_feature_file_rows_name_every_video_in_row_order(tmp_path: Path) -> None:

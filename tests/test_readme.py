@@ -75,6 +75,10 @@ RUN: dict[str, str] = {
     "cat > extract-job.yaml <<'END'": "",
 }
 NOT_RUN: dict[str, str] = {
+    "python evaluate.py --classifier runs/demo/classifier.pt --predict LONG.mp4 --window 10 --stride 5": (
+        "LONG.mp4 stands for the reader's recording: tests/test_timeline.py runs the same command (a subprocess, "
+        "--window 2 --stride 1) on a video concatenated from real clips, and its errors"
+    ),
     "python -m studies.results real --arms baseline/probe baseline/recipe models/linear scales/multi scales/single "
     "--seeds 1 2 3 4": "minutes to an hour on the real clips: tests/test_cv.py runs cross_validate and the sections",
     "python -m studies.results real --arms models/super_enhanced --seeds 1 2 3 4": (
@@ -170,6 +174,10 @@ NOT_RUN: dict[str, str] = {
         "a lab's server: tests/servers.py starts the same command on a PostgreSQL database, on a loopback port"
     ),
     "export MLFLOW_TRACKING_URI=http://HOST:5000": "sets the variable tests/test_servers.py sets for its processes",
+    "python -m research.commands.sheet outputs/demo/predictions.csv --out outputs/sheet --all --frames 6 --rows 100": (
+        "needs make demo's outputs: tests/test_contact_sheet.py runs the command in a subprocess on a predictions "
+        "file of real clips of benchmarks/real (and its one-line error on a missing file)"
+    ),
     "python -m videogen --out data/demo --contact-sheet docs/contact_sheet.png": (
         "tests/test_synthetic.py::test_contact_sheet_shows_every_category runs it on the tiny set"
     ),

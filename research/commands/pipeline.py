@@ -55,6 +55,7 @@ from research.engine.choice import choose_classifier
 from research.engine.crossval import cross_validate, same_cv
 from research.engine.crossval import table as cv_table
 from research.engine.evaluation import evaluate, results_table
+from research.engine.familiarity import Familiarity
 from research.engine.members import train_members
 from research.engine.metrics import grouped_bootstrap_interval
 from research.errors import UserError
@@ -261,12 +262,17 @@ def run_pipeline(
         headline = headline_by_cv(extract_cfg, train_cfg, cv, pool, record, f"{step}/{steps}")
     banner(f"{steps}/{steps} evaluation: members, TTA, ensemble, probe" + " on the test groups" * choose)
     probe = "single" in extract_cfg.outputs  # the probe beside the ensemble: it reads the single-scale files
-    temperatures = cross_fitted_temperatures(choice)
+    temperatures, bands = cross_fitted_temperatures(choice)
     report = evaluate(
         dataclasses.replace(
-            eval_cfg, checkpoints=[str(p) for p in checkpoints], probe=probe, temperatures=temperatures
+            eval_cfg,
+            checkpoints=[str(p) for p in checkpoints],
+            probe=probe,
+            temperatures=temperatures,
+            familiarity_bands=bands,
         ),
         headline,
+        choice.get("familiarity"),
     )
     console.print(results_table(report))
     if headline:
@@ -377,23 +383,36 @@ def choose_by_cv(
     dev_videos = set(record["splits"]["train"]["videos"]) | set(record["splits"]["val"]["videos"])
     dev = np.array([i for i, vid in enumerate(ds.video_ids) if vid in dev_videos])
     groups = video_groups(ds, cv, extract_cfg)
+    # split by family: the sources within families are the second kind of held-out clip the calibration sees
+    by_family = grouping_column(cv, extract_cfg) == "family"
+    fine = video_groups(ds, dataclasses.replace(cv, group_by="group"), extract_cfg) if by_family else None
     folder = Path(train_cfg.features_dir)  # the probe shipped: C chosen on the split's val, measured at that C
     shipped = classifier_file.fit_split_probe(split_path(folder, "train", False), split_path(folder, "val", False))
     work_dir = Path(train_cfg.out_dir) / "choice"
-    choice = choose_classifier(pool, dev, groups, train_cfg, cv, work_dir, shipped.probe.c)
+    choice = choose_classifier(pool, dev, groups, train_cfg, cv, work_dir, shipped.probe.c, fine)
     _report_choice(choice)
     return choice, shipped
 
 
-def cross_fitted_temperatures(choice: dict[str, Any]) -> dict[str, float]:
-    """``EvalConfig.temperatures`` from a choice: each candidate's temperature fitted on held-out folds."""
+def cross_fitted_temperatures(choice: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+    """``EvalConfig.temperatures`` and ``familiarity_bands`` from a choice: each candidate's temperature fitted on
+    held-out folds; the chosen one's fitted on both kinds of held-out clip (by familiarity band where bands
+    transfer better than one temperature, ``research.engine.familiarity``)."""
     if not choice or "skipped" in choice:
-        return {}
+        return {}, {}
     candidates = choice["candidates"]
-    return {
+    temperatures = {
         "members": candidates["recipe"]["calibration"]["temperature"],
         "probe": candidates["probe"]["calibration"]["temperature"],
     }
+    calibration = choice.get("familiarity")
+    if not calibration:
+        return temperatures, {}
+    applies_to = "probe" if choice["chosen"] == "probe" else "members"
+    if not calibration["edges"]:
+        return temperatures | {applies_to: calibration["temperatures"][0]}, {}
+    bands = {"applies_to": applies_to, "edges": calibration["edges"], "temperatures": calibration["temperatures"]}
+    return temperatures, bands
 
 
 def ready_classifier(
@@ -407,7 +426,7 @@ def ready_classifier(
     """Write the chosen classifier as ``classifier.pt`` beside the members, calibrated as the report is, and
     the choice with its figures as ``classifier.json`` beside the report; returns the classifier's path."""
     path = Path(train_cfg.out_dir) / classifier_file.FILE_NAME
-    temperatures = cross_fitted_temperatures(choice)
+    temperatures, bands = cross_fitted_temperatures(choice)
     if choice["chosen"] == "probe":
         train_file = split_path(train_cfg.features_dir, "train", False)
         made = classifier_file.probe_file(probe, train_file, choice, temperatures["probe"])
@@ -419,11 +438,29 @@ def ready_classifier(
         made["weights"] = eval_cfg.weights  # as the report's ensemble weighed its members
         what = {"kind": "ensemble", "member_temperature": member_t, "temperature": ensemble_t}
         what["members"] = [p.name for p in checkpoints]
+    # how familiar a new video looks (against the training clips), and its band's temperature where bands won
+    train_single = split_path(train_cfg.features_dir, "train", False)
+    made["familiarity"] = Familiarity.fit(classifier_file.pooled_file(train_single)[0]).to_record()
+    made["familiarity_bands"] = bands
+    what["familiarity_bands"] = bands
     classifier_file.write_classifier(made, path)
     summary = {"classifier": shown_path(path), **what, "choice": choice}
     write_text_atomic(Path(eval_cfg.out_dir) / "classifier.json", json.dumps(summary, indent=2))
     console.print(f"ready classifier: the {what['kind']}, {shown_path(path)}", highlight=False)
     return Path(shown_path(path))
+
+
+def familiarity_line(calibration: dict[str, Any] | None) -> str:
+    """The chosen classifier's calibration on both kinds of held-out clip, in one line."""
+    if not calibration:
+        return "calibration by familiarity: not measured (one kind of held-out clip)"
+    way = calibration["calibrated_by"]
+    kinds = ", ".join(f"{v['what']} {v['ece'][way]:.3f}" for v in calibration["kinds"].values())
+    how = f"{len(calibration['temperatures'])} familiarity bands" if way == "bands" else "one temperature"
+    auroc = calibration["auroc"]
+    separates = f"; familiarity AUROC {auroc:.2f}" if auroc is not None else ""
+    goal = "met" if calibration["met"] else "not met"
+    return f"calibration ({how}, cross-fitted) ECE: {kinds} (goal <= 0.05: {goal}){separates}"
 
 
 def _report_choice(choice: dict[str, Any]) -> None:
@@ -450,6 +487,7 @@ def _report_choice(choice: dict[str, Any]) -> None:
             highlight=False,
         )
     d = choice["difference"]
+    console.print(familiarity_line(choice.get("familiarity")), highlight=False)
     console.print(
         f"chosen: {choice['chosen']} ({d['chosen_minus_other']:+.3f}, paired 95 % "
         f"[{d['paired_95']['low']:+.3f}, {d['paired_95']['high']:+.3f}]" + (": within noise)" if d["noise"] else ")"),

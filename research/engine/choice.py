@@ -36,6 +36,7 @@ from research.config import CVConfig, TrainConfig
 from research.data.splits import carve_validation, make_folds
 from research.engine.calibration import calibration_scores, fit_temperature, with_temperature
 from research.engine.classifier import pooled_file
+from research.engine.familiarity import Familiarity, HeldOut, familiarity_calibration
 from research.engine.members import fold_members, score_member
 from research.engine.metrics import bootstrap_interval, classification_metrics, grouped_bootstrap_difference
 from research.models.probe import fit_logistic
@@ -52,12 +53,15 @@ def choose_classifier(
     cv: CVConfig,
     work_dir: Path,
     probe_c: float,
+    fine_groups: list[str] | None = None,
 ) -> dict[str, Any]:
     """Score both candidates under ``cv.choice_folds`` grouped folds of the ``dev`` rows of the pooled
     feature files (``pool``: multi_scale -> path, the single-scale one required); returns the choice, its
     figures and each candidate's cross-fitted temperature (``cross_fitted_calibration``). ``probe_c`` is
     the L2 strength of the probe that will be shipped: every fold's probe uses it, so the probe measured
-    and calibrated here is the one the report scores and ``--predict`` applies."""
+    and calibrated here is the one the report scores and ``--predict`` applies. ``fine_groups`` (e.g. each
+    clip's source, where ``groups`` are families): the chosen candidate is also scored on held-out groups of
+    that finer kind, for its calibration by familiarity (``research.engine.familiarity``)."""
     x, labels = pooled_file(pool[False])
     y = labels[dev]
     dev_groups = [groups[i] for i in dev]
@@ -71,27 +75,12 @@ def choose_classifier(
     if n_folds < cv.choice_folds:
         log.warning("ready classifier: train+val fills %d folds, not cv.choice_folds=%d", n_folds, cv.choice_folds)
     num_classes = int(labels.max()) + 1
-    raw = {name: np.zeros((len(dev), num_classes)) for name in CANDIDATES}  # held-out probabilities, uncalibrated
-    val_temperatures = []  # each fold member's own, fitted on its validation carve (what training does)
     seed = cv.seeds[0]
-    for k, held in enumerate(folds):
-        rest = np.setdiff1d(np.arange(len(dev)), held)
-        probe = fit_logistic(x[dev[rest]], y[rest], num_classes, probe_c)
-        raw["probe"][held] = probe.predict_proba(x[dev[held]])
-        fit, val = carve_validation(rest, y, dev_groups, cv.val_fraction, cv.fold_seed + k)
-        parts = {"train": dev[fit], "val": dev[val], "test": dev[held]}
-        (checkpoint,), test_file = fold_members(
-            pool[train_cfg.multi_scale],
-            work_dir / f"fold_{k}",
-            parts,
-            train_cfg,
-            [seed],
-            f"{train_cfg.ensemble}-choice-fold{k}",
-            tags={"fold": str(k), "purpose": "choice"},
-        )
-        scored = score_member(checkpoint, test_file, calibrated=False)
-        val_temperatures.append(scored["temperature"])
-        raw["recipe"][held] = scored["tta"]["probs"]
+    source_file = pool[train_cfg.multi_scale]
+    held_out = _held_out(
+        source_file, x, labels, dev, folds, dev_groups, CANDIDATES, train_cfg, cv, work_dir, probe_c, "choice"
+    )
+    raw, familiarity, val_temperatures = held_out["raw"], held_out["familiarity"], held_out["val_temperatures"]
     preds = {name: p.argmax(1) for name, p in raw.items()}
     figures = {
         name: {
@@ -109,6 +98,22 @@ def choose_classifier(
     difference = grouped_difference(y, preds["recipe"], preds["probe"], dev_groups, num_classes, cv.bootstrap)
     chosen = "probe" if difference["low"] > 0 else "recipe"
     other = next(name for name in CANDIDATES if name != chosen)
+    calibration = calibrate_by_familiarity(
+        source_file,
+        chosen,
+        raw[chosen],
+        familiarity,
+        folds,
+        x,
+        labels,
+        dev,
+        dev_groups,
+        fine_groups,
+        train_cfg,
+        cv,
+        work_dir,
+        probe_c,
+    )
     if chosen == "recipe":  # the interval of recipe - probe: the same resamples, the other sign
         difference = {"low": -difference["high"], "high": -difference["low"]}
     return {
@@ -124,12 +129,93 @@ def choose_classifier(
             "recipe": figures["recipe"]
             | {"what": f"one {train_cfg.model} member (seed {seed}) of the ensemble's recipe per fold, with TTA"},
         },
+        "familiarity": calibration,  # the chosen one's temperatures by how familiar a clip looks
         "difference": {
             "chosen_minus_other": figures[chosen]["macro_f1"] - figures[other]["macro_f1"],
             "paired_95": difference,  # resampling groups, not clips: the clips of one group err together
             "noise": difference["low"] <= 0.0 <= difference["high"],
         },
     }
+
+
+def _held_out(
+    source_file: Path,
+    x: np.ndarray,
+    labels: np.ndarray,
+    dev: np.ndarray,
+    folds: list[np.ndarray],
+    dev_groups: list[str],
+    candidates: tuple[str, ...],
+    train_cfg: TrainConfig,
+    cv: CVConfig,
+    work_dir: Path,
+    probe_c: float,
+    purpose: str,
+) -> dict[str, Any]:
+    """Each candidate's uncalibrated held-out probabilities over ``folds`` of the ``dev`` rows, each held-out
+    clip's familiarity against its fold's training clips, and each fold member's validation temperature."""
+    y, num_classes, seed = labels[dev], int(labels.max()) + 1, cv.seeds[0]
+    raw = {name: np.zeros((len(dev), num_classes)) for name in candidates}
+    familiarity = np.zeros(len(dev))
+    val_temperatures = []  # each fold member's own, fitted on its validation carve (what training does)
+    for k, held in enumerate(folds):
+        rest = np.setdiff1d(np.arange(len(dev)), held)
+        familiarity[held] = Familiarity.fit(x[dev[rest]]).score(x[dev[held]])
+        if "probe" in candidates:
+            probe = fit_logistic(x[dev[rest]], y[rest], num_classes, probe_c)
+            raw["probe"][held] = probe.predict_proba(x[dev[held]])
+        if "recipe" not in candidates:
+            continue
+        fit, val = carve_validation(rest, y, dev_groups, cv.val_fraction, cv.fold_seed + k)
+        parts = {"train": dev[fit], "val": dev[val], "test": dev[held]}
+        (checkpoint,), test_file = fold_members(
+            source_file,
+            work_dir / (f"fold_{k}" if purpose == "choice" else f"{purpose}_fold_{k}"),
+            parts,
+            train_cfg,
+            [seed],
+            f"{train_cfg.ensemble}-{purpose}-fold{k}",
+            tags={"fold": str(k), "purpose": purpose},
+        )
+        scored = score_member(checkpoint, test_file, calibrated=False)
+        val_temperatures.append(scored["temperature"])
+        raw["recipe"][held] = scored["tta"]["probs"]
+    return {"raw": raw, "familiarity": familiarity, "val_temperatures": val_temperatures}
+
+
+def calibrate_by_familiarity(
+    source_file: Path,
+    chosen: str,
+    raw: np.ndarray,
+    familiarity: np.ndarray,
+    folds: list[np.ndarray],
+    x: np.ndarray,
+    labels: np.ndarray,
+    dev: np.ndarray,
+    dev_groups: list[str],
+    fine_groups: list[str] | None,
+    train_cfg: TrainConfig,
+    cv: CVConfig,
+    work_dir: Path,
+    probe_c: float,
+) -> dict[str, Any]:
+    """The chosen candidate's temperatures by familiarity band (``research.engine.familiarity``), fitted on its
+    held-out predictions of two kinds: held-out groups (``folds``, e.g. families) and, where ``fine_groups``
+    differ, held-out finer groups (e.g. sources, most of whose families stay in training)."""
+    y = labels[dev]
+    clip_fold = np.zeros(len(dev), dtype=np.int64)
+    for k, held in enumerate(folds):
+        clip_fold[held] = k
+    kinds = {cv.group_by: HeldOut(f"held-out {cv.group_by} groups", raw, y, familiarity, clip_fold)}
+    fine = [fine_groups[i] for i in dev] if fine_groups is not None else None
+    if fine is not None and len(set(fine)) > len(set(dev_groups)):  # finer groups than the split's: a second kind
+        fine_folds = make_folds(y, fine, len(folds), cv.fold_seed)
+        seen = _held_out(
+            source_file, x, labels, dev, fine_folds, fine, (chosen,), train_cfg, cv, work_dir, probe_c, "calibration"
+        )
+        what = "held-out sources, most of whose families stay in training"
+        kinds["source"] = HeldOut(what, seen["raw"][chosen], y, seen["familiarity"], clip_fold)
+    return familiarity_calibration(kinds, cv.familiarity_bands)
 
 
 def cross_fitted_calibration(raw: np.ndarray, labels: np.ndarray, folds: list[np.ndarray]) -> dict[str, Any]:

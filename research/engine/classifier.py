@@ -40,10 +40,27 @@ FILE_NAME = "classifier.pt"
 KINDS = ("ensemble", "probe")
 
 
-def pooled_file(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """``(x [N, D], labels [N])``: each video's masked mean of its frame features."""
+POOL_BLOCK_BYTES = 2**28  # frame features read at once (256 MB: ~1000 clips of 64 frames x 1280 float32)
+MEANS_FLOAT64_BYTES = 2**30  # above this the means are kept in float32 (10^6 clips x 1280: 5 GB, not 10)
+
+
+def pooled_file(
+    path: Path, block_bytes: int = POOL_BLOCK_BYTES, float64_bytes: int = MEANS_FLOAT64_BYTES
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(x [N, D], labels [N])``: each video's masked mean of its frame features (``pooled_mean``).
+
+    Read in blocks of rows (``block_bytes`` of frame features at once), so memory holds the means, never
+    the file: each video's mean is its own, the same number whatever the block. The means are float64
+    (as ever) unless they alone would pass ``float64_bytes``; then float32, computed in float64."""
     with h5py.File(path, "r") as f:
-        return pooled_mean(f["features"][()], f["num_frames"][()]), f["labels"][()].astype(np.int64)
+        features = f["features"]
+        n, length, dim = features.shape
+        lengths, labels = f["num_frames"][()], f["labels"][()].astype(np.int64)
+        rows = max(1, block_bytes // max(1, length * dim * features.dtype.itemsize))
+        means = np.empty((n, dim), dtype=np.float64 if n * dim * 8 <= float64_bytes else np.float32)
+        for start in range(0, n, rows):
+            means[start : start + rows] = pooled_mean(features[start : start + rows], lengths[start : start + rows])
+    return means, labels
 
 
 @dataclass

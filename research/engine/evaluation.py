@@ -37,7 +37,7 @@ from research.backbones.loading import create_backbones
 from research.config import EvalConfig, to_flat_dict
 from research.data.dataset import FeatureDataset, split_path
 from research.data.inputs import file_entry
-from research.engine import predictions
+from research.engine import contact_sheet, predictions
 from research.engine.calibration import calibration_scores, fit_temperature, plot_reliability, with_temperature
 from research.engine.checkpoints import build_model, checkpoint_features, checkpoint_temperature, load_checkpoint
 from research.engine.classifier import (
@@ -47,7 +47,9 @@ from research.engine.classifier import (
     read_classifier,
     record_probe,
 )
+from research.engine.familiarity import Familiarity, band_of, with_band_temperatures
 from research.engine.metrics import bootstrap_interval, classification_metrics
+from research.engine.timeline import predict_timelines
 from research.engine.tta import get_views, predict, tta_probabilities
 from research.errors import UserError, ensure_dir
 from research.features.compat import check_compatible
@@ -161,11 +163,12 @@ def row_metrics(name: str, probs: np.ndarray, labels: np.ndarray, classes: list[
 
 @dataclass
 class RowProbabilities:
-    """One row's probabilities as the models give them (``raw``) and after its temperature."""
+    """One row's probabilities as the models give them (``raw``) and after its temperature (or its
+    familiarity bands' temperatures)."""
 
     raw: np.ndarray
     calibrated: np.ndarray
-    temperature: float
+    temperature: float | list[float]
 
 
 def score_rows(
@@ -174,9 +177,11 @@ def score_rows(
     cfg: EvalConfig,
     device: torch.device,
     ensemble_temperatures: dict[str, float],
+    familiarity: np.ndarray | None = None,
 ) -> dict[str, RowProbabilities]:
-    """Every row's probabilities on ``ds``: each member (and member+TTA) with its own temperature; the
-    ensemble rows average the calibrated members, then apply their own temperature (1 if not given)."""
+    """Every row's probabilities on ``ds``: each member (and member+TTA) with its own temperature (by
+    familiarity band where ``cfg.familiarity_bands`` applies to the members and ``familiarity`` scores
+    ``ds``'s clips); the ensemble rows average the calibrated members, then apply their own temperature."""
     views = get_views(cfg.tta_modes) if cfg.tta else None
     rows: dict[str, RowProbabilities] = {}
     variants: dict[str, list[RowProbabilities]] = {"ensemble": [], "ensemble+tta": []}
@@ -186,7 +191,7 @@ def score_rows(
             if suffix and not views:
                 continue
             raw = member_probabilities(model, ds, device, cfg.batch_size, view_list)
-            rows[m.name + suffix] = RowProbabilities(raw, with_temperature(raw, temperature), temperature)
+            rows[m.name + suffix] = calibrated_by(raw, temperature, cfg, "members", familiarity)
             variants["ensemble" + suffix].append(rows[m.name + suffix])
     if len(members) > 1:
         for name, parts in variants.items():
@@ -196,6 +201,29 @@ def score_rows(
                 raw = ensemble_probabilities([p.raw for p in parts], cfg.weights)
                 rows[name] = RowProbabilities(raw, with_temperature(calibrated, t), t)
     return rows
+
+
+def calibrated_by(
+    raw: np.ndarray, temperature: float, cfg: EvalConfig, which: str, familiarity: np.ndarray | None
+) -> RowProbabilities:
+    """``raw`` under ``temperature``, or under each clip's familiarity band's temperature where
+    ``cfg.familiarity_bands`` applies to ``which`` (members or probe) and the clips' familiarity is known."""
+    bands = cfg.familiarity_bands
+    if bands and bands["applies_to"] == which and familiarity is not None:
+        calibrated = with_band_temperatures(raw, familiarity, bands["edges"], bands["temperatures"])
+        return RowProbabilities(raw, calibrated, list(bands["temperatures"]))
+    return RowProbabilities(raw, with_temperature(raw, temperature), temperature)
+
+
+def familiarity_scores(members: list[Member], path: Path, ds: FeatureDataset) -> np.ndarray | None:
+    """Each scored clip's familiarity against the members' training clips (their single-scale train split),
+    or None where the single-scale files are not there."""
+    folder = Path(members[0].features["file"]).parent
+    single = path if not ds.attrs.get("multi_scale") else path.with_name(path.name.replace("_multiscale", ""))
+    train = split_path(folder, "train", False)
+    if not (train.is_file() and single.is_file()):
+        return None
+    return Familiarity.fit(pooled_file(train)[0]).score(pooled_file(single)[0])
 
 
 def member_temperature(cfg: EvalConfig, member: Member) -> float:
@@ -231,6 +259,7 @@ def calibration_record(cfg: EvalConfig, val_path: Path | None, ensemble: dict[st
     return {
         "method": method,
         "given": dict(cfg.temperatures),
+        "familiarity_bands": dict(cfg.familiarity_bands),
         "validation": shown_path(val_path) if val_path else None,
         "ensemble_temperatures": ensemble,
     }
@@ -248,7 +277,9 @@ def calibrated_row(name: str, probs: RowProbabilities, labels: np.ndarray, class
     return row
 
 
-def probe_probabilities(cfg: EvalConfig, members: list[Member], path: Path, ds: FeatureDataset) -> RowProbabilities:
+def probe_probabilities(
+    cfg: EvalConfig, members: list[Member], path: Path, ds: FeatureDataset, familiarity: np.ndarray | None = None
+) -> RowProbabilities:
     """The logistic-regression probe fitted on the members' train split (C and temperature chosen on
     their val split), scored on the single-scale file of the videos scored here."""
     folder = Path(members[0].features["file"]).parent
@@ -263,14 +294,19 @@ def probe_probabilities(cfg: EvalConfig, members: list[Member], path: Path, ds: 
     x, _ = pooled_file(single)
     raw = fitted.probe.predict_proba(x)
     temperature = float(cfg.temperatures.get("probe", fitted.temperature))
-    return RowProbabilities(raw, with_temperature(raw, temperature), temperature)
+    return calibrated_by(raw, temperature, cfg, "probe", familiarity)
 
 
-def evaluate(cfg: EvalConfig, headline: dict[str, Any] | None = None) -> dict[str, Any]:
+def evaluate(
+    cfg: EvalConfig, headline: dict[str, Any] | None = None, held_out: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Score every member with and without TTA, and their ensemble, calibrated; write and log the report.
 
     ``headline``: a figure measured elsewhere that the report leads with (the pipeline's pooled grouped CV of a
-    small collection, ``research.commands.pipeline.headline_record``); the rows are then one split's draw."""
+    small collection, ``research.commands.pipeline.headline_record``); the rows are then one split's draw.
+    ``held_out``: how the calibration was fitted and how it transfers, measured on held-out predictions
+    (the pipeline's ``research.engine.familiarity.familiarity_calibration``): its ECE per kind of held-out
+    clip and its coverage table go into the report's calibration."""
     if cfg.classifier:
         raise UserError("--classifier is for --predict: a report scores --checkpoints or --ensemble")
     device = distributed.device_for(cfg.device)
@@ -283,10 +319,11 @@ def evaluate(cfg: EvalConfig, headline: dict[str, Any] | None = None) -> dict[st
     classes = [c for c, _ in sorted(mapping.items(), key=lambda kv: kv[1])]
 
     temperatures, val_path = fit_ensemble_temperatures(members, cfg, device)
-    scored = score_rows(members, ds, cfg, device, temperatures)
+    familiarity = familiarity_scores(members, path, ds)
+    scored = score_rows(members, ds, cfg, device, temperatures, familiarity)
     final_row = list(scored)[-1]  # ensemble+tta where there is one: the report ends on it
     if cfg.probe:
-        scored["probe"] = probe_probabilities(cfg, members, path, ds)
+        scored["probe"] = probe_probabilities(cfg, members, path, ds, familiarity)
     rows = [calibrated_row(name, probs, ds.labels, classes) for name, probs in scored.items()]
 
     report = {
@@ -305,7 +342,7 @@ def evaluate(cfg: EvalConfig, headline: dict[str, Any] | None = None) -> dict[st
             }
             for m in members
         ],
-        "calibration": calibration_record(cfg, val_path, temperatures),
+        "calibration": calibration_record(cfg, val_path, temperatures) | ({"held_out": held_out} if held_out else {}),
         "final_row": final_row,
         "predictions": shown_path(Path(cfg.out_dir) / predictions.FILE_NAME),
         "rows": {r["name"]: {k: v for k, v in r.items() if k != "name"} for r in rows},
@@ -320,7 +357,9 @@ def evaluate(cfg: EvalConfig, headline: dict[str, Any] | None = None) -> dict[st
         curves["probe, calibrated"] = (scored["probe"].calibrated, ds.labels)
     plot_reliability(curves, f"reliability ({len(ds)} videos)", out_dir / RELIABILITY)
     final = scored[final_row].calibrated
-    predictions.write_predictions(out_dir, predictions.feature_file_rows(path, final, classes), classes)
+    predictions.write_predictions(out_dir, predictions.feature_file_rows(path, final, classes, familiarity), classes)
+    # the errors as pictures; the paths were written relative to this folder (or absolute)
+    contact_sheet.write_contact_sheet(out_dir / predictions.FILE_NAME, out_dir, roots=[Path.cwd()])
     if cfg.log_mlflow:
         report["mlflow_run_id"] = log_report(cfg, report, members, out_dir)
     return report
@@ -456,6 +495,7 @@ def log_report(cfg: EvalConfig, report: dict[str, Any], members: list[Member], o
                 | {f"cv_macro_f1_{k}": head["macro_f1_95"][k] for k in ("low", "high")}
             )
         artifacts = ("report.json", predictions.FILE_NAME, "confusion_matrix.png", "confusion_matrix.txt", RELIABILITY)
+        artifacts += (contact_sheet.PNG_NAME, contact_sheet.HTML_NAME)  # the misclassified clips' frames
         for artifact in artifacts:
             tracking.log_artifact(out_dir / artifact)
         return run.info.run_id
@@ -480,39 +520,47 @@ def predict_videos(cfg: EvalConfig) -> list[dict[str, Any]]:
     settings, kind = FeatureSettings.from_record(record), kind_of(record)
     backbones = create_backbones(settings, device=device)
     classes = [c for c, _ in sorted(record["category_mapping"].items(), key=lambda kv: kv[1])]
+    if cfg.window is not None:  # --window: a timeline per video (research.engine.timeline), not one label per file
+        return predict_timelines(cfg, videos, classify, settings, kind, backbones, classes, device)
+    familiar = video_familiarity(cfg)  # how much each video looks like the training clips (single-scale mean)
+    kinds = sorted({kind, "single"}) if familiar is not None else [kind]
     entries = [file_entry(video.path) for video in videos]
     results: list[dict[str, Any]] = [{} for _ in entries]
     rows: list[dict[str, Any]] = [{} for _ in entries]
-    for item, feats in entry_features(entries, settings, [kind], backbones, device):
+    for item, feats in entry_features(entries, settings, kinds, backbones, device):
         i = item["i"]
         video, path = videos[i].video_id, videos[i].path.as_posix()
         if feats is None:
             results[i] = {"video": path, "error": item["error"]}
             rows[i] = predictions.prediction_row(video, path, None, classes, error=item["error"])
             continue
-        p = classify(feats[kind])
+        score = None if familiar is None else familiar.score(feats["single"].double().mean(0)[None].cpu().numpy())
+        p = classify(feats[kind], score)
         results[i] = {
             "video": path,
             "class": classes[int(p.argmax())],
             "probabilities": dict(zip(classes, p.tolist(), strict=True)),
-        }
-        rows[i] = predictions.prediction_row(video, path, p, classes)
+        } | ({} if score is None else {"familiarity": float(score[0])})
+        rows[i] = predictions.prediction_row(video, path, p, classes, familiarity=None if score is None else score[0])
     predictions.write_predictions(Path(cfg.out_dir), rows, classes)
     return results
 
 
-def video_classifier(
-    cfg: EvalConfig, device: torch.device
-) -> tuple[Callable[[torch.Tensor], np.ndarray], dict[str, Any]]:
-    """``(classify, feature record)``: ``classify`` maps one video's ``[T, D]`` frame features to its
-    calibrated class probabilities ``[C]``."""
+def video_classifier(cfg: EvalConfig, device: torch.device) -> tuple[Callable[..., np.ndarray], dict[str, Any]]:
+    """``(classify, feature record)``: ``classify(features, familiarity=None)`` maps one video's ``[T, D]`` frame
+    features to its calibrated class probabilities ``[C]``, or ``[B, T, D]`` (sequences of one length: a
+    timeline's windows) to ``[B, C]``. ``familiarity`` (``[1]`` or ``[B]``, ``video_familiarity``) picks each
+    video's temperature where the classifier has temperatures by familiarity band; without it, the one."""
     record = read_classifier(cfg.classifier) if cfg.classifier else {}  # read (and its members checked) once
+    bands = record.get("familiarity_bands") or {}
     if record.get("kind") == "probe":
         probe, temperature = record_probe(record), float(record["temperature"])
 
-        def classify_probe(features: torch.Tensor) -> np.ndarray:
-            x = features.double().mean(0, keepdim=True).cpu().numpy()
-            return with_temperature(probe.predict_proba(x), temperature)[0]
+        def classify_probe(features: torch.Tensor, familiarity: np.ndarray | None = None) -> np.ndarray:
+            batch = features.ndim == 3
+            x = (features.double().mean(1) if batch else features.double().mean(0, keepdim=True)).cpu().numpy()
+            probs = with_temperature(probe.predict_proba(x), band_temperature(temperature, bands, familiarity))
+            return probs if batch else probs[0]
 
         return classify_probe, record["features"]
     if record:
@@ -529,11 +577,30 @@ def video_classifier(
         for m in members
     ]
 
-    def classify_ensemble(features: torch.Tensor) -> np.ndarray:
-        x = features[None].to(device)
-        n = torch.tensor([x.shape[1]], device=device)
-        probs = [with_temperature(tta_probabilities(model, x, n, views).cpu().numpy(), t)[0] for model, t in models]
+    def classify_ensemble(features: torch.Tensor, familiarity: np.ndarray | None = None) -> np.ndarray:
+        batch = features.ndim == 3
+        x = (features if batch else features[None]).to(device)
+        n = torch.full((x.shape[0],), x.shape[1], device=device)
+        raw = [tta_probabilities(model, x, n, views).cpu().numpy() for model, _ in models]
+        probs = [
+            with_temperature(p, band_temperature(t, bands, familiarity)) for p, (_, t) in zip(raw, models, strict=True)
+        ]
         weights = record.get("weights") if cfg.classifier else cfg.weights  # a classifier weighs as it was scored
-        return with_temperature(ensemble_probabilities(probs, weights)[None], ensemble_t)[0]
+        calibrated = with_temperature(ensemble_probabilities(probs, weights), ensemble_t)
+        return calibrated if batch else calibrated[0]
 
     return classify_ensemble, members[0].features
+
+
+def band_temperature(temperature: float, bands: dict[str, Any], familiarity: np.ndarray | None) -> float | np.ndarray:
+    """``temperature``, or each video's familiarity band's (``[B, 1]``) where the classifier has bands."""
+    if not bands or familiarity is None:
+        return temperature
+    edges, temperatures = bands["edges"], np.asarray(bands["temperatures"], dtype=np.float64)
+    return temperatures[band_of(np.asarray(familiarity), edges)][:, None]
+
+
+def video_familiarity(cfg: EvalConfig) -> Familiarity | None:
+    """The ready classifier's familiarity (its training clips), or None (members given, or an older file)."""
+    record = read_classifier(cfg.classifier) if cfg.classifier else {}
+    return Familiarity.from_record(record["familiarity"]) if "familiarity" in record else None

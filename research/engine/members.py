@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.rule import Rule
 
 from research.config import TrainConfig
-from research.data.dataset import FeatureDataset, split_path
+from research.data.dataset import READING_ONLY, FeatureDataset, split_path
 from research.data.splits import write_fold
 from research.engine.calibration import with_temperature
 from research.engine.checkpoints import (
@@ -93,9 +93,13 @@ def fold_members(
 
 def _same_run(checkpoint: dict[str, Any], cfg: TrainConfig, data: dict[str, str]) -> bool:
     """The checkpoint was trained with ``cfg`` (``overwrite`` aside) on ``data`` (train/val file digests)."""
+
+    def what_decides(config: dict[str, Any]) -> dict[str, Any]:  # how rows are read changes no number
+        return {k: v for k, v in config.items() if k not in READING_ONLY}
+
     recorded = checkpoint["config"]
     return (
-        {**recorded, "overwrite": cfg.overwrite} == dataclasses.asdict(cfg)
+        what_decides({**recorded, "overwrite": cfg.overwrite}) == what_decides(dataclasses.asdict(cfg))
         and checkpoint.get("data") == data
         and "calibration" in checkpoint  # one written before calibration existed is trained again
     )

@@ -79,15 +79,25 @@ def videos_to_predict(paths: Iterable[str | Path]) -> list[Video]:
 
 
 def columns(classes: list[str]) -> list[str]:
-    return ["video_id", "path", "true_class", "predicted_class", "correct", *[f"p_{c}" for c in classes], "error"]
+    # familiarity: how much the clip looks like the training collection (research.engine.familiarity)
+    head = ["video_id", "path", "true_class", "predicted_class", "correct"]
+    return [*head, *[f"p_{c}" for c in classes], "familiarity", "error"]
 
 
 def prediction_row(
-    video_id: str, path: str, probs: np.ndarray | None, classes: list[str], label: int | None = None, error: str = ""
+    video_id: str,
+    path: str,
+    probs: np.ndarray | None,
+    classes: list[str],
+    label: int | None = None,
+    error: str = "",
+    familiarity: float | None = None,
 ) -> dict[str, Any]:
     """One row; ``probs`` None (with an ``error``) for a video that could not be classified."""
     row: dict[str, Any] = dict.fromkeys(columns(classes), "")
     row |= {"video_id": video_id, "path": path, "error": error}
+    if familiarity is not None:
+        row["familiarity"] = f"{float(familiarity):.4f}"
     if label is not None and 0 <= label < len(classes):
         row["true_class"] = classes[label]
     if probs is not None:
@@ -99,7 +109,9 @@ def prediction_row(
     return row
 
 
-def feature_file_rows(features: Path, probs: np.ndarray, classes: list[str]) -> list[dict[str, Any]]:
+def feature_file_rows(
+    features: Path, probs: np.ndarray, classes: list[str], familiarity: np.ndarray | None = None
+) -> list[dict[str, Any]]:
     """Rows for every video of a feature file, in its row order (seed files without ids get their row number)."""
     with h5py.File(features, "r") as f:
         labels = f["labels"][:].astype(np.int64)
@@ -109,8 +121,10 @@ def feature_file_rows(features: Path, probs: np.ndarray, classes: list[str]) -> 
     paths = [shown_path(Path(root) / p) if root and p else p for p in rel]
     if len(probs) != len(labels):
         raise ValueError(f"{len(probs)} probability rows for {len(labels)} videos in {features}")
+    scores = [None] * len(labels) if familiarity is None else familiarity
     return [
-        prediction_row(vid, path, p, classes, int(y)) for vid, path, p, y in zip(ids, paths, probs, labels, strict=True)
+        prediction_row(vid, path, p, classes, int(y), familiarity=s)
+        for vid, path, p, y, s in zip(ids, paths, probs, labels, scores, strict=True)
     ]
 
 

@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader
 
 from research import distributed, tracking
 from research.config import TrainConfig, to_flat_dict, to_yaml
-from research.data.dataset import open_splits, split_loader
+from research.data.dataset import READING_ONLY, open_splits, split_loader
 from research.distributed import unwrap_model
 from research.engine.calibration import calibration_scores, fit_temperature, with_temperature
 from research.engine.checkpoints import (
@@ -401,7 +401,7 @@ def check_replaceable(path: Path, cfg: TrainConfig) -> None:
     if not path.is_file():
         return
     before = load_checkpoint(path).get("config", {})
-    ignored = {"overwrite", "resume", "tracking_uri", "log_mlflow", "experiment", "num_workers", "device"}
+    ignored = {"overwrite", "resume", "tracking_uri", "log_mlflow", "experiment", "device"} | READING_ONLY
     changed = {
         k: (before.get(k), v) for k, v in dataclasses.asdict(cfg).items() if k not in ignored and before.get(k) != v
     }

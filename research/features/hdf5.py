@@ -28,19 +28,29 @@ A file joined from shards (``research.features.shards``) holds its features as a
 dataset over the shard files; ``read_attrs`` refuses it when a shard file it reads is gone or
 was replaced (HDF5 itself would read zeros).
 
+Each file is read once: every writer here feeds the rows it writes to a ``ContentDigest``, which yields
+``content_fingerprint``'s digest (kept beside the file by ``research.files.write_record`` and trusted while
+the file, and the shard files a joined one reads, keep their size, mtime, ctime and inode) and the
+attribute ``all_finite`` (no NaN or infinity in any row: readers skip their own scan). ``subset`` and
+``merge`` copy the stored chunks as they are (one chunk is one clip): decompressed once for the digest,
+never compressed again.
+
     python -m research.commands.features inspect features/demo/test_features_multiscale.h5
     python -m research.commands.features merge OUT.h5 A.h5 B.h5
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import io
 import json
 import os
 import time
-from collections.abc import Iterator
+import zipfile
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +60,7 @@ import numpy as np
 
 from research.errors import FeatureFileError
 from research.features.compat import FEATURE_KEYS, check_compatible
-from research.files import replaced_atomically
+from research.files import identify, read_record, replaced_atomically, settle_mtime, write_record
 
 KINDS = {"single": "", "multi": "_multiscale"}
 # Attributes stored as JSON text (HDF5 has no nested types); read_attrs decodes them.
@@ -99,15 +109,17 @@ def writing(target: Path) -> Iterator[h5py.File]:
     with its errno (``research.files.disk_errors`` turns it into one line), never a crash.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    with replaced_atomically(target) as tmp, _DiskFullSink(tmp, "w+") as sink:
-        f = h5py.File(sink, "w")
-        try:
-            yield f
-        finally:
-            f.close()  # never fails on a full disk (see _DiskFullSink)
-            if sink.failure is not None:
-                raise sink.failure
-        sink.flush()
+    with replaced_atomically(target) as tmp:
+        with _DiskFullSink(tmp, "w+") as sink:
+            f = h5py.File(sink, "w")
+            try:
+                yield f
+            finally:
+                f.close()  # never fails on a full disk (see _DiskFullSink)
+                if sink.failure is not None:
+                    raise sink.failure
+            sink.flush()
+        settle_mtime(tmp)  # so that a record of its content made now is never trusted after a change
 
 
 # ------------------------------------------------------------------ part files
@@ -290,18 +302,24 @@ def write_features(
     dim = int(attrs.get("feature_dim") or features[0].shape[1])
     length = max_frames or max((f.shape[0] for f in features), default=1)
     ids = video_ids or [f"video_{i:05d}" for i in range(n)]
+    lengths = np.array([feat.shape[0] for feat in features], np.int32)
+    digest = ContentDigest(attrs.get("settings_fingerprint", ""), ids, np.asarray(labels, np.int64), lengths)
     with writing(target) as f:
         ds = create_layout(f, n, length, dim)
         for i, feat in enumerate(features):
-            ds["features"][i, : feat.shape[0]] = feat
-            ds["num_frames"][i] = feat.shape[0]
-            ds["decoded_frames"][i] = feat.shape[0]
+            row = np.zeros((1, length, dim), np.float32)
+            row[0, : feat.shape[0]] = feat
+            ds["features"][i] = row[0]
+            digest.add(row)
+        ds["num_frames"][:] = lengths
+        ds["decoded_frames"][:] = lengths
         ds["labels"][:] = np.asarray(labels, np.int64)
         ds["video_ids"][:] = ids
         ds["paths"][:] = ids
         ds["stamps"][:] = [""] * n
         f.attrs.update({"skipped": "[]", "num_skipped": 0, "partial": "[]", "num_partial": 0, **attrs})
-        f.attrs.update({"num_videos": n, "max_frames": length, "feature_dim": dim})
+        f.attrs.update({"num_videos": n, "max_frames": length, "feature_dim": dim, "all_finite": digest.all_finite})
+    record_content(target, digest)
     return target
 
 
@@ -319,6 +337,7 @@ def write_frame_features(
             else:
                 f.create_dataset(name, data=values)
         f.attrs.update(attrs)
+        f.attrs["all_finite"] = bool(np.isfinite(features).all())
     return target
 
 
@@ -346,6 +365,7 @@ def assemble(
     remaining: dict[Path, int] = {}
     for p in rows:
         remaining[p.part] = remaining.get(p.part, 0) + 1
+    digest = _assembled_digest(rows, kind, attrs.get("settings_fingerprint", ""))
     loaded: dict[Path, dict[str, np.ndarray]] = {}  # parts in use; dropped once their last row is written
     partial: list[dict] = []
     with writing(target) as f:
@@ -356,7 +376,10 @@ def assemble(
                     loaded[p.part] = {k: z[k] for k in z.files if k in _ROW_ARRAYS or k == f"features_{kind}"}
             z = loaded[p.part]
             feat = z[f"features_{kind}"][p.row]
-            ds["features"][i, : feat.shape[0]] = feat
+            row = np.zeros((1, max_frames, feature_dim), np.float32)
+            row[0, : feat.shape[0]] = feat
+            ds["features"][i] = row[0]
+            digest.add(row)
             ds["num_frames"][i] = feat.shape[0]
             for name in ("labels", "decoded_frames", "video_ids", "paths", "stamps"):
                 ds[name][i] = z[name][p.row]
@@ -374,7 +397,40 @@ def assemble(
         skips = [{"path": s["path"], "reason": s["reason"]} for s in skipped]
         ids = {s["video_id"]: s["stamp"] for s in skipped}
         f.attrs.update(attrs | row_attrs(len(rows), max_frames, feature_dim, skips, ids, partial))
+        f.attrs["all_finite"] = digest.all_finite
+    record_content(target, digest)
     return len(rows)
+
+
+def _npy_shape(part: Path, name: str) -> tuple[int, ...]:
+    """The shape of array ``name`` in an ``.npz`` part, read from its header alone."""
+    with zipfile.ZipFile(part) as z, z.open(f"{name}.npy") as fh:
+        version = np.lib.format.read_magic(fh)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        return tuple(read_header(fh)[0])
+
+
+def _assembled_digest(rows: list[_Committed], kind: str, settings_fingerprint: Any) -> ContentDigest:
+    """The digest of the file ``assemble`` writes of ``rows``, fed with its ids, labels and frame counts
+    (read from the parts' small arrays and headers; a part is dropped after its last row), ready for its
+    feature rows."""
+    remaining: dict[Path, int] = {}
+    for p in rows:
+        remaining[p.part] = remaining.get(p.part, 0) + 1
+    loaded: dict[Path, tuple[np.ndarray, np.ndarray, int]] = {}
+    ids, labels, lengths = [], [], []
+    for p in rows:
+        if p.part not in loaded:
+            with np.load(p.part) as z:
+                loaded[p.part] = (z["video_ids"], z["labels"], _npy_shape(p.part, f"features_{kind}")[1])
+        part_ids, part_labels, length = loaded[p.part]
+        ids.append(str(part_ids[p.row]))
+        labels.append(int(part_labels[p.row]))
+        lengths.append(length)
+        remaining[p.part] -= 1
+        if not remaining[p.part]:
+            del loaded[p.part]
+    return ContentDigest(settings_fingerprint, ids, np.array(labels, np.int64), np.array(lengths, np.int32))
 
 
 def row_attrs(
@@ -406,21 +462,168 @@ def stamps_in_file(path: str | Path) -> dict[str, str]:
     return dict(zip(ids, stamps, strict=True)) | skipped
 
 
+FINGERPRINT = "content_fingerprint"  # its key in a file's record (research.files.write_record)
+_SCAN_ROWS = 64  # rows decompressed at a time by a full scan
+
+
+class ContentDigest:
+    """``content_fingerprint``'s digest, fed with what a file holds as it is written: its settings
+    fingerprint, ids, labels and frame counts first, then its feature rows in order. It also says whether
+    every row is finite (the attribute ``all_finite``)."""
+
+    def __init__(
+        self, settings_fingerprint: Any, video_ids: Iterable[str] | None, labels: np.ndarray, num_frames: np.ndarray
+    ) -> None:
+        self._sha = hashlib.sha256(str(settings_fingerprint).encode())
+        if video_ids is not None:  # their text, joined by newlines (fed one at a time)
+            for k, video_id in enumerate(video_ids):
+                self._sha.update((f"\n{video_id}" if k else video_id).encode())
+        self._sha.update(np.ascontiguousarray(labels, np.int64).tobytes())
+        self._sha.update(np.ascontiguousarray(num_frames, np.int32).tobytes())
+        self.all_finite = True
+        self.rows = 0
+
+    def add(self, rows: np.ndarray) -> None:
+        """The next feature rows (``[k, max_frames, D]``, zero-padded as stored), in the file's order."""
+        rows = np.ascontiguousarray(rows, np.float32)
+        self._sha.update(rows.tobytes())
+        if self.all_finite and not np.isfinite(rows).all():
+            self.all_finite = False
+        self.rows += len(rows)
+
+    def hexdigest(self) -> str:
+        return self._sha.hexdigest()[:16]
+
+
+def _file_digest(f: h5py.File) -> ContentDigest:
+    """The digest of an open file's datasets, as ``ContentDigest`` defines it, read in full."""
+    ids = (v.decode() if isinstance(v, bytes) else str(v) for v in f["video_ids"][:]) if "video_ids" in f else None
+    digest = ContentDigest(f.attrs.get("settings_fingerprint", ""), ids, f["labels"][:], f["num_frames"][:])
+    features = f["features"]
+    for start in range(0, features.shape[0], _SCAN_ROWS):
+        digest.add(features[start : start + _SCAN_ROWS])
+    return digest
+
+
+def _virtual_files(path: Path, f: h5py.File) -> list[Path]:
+    """The files a (virtual) features dataset reads its rows from; none for one stored in the file."""
+    features = f["features"]
+    if not features.is_virtual:
+        return []
+    names = dict.fromkeys(source.file_name for source in features.virtual_sources())
+    return [path.parent / name for name in names]
+
+
+def record_content(path: Path, digest: ContentDigest, sources: Sequence[Path] = ()) -> None:
+    """Keep the digest of a file this process has just written (``writing``) beside it; ``sources``: the
+    files its features are read from (a joined file's shards)."""
+    write_record(path, {FINGERPRINT: digest.hexdigest()}, identify(path, sources), fresh=True)
+
+
 def content_fingerprint(path: str | Path) -> str:
-    """A digest of what a file holds (settings, ids, labels, frame counts, features, in chunks): two files
-    with the same digest hold the same data. A checkpoint records it for its train and val files, so
-    a member is re-used only while its training data is still the data it was trained on."""
-    digest = hashlib.sha256()
+    """A digest of what a file holds (settings, ids, labels, frame counts, features): two files with the
+    same digest hold the same data. A checkpoint records it for its train and val files, so a member is
+    re-used only while its training data is still the data it was trained on.
+
+    The digest recorded when the file was written (``record_content``) is returned while the file, and the
+    shard files a joined one reads, are unchanged on disk (size, mtime, ctime, inode); otherwise the
+    file is read in full and the digest recorded again."""
+    path = Path(path)
+    recorded = read_record(path)
+    if recorded and isinstance(recorded.get(FINGERPRINT), str):
+        return recorded[FINGERPRINT]
     with h5py.File(path, "r") as f:
-        digest.update(str(f.attrs.get("settings_fingerprint", "")).encode())
-        if "video_ids" in f:  # variable-length strings: their bytes, not the object array's pointers
-            digest.update("\n".join(v.decode() if isinstance(v, bytes) else str(v) for v in f["video_ids"][:]).encode())
-        for name in ("labels", "num_frames"):
-            digest.update(np.ascontiguousarray(f[name][:]).tobytes())
-        features = f["features"]
-        for start in range(0, features.shape[0], 64):
-            digest.update(np.ascontiguousarray(features[start : start + 64]).tobytes())
-    return digest.hexdigest()[:16]
+        check_joined(path, f)  # a shard gone or replaced: refused (HDF5 would read zeros), not digested
+        identity = identify(path, _virtual_files(path, f))  # before reading: a change meanwhile is not recorded
+        digest = _file_digest(f)
+    write_record(path, {FINGERPRINT: digest.hexdigest()}, identity)  # nor one just before (RACY_NS)
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------ copying rows as stored
+
+
+def _one_clip_deflate(ds: h5py.Dataset) -> bool:
+    """Stored one clip per chunk, compressed with deflate alone: a chunk is a row, ``zlib`` decodes it."""
+    if ds.is_virtual or ds.chunks != (1, *ds.shape[1:]) or ds.compression != "gzip":
+        return False
+    return ds.id.get_create_plist().get_nfilters() == 1  # no shuffle, checksum or scale-offset besides
+
+
+def _decoded_chunk(ds: h5py.Dataset, chunk: bytes, mask: int) -> np.ndarray:
+    size = int(np.prod(ds.chunks)) * ds.dtype.itemsize
+    raw = chunk if mask & 1 else zlib.decompress(chunk, bufsize=size)  # bit 0 set: deflate skipped for it
+    return np.frombuffer(raw, ds.dtype).reshape(ds.chunks)
+
+
+def _stored_blocks(
+    path: Path, features: h5py.Dataset, files: contextlib.ExitStack
+) -> list[tuple[int, int, h5py.Dataset]] | None:
+    """``(first row, end, dataset)`` of each block of ``features`` rows stored together: the dataset itself,
+    or for a virtual one (a join of shards) each whole shard file's rows, opened in ``files``. None when
+    a virtual mapping is not whole rows of one whole dataset (h5py then reads it row by row)."""
+    if not features.is_virtual:
+        return [(0, features.shape[0], features)]
+    blocks = []
+    for source in features.virtual_sources():
+        (start, *rest), (last, *rest_end) = source.vspace.get_select_bounds()
+        if source.src_space.get_select_type() != h5py.h5s.SEL_ALL or [*rest, *rest_end] != [0, 0] + [
+            n - 1 for n in features.shape[1:]
+        ]:
+            return None
+        stored = files.enter_context(h5py.File(path.parent / source.file_name, "r"))[source.dset_name]
+        if stored.shape != (last - start + 1, *features.shape[1:]):
+            return None
+        blocks.append((start, last + 1, stored))
+    return sorted(blocks, key=lambda block: block[0])
+
+
+def copy_features(
+    path: Path,
+    features: h5py.Dataset,
+    rows: Sequence[int],
+    digest: ContentDigest,
+    target: h5py.Dataset | None = None,
+    offset: int = 0,
+) -> None:
+    """Feed ``rows`` of ``features`` (of the file ``path``) to ``digest`` in order and, with ``target``,
+    write them there from row ``offset``. A row stored as one deflated chunk like ``target``'s is copied as
+    it is (``read_direct_chunk`` / ``write_direct_chunk``) and inflated once for the digest, never
+    compressed again; one stored otherwise (other chunks or filters) is read and written by h5py."""
+    same = target is None or (
+        _one_clip_deflate(target) and features.shape[1:] == target.shape[1:] and features.dtype == target.dtype
+    )
+    with contextlib.ExitStack() as files:
+        blocks = (_stored_blocks(path, features, files) if same else None) or []
+        starts = [block[0] for block in blocks]
+        direct = [  # per block: its chunks can be copied as they are (and inflated by zlib)
+            _one_clip_deflate(stored)
+            and stored.dtype == features.dtype
+            and (target is None or stored.compression_opts == target.compression_opts)
+            for _, _, stored in blocks
+        ]
+        for k, i in enumerate(rows):
+            row = None
+            b = bisect.bisect_right(starts, i) - 1
+            if b >= 0 and direct[b] and i < blocks[b][1]:
+                row = _direct_row(blocks[b][2], i - blocks[b][0], target, offset + k)
+            if row is None:  # another layout: decoded by h5py (and encoded again for target)
+                row = features[i : i + 1]
+                if target is not None:
+                    target[offset + k] = row[0]
+            digest.add(row)
+
+
+def _direct_row(stored: h5py.Dataset, i: int, target: h5py.Dataset | None, at: int) -> np.ndarray | None:
+    """Row ``i`` of ``stored`` copied as its stored chunk into row ``at`` of ``target`` (when given) and
+    decoded; None when the chunk was never written (its rows read as the fill value)."""
+    try:
+        mask, chunk = stored.id.read_direct_chunk((i, 0, 0))
+    except (OSError, KeyError, RuntimeError, ValueError):
+        return None
+    if target is not None:
+        target.id.write_direct_chunk((at, 0, 0), chunk, mask)
+    return _decoded_chunk(stored, chunk, mask)
 
 
 # ---------------------------------------------------------------------- reading
@@ -512,30 +715,49 @@ def subset(source: str | Path, output: str | Path, rows: list[int]) -> int:
     return _copy_rows(Path(output), [(Path(source), rows)])
 
 
+ROW_COLUMNS = ("labels", "num_frames", "decoded_frames", "video_ids", "paths", "stamps")  # one value per row
+
+
 def _copy_rows(output: Path, sources: list[tuple[Path, list[int] | None]]) -> int:
-    """Write the chosen rows (None = all) of each source into ``output``, attributes from the first."""
+    """Write the chosen rows (None = all) of each source into ``output``, attributes from the first.
+
+    Features are copied as their stored chunks where the layouts agree (``copy_features``), and their digest
+    and finiteness recorded from the rows as they are copied."""
     with h5py.File(sources[0][0], "r") as first:
         attrs, max_frames, dim = dict(first.attrs), first["features"].shape[1], first["features"].shape[2]
-    counts = []
+    picks: list[np.ndarray] = []
+    columns: list[dict[str, np.ndarray]] = []  # per source: the chosen rows' values of the columns it has
     for path, rows in sources:
         with h5py.File(path, "r") as f:
-            counts.append(f["labels"].shape[0] if rows is None else len(rows))
+            check_joined(path, f)  # a joined file whose shard is gone or replaced would read zeros
+            chosen = np.arange(f["labels"].shape[0]) if rows is None else np.asarray(rows, np.int64)
+            picks.append(chosen)
+            columns.append({name: f[name][:][chosen] for name in ROW_COLUMNS if name in f and len(chosen)})
+    total = sum(len(chosen) for chosen in picks)
+
+    def column(name: str, missing: Any) -> list | np.ndarray:  # as the output reads: absent values filled
+        return np.concatenate(
+            [c[name] if name in c else np.full(len(p), missing) for c, p in zip(columns, picks, strict=True)]
+        )
+
+    ids = [v.decode() if isinstance(v, bytes) else str(v) for v in column("video_ids", "")] if total else []
+    digest = ContentDigest(attrs.get("settings_fingerprint", ""), ids, column("labels", 0), column("num_frames", 0))
     with writing(output) as out:
-        ds = create_layout(out, sum(counts), max_frames, dim)
+        ds = create_layout(out, total, max_frames, dim)
         out.attrs.update(attrs)
         offset, skipped = 0, []
-        for (path, rows), n in zip(sources, counts, strict=True):
+        for (path, rows), chosen, values in zip(sources, picks, columns, strict=True):
+            n = len(chosen)
             with h5py.File(path, "r") as f:
-                chosen = list(range(n)) if rows is None else rows
-                for k, i in enumerate(chosen):
-                    ds["features"][offset + k] = f["features"][i]
-                for name in ("labels", "num_frames", "decoded_frames", "video_ids", "paths", "stamps"):
-                    if name in f and n:
-                        ds[name][offset : offset + n] = f[name][:][chosen]
+                copy_features(path, f["features"], chosen.tolist(), digest, ds["features"], offset)
                 if rows is None:
                     skipped.extend(json.loads(f.attrs.get("skipped", "[]")))
+            for name, value in values.items():
+                ds[name][offset : offset + n] = value
             offset += n
         out.attrs.update({"num_videos": offset, "skipped": json.dumps(skipped), "num_skipped": len(skipped)})
+        out.attrs["all_finite"] = digest.all_finite
+    record_content(output, digest)
     return offset
 
 

@@ -21,8 +21,10 @@ import numpy as np
 from research.backbones.table import backbone_parts
 from research.errors import FeatureFileError
 from research.features.extraction import file_attrs
-from research.features.hdf5 import create_layout, read_attrs, stamps_in_file, writing
+from research.features.hdf5 import ContentDigest, create_layout, read_attrs, record_content, stamps_in_file, writing
 from research.features.settings import FeatureSettings, file_record, kind_of
+
+BLOCK_ROWS = 64  # rows read, cut to their columns and written at a time
 
 
 def part_columns(settings: FeatureSettings, backbones: list[str]) -> np.ndarray:
@@ -59,11 +61,17 @@ def select_parts(source: str | Path, output: str | Path, backbone: str | list[st
         out.attrs.update({k: v for k, v in f.attrs.items() if k not in made_from})  # counts, skips, partial
         out.attrs.update(file_attrs(record, stamps_in_file(source)))
         out.attrs["feature_dim"] = len(columns)
-        for i in range(n):
-            ds["features"][i] = f["features"][i][:, columns]
+        ids = (v.decode() for v in f["video_ids"][:])
+        digest = ContentDigest(out.attrs.get("settings_fingerprint", ""), ids, f["labels"][:], f["num_frames"][:])
+        for start in range(0, n, BLOCK_ROWS):  # every column must be inflated: in blocks of rows, not one by one
+            block = f["features"][start : start + BLOCK_ROWS][:, :, columns]
+            ds["features"][start : start + len(block)] = block
+            digest.add(block)
         for name in ("labels", "num_frames", "decoded_frames", "video_ids", "paths", "stamps"):
             if n:
                 ds[name][:] = f[name][:]
+        out.attrs["all_finite"] = digest.all_finite
+    record_content(output, digest)
     return output
 
 

@@ -15,7 +15,9 @@ process writes (settings, the inputs fingerprint of the whole split, skipped and
 default its features are an HDF5 virtual dataset over the shard files (no copy; the shard files must
 stay beside it: ``hdf5.check_joined`` refuses the file when one is gone or replaced); ``copy=True``
 copies the compressed chunks as they are (``read_direct_chunk`` / ``write_direct_chunk``: nothing
-inflated or compressed again) into one self-contained file. It refuses shards made with other settings
+inflated or compressed again) into one self-contained file. Either way the joined file's content digest
+and ``all_finite`` are recorded from the shards' rows as they are joined (``hdf5.copy_features``; a virtual
+file's record also holds its shard files' identities). It refuses shards made with other settings
 or from other inputs, and names every missing shard index.
 
     python -m research.commands.features join features/demo          # every split and kind in features/demo/shards
@@ -36,7 +38,17 @@ import numpy as np
 from research.data.inputs import inputs_fingerprint
 from research.errors import FeatureFileError
 from research.features.compat import describe, feature_differences
-from research.features.hdf5 import create_layout, feature_filename, read_attrs, row_attrs, stamps_in_file, writing
+from research.features.hdf5 import (
+    ContentDigest,
+    copy_features,
+    create_layout,
+    feature_filename,
+    read_attrs,
+    record_content,
+    row_attrs,
+    stamps_in_file,
+    writing,
+)
 
 if TYPE_CHECKING:  # research.distributed imports torch: the join needs none
     from research.distributed import Shard
@@ -109,20 +121,6 @@ def _in_order(shards: list[tuple[Path, dict[str, Any]]], count: int, output: Pat
     return [by_index[k] for k in range(count)]
 
 
-def _copy_chunks(source: h5py.Dataset, target: h5py.Dataset, offset: int) -> None:
-    """Rows of ``source`` into ``target`` from row ``offset``, compressed chunk by chunk as they are stored."""
-    same = source.chunks == target.chunks and (source.compression, source.compression_opts) == (
-        target.compression,
-        target.compression_opts,
-    )
-    for i in range(source.shape[0]):
-        if same:
-            mask, chunk = source.id.read_direct_chunk((i, 0, 0))
-            target.id.write_direct_chunk((offset + i, 0, 0), chunk, mask)
-        else:  # another chunk layout (not one this code writes): row by row, decoded and encoded again
-            target[offset + i] = source[i]
-
-
 def join_shards(output: str | Path, shards: list[str | Path], copy: bool = False) -> int:
     """Join shard files into ``output`` (virtual features, or ``copy``: chunks copied); returns its rows."""
     output = Path(output)
@@ -140,6 +138,7 @@ def join_shards(output: str | Path, shards: list[str | Path], copy: bool = False
             "cut from: extract them again (--overwrite)"
         )
     sizes, skipped, skipped_ids, partial = [], [], {}, []
+    ids, labels, lengths = [], [], []  # what the joined file's digest is fed first
     max_frames, dim = int(ref["max_frames"]), int(ref["feature_dim"])
     for path, attrs in ordered:
         with h5py.File(path, "r") as f:
@@ -147,11 +146,15 @@ def join_shards(output: str | Path, shards: list[str | Path], copy: bool = False
             if f["features"].shape[1:] != (max_frames, dim):
                 shape = f["features"].shape[1:]
                 raise FeatureFileError(f"{path}: features of {shape} per video, not {(max_frames, dim)}")
+            ids += [v.decode() for v in f["video_ids"][:]]
+            labels.append(f["labels"][:])
+            lengths.append(f["num_frames"][:])
         skipped += attrs["skipped"]
         skipped_ids |= attrs.get("skipped_ids", {})
         partial += attrs["partial"]
     total = sum(sizes)
     copy = copy or not total  # no rows: nothing to point at
+    digest = ContentDigest(ref.get("settings_fingerprint", ""), ids, np.concatenate(labels), np.concatenate(lengths))
     with writing(output) as out:
         layout = None
         if not copy:
@@ -165,9 +168,8 @@ def join_shards(output: str | Path, shards: list[str | Path], copy: bool = False
         ds = create_layout(out, total, max_frames, dim, virtual=layout)
         offset = 0
         for (path, _), n in zip(ordered, sizes, strict=True):
-            with h5py.File(path, "r") as f:
-                if copy and n:
-                    _copy_chunks(f["features"], ds["features"], offset)
+            with h5py.File(path, "r") as f:  # copied as stored chunks, or (virtual) read for the digest alone
+                copy_features(path, f["features"], range(n), digest, ds["features"] if copy else None, offset)
                 for name in ROW_DATASETS:
                     if n:
                         ds[name][offset : offset + n] = f[name][:]
@@ -187,6 +189,8 @@ def join_shards(output: str | Path, shards: list[str | Path], copy: bool = False
                 for path, attrs in ordered
             ]
             out.attrs["joined_from"] = json.dumps(sources)
+        out.attrs["all_finite"] = digest.all_finite
+    record_content(output, digest, [] if copy else [path for path, _ in ordered])
     return total
 
 

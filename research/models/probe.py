@@ -33,6 +33,12 @@ from research.engine.metrics import classification_metrics
 # of ~100 videos need strong regularisation; 2-10 k videos need little).
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
+# Above this many numbers in ``x [N, D]`` (512 MB in float64: ~52 000 videos of 1280-d features) the probe is
+# fitted, standardised and applied in blocks of rows: no float64 copy of ``x``, no SVD, memory that does not
+# grow with N beyond ``x`` itself. Below it, the in-memory solution of earlier versions, number for number.
+STREAM_ABOVE = 2**26
+BLOCK_NUMBERS = 2**23  # a block of rows holds about this many numbers (64 MB in float64)
+
 
 def pooled_mean(features: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """``[N, L, D]`` zero-padded sequences -> ``[N, D]`` means over each video's valid frames."""
@@ -51,8 +57,14 @@ class LogisticProbe:
     bias: np.ndarray  # [C]
     c: float
 
-    def logits(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.mean) / self.scale) @ self.weight.T + self.bias
+    def logits(self, x: np.ndarray, block_rows: int | None = None) -> np.ndarray:
+        """``[N, C]``; above ``STREAM_ABOVE`` numbers (or with ``block_rows``) in blocks of rows."""
+        if block_rows is None and x.size <= STREAM_ABOVE:
+            return ((x - self.mean) / self.scale) @ self.weight.T + self.bias
+        out = np.empty((x.shape[0], len(self.bias)))
+        for rows in row_blocks(x.shape[0], block_rows or block_rows_for(x.shape[1])):  # no [N, D] float64 copy
+            out[rows] = ((x[rows] - self.mean) / self.scale) @ self.weight.T + self.bias
+        return out
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         z = self.logits(x)
@@ -63,13 +75,32 @@ class LogisticProbe:
         return self.logits(x).argmax(axis=1)
 
 
-def standardisation(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std per feature (``StandardScaler``'s: population std, 1 for constant features)."""
-    mean, std = x.mean(axis=0), x.std(axis=0)
+def row_blocks(n: int, rows: int) -> list[slice]:
+    """Consecutive slices of ``rows`` rows (the last shorter) covering ``n`` rows."""
+    return [slice(start, min(start + rows, n)) for start in range(0, n, max(1, rows))]
+
+
+def block_rows_for(dim: int) -> int:
+    return max(1, BLOCK_NUMBERS // max(1, dim))
+
+
+def standardisation(x: np.ndarray, block_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and std per feature (``StandardScaler``'s: population std, 1 for constant features).
+
+    Above ``STREAM_ABOVE`` numbers (or with ``block_rows``) in two passes over blocks of rows, in float64."""
+    if block_rows is None and x.size <= STREAM_ABOVE:
+        mean, std = x.mean(axis=0), x.std(axis=0)
+        return mean, np.where(std > 0, std, 1.0)
+    blocks = row_blocks(x.shape[0], block_rows or block_rows_for(x.shape[1]))
+    mean = sum(x[rows].sum(axis=0, dtype=np.float64) for rows in blocks) / max(x.shape[0], 1)
+    squares = sum(((x[rows] - mean) ** 2).sum(axis=0) for rows in blocks)
+    std = np.sqrt(squares / max(x.shape[0], 1))
     return mean, np.where(std > 0, std, 1.0)
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, c: float = 1.0) -> LogisticProbe:
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, num_classes: int, c: float = 1.0, block_rows: int | None = None
+) -> LogisticProbe:
     """Solve the L2-regularised multinomial logistic regression on standardised ``x`` (full batch, L-BFGS).
 
     The optimum's weights lie in the row span of the training videos (the data term's gradient
@@ -77,9 +108,15 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, num_classes: int, c: float = 1.0)
     problem is therefore solved in an orthonormal basis ``V`` of that span (``X = U S V^T``):
     ``W = B V^T`` with ``||W|| = ||B||``, i.e. the same logistic regression on the N x rank
     coordinates ``X V``. Same solution, a fraction of the cost, equally well conditioned.
+
+    Above ``STREAM_ABOVE`` numbers (or with ``block_rows``: rows per block) N > D, the span is the whole
+    feature space, and the same problem is solved in it with the logits and gradients summed over blocks
+    of rows (``_fit_streamed``): beside ``x`` only a block and [C, D] arrays are held.
     """
     with threadpool_limits(1):  # problems this small only lose to threads fighting over 2 cores
-        return _fit(x, y, num_classes, c)
+        if block_rows is None and x.size <= STREAM_ABOVE:
+            return _fit(x, y, num_classes, c)
+        return _fit_streamed(x, y, num_classes, c, block_rows or block_rows_for(x.shape[1]))
 
 
 def _fit(x: np.ndarray, y: np.ndarray, num_classes: int, c: float) -> LogisticProbe:
@@ -108,6 +145,39 @@ def _fit(x: np.ndarray, y: np.ndarray, num_classes: int, c: float) -> LogisticPr
     )
     w, bias = result.x[: k * r].reshape(k, r), result.x[k * r :]
     return LogisticProbe(mean, scale, w @ basis.T, bias, c)
+
+
+def _fit_streamed(x: np.ndarray, y: np.ndarray, num_classes: int, c: float, block_rows: int) -> LogisticProbe:
+    """``_fit``'s objective in the standardised feature space itself, summed over blocks of rows of ``x``
+    (each block standardised in float64 as it is used): the same optimum (the problem is strictly convex)."""
+    mean, scale = standardisation(x, block_rows)
+    y = np.asarray(y, dtype=np.int64)
+    k, d = num_classes, x.shape[1]
+    blocks = row_blocks(x.shape[0], block_rows)
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[: k * d].reshape(k, d), theta[k * d :]
+        loss, grad_w, grad_b = (w * w).sum() / (2 * c), w / c, np.zeros(k)
+        for rows in blocks:
+            xs = (x[rows] - mean) / scale
+            z = xs @ w.T + b
+            lse = logsumexp(z, axis=1)
+            picked = np.arange(len(z)), y[rows]
+            loss += float((lse - z[picked]).sum())
+            g = np.exp(z - lse[:, None])  # d loss / d z, less the one-hot below
+            g[picked] -= 1.0
+            grad_w = grad_w + g.T @ xs
+            grad_b += g.sum(axis=0)
+        return float(loss), np.concatenate([grad_w.ravel(), grad_b])
+
+    result = minimize(
+        objective,
+        np.zeros(k * d + k),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": 5000, "gtol": 1e-9, "ftol": 1e-13},
+    )
+    return LogisticProbe(mean, scale, result.x[: k * d].reshape(k, d), result.x[k * d :], c)
 
 
 def choose_c(
@@ -149,4 +219,13 @@ def fit_probe(
     return fit_logistic(x, y, num_classes, chosen)
 
 
-__all__ = ["C_GRID", "LogisticProbe", "choose_c", "fit_logistic", "fit_probe", "pooled_mean", "standardisation"]
+__all__ = [
+    "C_GRID",
+    "STREAM_ABOVE",
+    "LogisticProbe",
+    "choose_c",
+    "fit_logistic",
+    "fit_probe",
+    "pooled_mean",
+    "standardisation",
+]

@@ -164,10 +164,10 @@ def _cropped(frame: av.VideoFrame, view: CropView) -> np.ndarray:
     return np.ascontiguousarray(rgb[top : top + view.size, left : left + view.size])
 
 
-def _to_rgb(frame: av.VideoFrame, size: Sizes) -> Any:
+def to_rgb(frame: av.VideoFrame, size: Sizes) -> Any:
     """RGB at each asked view (swscale), a tuple of them when several are asked for."""
     if isinstance(size, tuple):
-        return tuple(_to_rgb(frame, s) for s in size)
+        return tuple(to_rgb(frame, s) for s in size)
     if isinstance(size, CropView):
         return _rotated(frame, _cropped(frame, size))
     return _rotated(frame, frame.to_ndarray(width=size, height=size, format="rgb24"))
@@ -180,7 +180,7 @@ def _rotated(frame: av.VideoFrame, rgb: np.ndarray) -> np.ndarray:
     return rgb
 
 
-def _open_video(container: av.container.InputContainer, threads: int) -> av.VideoStream:
+def open_video(container: av.container.InputContainer, threads: int) -> av.VideoStream:
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"  # frame + slice threads in the decoder
     stream.codec_context.thread_count = threads
@@ -202,8 +202,8 @@ def _decode_selected(
         segments = make_plan(index, wanted.tolist())
         try:
             with av.open(str(path)) as container:
-                stream = _open_video(container, threads)
-                frames = decode_segments(container, stream, index, segments, lambda f: _to_rgb(f, size))
+                stream = open_video(container, threads)
+                frames = decode_segments(container, stream, index, segments, lambda f: to_rgb(f, size))
             return frames, len(index)
         except (PlanMismatch, av.FFmpegError) as err:
             log.debug("%s: the decode plan failed (%s); decoding sequentially", path, err)
@@ -218,10 +218,10 @@ def _decode_sequential(path: str | Path, wanted: np.ndarray, size: Sizes, thread
     count = 0
     try:
         with av.open(str(path)) as container:
-            stream = _open_video(container, threads)
+            stream = open_video(container, threads)
             for count, frame in enumerate(container.decode(stream), start=1):
                 if count - 1 in targets:
-                    out[count - 1] = _to_rgb(frame, size)
+                    out[count - 1] = to_rgb(frame, size)
                 if count - 1 >= last:
                     break
     except av.FFmpegError as err:  # a corrupt tail: keep what decoded, caller decides
