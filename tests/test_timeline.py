@@ -23,7 +23,7 @@ import torch
 from research.config import EvalConfig
 from research.engine.timeline import merge_segments, plan_windows
 
-from .conftest import ROOT
+from .conftest import ROOT, tiny_extract_config
 from .test_demo import tiny_real_collection
 from .test_training import tiny_train_config
 
@@ -58,7 +58,6 @@ def concatenate(clips: list[Path], out: Path, fps: int = FPS, size: tuple[int, i
 def real_classifiers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """Real features of 2-3 clips per source of 3 sources per class; a probe and a one-member ensemble on
     them (the classifier files the pipeline writes, both kinds), and each clip's own prediction."""
-    from research.config import ExtractConfig
     from research.engine.classifier import ensemble_file, fit_split_probe, probe_file, write_classifier
     from research.engine.evaluation import predict_videos
     from research.engine.training import train
@@ -68,18 +67,12 @@ def real_classifiers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, obje
     videos = tiny_real_collection(root / "real")
     features = root / "features"
     extract(
-        ExtractConfig(
-            data_dir=str(root / "real"),
+        tiny_extract_config(
+            root / "real",
+            features,
             annotations=str(root / "real" / "manifest.csv"),
             columns={"label": "class", "group": "source"},
             splits=["all"],
-            out_dir=str(features),
-            backbone="mobilenet_v2",
-            frames=8,
-            image_size=96,
-            batch_size=16,
-            num_workers=0,
-            clip_seconds=None,
             log_mlflow=False,
         )
     )

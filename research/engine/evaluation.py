@@ -516,13 +516,14 @@ def predict_videos(cfg: EvalConfig) -> list[dict[str, Any]]:
     """
     device = distributed.device_for(cfg.device)
     videos = predictions.videos_to_predict(cfg.predict)  # before the members: a folder without videos says so
-    classify, record = video_classifier(cfg, device)
+    ready = read_classifier(cfg.classifier) if cfg.classifier else {}  # read (and its members checked) once
+    classify, record = video_classifier(cfg, device, ready)
     settings, kind = FeatureSettings.from_record(record), kind_of(record)
     backbones = create_backbones(settings, device=device)
     classes = [c for c, _ in sorted(record["category_mapping"].items(), key=lambda kv: kv[1])]
     if cfg.window is not None:  # --window: a timeline per video (research.engine.timeline), not one label per file
         return predict_timelines(cfg, videos, classify, settings, kind, backbones, classes, device)
-    familiar = video_familiarity(cfg)  # how much each video looks like the training clips (single-scale mean)
+    familiar = video_familiarity(ready)  # how much each video looks like the training clips (single-scale mean)
     kinds = sorted({kind, "single"}) if familiar is not None else [kind]
     entries = [file_entry(video.path) for video in videos]
     results: list[dict[str, Any]] = [{} for _ in entries]
@@ -546,12 +547,14 @@ def predict_videos(cfg: EvalConfig) -> list[dict[str, Any]]:
     return results
 
 
-def video_classifier(cfg: EvalConfig, device: torch.device) -> tuple[Callable[..., np.ndarray], dict[str, Any]]:
+def video_classifier(
+    cfg: EvalConfig, device: torch.device, record: dict[str, Any]
+) -> tuple[Callable[..., np.ndarray], dict[str, Any]]:
     """``(classify, feature record)``: ``classify(features, familiarity=None)`` maps one video's ``[T, D]`` frame
     features to its calibrated class probabilities ``[C]``, or ``[B, T, D]`` (sequences of one length: a
     timeline's windows) to ``[B, C]``. ``familiarity`` (``[1]`` or ``[B]``, ``video_familiarity``) picks each
-    video's temperature where the classifier has temperatures by familiarity band; without it, the one."""
-    record = read_classifier(cfg.classifier) if cfg.classifier else {}  # read (and its members checked) once
+    video's temperature where the classifier has temperatures by familiarity band; without it, the one.
+    ``record``: the ``--classifier`` file as ``read_classifier`` read it, or empty (members given)."""
     bands = record.get("familiarity_bands") or {}
     if record.get("kind") == "probe":
         probe, temperature = record_probe(record), float(record["temperature"])
@@ -600,7 +603,6 @@ def band_temperature(temperature: float, bands: dict[str, Any], familiarity: np.
     return temperatures[band_of(np.asarray(familiarity), edges)][:, None]
 
 
-def video_familiarity(cfg: EvalConfig) -> Familiarity | None:
-    """The ready classifier's familiarity (its training clips), or None (members given, or an older file)."""
-    record = read_classifier(cfg.classifier) if cfg.classifier else {}
+def video_familiarity(record: dict[str, Any]) -> Familiarity | None:
+    """A ready classifier's familiarity (its training clips), or None (members given, or an older file)."""
     return Familiarity.from_record(record["familiarity"]) if "familiarity" in record else None
