@@ -1,6 +1,6 @@
 """Video content classification from frozen-CNN frame features, arranged by job.
 
-    research/config.py      one config dataclass per stage, YAML + command line
+    research/config/        one config dataclass per stage (stages.py), read from YAML + command line (loading.py)
     research/data/          inputs (folders, seed .pt files), the feature-file dataset, splitting
     research/video/         PyAV decoding, frame sampling, the keyframe decode plan
     research/features/      settings, frames -> CNN -> scales, extraction, the HDF5 format

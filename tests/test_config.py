@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 from research.config import (
-    ConfigError,
     CVConfig,
     EvalConfig,
     ExtractConfig,
@@ -19,6 +18,7 @@ from research.config import (
     to_flat_dict,
     to_yaml,
 )
+from research.errors import ConfigError
 from research.models import check_model_args, model_arguments, resolve_model_args
 
 from .conftest import ROOT

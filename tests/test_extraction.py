@@ -282,7 +282,8 @@ print(json.dumps(rss))
 
 
 def test_config_rejects_unknown_sampling() -> None:
-    from research.config import ConfigError, build_config
+    from research.config import build_config
+    from research.errors import ConfigError
 
     with pytest.raises(ConfigError):
         build_config(ExtractConfig, {"sampling": "random"})

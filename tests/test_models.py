@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from research.config import ConfigError
 from research.data.dataset import FeatureDataset
 from research.engine.checkpoints import build_model, load_checkpoint
+from research.errors import ConfigError
 from research.models import count_parameters, create_model, list_models, model_arguments
 
 from .conftest import ROOT

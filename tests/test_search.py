@@ -16,7 +16,8 @@ from optuna.trial import TrialState
 from rich.console import Console
 
 from research import tracking
-from research.config import ConfigError, SearchConfig, TrainConfig
+from research.config import SearchConfig, TrainConfig
+from research.errors import ConfigError
 from research.models import list_models, model_arguments
 from research.tuning.search import join_study, prepare_study, run_search, summary_table
 from research.tuning.space import check_space, default_space, resolve_space, suggest, with_params
