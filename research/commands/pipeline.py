@@ -1,22 +1,23 @@
-"""The whole pipeline on one collection: videos -> features -> split -> ensemble members -> evaluation.
+"""The whole pipeline on one collection: videos -> features -> the fold members or the split's -> report -> classifier.
 
-    python -m research.commands.pipeline --config experiments/demo.yaml --seeds 1 2 3 4   # = make demo
+    python -m research.commands.pipeline --config experiments/demo.yaml                # = make demo
     python -m research.commands.pipeline --annotations my/labels.csv --data-root my   # your videos, demo's recipe
 
-1. extracts single- and multi-scale features of every video from one CNN pass (``extract:``);
-2. splits what extraction kept: a data root with ``train/ val/ test/`` folders by its folders; one
-   split folder (``all/``), or an annotation file without a split column, **by group** (``cv.group_by``:
-   the annotation's ``group`` column, or another): groups disjoint, stratified by class, deterministic (the
-   test part is one grouped fold, validation is carved by group from the rest, ``research.data.splits``),
-   written as subsets of the extracted files with ``split.json`` into ``train.features_dir``;
-3. trains one ensemble member per seed (``train.py --seed N`` with the config) on those files;
-4. (a pool split by group) cross-validates the probe against the recipe on train+val alone, grouped
-   as the split (``research.engine.choice``): which classifier transfers better, and the temperature
-   each one's probabilities get, fitted on groups held out;
-5. evaluates each member, with TTA, the ensemble and the probe on the test part, calibrated, writes
-   ``report.json``, ``predictions.csv`` and ``reliability.png`` (``evaluate.out_dir``), the chosen
-   classifier as ``classifier.pt`` beside the members (for ``evaluate.py --classifier ... --predict``)
-   with ``classifier.json`` beside the report, and prints the table and the MLflow links.
+A collection of fewer than ``cv.headline_cv_below`` clips (``make demo``'s 381) is cross-validated, once:
+
+1. features: single- and multi-scale files of every video from one CNN pass (``extract:``);
+2. the one CV (``research.engine.oof``): ``cv.folds`` folds grouped by ``cv.group_by`` (the demo: family),
+   each also holding out whole sources and single clips of the families it trains on; one member per
+   seed per fold, trained and scored on its held-out clips in one job; the probe fitted per fold;
+3. what the CV says (``research.engine.cv_report``): the headline with intervals, the choice between the
+   probe and the ensemble, the temperatures fitted on every kind of held-out clip, the coverage table;
+   ``report.json``, ``predictions.csv`` (every clip), ``reliability.png`` and the contact sheet of errors;
+4. the ready classifier ``classifier.pt``: the fold members themselves as one ensemble (no model is
+   trained twice), or the probe fitted on every clip, calibrated as the report says.
+
+A larger collection is split once by group (test is one grouped fold, validation carved by group from the
+rest): one member per seed trained on train, the probe and the ensemble compared and calibrated on val,
+both scored on test. A data root with train/, val/ and test/ folders is split by its folders.
 
 Every step re-uses finished work made from the same inputs and settings and says so, so a second
 run takes seconds. ``make demo`` is this with ``experiments/demo.yaml`` on benchmarks/real's clips.
@@ -33,10 +34,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rich.table import Table
 from rich.text import Text
 
+from research import distributed
 from research.cli import banner, console, make_parser, run_cli, setup_logging
 from research.config import (
     OVERRIDES_DEST,
@@ -52,12 +53,12 @@ from research.data.inputs import ALL_SPLIT, config_annotations, split_of
 from research.data.splits import balanced_split, grouping_column, starved_classes, video_groups, write_fold
 from research.engine import classifier as classifier_file
 from research.engine.choice import choose_classifier
-from research.engine.crossval import cross_validate, same_cv
-from research.engine.crossval import table as cv_table
-from research.engine.evaluation import evaluate, results_table
+from research.engine.cv_report import Shipped, cv_report, kind_lines
+from research.engine.evaluation import ValidationFit, evaluate, fit_on_validation, load_members
 from research.engine.familiarity import Familiarity
 from research.engine.members import train_members
-from research.engine.metrics import grouped_bootstrap_interval
+from research.engine.oof import OutOfFold, cross_fit
+from research.engine.report import results_table
 from research.errors import UserError
 from research.features.extraction import extract
 from research.features.hdf5 import content_fingerprint, read_attrs
@@ -218,77 +219,259 @@ def run_pipeline(
     overwrite: bool = False,
     overrides: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The stages on the config's collection; ``overwrite`` recomputes feature files made differently
-    (e.g. by an older version); ``overrides`` are each section's command-line values (``collection_overrides``)."""
-    seeds = seeds or [1, 2, 3, 4]
+    """The stages on the config's collection; ``seeds``: one member per seed (per fold, under the threshold;
+    default ``cv.seeds``); ``overwrite`` recomputes feature files made differently (e.g. by an older version);
+    ``overrides`` are each section's command-line values (``collection_overrides``)."""
     overrides = overrides or {}
     extract_cfg = load_config(
         ExtractConfig, "extract", config, overrides.get("extract", {}) | ({"overwrite": True} if overwrite else {})
     )
     train_cfg = load_config(TrainConfig, "train", config, overrides.get("train"))
     eval_cfg = load_config(EvalConfig, "evaluate", config, overrides.get("evaluate"))
+    cv = load_config(CVConfig, "cv", config, overrides.get("cv"))
+    cv = dataclasses.replace(cv, seeds=list(seeds or cv.seeds))
     pool = pool_split(extract_cfg)
-    split_by_folder = pool is None
-    if not split_by_folder and Path(train_cfg.features_dir).resolve() == Path(extract_cfg.out_dir).resolve():
+    if pool is not None and Path(train_cfg.features_dir).resolve() == Path(extract_cfg.out_dir).resolve():
         raise UserError(
-            f"train.features_dir must be a folder of its own for the source split, not the extraction's "
+            f"train.features_dir must be a folder of its own for the split by group, not the extraction's "
             f"{extract_cfg.out_dir} (e.g. {Path(extract_cfg.out_dir) / 'by_group'})"
         )
-    cv = load_config(CVConfig, "cv", config, overrides.get("cv"))
-    # the choice needs groups (a pool split by group) and the probe's single-scale features
-    choose = not split_by_folder and cv.choice_folds > 0 and "single" in extract_cfg.outputs
-    steps = (3 if split_by_folder else 4) + choose + (not split_by_folder)  # the last: the headline's CV, maybe
-    banner(f"1/{steps} features: one {extract_cfg.backbone} pass, single- and multi-scale files")
-    extract(extract_cfg)
+    clips = None
+    if pool is not None:
+        steps = 4
+        banner(f"1/{steps} features: one {extract_cfg.backbone} pass, single- and multi-scale files")
+        extract(extract_cfg)
+        clips = int(read_attrs(split_path(extract_cfg.out_dir, pool, train_cfg.multi_scale))["num_videos"])
+    else:
+        banner(f"1/3 features: one {extract_cfg.backbone} pass, single- and multi-scale files")
+        extract(extract_cfg)
+    if pool is not None and 0 < clips < cv.headline_cv_below and "single" in extract_cfg.outputs:
+        report, classifier = cross_validated(extract_cfg, train_cfg, eval_cfg, cv, pool, clips)
+    else:
+        report, classifier = split_once(extract_cfg, train_cfg, eval_cfg, cv, pool, clips)
+    closing_lines(config, extract_cfg, train_cfg, eval_cfg, pool, report, classifier)
+    return report
+
+
+def cross_validated(
+    extract_cfg: ExtractConfig, train_cfg: TrainConfig, eval_cfg: EvalConfig, cv: CVConfig, pool: str, clips: int
+) -> tuple[dict[str, Any], Path]:
+    """A small collection: the one CV, every figure read off its out-of-fold predictions, the fold members as
+    the ready ensemble (or the probe fitted on every clip). Returns the report and the classifier's path."""
+    cv = dataclasses.replace(cv, split=pool, out_dir=str(Path(train_cfg.out_dir) / "cv"))
+    why = f"{clips} clips, under cv.headline_cv_below {cv.headline_cv_below}: one split would be one draw"
+    trainings = cv.folds * len(cv.seeds)
+    banner(
+        f"2/4 the one CV: {cv.folds} folds by {cv.group_by} of every clip, {len(cv.seeds)} member(s) per fold "
+        f"({trainings} trainings; {why})"
+    )
+    tta_modes = tuple(eval_cfg.tta_modes) if eval_cfg.tta else ()
+    oof = cross_fit(cv, extract_cfg, train_cfg, tta_modes, name=f"{train_cfg.ensemble}-cv")
+    banner("3/4 what the CV says: the headline, the choice, the temperatures, every clip's prediction")
+    pool_single = split_path(extract_cfg.out_dir, pool, False)
+    report, shipped = cv_report(oof, eval_cfg, cv, pool_single, train_cfg.model, train_cfg.ensemble)
+    console.print(results_table(report))
+    _print_choice(report["choice"])
+    for line in [calibration_line(report["calibration"]["held_out"]), *kind_lines(report)]:
+        console.print(line, highlight=False)
+    console.print(headline_line(report["headline"]), highlight=False)
+    banner("4/4 the ready classifier")
+    classifier = ready_from_cv(oof, shipped, report, train_cfg, eval_cfg, pool_single)
+    return report, classifier
+
+
+def split_once(
+    extract_cfg: ExtractConfig,
+    train_cfg: TrainConfig,
+    eval_cfg: EvalConfig,
+    cv: CVConfig,
+    pool: str | None,
+    clips: int | None,
+) -> tuple[dict[str, Any], Path | None]:
+    """A large collection (or one split by its folders): members on the train part; the probe against the
+    ensemble, and their temperatures, on the validation part; both scored on test."""
     tags: dict[str, str] = {}
-    if not split_by_folder:
-        banner(f"2/{steps} split by {cv.group_by}: no group on two of train, val and test")
+    record = None
+    steps = 5 if pool is not None else 3
+    step = 1
+    if pool is not None:
+        step += 1
+        why = f"{clips} clips, at least cv.headline_cv_below {cv.headline_cv_below}" if clips else ""
+        banner(f"{step}/{steps} split by {cv.group_by}: no group on two of train, val and test ({why})")
         record = split_by_group(extract_cfg, train_cfg, cv, pool)
         tags = {"split": f"by {cv.group_by}", "split_seed": str(cv.fold_seed)}
         tags |= {f"split_{name}_clips": str(part["clips"]) for name, part in record["splits"].items()}
-    step = 2 if split_by_folder else 3
-    banner(f"{step}/{steps} ensemble members: seeds {seeds}")
-    checkpoints = train_members(train_cfg, seeds, extra_tags=tags)
-    choice: dict[str, Any] = {}
-    shipped_probe = None
-    if choose:
-        step += 1
-        title = f"{cv.choice_folds} folds by {cv.group_by} of train+val"
-        banner(f"{step}/{steps} probe or recipe, and how sure each may be: {title}")
-        choice, shipped_probe = choose_by_cv(extract_cfg, train_cfg, cv, record)
-    headline = None
-    if not split_by_folder:
-        step += 1
-        headline = headline_by_cv(extract_cfg, train_cfg, cv, pool, record, f"{step}/{steps}")
-    banner(f"{steps}/{steps} evaluation: members, TTA, ensemble, probe" + " on the test groups" * choose)
+    step += 1
+    banner(f"{step}/{steps} ensemble members: seeds {cv.seeds}")
+    checkpoints = train_members(train_cfg, cv.seeds, extra_tags=tags)
     probe = "single" in extract_cfg.outputs  # the probe beside the ensemble: it reads the single-scale files
-    temperatures, bands = cross_fitted_temperatures(choice)
-    report = evaluate(
-        dataclasses.replace(
-            eval_cfg,
-            checkpoints=[str(p) for p in checkpoints],
-            probe=probe,
-            temperatures=temperatures,
-            familiarity_bands=bands,
-        ),
-        headline,
-        choice.get("familiarity"),
-    )
+    members_cfg = dataclasses.replace(eval_cfg, checkpoints=[str(p) for p in checkpoints], probe=probe)
+    validation, choice = None, None
+    if pool is not None and probe:
+        step += 1
+        banner(f"{step}/{steps} probe or ensemble, and their temperatures: on the validation split")
+        validation, choice = choose_on_validation(members_cfg, extract_cfg, train_cfg, cv)
+    banner(f"{steps}/{steps} evaluation: members, TTA, ensemble, probe on the test part")
+    report = evaluate(members_cfg, validation=validation)
     console.print(results_table(report))
-    if headline:
-        console.print(headline_line(headline), highlight=False)
-    if choice and shipped_probe is not None:
-        classifier = ready_classifier(train_cfg, eval_cfg, choice, shipped_probe, report, checkpoints)
-    else:  # a classifier file of an earlier run is not this run's: removed, never left to be applied
-        classifier = None
+    if choice is None:  # a classifier file of an earlier run is not this run's: removed, never left to be applied
         for stale in (Path(train_cfg.out_dir) / classifier_file.FILE_NAME, Path(eval_cfg.out_dir) / "classifier.json"):
             stale.unlink(missing_ok=True)
+        return report, None
+    report["choice"] = choice
+    _print_choice(choice)
+    assert validation is not None and validation.probe is not None
+    return report, ready_from_split(choice, validation, report, checkpoints, train_cfg, eval_cfg)
+
+
+def choose_on_validation(
+    cfg: EvalConfig, extract_cfg: ExtractConfig, train_cfg: TrainConfig, cv: CVConfig
+) -> tuple[ValidationFit, dict[str, Any]]:
+    """The members and the probe scored once on the validation split; the choice between them on it."""
+    members = load_members(cfg)
+    validation = fit_on_validation(members, cfg, distributed.device_for(cfg.device))
+    folder = Path(train_cfg.features_dir)
+    validation.probe = classifier_file.fit_split_probe(
+        split_path(folder, "train", False), split_path(folder, "val", False)
+    )
+    val_single = split_path(folder, "val", False)
+    x_val, y_val = classifier_file.pooled_file(val_single)
+    groups = video_groups(FeatureDataset(val_single, in_memory="no"), cv, extract_cfg)
+    final = "ensemble+tta" if "ensemble+tta" in validation.rows else "ensemble"
+    choice = choose_classifier(
+        y_val,
+        groups,
+        {"ensemble": validation.rows[final].calibrated, "probe": validation.probe.probabilities(x_val)},
+        int(y_val.max()) + 1 if len(y_val) else 0,
+        cv.bootstrap,
+        f"the validation split ({len(y_val)} clips): groups none of the models trained on",
+        {
+            "ensemble": f"the {len(members)} members' ensemble with TTA",
+            "probe": f"logistic regression on the mean single-scale frame feature, C={validation.probe.probe.c:g}",
+        },
+    )
+    return validation, choice
+
+
+# ------------------------------------------------------------ the ready classifier
+
+
+def ready_from_cv(
+    oof: OutOfFold, shipped: Shipped, report: dict[str, Any], train_cfg: TrainConfig, eval_cfg: EvalConfig, pool: Path
+) -> Path:
+    """``classifier.pt`` from the CV: its fold members as one ensemble, or the probe fitted on every clip, with
+    the temperatures fitted on every kind of held-out clip (one, or one per familiarity band)."""
+    path = Path(train_cfg.out_dir) / classifier_file.FILE_NAME
+    choice = report["choice"]
+    bands = {}
+    if shipped.edges:
+        applies_to = "probe" if shipped.kind == "probe" else "ensemble"
+        bands = {"applies_to": applies_to, "edges": shipped.edges, "temperatures": shipped.temperatures}
+    temperature = shipped.temperatures[0] if not shipped.edges else 1.0
+    if shipped.kind == "probe":
+        fitted = classifier_file.SplitProbe(oof.probe, temperature, {})
+        made = classifier_file.probe_file(fitted, pool, choice, temperature)
+        what = {"kind": "probe", "temperature": temperature, "c": oof.probe.c, "fitted_on": "every clip"}
+    else:
+        members = [p for fold in oof.checkpoints for p in fold]
+        made = classifier_file.ensemble_file(members, list(report["tta_modes"]), temperature, choice, 1.0, path.parent)
+        made["weights"] = None  # every fold member alike
+        what = {"kind": "ensemble", "temperature": temperature, "members": made["members"]}
+        what["why"] = "the CV's fold members: trained once, scored on the clips they never saw, shipped as they are"
+    made["familiarity"] = shipped.familiarity.to_record()
+    made["familiarity_bands"] = bands
+    return _write_ready(made, path, eval_cfg, what | {"familiarity_bands": bands}, choice)
+
+
+def ready_from_split(
+    choice: dict[str, Any],
+    validation: ValidationFit,
+    report: dict[str, Any],
+    checkpoints: list[Path],
+    train_cfg: TrainConfig,
+    eval_cfg: EvalConfig,
+) -> Path:
+    """``classifier.pt`` of a split: the members (each with its own temperature, the ensemble's fitted on val) or
+    the probe fitted on the train part (C and temperature on val)."""
+    path = Path(train_cfg.out_dir) / classifier_file.FILE_NAME
+    assert validation.probe is not None
+    train_single = split_path(train_cfg.features_dir, "train", False)
+    if choice["chosen"] == "probe":
+        made = classifier_file.probe_file(validation.probe, train_single, choice)
+        what = {"kind": "probe", "temperature": made["temperature"], "c": validation.probe.probe.c}
+    else:
+        ensemble_t = report["calibration"]["ensemble_temperatures"].get(report["final_row"], 1.0)
+        made = classifier_file.ensemble_file(checkpoints, report["tta_modes"], ensemble_t, choice, None, path.parent)
+        made["weights"] = eval_cfg.weights  # as the report's ensemble weighed its members
+        what = {"kind": "ensemble", "temperature": ensemble_t, "members": made["members"]}
+    made["familiarity"] = Familiarity.fit(classifier_file.pooled_file(train_single)[0]).to_record()
+    made["familiarity_bands"] = {}
+    return _write_ready(made, path, eval_cfg, what, choice)
+
+
+def _write_ready(made: dict[str, Any], path: Path, eval_cfg: EvalConfig, what: dict[str, Any], choice: dict) -> Path:
+    classifier_file.write_classifier(made, path)
+    summary = {"classifier": shown_path(path), **what, "choice": choice}
+    write_text_atomic(Path(eval_cfg.out_dir) / "classifier.json", json.dumps(summary, indent=2))
+    console.print(f"ready classifier: the {what['kind']}, {shown_path(path)}", highlight=False)
+    return Path(shown_path(path))
+
+
+# ------------------------------------------------------------------ printing
+
+
+def headline_line(headline: dict[str, Any]) -> str:
+    ci = headline["macro_f1_95"]
+    return (
+        f"headline ({headline['what']}; {headline['why']}): {headline['row']} macro-F1 {headline['macro_f1']:.3f}, "
+        f"95 % [{ci['low']:.3f}, {ci['high']:.3f}] over {headline['groups']} groups"
+    )
+
+
+def calibration_line(calibration: dict[str, Any]) -> str:
+    """The ready classifier's calibration on every kind of held-out clip, in one line."""
+    way = calibration["calibrated_by"]
+    how = f"{len(calibration['temperatures'])} familiarity bands" if way == "bands" else "one temperature"
+    goal = "met" if calibration["met"] else "not met"
+    worst = calibration["worst_ece"][way]
+    return f"calibration ({how}, cross-fitted on every kind of held-out clip): worst ECE {worst:.3f} (<= 0.05: {goal})"
+
+
+def _print_choice(choice: dict[str, Any]) -> None:
+    table = Table(title=f"probe or ensemble: {choice['scored_on']}")
+    for col in ("candidate", "macro-F1", "95 % (groups resampled)", "what"):
+        table.add_column(col)
+    for name, fig in choice["candidates"].items():
+        ci = fig["macro_f1_95"]
+        table.add_row(name, f"{fig['macro_f1']:.3f}", f"{ci['low']:.3f}-{ci['high']:.3f}", fig["what"])
+    console.print(table)
+    d = choice["difference"]
+    console.print(
+        f"chosen: {choice['chosen']} ({d['chosen_minus_other']:+.3f}, paired 95 % "
+        f"[{d['paired_95']['low']:+.3f}, {d['paired_95']['high']:+.3f}]" + (": within noise)" if d["noise"] else ")"),
+        highlight=False,
+    )
+
+
+def closing_lines(
+    config: Path,
+    extract_cfg: ExtractConfig,
+    train_cfg: TrainConfig,
+    eval_cfg: EvalConfig,
+    pool: str | None,
+    report: dict[str, Any],
+    classifier: Path | None,
+) -> None:
+    """Where the outputs are, and the links into the MLflow UI."""
     lines = [
         f"  report        {eval_cfg.out_dir}/report.json, {eval_cfg.out_dir}/predictions.csv",
-        f"  checkpoints   {train_cfg.out_dir}/best_ensemble_model_{{{','.join(map(str, seeds))}}}.pt",
         f"  features      {extract_cfg.out_dir}/ (python -m research.commands.features inspect FILE.h5)",
     ]
-    if not split_by_folder:
+    if "cv" in report:
+        lines.insert(
+            1, f"  fold members  {report['cv']['folder']}/fold_*/runs/ ({report['cv']['trainings']} trainings)"
+        )
+    elif pool is not None:
         lines.append(f"  split         {train_cfg.features_dir}/split.json")
     if classifier:
         lines.append(f"  classify      python evaluate.py --classifier {classifier} --predict MY_VIDEOS/")
@@ -297,202 +480,11 @@ def run_pipeline(
     console.print("\n[bold]Where to look next[/bold]")
     console.print("\n".join(lines), soft_wrap=True, markup=False, highlight=False)
     if train_cfg.log_mlflow:  # the way into the UI: the command, then links to the members and the evaluation
-        members = [m.get("run_id") for m in report.get("members", [])]
-        links = mlflow_links.ui_links(train_cfg.ensemble, members, report.get("mlflow_run_id"), train_cfg.tracking_uri)
-        mlflow_links.print_links(console, links)
-    return report
-
-
-def headline_by_cv(
-    extract_cfg: ExtractConfig,
-    train_cfg: TrainConfig,
-    cv: CVConfig,
-    pool: str,
-    record: dict[str, Any],
-    step: str,
-) -> dict[str, Any] | None:
-    """A small collection's headline: the recipe under pooled grouped K-fold CV of every clip (``cv.folds`` folds
-    grouped as the split, one member per ``cv.seeds`` seed in each), so that every clip is scored once by
-    models that never saw its group. One split's test part is one draw of a few groups, too few to say how
-    good the recipe is; the CV is re-used while the features, groups and settings are the same."""
-    clips = record["kept"]
-    if not 0 < clips < cv.headline_cv_below:
-        log.info("headline: the test split (%d clips, cv.headline_cv_below %d)", clips, cv.headline_cv_below)
-        return None
-    cv_cfg = dataclasses.replace(cv, split=pool, out_dir=str(Path(train_cfg.out_dir) / "headline_cv"))
-    cv_train = dataclasses.replace(train_cfg, ensemble=f"{train_cfg.ensemble}-cv", experiment="cv")
-    why = f"{clips} clips, under cv.headline_cv_below {cv.headline_cv_below}"
-    banner(f"{step} the headline: {cv.folds}-fold CV by {cv.group_by} of every clip ({why})")
-    source = split_path(extract_cfg.out_dir, pool, train_cfg.multi_scale)
-    path = Path(cv_cfg.out_dir) / "cv.json"
-    if same_cv(path, cv_train, cv_cfg, source, extract_cfg):
-        log.info("headline: re-using %s (the same features, groups and settings)", shown_path(path))
-        result = json.loads(path.read_text())
-    else:
-        result = cross_validate(cv_cfg, extract_cfg, cv_train, name=f"{train_cfg.ensemble}-headline")
-    console.print(cv_table(result))
-    return headline_record(result, record.get("grouped_by", cv.group_by), why)
-
-
-def headline_record(result: dict[str, Any], grouped_by: str, why: str) -> dict[str, Any]:
-    """``report.json``'s ``headline`` from a CV summary: each row's pooled scores with two 95 % intervals,
-    clips resampled and groups resampled (clips of one group are not independent: the honest one)."""
-    labels, groups = np.asarray(result["labels"]), result["video_groups"]
-    rows = {}
-    for name, row in result["rows"].items():
-        pooled = row["pooled"]
-        by_group = grouped_bootstrap_interval(labels, np.asarray(pooled["pred"]), groups, len(result["classes"]))
-        rows[name] = {
-            "macro_f1": pooled["macro_f1"],
-            "accuracy": pooled["accuracy"],
-            "macro_f1_95_clips": pooled["bootstrap_95"],
-            "macro_f1_95": by_group,
-            "fold_macro_f1": row["fold_macro_f1"],
-        }
-    final = "ensemble+tta" if "ensemble+tta" in rows else list(rows)[-1]
-    return {
-        "what": f"pooled grouped {result['folds']}-fold CV by {grouped_by} of every clip, "
-        f"{len(result['config']['cv']['seeds'])} members per fold",
-        "why": why,
-        "clips": result["videos"],
-        "groups": result["groups"],
-        "row": final,
-        **{k: rows[final][k] for k in ("macro_f1", "accuracy", "macro_f1_95")},
-        "rows": rows,
-        "cv": shown_path(Path(result["config"]["cv"]["out_dir"]) / "cv.json"),
-    }
-
-
-def headline_line(headline: dict[str, Any]) -> str:
-    ci = headline["macro_f1_95"]
-    return (
-        f"headline ({headline['what']}; {headline['why']}): {headline['row']} macro-F1 {headline['macro_f1']:.3f}, "
-        f"95 % [{ci['low']:.3f}, {ci['high']:.3f}] over {headline['groups']} groups; the table above is one split"
-    )
-
-
-def choose_by_cv(
-    extract_cfg: ExtractConfig, train_cfg: TrainConfig, cv: CVConfig, record: dict[str, Any]
-) -> tuple[dict[str, Any], classifier_file.SplitProbe]:
-    """The probe against the recipe, and each one's cross-fitted temperature, by grouped CV of the split's
-    train and val videos (``research.engine.choice``); the test videos are not read. Returns the choice
-    and the probe that would be shipped (fitted on the split's train, C chosen on its val)."""
-    split = pool_split(extract_cfg) or extract_cfg.splits[0]
-    pool = {kind == "multi": split_path(extract_cfg.out_dir, split, kind == "multi") for kind in extract_cfg.outputs}
-    ds = FeatureDataset(next(iter(pool.values())), in_memory="no")
-    dev_videos = set(record["splits"]["train"]["videos"]) | set(record["splits"]["val"]["videos"])
-    dev = np.array([i for i, vid in enumerate(ds.video_ids) if vid in dev_videos])
-    groups = video_groups(ds, cv, extract_cfg)
-    # split by family: the sources within families are the second kind of held-out clip the calibration sees
-    by_family = grouping_column(cv, extract_cfg) == "family"
-    fine = video_groups(ds, dataclasses.replace(cv, group_by="group"), extract_cfg) if by_family else None
-    folder = Path(train_cfg.features_dir)  # the probe shipped: C chosen on the split's val, measured at that C
-    shipped = classifier_file.fit_split_probe(split_path(folder, "train", False), split_path(folder, "val", False))
-    work_dir = Path(train_cfg.out_dir) / "choice"
-    choice = choose_classifier(pool, dev, groups, train_cfg, cv, work_dir, shipped.probe.c, fine)
-    _report_choice(choice)
-    return choice, shipped
-
-
-def cross_fitted_temperatures(choice: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
-    """``EvalConfig.temperatures`` and ``familiarity_bands`` from a choice: each candidate's temperature fitted on
-    held-out folds; the chosen one's fitted on both kinds of held-out clip (by familiarity band where bands
-    transfer better than one temperature, ``research.engine.familiarity``)."""
-    if not choice or "skipped" in choice:
-        return {}, {}
-    candidates = choice["candidates"]
-    temperatures = {
-        "members": candidates["recipe"]["calibration"]["temperature"],
-        "probe": candidates["probe"]["calibration"]["temperature"],
-    }
-    calibration = choice.get("familiarity")
-    if not calibration:
-        return temperatures, {}
-    applies_to = "probe" if choice["chosen"] == "probe" else "members"
-    if not calibration["edges"]:
-        return temperatures | {applies_to: calibration["temperatures"][0]}, {}
-    bands = {"applies_to": applies_to, "edges": calibration["edges"], "temperatures": calibration["temperatures"]}
-    return temperatures, bands
-
-
-def ready_classifier(
-    train_cfg: TrainConfig,
-    eval_cfg: EvalConfig,
-    choice: dict[str, Any],
-    probe: classifier_file.SplitProbe,
-    report: dict[str, Any],
-    checkpoints: list[Path],
-) -> Path:
-    """Write the chosen classifier as ``classifier.pt`` beside the members, calibrated as the report is, and
-    the choice with its figures as ``classifier.json`` beside the report; returns the classifier's path."""
-    path = Path(train_cfg.out_dir) / classifier_file.FILE_NAME
-    temperatures, bands = cross_fitted_temperatures(choice)
-    if choice["chosen"] == "probe":
-        train_file = split_path(train_cfg.features_dir, "train", False)
-        made = classifier_file.probe_file(probe, train_file, choice, temperatures["probe"])
-        what = {"kind": "probe", "temperature": made["temperature"], "c": probe.probe.c}
-    else:
-        ensemble_t = report["calibration"]["ensemble_temperatures"].get(report["final_row"], 1.0)
-        member_t = temperatures.get("members")
-        made = classifier_file.ensemble_file(checkpoints, report["tta_modes"], ensemble_t, choice, member_t)
-        made["weights"] = eval_cfg.weights  # as the report's ensemble weighed its members
-        what = {"kind": "ensemble", "member_temperature": member_t, "temperature": ensemble_t}
-        what["members"] = [p.name for p in checkpoints]
-    # how familiar a new video looks (against the training clips), and its band's temperature where bands won
-    train_single = split_path(train_cfg.features_dir, "train", False)
-    made["familiarity"] = Familiarity.fit(classifier_file.pooled_file(train_single)[0]).to_record()
-    made["familiarity_bands"] = bands
-    what["familiarity_bands"] = bands
-    classifier_file.write_classifier(made, path)
-    summary = {"classifier": shown_path(path), **what, "choice": choice}
-    write_text_atomic(Path(eval_cfg.out_dir) / "classifier.json", json.dumps(summary, indent=2))
-    console.print(f"ready classifier: the {what['kind']}, {shown_path(path)}", highlight=False)
-    return Path(shown_path(path))
-
-
-def familiarity_line(calibration: dict[str, Any] | None) -> str:
-    """The chosen classifier's calibration on both kinds of held-out clip, in one line."""
-    if not calibration:
-        return "calibration by familiarity: not measured (one kind of held-out clip)"
-    way = calibration["calibrated_by"]
-    kinds = ", ".join(f"{v['what']} {v['ece'][way]:.3f}" for v in calibration["kinds"].values())
-    how = f"{len(calibration['temperatures'])} familiarity bands" if way == "bands" else "one temperature"
-    auroc = calibration["auroc"]
-    separates = f"; familiarity AUROC {auroc:.2f}" if auroc is not None else ""
-    goal = "met" if calibration["met"] else "not met"
-    return f"calibration ({how}, cross-fitted) ECE: {kinds} (goal <= 0.05: {goal}){separates}"
-
-
-def _report_choice(choice: dict[str, Any]) -> None:
-    if "skipped" in choice:
-        console.print(f"ready classifier: the ensemble, without a comparison ({choice['skipped']})", highlight=False)
-        return
-    table = Table(title=f"{choice['folds']}-fold CV by {choice['grouped_by']} of train+val ({choice['videos']} videos)")
-    for col in ("candidate", "macro-F1", "95 %", "what"):
-        table.add_column(col)
-    for name, fig in choice["candidates"].items():
-        ci = fig["macro_f1_95"]
-        table.add_row(name, f"{fig['macro_f1']:.3f}", f"{ci['low']:.3f}-{ci['high']:.3f}", fig["what"])
-    console.print(table)
-    for name, fig in choice["candidates"].items():
-        cal = fig["calibration"]
-        console.print(
-            f"{name}: temperature {cal['temperature']:.2f} (held-out folds); ECE on unseen groups "
-            f"{cal['uncalibrated']['ece']:.3f} uncalibrated, {cal['ece']:.3f} cross-fitted"
-            + (
-                f", {cal['val_split']['ece']:.3f} with each member's validation temperature"
-                if "val_split" in cal
-                else ""
-            ),
-            highlight=False,
+        members, experiment = report.get("member_run_ids", []), "cv" if "cv" in report else "train"
+        links = mlflow_links.ui_links(
+            train_cfg.ensemble, members, report.get("mlflow_run_id"), train_cfg.tracking_uri, experiment=experiment
         )
-    d = choice["difference"]
-    console.print(familiarity_line(choice.get("familiarity")), highlight=False)
-    console.print(
-        f"chosen: {choice['chosen']} ({d['chosen_minus_other']:+.3f}, paired 95 % "
-        f"[{d['paired_95']['low']:+.3f}, {d['paired_95']['high']:+.3f}]" + (": within noise)" if d["noise"] else ")"),
-        highlight=False,
-    )
+        mlflow_links.print_links(console, links)
 
 
 def collection_overrides(
@@ -531,7 +523,9 @@ def main() -> int:
     parser.add_argument("--annotations", default=None, help="your collection's annotation file (docs/data.md)")
     parser.add_argument("--data-root", default=None, help="the folder its relative paths start from")
     parser.add_argument("--name", default=None, help="outputs under features/NAME, runs/NAME, outputs/NAME")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4], help="one member per seed [1 2 3 4]")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=None, help="one member per seed (per fold under the CV) [cv.seeds]"
+    )
     parser.add_argument(
         "--overwrite", action="store_true", help="recompute feature files made with other settings [off]"
     )

@@ -370,8 +370,14 @@ class CVConfig:
     )
     manifest: str | None = opt(None, "folder trees: CSV of path + the group column; null: DATA_DIR/../manifest.csv")
     split: str = opt("all", "the data root's split folder that holds every video")
-    val_fraction: float = opt(0.2, "groups of the training folds held out for validation (early stopping)")
-    seeds: list[int] = opt([1, 2, 3, 4], "one member per seed in every fold", why="the seed's 4-model ensemble")
+    val_fraction: float = opt(
+        0.2,
+        "groups of the training folds carved for validation where the held-out sources and clips are not the "
+        "validation part (keep: best, which stops on it; or none held out); the one split's validation share",
+    )
+    seeds: list[int] = opt(
+        [1, 2, 3, 4], "one member per seed in every fold (the pipeline: --seeds)", why="the seed's 4-model ensemble"
+    )
     fold_seed: int = opt(0, "fold assignment: the same seed gives the same folds")
     split_candidates: int = opt(
         8,
@@ -382,8 +388,8 @@ class CVConfig:
     )
     headline_cv_below: int = opt(
         10_000,
-        "the pipeline: a collection of fewer clips gets, as its headline, the recipe under pooled grouped CV "
-        "of every clip (folds, seeds); 0: never, the test split is the headline",
+        "the pipeline: a collection of fewer clips is cross-validated (folds x seeds fold members score every "
+        "clip and are the ensemble it ships) instead of split once into train, val and test; 0: always split",
         why="measured on benchmarks/real grouped by family: one test fold's macro-F1 varies from fold to fold by a "
         "std of 0.08-0.13 at 70-82 test clips (RESULTS.md, model families); as 1/sqrt(clips), one split's figure "
         "moves by under 0.02 only from ~2,000 test clips, a 10,000-clip collection with a fifth in test",
@@ -393,11 +399,20 @@ class CVConfig:
     )
     bootstrap: int = opt(2000, "resamples of the pooled videos for the 95 % interval")
     out_dir: str = opt("outputs/cv", "cv.json and per-fold feature subsets / checkpoints")
-    choice_folds: int = opt(
-        3,
-        "the pipeline: grouped folds over train+val (never test) that choose the ready classifier, "
-        "the probe or the ensemble's recipe; 0 keeps the ensemble without comparing",
-        why="3 folds of one member each cost about three member trainings; the probe's folds take seconds",
+    held_out_sources: float = opt(
+        0.1,
+        "each fold of the pipeline's CV also holds out whole sources (the annotation's group) of the families it "
+        "trains on: this share of each class's clips in its training part; 0: none",
+        why="a new source of a known kind is what a lab meets most: its calibration and familiarity need such "
+        "clips. 0.1 + held_out_clips 0.1 is the 0.2 a validation carve took, so the fold members train on as many "
+        "clips as before (keep: last: they are the validation part)",
+    )
+    held_out_clips: float = opt(
+        0.1,
+        "each fold also holds out single clips of sources it trains on (a new recording of a known source): this "
+        "share of each class's clips in its training part; 0: none",
+        why="the familiarity score must tell a new recording of a known source from a new kind of video; the "
+        "sources keep their other clips in training",
     )
     familiarity_bands: int = opt(
         3,
@@ -409,5 +424,8 @@ class CVConfig:
     def validate(self) -> None:
         if self.folds < 2 or not 0 < self.val_fraction < 1 or not self.seeds:
             raise ConfigError("cv needs folds >= 2, 0 < val_fraction < 1 and at least one seed")
-        if self.choice_folds == 1 or self.choice_folds < 0:
-            raise ConfigError(f"cv.choice_folds is 0 (no choice) or at least 2, got {self.choice_folds}")
+        if not (0 <= self.held_out_sources < 0.5 and 0 <= self.held_out_clips < 0.5):
+            raise ConfigError(
+                f"cv.held_out_sources and cv.held_out_clips are shares in [0, 0.5), got {self.held_out_sources}, "
+                f"{self.held_out_clips}"
+            )

@@ -101,13 +101,16 @@ def ensemble_file(
     temperature: float,
     choice: dict[str, Any],
     member_temperature: float | None = None,
+    folder: Path | None = None,
 ) -> dict[str, Any]:
-    """An ensemble classifier: its members must lie in the folder the file is written to. ``member_temperature``
-    (e.g. cross-fitted) replaces each member's own; ``temperature`` then scales their average."""
+    """An ensemble classifier: its members must lie in (or below) ``folder``, the folder the file is written to
+    (default: the first member's). ``member_temperature`` replaces each member's own (1: the members' raw
+    probabilities); ``temperature`` then scales their average."""
+    folder = Path(folder or Path(members[0]).parent).resolve()
     return {
         "kind": "ensemble",
-        "members": [p.name for p in members],
-        "member_digests": [_digest(p) for p in members],
+        "members": [Path(p).resolve().relative_to(folder).as_posix() for p in members],
+        "member_digests": [file_digest(p) for p in members],
         "tta_modes": list(tta_modes),
         "member_temperature": member_temperature,
         "temperature": float(temperature),
@@ -134,7 +137,8 @@ def probe_file(
     }
 
 
-def _digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
+    """A member file's digest: the classifier names its members by it, a job's result its checkpoint."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
@@ -163,7 +167,7 @@ def read_classifier(path: str | Path) -> dict[str, Any]:
     if record["kind"] == "ensemble":
         for name, digest in zip(record["members"], record["member_digests"], strict=True):
             member = path.parent / name
-            if not member.is_file() or _digest(member) != digest:
+            if not member.is_file() or file_digest(member) != digest:
                 raise CheckpointError(
                     f"{path} was made with another {member} (missing or re-trained since): run the pipeline again"
                 )

@@ -11,8 +11,10 @@ The library behind ``python -m research.commands.cv --config experiments/real.ya
 3. folds are stratified by class and deterministic (``StratifiedGroupKFold`` with a fixed
    seed); validation (early stopping, model selection) is carved, grouped again, from the
    training folds only: the test fold is never looked at before it is scored;
-4. per fold, one member per seed is trained through ``train(cfg)`` and scored plain and
-   with TTA; the ensemble averages the members' probabilities;
+4. per fold, one member per seed is trained and scored plain and with TTA, each as one job
+   (``research.engine.oof.cross_fit``: the pipeline's one CV, the same folds, jobs and launcher; each
+   fold also holds out sources and clips of its training families, ``cv.held_out_sources`` and
+   ``cv.held_out_clips``); the ensemble averages the members' probabilities;
 5. the report gives per-fold and pooled macro-F1 / accuracy / per-class F1, mean ± std
    over folds and a bootstrap 95 % interval over videos (pooled), as ``cv.json`` and a
    table, and one MLflow parent run (experiment ``cv``) with the training runs nested.
@@ -31,18 +33,20 @@ import h5py
 import numpy as np
 import optuna
 from rich.console import Console
-from rich.rule import Rule
 from rich.table import Table
 
 from research import tracking
 from research.config import CVConfig, ExtractConfig, TrainConfig
 from research.data.dataset import FeatureDataset, split_path
+from research.data.folds import Fold
 from research.data.splits import carve_validation, make_folds, video_groups, write_fold
-from research.engine.calibration import calibration_scores
+from research.engine.calibration import calibration_scores, with_temperature
 from research.engine.evaluation import ensemble_probabilities
-from research.engine.members import fold_members, mean_std, score_member
+from research.engine.members import mean_std, score_member
 from research.engine.metrics import bootstrap_interval, classification_metrics
+from research.engine.oof import OutOfFold, cross_fit, member_jobs, run_jobs, seed_row
 from research.engine.training import train
+from research.engine.tta import DEFAULT_MODES
 from research.features.extraction import extract
 from research.features.hdf5 import content_fingerprint, feature_summary
 from research.files import shown_path, write_text_atomic
@@ -87,21 +91,22 @@ def row_scores(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dic
 def run_fold(
     k: int, test: np.ndarray, source: Path, train_cfg: TrainConfig, cfg: CVConfig, ctx: dict[str, Any], parent: str
 ) -> dict[str, Any]:
-    """Train the fold's members on the other folds, score them on this one; returns probabilities per row."""
+    """Train one fold's members on every clip but ``test`` (validation carved by group) and score them on ``test``
+    (one job per seed: ``research.engine.oof.run_jobs``); returns each member's probabilities, at its own
+    validation temperature, plain and with TTA."""
     labels, groups = ctx["labels"], ctx["groups"]
     rest = np.setdiff1d(np.arange(len(labels)), test)
     fit, val = carve_validation(rest, labels, groups, cfg.val_fraction, cfg.fold_seed + k)
     assert not set(groups[i] for i in test) & set(groups[i] for i in rest), "a group on both sides of a fold"
-    parts = {"train": fit, "val": val, "test": test}
-    fold_dir = Path(cfg.out_dir) / f"fold_{k}"
-    checkpoints, test_file = fold_members(
-        source, fold_dir, parts, train_cfg, cfg.seeds, f"cv-fold{k}", parent, {"fold": str(k)}
-    )
-    scores = [score_member(c, test_file) for c in checkpoints]
-    return {
-        "test": sorted(test.tolist()),
-        "members": {v: [np.asarray(s[v]["probs"]) for s in scores] for v in ("plain", "tta")},
-    }
+    fold = Fold(np.sort(test), np.empty(0, np.int64), np.empty(0, np.int64), np.sort(fit), np.sort(val))
+    (jobs,) = member_jobs(source, [fold], Path(cfg.out_dir), train_cfg, list(cfg.seeds), DEFAULT_MODES, parent, k)
+    results = run_jobs(jobs)
+    members = {}
+    for variant in ("plain", "tta"):
+        members[variant] = [
+            with_temperature(np.asarray(r["scores"]["test"][variant]), r["val_temperature"]) for r in results
+        ]
+    return {"test": sorted(test.tolist()), "members": members}
 
 
 class InnerValidation:
@@ -153,17 +158,22 @@ class InnerValidation:
         return float(value)
 
 
-def summarise(folds: list[dict[str, Any]], labels: np.ndarray, classes: list[str], cfg: CVConfig) -> dict[str, Any]:
-    """Per fold and pooled scores for members, members+TTA, the ensemble and ensemble+TTA."""
+def summarise(oof: OutOfFold, classes: list[str], cfg: CVConfig) -> dict[str, Any]:
+    """Per fold and pooled scores of the held-out families for members, members+TTA, the ensemble and
+    ensemble+TTA; each member at its own validation temperature (as studies have always read them)."""
+    held = oof.kinds["family"]
+    labels = oof.labels
     per_fold: dict[str, list[dict]] = {r: [] for r in ROWS}
-    pooled_probs: dict[str, dict[int, np.ndarray]] = {r: {} for r in ("ensemble", "ensemble+tta")}
-    member_preds: dict[str, np.ndarray] = {"member": np.zeros((len(cfg.seeds), len(labels)), int)}
-    member_preds["member+tta"] = member_preds["member"].copy()
-    for fold in folds:
-        idx = np.asarray(fold["test"])
-        y = labels[idx]
-        for variant, row, ens in (("plain", "member", "ensemble"), ("tta", "member+tta", "ensemble+tta")):
-            probs = fold["members"][variant]
+    pooled_probs = {r: np.zeros((len(labels), len(classes))) for r in ("ensemble", "ensemble+tta")}
+    member_preds = {row: np.zeros((len(oof.seeds), len(labels)), int) for row in ("member", "member+tta")}
+    for k in range(len(oof.folds)):
+        mine = held.fold == k
+        idx, y = held.rows[mine], labels[held.rows[mine]]
+        for tta, row, ens in ((False, "member", "ensemble"), (True, "member+tta", "ensemble+tta")):
+            probs = [
+                with_temperature(held.raw[seed_row(seed, tta)][mine], oof.val_temperatures[k][s])
+                for s, seed in enumerate(oof.seeds)
+            ]
             for s, p in enumerate(probs):
                 member_preds[row][s, idx] = p.argmax(1)
             per_fold[row].append(
@@ -172,7 +182,7 @@ def summarise(folds: list[dict[str, Any]], labels: np.ndarray, classes: list[str
             )
             avg = ensemble_probabilities(probs)
             per_fold[ens].append(row_scores(y, avg, classes))
-            pooled_probs[ens].update(zip(idx.tolist(), avg, strict=True))
+            pooled_probs[ens][idx] = avg
     out: dict[str, Any] = {}
     for row in ROWS:
         if row.startswith("member"):
@@ -187,8 +197,7 @@ def summarise(folds: list[dict[str, Any]], labels: np.ndarray, classes: list[str
                 "pred": preds.tolist(),  # [seed][video]: paired comparisons with the ensemble and TTA rows
             }
         else:
-            probs = np.stack([pooled_probs[row][i] for i in range(len(labels))])
-            pooled_row = pooled_scores(labels, probs, classes, cfg.bootstrap)
+            pooled_row = pooled_scores(labels, pooled_probs[row], classes, cfg.bootstrap)
         out[row] = {
             "pooled": pooled_row,
             "folds": per_fold[row],
@@ -285,41 +294,35 @@ def same_cv(path: Path, train_cfg: TrainConfig, cv: CVConfig, source: Path, extr
 def cross_validate(
     cfg: CVConfig, extract_cfg: ExtractConfig, train_cfg: TrainConfig, name: str = "cv"
 ) -> dict[str, Any]:
-    """Extract once, train and score every fold, pool; returns (and writes) the report."""
+    """Extract once, run the one CV (``research.engine.oof.cross_fit``), pool; returns (and writes) the report."""
     start = time.perf_counter()
-    source, ds, groups, folds = prepare(cfg, extract_cfg, train_cfg)
-    classes = ds.classes
-    ctx = {"labels": ds.labels, "groups": groups}
-    results = []
-    with tracking.start_run("cv", run_name=name, uri=train_cfg.tracking_uri, tags={"folds": cfg.folds}) as parent:
-        tracking.log_params({f"cv.{k}": v for k, v in dataclasses.asdict(cfg).items()} | {"model": train_cfg.model})
-        for k, test in enumerate(folds):
-            n_groups = len({groups[i] for i in test})
-            console.print(Rule(f"[bold]fold {k + 1}/{cfg.folds}: {len(test)} test videos, {n_groups} groups"))
-            results.append(run_fold(k, test, source, train_cfg, cfg, ctx, parent.info.run_id))
-        report = {
-            **report_head(name, cfg, ds, groups, train_cfg.model),
-            "fold_groups": [sorted({groups[i] for i in f}) for f in folds],
-            "video_ids": list(ds.video_ids),
-            "video_groups": groups,
-            "labels": ds.labels.tolist(),
-            "rows": summarise(results, ds.labels, classes, cfg),
-            "seconds": time.perf_counter() - start,
-            # what determined these numbers: studies.results re-uses a summary only for the same configs
-            "config": {
-                "train": dataclasses.asdict(train_cfg),
-                "cv": dataclasses.asdict(cfg) | {"out_dir": shown_path(cfg.out_dir)},  # no checkout's path
-            },
-            "data": content_fingerprint(source),  # ... and the same features
-            "calibrated": True,  # members scored at their temperature: a summary from before is not re-used
-        }
+    extract(dataclasses.replace(extract_cfg, splits=[cfg.split]))
+    source = split_path(extract_cfg.out_dir, cfg.split, train_cfg.multi_scale)
+    oof = cross_fit(cfg, extract_cfg, train_cfg, DEFAULT_MODES, name, probe=False)
+    ds = FeatureDataset(source, in_memory="no")
+    report = {
+        **report_head(name, cfg, ds, oof.groups, train_cfg.model),
+        "fold_groups": oof.record["fold_groups"],
+        "held_out": oof.record["held_out"],
+        "video_ids": oof.video_ids,
+        "video_groups": oof.groups,
+        "labels": oof.labels.tolist(),
+        "rows": summarise(oof, oof.classes, cfg),
+        "seconds": time.perf_counter() - start,
+        # what determined these numbers: studies.results re-uses a summary only for the same configs
+        "config": {
+            "train": dataclasses.asdict(train_cfg),
+            "cv": dataclasses.asdict(cfg) | {"out_dir": shown_path(cfg.out_dir)},  # no checkout's path
+        },
+        "data": content_fingerprint(source),  # ... and the same features
+        "calibrated": True,  # members scored at their temperature: a summary from before is not re-used
+    }
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "cv.json", json.dumps(report, indent=2))
+    if oof.mlflow_run_id:
         for row, r in report["rows"].items():
             key = row.replace("+", "_")
-            tracking.log_metrics(
-                {f"{key}_macro_f1": r["pooled"]["macro_f1"], f"{key}_accuracy": r["pooled"]["accuracy"]}
-            )
-        out = Path(cfg.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / "cv.json", json.dumps(report, indent=2))
-        tracking.log_artifact(out / "cv.json")
+            metrics = {f"{key}_macro_f1": r["pooled"]["macro_f1"], f"{key}_accuracy": r["pooled"]["accuracy"]}
+            tracking.log_to_run(oof.mlflow_run_id, metrics, uri=train_cfg.tracking_uri)
     return report

@@ -30,7 +30,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.table import Table
 
 from research import distributed, tracking
 from research.backbones.loading import create_backbones
@@ -41,6 +40,7 @@ from research.engine import contact_sheet, predictions
 from research.engine.calibration import calibration_scores, fit_temperature, plot_reliability, with_temperature
 from research.engine.checkpoints import build_model, checkpoint_features, checkpoint_temperature, load_checkpoint
 from research.engine.classifier import (
+    SplitProbe,
     fit_split_probe,
     member_paths,
     pooled_file,
@@ -49,16 +49,16 @@ from research.engine.classifier import (
 )
 from research.engine.familiarity import Familiarity, band_of, with_band_temperatures
 from research.engine.metrics import bootstrap_interval, classification_metrics
+from research.engine.report import RELIABILITY, report_run, write_report
 from research.engine.timeline import predict_timelines
 from research.engine.tta import get_views, predict, tta_probabilities
-from research.errors import UserError, ensure_dir
+from research.errors import UserError
 from research.features.compat import check_compatible
 from research.features.frames import entry_features
 from research.features.settings import FeatureSettings, kind_of
-from research.files import shown_path, write_text_atomic
+from research.files import shown_path
 
 log = logging.getLogger(__name__)
-RELIABILITY = "reliability.png"  # the reliability diagram beside report.json
 RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -231,23 +231,33 @@ def member_temperature(cfg: EvalConfig, member: Member) -> float:
     return float(cfg.temperatures.get("members", checkpoint_temperature(member.checkpoint)))
 
 
-def fit_ensemble_temperatures(
-    members: list[Member], cfg: EvalConfig, device: torch.device
-) -> tuple[dict[str, float], Path | None]:
-    """The ensemble rows' temperatures, fitted on the members' validation split (the file beside their
-    training file); none for one member, with ``calibrate: false``, or where that file is missing."""
+@dataclass
+class ValidationFit:
+    """What a validation split gives once (the pipeline's choice reads it, ``evaluate`` re-uses it): every row's
+    probabilities on it, the ensemble rows' temperatures fitted there, and the probe fitted on the train split."""
+
+    path: Path | None
+    labels: np.ndarray
+    rows: dict[str, RowProbabilities]
+    temperatures: dict[str, float]  # the ensemble rows'
+    probe: SplitProbe | None = None
+
+
+def fit_on_validation(members: list[Member], cfg: EvalConfig, device: torch.device) -> ValidationFit:
+    """Score every row on the members' validation split (the file beside their training file) and fit the
+    ensemble rows' temperatures there; none for one member, with ``calibrate: false``, with temperatures given
+    (fitted elsewhere: the ensemble rows average the calibrated members), or where the file is missing."""
+    empty = ValidationFit(None, np.zeros(0, dtype=np.int64), {}, {})
     if len(members) < 2 or not cfg.calibrate or "members" in cfg.temperatures:
-        # given member temperatures (cross-fitted) are not stacked on a validation fit: the ensemble rows
-        # average the calibrated members, with no temperature of their own
-        return {}, None
+        return empty
     val_path = split_path(Path(members[0].features["file"]).parent, "val", members[0].multi_scale)
     if not val_path.is_file():
         log.warning("no validation split at %s: the ensemble rows keep temperature 1 (members keep theirs)", val_path)
-        return {}, None
+        return empty
     val = FeatureDataset(val_path)
     rows = score_rows(members, val, cfg, device, {})
     fitted = {name: fit_temperature(rows[name].calibrated, val.labels) for name in rows if name.startswith("ensemble")}
-    return fitted, val_path
+    return ValidationFit(val_path, val.labels, rows, fitted)
 
 
 def calibration_record(cfg: EvalConfig, val_path: Path | None, ensemble: dict[str, float]) -> dict[str, Any]:
@@ -278,10 +288,15 @@ def calibrated_row(name: str, probs: RowProbabilities, labels: np.ndarray, class
 
 
 def probe_probabilities(
-    cfg: EvalConfig, members: list[Member], path: Path, ds: FeatureDataset, familiarity: np.ndarray | None = None
+    cfg: EvalConfig,
+    members: list[Member],
+    path: Path,
+    ds: FeatureDataset,
+    familiarity: np.ndarray | None = None,
+    fitted: SplitProbe | None = None,
 ) -> RowProbabilities:
     """The logistic-regression probe fitted on the members' train split (C and temperature chosen on
-    their val split), scored on the single-scale file of the videos scored here."""
+    their val split; ``fitted``: already fitted so), scored on the single-scale file of the videos scored here."""
     folder = Path(members[0].features["file"]).parent
     single = path if not ds.attrs.get("multi_scale") else path.with_name(path.name.replace("_multiscale", ""))
     needed = [split_path(folder, "train", False), split_path(folder, "val", False), single]
@@ -290,7 +305,7 @@ def probe_probabilities(
         raise UserError(f"probe: {', '.join(missing)} missing (it reads the single-scale train, val and scored files)")
     if FeatureDataset(single, in_memory="no").video_ids != ds.video_ids:
         raise UserError(f"probe: {single} and {path} hold different videos")
-    fitted = fit_split_probe(needed[0], needed[1])
+    fitted = fitted or fit_split_probe(needed[0], needed[1])
     x, _ = pooled_file(single)
     raw = fitted.probe.predict_proba(x)
     temperature = float(cfg.temperatures.get("probe", fitted.temperature))
@@ -298,7 +313,10 @@ def probe_probabilities(
 
 
 def evaluate(
-    cfg: EvalConfig, headline: dict[str, Any] | None = None, held_out: dict[str, Any] | None = None
+    cfg: EvalConfig,
+    headline: dict[str, Any] | None = None,
+    held_out: dict[str, Any] | None = None,
+    validation: ValidationFit | None = None,
 ) -> dict[str, Any]:
     """Score every member with and without TTA, and their ensemble, calibrated; write and log the report.
 
@@ -306,7 +324,8 @@ def evaluate(
     small collection, ``research.commands.pipeline.headline_record``); the rows are then one split's draw.
     ``held_out``: how the calibration was fitted and how it transfers, measured on held-out predictions
     (the pipeline's ``research.engine.familiarity.familiarity_calibration``): its ECE per kind of held-out
-    clip and its coverage table go into the report's calibration."""
+    clip and its coverage table go into the report's calibration. ``validation``: the validation split already
+    scored and the probe already fitted (``fit_on_validation``, the pipeline's): re-used, not done again."""
     if cfg.classifier:
         raise UserError("--classifier is for --predict: a report scores --checkpoints or --ensemble")
     device = distributed.device_for(cfg.device)
@@ -318,12 +337,13 @@ def evaluate(
     mapping = members[0].checkpoint["category_mapping"]
     classes = [c for c, _ in sorted(mapping.items(), key=lambda kv: kv[1])]
 
-    temperatures, val_path = fit_ensemble_temperatures(members, cfg, device)
+    validation = validation or fit_on_validation(members, cfg, device)
+    temperatures, val_path = validation.temperatures, validation.path
     familiarity = familiarity_scores(members, path, ds)
     scored = score_rows(members, ds, cfg, device, temperatures, familiarity)
     final_row = list(scored)[-1]  # ensemble+tta where there is one: the report ends on it
     if cfg.probe:
-        scored["probe"] = probe_probabilities(cfg, members, path, ds, familiarity)
+        scored["probe"] = probe_probabilities(cfg, members, path, ds, familiarity, validation.probe)
     rows = [calibrated_row(name, probs, ds.labels, classes) for name, probs in scored.items()]
 
     report = {
@@ -368,92 +388,6 @@ def evaluate(
 # -------------------------------------------------------------------- outputs
 
 
-def confusion_text(confusion: list[list[int]], classes: list[str]) -> str:
-    width = max(len(c) for c in classes) + 2
-    lines = ["true \\ predicted".ljust(width) + "".join(c[:12].rjust(14) for c in classes)]
-    for name, row in zip(classes, confusion, strict=True):
-        lines.append(name.ljust(width) + "".join(str(v).rjust(14) for v in row))
-    return "\n".join(lines) + "\n"
-
-
-def plot_confusion(confusion: list[list[int]], classes: list[str], title: str, path: Path) -> None:
-    import matplotlib  # heavy (~1 s) and only for this picture: imported when a report is written
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cm = np.asarray(confusion)
-    fig, ax = plt.subplots(figsize=(5.5, 4.8))
-    ax.imshow(cm, cmap="Blues")
-    ax.set_xticks(range(len(classes)), classes, rotation=30, ha="right")
-    ax.set_yticks(range(len(classes)), classes)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            ax.text(
-                j, i, str(cm[i, j]), ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black"
-            )
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
-def write_report(report: dict[str, Any], final_row: dict[str, Any], out_dir: Path) -> None:
-    """``report.json`` and the confusion matrix: the same inputs give the same bytes, so a committed report
-    stays committed. MLflow run ids (new on every run) stay in the evaluation run's tags instead."""
-    ensure_dir(out_dir)
-    members = [{k: v for k, v in m.items() if k != "run_id"} for m in report["members"]]
-    write_text_atomic(out_dir / "report.json", json.dumps(report | {"members": members}, indent=2))
-    write_text_atomic(
-        out_dir / "confusion_matrix.txt",
-        f"{final_row['name']}\n" + confusion_text(final_row["confusion"], report["classes"]),
-    )
-    plot_confusion(
-        final_row["confusion"],
-        report["classes"],
-        f"{final_row['name']} ({report['num_videos']} videos)",
-        out_dir / "confusion_matrix.png",
-    )
-
-
-def results_table(report: dict[str, Any]) -> Any:
-    # no outer edge and short class names: nine columns fit the 80 of a pipe or CI log
-    draw = "; one split, one draw (the headline is the CV above)" if "headline" in report else ""
-    table = Table(
-        title=f"{report['features']} ({report['num_videos']} videos{draw}); ECE calibrated; F1 per class",
-        show_edge=False,
-        padding=(0, 0, 0, 1),
-    )
-    table.add_column("", no_wrap=True)
-    for col in ("acc", "macro-F1", "95 %", "ECE", *[c.replace("_content", "")[:5] for c in report["classes"]]):
-        table.add_column(col, justify="right", no_wrap=True)
-    for name, row in report["rows"].items():
-        style = "bold" if name.startswith("ensemble") else None
-        cells = [
-            f"{row['accuracy']:.3f}",
-            f"{row['macro_f1']:.3f}",
-            interval(row),
-            f"{row['calibration']['ece']:.3f}" if "calibration" in row else "",
-            *[f"{row['f1'][c]:.3f}" for c in report["classes"]],
-        ]
-        table.add_row(name, *cells, style=style)
-    return table
-
-
-def calibration_metrics(row: dict[str, Any]) -> dict[str, float]:
-    """A row's ECE, NLL, Brier score and temperature as MLflow metrics (none for reports without them)."""
-    cal = row.get("calibration") or {}
-    return {k: float(cal[k]) for k in ("ece", "nll", "brier", "temperature") if k in cal}
-
-
-def interval(row: dict[str, Any]) -> str:
-    """A row's bootstrap 95 % interval of macro-F1 as text (empty for reports written before it existed)."""
-    ci = row.get("macro_f1_95")
-    return f"{ci['low']:.3f}-{ci['high']:.3f}" if ci else ""
-
-
 def ensemble_name(cfg: EvalConfig, members: list[Member]) -> str | None:
     """``--ensemble NAME``, else the ``ensemble`` tag the members' training runs share (the demo's checkpoints)."""
     run_ids = [m.run_id for m in members if m.run_id]
@@ -464,41 +398,16 @@ def ensemble_name(cfg: EvalConfig, members: list[Member]) -> str | None:
 
 
 def log_report(cfg: EvalConfig, report: dict[str, Any], members: list[Member], out_dir: Path) -> str:
-    """One run named ``evaluate-<ensemble>`` (or ``evaluate-<model>-x<N>``): every row's metrics, the final
-    row's as ``accuracy``/``macro_f1`` (the ``evaluate`` view's columns), the report, predictions, confusion matrix."""
+    """One run named ``evaluate-<ensemble>`` (or ``evaluate-<model>-x<N>``) with the report's rows, files and
+    the members' run ids (``research.engine.report.log_report``)."""
     tags = {f"member_{i + 1}_run_id": m.run_id or "" for i, m in enumerate(members)} | {"features": report["features"]}
     ensemble = ensemble_name(cfg, members)
     if ensemble:
         tags["ensemble"] = ensemble
-    tags["final_row"] = report["final_row"]
     models = sorted({m.checkpoint["model"]["name"] for m in members})
     name = f"evaluate-{ensemble}" if ensemble else f"evaluate-{'+'.join(models)}-x{len(members)}"
-    with tracking.start_run(cfg.experiment, run_name=name, uri=cfg.tracking_uri, tags=tags) as run:
-        tracking.log_params(to_flat_dict(cfg) | {"members": json.dumps([m.source for m in members])})
-        for row_name, row in report["rows"].items():
-            key = row_name.replace("+", "_")
-            tracking.log_metrics(
-                {f"{key}_accuracy": row["accuracy"], f"{key}_macro_f1": row["macro_f1"]}
-                | {f"{key}_{k}": v for k, v in calibration_metrics(row).items()}
-            )
-        final = report["rows"][report["final_row"]]
-        ci = final.get("macro_f1_95") or {}
-        tracking.log_metrics(
-            {"accuracy": final["accuracy"], "macro_f1": final["macro_f1"]}
-            | {f"macro_f1_{k}": ci[k] for k in ("low", "high") if k in ci}
-            | calibration_metrics(final)
-        )
-        if "headline" in report:  # the pooled CV figure the report leads with, beside the one split's rows
-            head = report["headline"]
-            tracking.log_metrics(
-                {f"cv_{head['row'].replace('+', '_')}_macro_f1": head["macro_f1"]}
-                | {f"cv_macro_f1_{k}": head["macro_f1_95"][k] for k in ("low", "high")}
-            )
-        artifacts = ("report.json", predictions.FILE_NAME, "confusion_matrix.png", "confusion_matrix.txt", RELIABILITY)
-        artifacts += (contact_sheet.PNG_NAME, contact_sheet.HTML_NAME)  # the misclassified clips' frames
-        for artifact in artifacts:
-            tracking.log_artifact(out_dir / artifact)
-        return run.info.run_id
+    params = to_flat_dict(cfg) | {"members": json.dumps([m.source for m in members])}
+    return report_run(report, out_dir, cfg.experiment, name, tags, params, cfg.tracking_uri)
 
 
 # -------------------------------------------------------------------- predict
@@ -585,11 +494,15 @@ def video_classifier(
         x = (features if batch else features[None]).to(device)
         n = torch.full((x.shape[0],), x.shape[1], device=device)
         raw = [tta_probabilities(model, x, n, views).cpu().numpy() for model, _ in models]
+        on_members = bands.get("applies_to") != "ensemble"  # the CV's bands scale the average, older ones each member
+        member_bands = bands if on_members else {}
         probs = [
-            with_temperature(p, band_temperature(t, bands, familiarity)) for p, (_, t) in zip(raw, models, strict=True)
+            with_temperature(p, band_temperature(t, member_bands, familiarity))
+            for p, (_, t) in zip(raw, models, strict=True)
         ]
         weights = record.get("weights") if cfg.classifier else cfg.weights  # a classifier weighs as it was scored
-        calibrated = with_temperature(ensemble_probabilities(probs, weights), ensemble_t)
+        average_t = ensemble_t if on_members else band_temperature(ensemble_t, bands, familiarity)
+        calibrated = with_temperature(ensemble_probabilities(probs, weights), average_t)
         return calibrated if batch else calibrated[0]
 
     return classify_ensemble, members[0].features

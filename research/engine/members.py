@@ -2,11 +2,19 @@
 
 The demo, the ablation runner, the model comparison and cross-validation all do
 these two things; they live here so that no entry point imports another.
+
+``MemberJob`` is the unit the pipeline hands to a launcher (``research.launcher``): train one member on
+one fold's files and score it, in the same process and on the same device, on the files the fold holds
+out (``run_member_job``). Its result file records a key of everything that determined it (the training
+config, the digests of the files it trained on and scored, the TTA views), so a finished job is
+re-used and a lost one is run again alone.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,7 +26,6 @@ from rich.rule import Rule
 
 from research.config import TrainConfig
 from research.data.dataset import READING_ONLY, FeatureDataset, split_path
-from research.data.splits import write_fold
 from research.engine.calibration import with_temperature
 from research.engine.checkpoints import (
     build_model,
@@ -27,11 +34,13 @@ from research.engine.checkpoints import (
     checkpoint_temperature,
     load_checkpoint,
 )
+from research.engine.classifier import file_digest
 from research.engine.metrics import classification_metrics
 from research.engine.training import train
 from research.engine.tta import DEFAULT_MODES, get_views, predict
 from research.features.compat import check_compatible
 from research.features.hdf5 import content_fingerprint
+from research.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
@@ -64,31 +73,6 @@ def train_members(
             )
         paths.append(path)
     return paths
-
-
-def fold_members(
-    source: Path,
-    fold_dir: Path,
-    parts: dict[str, np.ndarray],
-    train_cfg: TrainConfig,
-    seeds: list[int],
-    ensemble: str,
-    parent_run_id: str | None = None,
-    tags: dict[str, str] | None = None,
-) -> tuple[list[Path], Path]:
-    """One cross-validation fold's members: the rows of ``parts`` (train, val, test) of ``source`` written as
-    feature files under ``fold_dir/features``, one member per seed trained (or re-used) under ``fold_dir/runs``
-    in experiment ``cv``; returns their checkpoints and the fold's test file."""
-    write_fold(source, fold_dir / "features", parts, train_cfg.multi_scale)
-    fold_cfg = dataclasses.replace(
-        train_cfg,
-        features_dir=str(fold_dir / "features"),
-        out_dir=str(fold_dir / "runs"),
-        experiment="cv",
-        ensemble=ensemble,
-    )
-    checkpoints = train_members(fold_cfg, seeds, parent_run_id=parent_run_id, extra_tags=tags)
-    return checkpoints, split_path(fold_dir / "features", "test", train_cfg.multi_scale)
 
 
 def _same_run(checkpoint: dict[str, Any], cfg: TrainConfig, data: dict[str, str]) -> bool:
@@ -141,3 +125,76 @@ def score_member(
 def mean_std(values: list[float]) -> dict[str, float]:
     """Mean and sample standard deviation (0 for one value)."""
     return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
+
+
+# ------------------------------------------------------------------ a member as a job
+
+
+@dataclasses.dataclass(frozen=True)
+class MemberJob:
+    """Train one member (``cfg``: its features_dir holds the fold's train and val files, its seed) and score
+    it on ``score`` (name -> feature file), plain and with ``tta_modes``, uncalibrated; ``result`` is the
+    JSON the job writes last."""
+
+    cfg: TrainConfig
+    score: dict[str, str]
+    tta_modes: tuple[str, ...]
+    result: str
+    parent_run_id: str | None = None
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.cfg.ensemble}-seed{self.cfg.seed}"
+
+    def key(self) -> str:
+        """A digest of everything that determines the result: the training config (how rows are read, the
+        device and where things are written aside), the content of every file trained on and scored, the views."""
+        ignored = READING_ONLY | {"out_dir", "features_dir", "device", "tracking_uri", "log_mlflow", "overwrite"}
+        config = {k: v for k, v in dataclasses.asdict(self.cfg).items() if k not in ignored}
+        data = {
+            s: content_fingerprint(split_path(self.cfg.features_dir, s, self.cfg.multi_scale)) for s in ("train", "val")
+        }
+        scored = {name: content_fingerprint(path) for name, path in sorted(self.score.items())}
+        what = {"config": config, "data": data, "scored": scored, "tta": list(self.tta_modes)}
+        return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def finished_member_job(job: MemberJob, key: str | None = None) -> dict[str, Any] | None:
+    """The job's result where it holds ``key`` (default: the job's key now) and its checkpoint is still the
+    file it scored; else None."""
+    path = Path(job.result)
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text())
+    checkpoint = Path(result.get("checkpoint", ""))
+    if (
+        result.get("key") != (key or job.key())
+        or not checkpoint.is_file()
+        or file_digest(checkpoint) != result.get("checkpoint_digest")
+    ):
+        return None
+    return result
+
+
+def run_member_job(job: MemberJob, device: str = "cpu") -> Path:
+    """Train (or re-use) the member, score it on ``job.score`` on ``device``, write ``job.result`` last."""
+    cfg = dataclasses.replace(job.cfg, device=device)
+    (checkpoint,) = train_members(cfg, [cfg.seed], parent_run_id=job.parent_run_id, extra_tags=job.tags)
+    scores = {}
+    for name, path in job.score.items():
+        scored = score_member(checkpoint, Path(path), job.tta_modes, torch.device(device), calibrated=False)
+        scores[name] = {"video_ids": scored["video_ids"], "plain": scored["plain"]["probs"]}
+        if job.tta_modes:
+            scores[name]["tta"] = scored["tta"]["probs"]
+    trained = load_checkpoint(checkpoint)
+    result = {
+        "key": job.key(),
+        "checkpoint": str(checkpoint),
+        "checkpoint_digest": file_digest(checkpoint),
+        "run_id": trained.get("mlflow_run_id"),
+        "val_temperature": checkpoint_temperature(trained),
+        "scores": scores,
+    }
+    write_text_atomic(job.result, json.dumps(result))
+    return Path(job.result)

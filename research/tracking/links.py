@@ -79,9 +79,15 @@ def ui_base(uri: str | None = None, ui: str = UI) -> str:
 
 
 def ui_links(
-    ensemble: str, member_run_ids: list[str], evaluation_run_id: str | None, uri: str | None = None, ui: str = UI
+    ensemble: str,
+    member_run_ids: list[str],
+    evaluation_run_id: str | None,
+    uri: str | None = None,
+    ui: str = UI,
+    experiment: str = "train",
 ) -> dict[str, str]:
-    """``command`` and ``members``; ``evaluation``, ``confusion_matrix`` and ``evaluations`` when the evaluation
+    """``command`` and ``members`` (runs of ``experiment``: ``train``, or the CV's ``cv``); ``evaluation``,
+    ``confusion_matrix`` and ``evaluations`` when the evaluation
     was logged. Printed in this order (``print_links``), they are the way in (``research.commands.pipeline``).
 
     No link to MLflow's compare page: its address names every run id (about 300 characters for four
@@ -91,7 +97,7 @@ def ui_links(
     ui = ui_base(uri, ui)
     links = {
         "command": ui_command(uri),
-        "members": tracking.runs_view_url("train", uri, ui, view=members_view(ensemble, members, "train", uri)),
+        "members": tracking.runs_view_url(experiment, uri, ui, view=members_view(ensemble, members, experiment, uri)),
     }
     if evaluation_run_id:
         links["evaluation"] = run_url(evaluation_run_id, uri, ui)

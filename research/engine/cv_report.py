@@ -1,0 +1,160 @@
+"""What a small collection's run reports, read off its out-of-fold predictions: one CV, every use.
+
+Under ``cv.headline_cv_below`` clips the pipeline splits nothing into train, val and test: its one
+cross-validation (``research.engine.oof``) gives every clip a prediction by models that never saw its
+family, and every figure a lab reads comes from those predictions:
+
+- the rows and the headline (``research.engine.headline``), with both intervals;
+- the choice of the classifier a lab gets, the probe or the ensemble (``research.engine.choice``);
+- the temperatures it ships, cross-fitted on every kind of held-out clip (``research.engine.temperatures``),
+  with each kind's ECE and coverage;
+- ``predictions.csv`` (every clip, calibrated as shipped and cross-fitted, with its familiarity), the
+  reliability diagram, the confusion matrix and the contact sheet of the errors.
+
+``report.json`` names the CV (its folds, seeds, groups and held-out kinds) that all of them cite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from research.config import CVConfig, EvalConfig
+from research.data.folds import KIND_WHAT
+from research.engine import contact_sheet, predictions
+from research.engine.calibration import plot_reliability
+from research.engine.choice import choose_classifier
+from research.engine.familiarity import Familiarity
+from research.engine.headline import headline_rows
+from research.engine.oof import PROBE, OutOfFold
+from research.engine.report import RELIABILITY, report_run, write_report
+from research.engine.temperatures import calibrate_kinds
+from research.files import shown_path
+
+
+@dataclass
+class Shipped:
+    """What the ready classifier is made of: the chosen candidate, its temperatures (one, or one per
+    familiarity band with the band edges), and the familiarity model its bands are read with."""
+
+    kind: str  # "ensemble" or "probe"
+    temperatures: list[float]
+    edges: list[float]
+    familiarity: Familiarity
+
+
+def familiarity_of_kinds(oof: OutOfFold) -> dict[str, np.ndarray]:
+    """Each held-out clip's familiarity against its own fold's training clips (the reference the fold's
+    models trained on), per kind."""
+    out = {kind: np.zeros(len(held)) for kind, held in oof.kinds.items()}
+    for k, fold in enumerate(oof.folds):
+        scorer = Familiarity.fit(oof.pooled[fold.train])
+        for kind, held in oof.kinds.items():
+            mine = held.fold == k
+            out[kind][mine] = scorer.score(oof.pooled[held.rows[mine]])
+    return out
+
+
+def cv_report(
+    oof: OutOfFold, eval_cfg: EvalConfig, cv: CVConfig, pool_single: Path, model: str, ensemble: str
+) -> tuple[dict[str, Any], Shipped]:
+    """Every use of ``oof``; writes ``report.json``, ``predictions.csv`` and the pictures into
+    ``eval_cfg.out_dir`` (and logs them as one MLflow run, ``evaluate-<ensemble>``); returns the report (with
+    the run ids of the run and of the fold members, which the files leave out) and what to ship."""
+    rows = headline_rows(oof, cv.bootstrap)
+    labels, groups = oof.labels_of("family"), oof.groups_of("family")
+    ensemble_row = "ensemble+tta" if "ensemble+tta" in rows else "ensemble"
+    what = {
+        "ensemble": f"the fold ensembles ({len(oof.seeds)} {model} member(s) each) with TTA",
+        "probe": f"logistic regression on the mean single-scale frame feature, C={oof.probe.c:g}",
+    }
+    choice = choose_classifier(
+        labels,
+        groups,
+        {"ensemble": oof.candidate(ensemble_row, "family"), "probe": oof.candidate(PROBE, "family")},
+        len(oof.classes),
+        cv.bootstrap,
+        "every clip, held-out families: each scored by fold models that never saw its family (the CV)",
+        what,
+    )
+    final_row = PROBE if choice["chosen"] == "probe" else ensemble_row
+    familiarity = familiarity_of_kinds(oof)
+    kinds = list(oof.kinds)
+    held_out, calibrated = calibrate_kinds(
+        {k: oof.candidate(final_row, k) for k in kinds},
+        {k: oof.labels_of(k) for k in kinds},
+        familiarity,
+        {k: oof.kinds[k].fold for k in kinds},
+        cv.familiarity_bands,
+    )
+    held_out["score"] = "cosine similarity of a clip's pooled frame feature to its nearest training clip"
+    head = rows[final_row]
+    headline = {
+        "what": oof.record["what"],
+        "why": f"{len(oof.labels)} clips, under cv.headline_cv_below {cv.headline_cv_below}",
+        "clips": len(oof.labels),
+        "groups": oof.record["groups"],
+        "row": final_row,
+        "chosen_of_two": f"the {choice['chosen']}, chosen over the {'probe' if final_row != PROBE else 'ensemble'} "
+        "on these very clips (it replaces the ensemble only beyond noise): a headline picked among two",
+        **{k: head[k] for k in ("macro_f1", "accuracy", "macro_f1_95")},
+    }
+    out_dir = Path(eval_cfg.out_dir)
+    report = {
+        "cv": oof.record,
+        "headline": headline,
+        "rows_are": "every clip, each scored by fold models that never saw its family (the CV above)",
+        "features": shown_path(pool_single),
+        "num_videos": len(oof.labels),
+        "classes": oof.classes,
+        "tta_modes": list(eval_cfg.tta_modes) if eval_cfg.tta else [],
+        "choice": choice,
+        "calibration": {
+            "method": "temperature scaling cross-fitted on the CV's folds: each fold's clips scaled by a temperature "
+            "fitted on the other folds' (rows); the ready classifier's on every kind of held-out clip (held_out)",
+            "held_out": held_out,
+        },
+        "final_row": final_row,
+        "predictions": shown_path(out_dir / predictions.FILE_NAME),
+        "rows": rows,
+    }
+    write_report(report, rows[final_row] | {"name": final_row}, out_dir)
+    family = oof.kinds["family"]
+    order = np.argsort(family.rows)  # the pool file's row order
+    curves = {
+        f"{final_row}, uncalibrated": (oof.candidate(final_row, "family"), labels),
+        f"{final_row}, calibrated as shipped": (calibrated["family"], labels),
+    }
+    plot_reliability(curves, f"reliability ({len(labels)} clips, held-out families)", out_dir / RELIABILITY)
+    rows_csv = predictions.feature_file_rows(
+        pool_single, calibrated["family"][order], oof.classes, familiarity["family"][order]
+    )
+    predictions.write_predictions(out_dir, rows_csv, oof.classes)
+    contact_sheet.write_contact_sheet(out_dir / predictions.FILE_NAME, out_dir, roots=[Path.cwd()])
+    if eval_cfg.log_mlflow:
+        params = {"cv": oof.record["what"], "chosen": choice["chosen"], "tta_modes": ",".join(report["tta_modes"])}
+        tags = {"ensemble": str(eval_cfg.ensemble or ""), "features": report["features"]}
+        name = f"evaluate-{eval_cfg.ensemble or 'cv'}"
+        report["mlflow_run_id"] = report_run(
+            report, out_dir, eval_cfg.experiment, name, tags, params, eval_cfg.tracking_uri
+        )
+    shipped = Shipped(
+        choice["chosen"],
+        held_out["temperatures"],
+        held_out["edges"],
+        Familiarity.fit(oof.pooled),
+    )
+    return report, shipped
+
+
+def kind_lines(report: dict[str, Any]) -> list[str]:
+    """The calibration on every kind of held-out clip, one line each (the pipeline prints them)."""
+    held = report["calibration"]["held_out"]
+    way = held["calibrated_by"]
+    return [
+        f"  {KIND_WHAT.get(name, name)}: {v['clips']} clips, accuracy {v['accuracy']:.3f}, ECE {v['ece'][way]:.3f}"
+        for name, v in held["kinds"].items()
+    ]
