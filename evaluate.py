@@ -29,7 +29,8 @@ def main() -> int:
     cfg = config_from_args(EvalConfig, "evaluate", args)
     cfg.check_timeline()
     # The stage (torch, mlflow: seconds to import) only once the config is known good.
-    from research.engine.evaluation import evaluate, predict_videos, results_table
+    from research.engine.evaluation import evaluate, predict_videos
+    from research.engine.report import results_table
 
     console = Console(soft_wrap=True)  # a path is never broken across lines
     if cfg.predict and cfg.window is not None:

@@ -22,8 +22,9 @@ from rich.rule import Rule
 from research.config import CVConfig, EvalConfig, ExtractConfig, TrainConfig, load_config
 from research.data.dataset import split_path
 from research.engine.crossval import cross_validate, same_cv
-from research.engine.evaluation import evaluate, interval, results_table
+from research.engine.evaluation import evaluate
 from research.engine.metrics import grouped_bootstrap_difference, grouped_bootstrap_interval, mean_pm
+from research.engine.report import interval, results_table
 from research.errors import ConfigError, StaleWorkError
 from research.features.extraction import extract
 from research.features.hdf5 import summary_caption

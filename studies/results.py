@@ -25,9 +25,9 @@ from research.cli import banner, console, make_parser, run_cli, setup_logging
 from research.config import ExtractConfig, TrainConfig, load_config
 from research.data.dataset import split_path
 from research.engine.checkpoints import build_model, load_checkpoint
-from research.engine.evaluation import interval
 from research.engine.members import mean_std, score_member, train_members
 from research.engine.metrics import mean_pm
+from research.engine.report import interval
 from research.features.hdf5 import feature_summary, summary_caption
 from research.files import write_text_atomic
 from research.models import count_parameters, list_models

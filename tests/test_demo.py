@@ -101,22 +101,33 @@ def source_of(video_id: str) -> str:
     return Path(video_id).parts[-2]
 
 
-def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
+def training_runs(tracking_uri: str, experiment: str) -> list:
+    """The training runs a store holds in ``experiment`` (each has a ``seed`` param): one per model trained."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    runs = mlflow.search_runs(experiment_names=[experiment], output_format="list")
+    return [r for r in runs if "seed" in r.data.params]
+
+
+def test_demo_cross_validates_real_clips_once_then_reuses_finished_work(
     tmp_path: Path,
     tracking_uri: str,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """make demo's path on a tiny real collection: extract `all` once, split the kept clips by source,
-    train, evaluate on the test sources; a second run recomputes nothing. Run from the folder its config's
-    relative paths start at (as make demo in a checkout): no output holds where that folder lies, and the
-    closing lines (at 80 columns: captured output is not a terminal) print every command and URL whole."""
+    """make demo's path on a tiny real collection (under cv.headline_cv_below): extract `all` once, one CV by
+    family whose folds also hold out sources and clips, every figure read off its out-of-fold predictions,
+    the fold members shipped as the ensemble; folds x seeds trainings and no more; a second run recomputes
+    nothing. Run from the folder its config's relative paths start at (as make demo in a checkout): no output
+    holds where that folder lies, and the closing lines (at 80 columns: captured output is not a terminal)
+    print every command and URL whole."""
     from research.commands.pipeline import run_pipeline
-    from research.data.dataset import FeatureDataset, split_path
+    from research.data.dataset import FeatureDataset
 
     caplog.set_level(logging.INFO)
-    data = tiny_real_collection(tmp_path / "real")
+    data = tiny_real_collection(tmp_path / "real", sources_per_class=4)
     (data / "all" / "gaming" / "broken.mp4").write_bytes(b"not a video")  # rows skipped by extraction, listed
     with (tmp_path / "real" / "manifest.csv").open("a", newline="") as fh:
         for name in ("broken", "missing"):
@@ -127,107 +138,87 @@ def test_demo_splits_real_clips_by_source_then_reuses_finished_work(
     report = run_pipeline(config, seeds=[1, 2])
     printed = capsys.readouterr().err
     assert_printed_whole(printed)
-    for written in [*(tmp_path / "outputs").iterdir(), tmp_path / "features" / "by_group" / "split.json"]:
+    for written in (tmp_path / "outputs").iterdir():
         if written.suffix in (".json", ".csv", ".txt", ".html"):
             text = written.read_text()
             assert str(tmp_path) not in text and str(tmp_path.resolve()) not in text, written
+    # One CV: 3 folds x 2 seeds trainings, no other model trained; no train/val/test split is written.
+    assert len(training_runs(tracking_uri, "cv")) == 3 * 2 and not training_runs(tracking_uri, "train")
+    assert not (tmp_path / "features" / "by_group").exists()
+    cv = report["cv"]
+    assert cv["folds"] == 3 and cv["seeds"] == [1, 2] and cv["trainings"] == 6 and cv["grouped_by"] == "family"
+    assert cv["clips"] == copied and [s["path"] for s in cv["skipped"]] == [
+        "videos/all/gaming/broken.mp4",
+        "videos/all/gaming/missing.mp4",
+    ]
+    assert f"extraction kept {copied} clips and skipped 2: the CV uses the {copied} kept" in caplog.text
+    # the held-out families are every clip once, no family of a fold in its training part
+    every = FeatureDataset(tmp_path / "features" / "all_features.h5").video_ids
+    family = family_of_clips(tmp_path / "real" / "manifest.csv")
+    assert cv["held_out"]["family"] == copied and sum(len(g) for g in cv["fold_groups"]) == cv["groups"]
+    assert sorted(g for fold in cv["fold_groups"] for g in fold) == sorted({family[v] for v in every})
+    # every figure cites the one CV: rows over every clip, the headline is the chosen classifier's row
+    rows = ["member", "member+tta", "ensemble", "ensemble+tta", "probe"]
+    assert list(report["rows"]) == rows and report["num_videos"] == copied
+    head, choice = report["headline"], report["choice"]
+    assert head["row"] == report["final_row"] == ("probe" if choice["chosen"] == "probe" else "ensemble+tta")
+    assert head["macro_f1"] == report["rows"][head["row"]]["macro_f1"] and head["clips"] == copied
+    assert head["macro_f1_95"]["low"] <= head["macro_f1"] <= head["macro_f1_95"]["high"]
+    assert "chosen over" in head["chosen_of_two"] and choice["clips"] == copied
+    assert "headline (grouped 3-fold CV by family of every clip, 2 member(s) per fold" in printed
+    held = report["calibration"]["held_out"]
+    assert set(held["kinds"]) <= {"family", "source", "clip"} and held["kinds"]["family"]["clips"] == copied
+    assert all(len(k["coverage"]) == 6 for k in held["kinds"].values())
+    assert held["met"] == (held["worst_ece"][held["calibrated_by"]] <= 0.05)  # of the method shipped
+    # every clip's prediction, calibrated as shipped (cross-fitted), in the pool file's order
     predicted = list(csv.DictReader((tmp_path / "outputs" / "predictions.csv").open()))
-    assert predicted and all(row["path"].startswith("real/videos/all/") for row in predicted)
-    rows = ["member_1", "member_1+tta", "member_2", "member_2+tta", "ensemble", "ensemble+tta", "probe"]
-    assert list(report["rows"]) == rows and report["final_row"] == "ensemble+tta"  # the probe beside the ensemble
-    # The ready classifier: chosen by CV of train+val by family, written with its figures, named in the closing lines.
-    chosen = json.loads((tmp_path / "outputs" / "classifier.json").read_text())
-    kind = {"probe": "probe", "recipe": "ensemble"}[chosen["choice"]["chosen"]]
-    assert chosen["classifier"] == "runs/classifier.pt" and chosen["kind"] == kind
-    assert chosen["choice"]["grouped_by"] == "family" and set(chosen["choice"]["candidates"]) == {"probe", "recipe"}
-    split_record = json.loads((tmp_path / "features" / "by_group" / "split.json").read_text())
-    assert chosen["choice"]["videos"] == sum(split_record["splits"][n]["clips"] for n in ("train", "val"))
-    assert "python evaluate.py --classifier runs/classifier.pt --predict MY_VIDEOS/" in printed
-    # ... and the same held-out folds calibrated the evaluation: the candidate not chosen at its cross-fitted
-    # temperature; the chosen one fitted on held-out families and held-out sources both (by familiarity band
-    # where bands transfer better), and the report says how that calibration did on each kind.
-    figures = chosen["choice"]["candidates"]
-    held_out = chosen["choice"]["familiarity"]
-    assert report["calibration"]["held_out"] == held_out and set(held_out["kinds"]) == {"family", "source"}
-    assert 0 <= held_out["auroc"] <= 1 and all(len(k["coverage"]) == 6 for k in held_out["kinds"].values())
-    shipped = held_out["temperatures"] if held_out["edges"] else held_out["temperatures"][0]
-    member_t = figures["recipe"]["calibration"]["temperature"]
-    probe_t = figures["probe"]["calibration"]["temperature"]
-    if chosen["choice"]["chosen"] == "recipe":
-        member_t = shipped
-    else:
-        probe_t = shipped
-    assert all(report["rows"][f"member_{i}"]["calibration"]["temperature"] == member_t for i in (1, 2))
-    assert report["rows"]["probe"]["calibration"]["temperature"] == probe_t
+    assert [row["video_id"] for row in predicted] == every
+    assert all(row["path"].startswith("real/videos/all/") for row in predicted)
     assert all(0 < float(row["familiarity"]) <= 1.0001 for row in predicted)
-    # the errors as pictures: one row of the contact sheet per misclassified test clip
     errors = sum(row["correct"] == "0" for row in predicted)
     sheet = (tmp_path / "outputs" / "contact_sheet.html").read_text()
     assert (tmp_path / "outputs" / "contact_sheet.png").is_file() and sheet.count("<tr") == errors + 1
-    split_dir = tmp_path / "features" / "by_group"
-    record = json.loads((split_dir / "split.json").read_text())
-    skipped = [s["path"] for s in record["skipped"]]
-    assert record["kept"] == copied and skipped == ["videos/all/gaming/broken.mp4", "videos/all/gaming/missing.mp4"]
-    assert record["settings"] == {"group_by": "family", "folds": 3, "val_fraction": 0.2, "seed": 0, "candidates": 8}
-    assert record["balance"]["candidates"] > 24 and 0 <= record["balance"]["distance"] < 1
-    # A small collection's headline is the pooled grouped CV of every clip; the test split's rows are one draw.
-    head = report["headline"]
-    assert head["clips"] == copied and head["row"] == "ensemble+tta" and report["rows_are"].endswith("one draw")
-    assert head["macro_f1_95"]["low"] <= head["macro_f1"] <= head["macro_f1_95"]["high"]
-    assert "headline (pooled grouped 3-fold CV by family of every clip, 2 members per fold" in printed
-    assert record["grouped_by"] == "family"  # the column read: the manifest has one
-    assert f"extraction kept {copied} clips and skipped 2: the split uses the {copied} kept" in caplog.text
-    # the files themselves: every kept clip in exactly one split, no source on two sides, both kinds alike
-    ids = {}
-    for name in ("train", "val", "test"):
-        single, multi = (FeatureDataset(split_path(split_dir, name, m)) for m in (False, True))
-        assert single.video_ids == multi.video_ids == record["splits"][name]["videos"]
-        ids[name] = single.video_ids
-    every = FeatureDataset(tmp_path / "features" / "all_features.h5").video_ids
-    assert sorted(v for part in ids.values() for v in part) == sorted(every)
-    family = family_of_clips(tmp_path / "real" / "manifest.csv")
-    train, val, test = ({family[v] for v in ids[n]} for n in ("train", "val", "test"))
-    assert test and train and val and not test & (train | val) and not train & val  # no family on two sides
-    assert sorted(test) == record["splits"]["test"]["sources"]
-    assert report["num_videos"] == len(ids["test"])
-    assert report["features"] == "features/by_group/test_features_multiscale.h5"
+    # The ready classifier: the fold members as they are (the ensemble), or the probe fitted on every clip.
+    chosen = json.loads((tmp_path / "outputs" / "classifier.json").read_text())
+    assert chosen["classifier"] == "runs/classifier.pt" and chosen["kind"] == choice["chosen"]
+    if chosen["kind"] == "ensemble":
+        assert len(chosen["members"]) == 6 and all(m.startswith("cv/fold_") for m in chosen["members"])
+    assert "python evaluate.py --classifier runs/classifier.pt --predict MY_VIDEOS/" in printed
 
-    stamps = {p: p.stat().st_mtime_ns for p in [*(tmp_path / "features").rglob("*.h5"), *split_dir.glob("*.json")]}
-    stamps |= {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*.pt")}
-    stamps |= {p: p.stat().st_mtime_ns for p in (tmp_path / "runs" / "headline_cv").glob("cv.json")}
-    # pool, split, split.json and the split files' content records; two members, the ready classifier; the CV
-    assert len(stamps) == 2 + 6 + 1 + 6 + 3 + 1
+    outputs = [*(tmp_path / "features").rglob("*.h5"), *(tmp_path / "runs").rglob("*.pt")]
+    outputs += [*(tmp_path / "runs").rglob("scores_*.json"), *(tmp_path / "outputs").glob("*.json")]
+    stamps = {p: p.stat().st_mtime_ns for p in outputs}
     caplog.clear()
     start = time.perf_counter()
     again = run_pipeline(config, seeds=[1, 2])
-    assert time.perf_counter() - start < 30
-    assert again["rows"] == report["rows"]
-    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing recomputed
-    text = caplog.text
-    assert "already extracted from these inputs, re-using" in text and "member 2: re-using" in text
-    assert "split: re-using" in text and f"the split uses the {copied} kept" in text
+    assert time.perf_counter() - start < 60
+    assert again["rows"] == report["rows"] and again["headline"] == report["headline"]
+    assert len(training_runs(tracking_uri, "cv")) == 6  # nothing trained again
+    changed = [p for p in outputs if p.suffix != ".json" or "scores_" in p.name]
+    assert {p: p.stat().st_mtime_ns for p in changed} == {p: stamps[p] for p in changed}  # nothing recomputed
+    assert "already extracted from these inputs, re-using" in caplog.text and "re-using" in caplog.text
 
-    # A family renamed in the manifest: the groups changed, so the split is made again, not re-used.
-    from research.commands.pipeline import split_by_group
-    from research.config import CVConfig, ExtractConfig, TrainConfig, load_config
 
-    manifest = tmp_path / "real" / "manifest.csv"
-    with manifest.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        fields, rows = reader.fieldnames, list(reader)
-    renamed = sorted(test)[0]
-    for row in rows:
-        row["family"] = f"{renamed}_renamed" if row["family"] == renamed else row["family"]
-    write_manifest(manifest, fields, rows)
-    caplog.clear()
-    configs = (
-        load_config(kind, section, config)
-        for kind, section in ((ExtractConfig, "extract"), (TrainConfig, "train"), (CVConfig, "cv"))
-    )
-    redone = split_by_group(*configs)
-    assert "split: wrote" in caplog.text and "split: re-using" not in caplog.text
-    every_source = {s for part in redone["splits"].values() for s in part["sources"]}
-    assert f"{renamed}_renamed" in every_source and renamed not in every_source
+def test_a_collection_above_the_threshold_is_split_once_and_chooses_on_validation(
+    tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Above cv.headline_cv_below: one split by family, one member per seed on train (no CV, no other
+    training), the probe and the ensemble compared and calibrated on val, both scored on test."""
+    from research.commands.pipeline import run_pipeline
+
+    data = tiny_real_collection(tmp_path / "real")
+    config = tiny_demo_config(tmp_path, tracking_uri, data, relative=True)
+    monkeypatch.chdir(tmp_path)
+    report = run_pipeline(config, seeds=[1, 2], overrides={"cv": {"headline_cv_below": 1}})
+    assert len(training_runs(tracking_uri, "train")) == 2 and not training_runs(tracking_uri, "cv")
+    split = json.loads((tmp_path / "features" / "by_group" / "split.json").read_text())
+    assert report["num_videos"] == split["splits"]["test"]["clips"] and "headline" not in report
+    assert list(report["rows"])[-1] == "probe" and report["final_row"] == "ensemble+tta"
+    choice = report["choice"]
+    assert choice["clips"] == split["splits"]["val"]["clips"] and "validation split" in choice["scored_on"]
+    assert report["calibration"]["validation"] == "features/by_group/val_features_multiscale.h5"
+    chosen = json.loads((tmp_path / "outputs" / "classifier.json").read_text())
+    assert chosen["kind"] == choice["chosen"]
 
 
 def assert_printed_whole(printed: str) -> None:

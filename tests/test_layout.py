@@ -14,7 +14,18 @@ import pytest
 from .conftest import ROOT
 
 PACKAGES = ("research", "videogen", "studies")  # the library; the demo-video generator and our studies beside it
-LIBRARY_STAGES = ("config", "data", "video", "features", "backbones", "models", "engine", "tuning", "tracking", "commands")
+LIBRARY_STAGES = (
+    "config",
+    "data",
+    "video",
+    "features",
+    "backbones",
+    "models",
+    "engine",
+    "tuning",
+    "tracking",
+    "commands",
+)
 
 
 def module_name(path: Path) -> str:

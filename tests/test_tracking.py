@@ -20,7 +20,7 @@ import pytest
 from rich.console import Console
 
 from research import tracking
-from research.engine.evaluation import plot_confusion
+from research.engine.report import plot_confusion
 from research.errors import UserError
 from research.tracking import links as mlflow_links
 

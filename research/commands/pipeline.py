@@ -267,6 +267,10 @@ def cross_validated(
     )
     tta_modes = tuple(eval_cfg.tta_modes) if eval_cfg.tta else ()
     oof = cross_fit(cv, extract_cfg, train_cfg, tta_modes, name=f"{train_cfg.ensemble}-cv")
+    for item in oof.record["skipped"]:
+        log.info("skipped by extraction: %s (%s)", item["path"], item["reason"])
+    kept, skipped = oof.record["clips"], len(oof.record["skipped"])
+    log.info("extraction kept %d clips and skipped %d: the CV uses the %d kept", kept, skipped, kept)
     banner("3/4 what the CV says: the headline, the choice, the temperatures, every clip's prediction")
     pool_single = split_path(extract_cfg.out_dir, pool, False)
     report, shipped = cv_report(oof, eval_cfg, cv, pool_single, train_cfg.model, train_cfg.ensemble)

@@ -21,7 +21,6 @@ ensemble, the temperatures, the familiarity bands, the coverage and the accept t
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,8 @@ from research.data.folds import KINDS, Fold, cv_folds
 from research.data.splits import grouping_column, video_groups, write_fold
 from research.engine.classifier import pooled_file
 from research.engine.members import MemberJob, finished_member_job, run_member_job
-from research.files import shown_path, write_text_atomic
+from research.features.hdf5 import read_attrs
+from research.files import shown_path
 from research.models.probe import LogisticProbe, choose_c, fit_logistic
 
 log = logging.getLogger(__name__)
@@ -217,6 +217,7 @@ def cross_fit(
         "seeds": list(cv.seeds),
         "grouped_by": grouping_column(cv, extract_cfg),
         "clips": len(labels),
+        "skipped": [{"path": s.get("path"), "reason": s.get("reason")} for s in read_attrs(source).get("skipped", [])],
         "groups": len(set(groups)),
         "sources": len(set(sources)),
         "held_out": {kind: len(held) for kind, held in kinds.items()},
@@ -298,8 +299,3 @@ def _probe(
     assert previous is not None
     full = fit_logistic(x, labels, num_classes, c)
     return full, {"c": c, "fold_fits": len(folds), "full_fits": 1}
-
-
-def write_summary(oof: OutOfFold, path: Path, extra: dict[str, Any]) -> None:
-    """``cv.json``: the CV's record and what was computed of it (``extra``), for a lab and for studies."""
-    write_text_atomic(path, json.dumps(oof.record | extra, indent=2))
