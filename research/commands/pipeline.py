@@ -271,6 +271,7 @@ def cross_validated(
         log.info("skipped by extraction: %s (%s)", item["path"], item["reason"])
     kept, skipped = oof.record["clips"], len(oof.record["skipped"])
     log.info("extraction kept %d clips and skipped %d: the CV uses the %d kept", kept, skipped, kept)
+    _check_balance({"balance": {"starved": oof.record["starved"]}}, cv)
     banner("3/4 what the CV says: the headline, the choice, the temperatures, every clip's prediction")
     pool_single = split_path(extract_cfg.out_dir, pool, False)
     report, shipped = cv_report(oof, eval_cfg, cv, pool_single, train_cfg.model, train_cfg.ensemble)
@@ -333,7 +334,7 @@ def choose_on_validation(
 ) -> tuple[ValidationFit, dict[str, Any]]:
     """The members and the probe scored once on the validation split; the choice between them on it."""
     members = load_members(cfg)
-    validation = fit_on_validation(members, cfg, distributed.device_for(cfg.device))
+    validation = fit_on_validation(members, cfg, distributed.device_for(cfg.device), always=True)
     folder = Path(train_cfg.features_dir)
     validation.probe = classifier_file.fit_split_probe(
         split_path(folder, "train", False), split_path(folder, "val", False)
@@ -341,7 +342,7 @@ def choose_on_validation(
     val_single = split_path(folder, "val", False)
     x_val, y_val = classifier_file.pooled_file(val_single)
     groups = video_groups(FeatureDataset(val_single, in_memory="no"), cv, extract_cfg)
-    final = "ensemble+tta" if "ensemble+tta" in validation.rows else "ensemble"
+    final = list(validation.rows)[-1]  # ensemble+tta (one member: member+tta), as the report ends
     choice = choose_classifier(
         y_val,
         groups,

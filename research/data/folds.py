@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from research.data.splits import carve_validation, group_codes, make_folds
+from research.data.splits import carve_validation, group_codes, make_folds, starved_classes
 
 KINDS = ("family", "source", "clip")
 KIND_WHAT = {
@@ -164,3 +164,16 @@ def fold_of_rows(folds: list[Fold], kind: str, n: int) -> np.ndarray:
     for k, fold in enumerate(folds):
         out[fold.held_out(kind)] = k
     return out
+
+
+def starved_folds(labels: np.ndarray, groups: list[str], folds: list[Fold], classes: list[str]) -> list[str]:
+    """One line per class that a fold trains on with less than half the share of its clips the fold should
+    give it (one group holding most of a class leaves the fold that holds it out almost without the class),
+    naming the fold and the group; each class once."""
+    lines: dict[str, str] = {}
+    for k, fold in enumerate(folds):
+        intended = len(fold.train) / max(len(labels), 1)  # the share of every class a fold trains on, balanced
+        parts = {"train": fold.train, "test": fold.family}
+        for line in starved_classes(labels, groups, parts, classes, intended, need_test=False):
+            lines.setdefault(line.split(" keeps ")[0], f"fold {k}: {line}")
+    return list(lines.values())

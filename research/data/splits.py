@@ -349,16 +349,22 @@ def balanced_split(
 
 
 def starved_classes(
-    labels: np.ndarray, groups: list[str], parts: dict[str, np.ndarray], classes: list[str], intended_train: float
+    labels: np.ndarray,
+    groups: list[str],
+    parts: dict[str, np.ndarray],
+    classes: list[str],
+    intended_train: float,
+    need_test: bool = True,
 ) -> list[str]:
-    """One line per class that keeps less than half its intended share in train, or no clip in test, naming
-    the group that holds most of the class (why no grouped split could do better)."""
+    """One line per class that keeps less than half its intended share in train, or (``need_test``: a split's
+    one test part) no clip in test, naming the group that holds most of the class (why no grouped split could
+    do better)."""
     labels = np.asarray(labels)
     lines = []
     for c, name in enumerate(classes):
         members = np.flatnonzero(labels == c)
         kept, tested = (int(np.isin(members, parts[p]).sum()) for p in ("train", "test"))
-        if len(members) == 0 or (kept / len(members) >= intended_train / 2 and tested):
+        if len(members) == 0 or (kept / len(members) >= intended_train / 2 and (tested or not need_test)):
             continue
         group, held = Counter(groups[i] for i in members).most_common(1)[0]
         what = (

@@ -243,12 +243,16 @@ class ValidationFit:
     probe: SplitProbe | None = None
 
 
-def fit_on_validation(members: list[Member], cfg: EvalConfig, device: torch.device) -> ValidationFit:
+def fit_on_validation(
+    members: list[Member], cfg: EvalConfig, device: torch.device, always: bool = False
+) -> ValidationFit:
     """Score every row on the members' validation split (the file beside their training file) and fit the
     ensemble rows' temperatures there; none for one member, with ``calibrate: false``, with temperatures given
-    (fitted elsewhere: the ensemble rows average the calibrated members), or where the file is missing."""
+    (fitted elsewhere: the ensemble rows average the calibrated members), or where the file is missing.
+    ``always``: the rows are scored even where no temperature is fitted (the pipeline's choice reads them)."""
     empty = ValidationFit(None, np.zeros(0, dtype=np.int64), {}, {})
-    if len(members) < 2 or not cfg.calibrate or "members" in cfg.temperatures:
+    fit = len(members) >= 2 and cfg.calibrate and "members" not in cfg.temperatures
+    if not (fit or always):
         return empty
     val_path = split_path(Path(members[0].features["file"]).parent, "val", members[0].multi_scale)
     if not val_path.is_file():
@@ -256,7 +260,8 @@ def fit_on_validation(members: list[Member], cfg: EvalConfig, device: torch.devi
         return empty
     val = FeatureDataset(val_path)
     rows = score_rows(members, val, cfg, device, {})
-    fitted = {name: fit_temperature(rows[name].calibrated, val.labels) for name in rows if name.startswith("ensemble")}
+    ensemble_rows = [name for name in rows if name.startswith("ensemble")] if fit else []
+    fitted = {name: fit_temperature(rows[name].calibrated, val.labels) for name in ensemble_rows}
     return ValidationFit(val_path, val.labels, rows, fitted)
 
 

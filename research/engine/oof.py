@@ -31,10 +31,11 @@ import numpy as np
 from research import tracking
 from research.config import CVConfig, ExtractConfig, TrainConfig
 from research.data.dataset import FeatureDataset, split_path
-from research.data.folds import KINDS, Fold, cv_folds
+from research.data.folds import KINDS, Fold, cv_folds, starved_folds
 from research.data.splits import grouping_column, video_groups, write_fold
 from research.engine.classifier import pooled_file
 from research.engine.members import MemberJob, finished_member_job, run_member_job
+from research.errors import UserError
 from research.features.hdf5 import read_attrs
 from research.files import shown_path
 from research.models.probe import LogisticProbe, choose_c, fit_logistic
@@ -195,6 +196,10 @@ def cross_fit(
         cv.val_fraction,
         carve_val=train_cfg.keep == "best",
     )
+    classes = ds.classes or [str(i) for i in range(ds.num_classes)]
+    starved = starved_folds(labels, groups, folds, classes)
+    if starved and cv.strict_split:  # before any file is written: nothing to clean up
+        raise UserError(f"{starved[0]} (cv.strict_split is true)")
     out_dir = Path(cv.out_dir)
     with tracking.start_run("cv", run_name=name, uri=train_cfg.tracking_uri, enabled=train_cfg.log_mlflow) as parent:
         parent_id = parent.info.run_id if parent is not None else None
@@ -223,6 +228,7 @@ def cross_fit(
         "held_out": {kind: len(held) for kind, held in kinds.items()},
         "fold_groups": [sorted({groups[i] for i in fold.family}) for fold in folds],
         "trainings": len(folds) * len(cv.seeds),
+        "starved": starved,  # classes a fold barely trains on (one group holds most of them)
         "folder": shown_path(out_dir),
     }
     return OutOfFold(
@@ -230,7 +236,7 @@ def cross_fit(
         labels,
         groups,
         sources,
-        ds.classes or [str(i) for i in range(ds.num_classes)],
+        classes,
         list(cv.seeds),
         folds,
         kinds,
