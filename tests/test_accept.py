@@ -154,6 +154,11 @@ def test_decisions_scores_on_another_set_and_the_record_as_plain_data() -> None:
     assert scores["groups"] == len(set(fam)) and scores["group_accepted"] == len(sample_kept)
     assert scores["group_lower_bound"] == pytest.approx(beta.ppf(0.05, right, len(sample_kept) - right + 1))
     assert accept.threshold_scores(None, fam_probs, fam_labels)["accepted"] == 0
+    sources_scores = accept.threshold_scores(rule.threshold, probs, labels, sources)
+    lines = accept.accept_markdown(rule, {"held-out families": scores, "held-out sources": sources_scores}, "sources")
+    assert lines[0].startswith("Method: fixed-sequence testing") and "accept at top probability >= 0.975" in lines[2]
+    assert lines[-1] == "| held-out sources | 381 | 60 | 15.7% | 0.933 | 170 | 28 | 16.5% | 1.000 | 0.899 |"
+    assert lines[-2].startswith(f"| held-out families | 381 | {kept.sum()} |")
 
 
 def test_the_risk_coverage_picture_marks_the_threshold_and_is_reproducible(tmp_path: Path) -> None:

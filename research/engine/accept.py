@@ -375,6 +375,32 @@ def rule_summary(rule: AcceptRule, name: str = "held-out clips") -> str:
     )
 
 
+def accept_markdown(rule: AcceptRule, sets: Mapping[str, Mapping[str, Any]], chosen_on: str) -> list[str]:
+    """Markdown lines for RESULTS.md: the rule (``rule_summary``) and a table of the threshold on each set,
+    ``sets`` naming ``threshold_scores`` results (e.g. held-out families and held-out sources, with groups)."""
+
+    def number(value: Any, form: str) -> str:
+        return "-" if value is None else format(value, form)
+
+    lines = [
+        f"Method: {rule.method}; seed {rule.seed}.",
+        "",
+        rule_summary(rule, chosen_on) + ".",
+        "",
+        "| set | clips | accepted | coverage | accuracy | groups | accepted (one per group) | coverage | accuracy "
+        f"| {rule.confidence:.0%} lower bound |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, score in sets.items():
+        lines.append(
+            f"| {name} | {score['clips']} | {score['accepted']} | {number(score['coverage'], '.1%')} | "
+            f"{number(score['accuracy'], '.3f')} | {score.get('groups', '-')} | {score.get('group_accepted', '-')} | "
+            f"{number(score.get('group_coverage'), '.1%')} | {number(score.get('group_accuracy'), '.3f')} | "
+            f"{number(score.get('group_lower_bound'), '.3f')} |"
+        )
+    return lines
+
+
 __all__ = [
     "ACCEPT",
     "CONFIDENCE",
@@ -384,6 +410,7 @@ __all__ = [
     "SEED",
     "TARGET",
     "AcceptRule",
+    "accept_markdown",
     "choose_threshold",
     "decide",
     "lower_bound",
