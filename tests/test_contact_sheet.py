@@ -4,7 +4,10 @@ evaluation writes and logs: on real clips of benchmarks/real and real feature fi
 from __future__ import annotations
 
 import csv
+import html
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,31 +33,35 @@ CLASSES = ["animation", "flat_content", "gaming", "natural_content"]
 
 
 class ClipTable(HTMLParser):
-    """The rows of the sheet's table: each ``<tr>``'s class, video id and its cells' text by class."""
+    """The rows of the sheet's table: each ``<tr>``'s class and video id, the text of its cells and of the
+    verdict's values by class (``true``, ``predicted``, ``probability``, ...; ``wrong`` where marked)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[dict[str, str]] = []
         self.images: list[str] = []
-        self._cell: str | None = None
+        self._cell: list[str] = []  # the open td's class, then the open span's
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
         if tag == "tr" and "data-video-id" in a:
             self.rows.append({"status": a["class"] or "", "id": a["data-video-id"] or ""})
-        elif tag == "td" and self.rows:
-            self._cell = (a["class"] or "").split()[0]
-            self.rows[-1][self._cell] = ""
+        elif tag in ("td", "span") and self.rows:
+            classes = (a.get("class") or "").split()
+            self._cell.append(classes[0] if classes else "")
+            self.rows[-1][self._cell[-1]] = ""
+            if "wrong" in classes:
+                self.rows[-1]["wrong"] = self._cell[-1]
         elif tag == "img":
             self.images.append(a["src"] or "")
 
     def handle_endtag(self, tag: str) -> None:
-        if tag == "td":
-            self._cell = None
+        if tag in ("td", "span") and self._cell:
+            self._cell.pop()
 
     def handle_data(self, data: str) -> None:
-        if self._cell:
-            self.rows[-1][self._cell] += data
+        if self._cell and self._cell[-1]:
+            self.rows[-1][self._cell[-1]] += data
 
 
 def parse(page: Path) -> ClipTable:
@@ -108,15 +115,15 @@ def mixed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[st
     return write_rows(tmp_path_factory.mktemp("mixed") / "p", rows), rows
 
 
-def test_the_sheet_holds_every_misclassified_clip_most_confident_first(mixed, tmp_path: Path) -> None:
+def test_the_sheet_holds_every_misclassified_clip_the_labels_probability_lowest_first(mixed, tmp_path: Path) -> None:
     predicted_csv, rows = mixed
     sheet = write_contact_sheet(predicted_csv, tmp_path, roots=[ROOT])
     errors = [r for r in rows if CLASSES[r[2]] != r[1]]
-    expected = sorted(errors, key=lambda r: -r[3][r[2]])
+    expected = sorted(errors, key=lambda r: r[3][CLASSES.index(r[1])])
     table = parse(tmp_path / contact_sheet.HTML_NAME)
     assert len(table.rows) == len(errors) == 4 and sheet.clips == 6
     for got, (path, true, predicted, probs) in zip(table.rows, expected, strict=True):
-        assert got["status"] == "error" and got["path"] == path
+        assert got["status"] == "error" and got["path"] == path and got["wrong"] == "predicted"
         assert (got["true"], got["predicted"]) == (true, CLASSES[predicted])
         assert float(got["probability"]) == pytest.approx(probs[predicted], abs=1e-3)
         assert float(got["true-probability"]) == pytest.approx(probs[CLASSES.index(true)], abs=1e-3)
@@ -242,3 +249,62 @@ def test_an_evaluation_writes_and_logs_the_sheet_of_its_errors(member: Path, tin
     page = (tmp_path / "gone" / contact_sheet.HTML_NAME).read_text()
     assert {r["id"] for r in parse(tmp_path / "gone" / contact_sheet.HTML_NAME).rows} == set(wrong)
     assert f"{len(wrong)} videos not found, 0 not decodable" in page
+
+
+def test_the_sheet_reads_files_with_and_without_the_newer_columns(tmp_path: Path) -> None:
+    """A decision and a group are shown where the file has them; a file from before them (no familiarity, no
+    decision) still makes its sheet."""
+    clips = real_clips(2)
+    rows = [
+        predictions.prediction_row(
+            c.removesuffix(".mp4"), c, np.array([0.1, 0.7, 0.1, 0.1]), CLASSES, 0, decision=d, familiarity=0.5
+        )
+        for c, d in zip(clips, ("accept", "review"), strict=True)
+    ]
+    newer = predictions.write_predictions(tmp_path / "newer", rows, CLASSES)
+    assert newer.read_text().splitlines()[0].endswith(",error,decision")
+    sheet = write_contact_sheet(newer, tmp_path / "newer_sheet", max_rows=0, roots=[ROOT])
+    table = parse(sheet.html)
+    assert sorted(r["decision"] for r in table.rows) == ["accept", "review"]
+    assert {r["familiarity"] for r in table.rows} == {"0.5000"}
+    older = tmp_path / "older.csv"
+    head = ["video_id", "path", "true_class", "predicted_class", "correct", *[f"p_{c}" for c in CLASSES], "error"]
+    with older.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(head)
+        writer.writerow(["v1", clips[0], "animation", "gaming", 0, 0.2, 0.1, 0.6, 0.1, ""])
+    old = write_contact_sheet(older, tmp_path / "older_sheet", max_rows=0, roots=[ROOT])
+    assert [(r.video_id, r.decision, r.familiarity, r.group) for r in old.rows] == [("v1", "", "", "")]
+    assert "decision" not in old.html.read_text()
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+VIEW = 1200  # the width a researcher opens the page at (issue 51)
+LAYOUT = """<script>
+const rows = [...document.querySelectorAll('#clips tbody tr')].map(tr => Object.fromEntries([...tr.children].map(
+  td => { const b = td.getBoundingClientRect(); return [td.className.split(' ')[0], [b.left, b.right, b.top]]; })));
+document.body.setAttribute('data-layout', JSON.stringify({rows, width: document.documentElement.scrollWidth}));
+</script></body>"""
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs headless Chromium (apt-get install chromium)")
+def test_at_1200_pixels_the_verdict_stands_beside_the_frames(tmp_path: Path) -> None:
+    """The page in headless Chromium at 1,200 px: per row, the verdict starts where the frames end, on the same
+    line, and the verdict, the video id and the path all end within the window (nothing to scroll to)."""
+    clips = real_clips(4)
+    wrong = [(CLASSES.index(c.split("/")[4]) + 1) % 4 for c in clips]  # benchmarks/real/videos/all/{class}/...
+    rows = [
+        (c, c.split("/")[4], k, [0.7 if j == k else 0.1 for j in range(4)]) for c, k in zip(clips, wrong, strict=True)
+    ]
+    sheet = write_contact_sheet(write_rows(tmp_path / "p", rows), tmp_path / "sheet", roots=[ROOT])
+    probe = tmp_path / "probe.html"
+    probe.write_text(sheet.html.read_text().replace("</body>", LAYOUT))
+    args = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--window-size={VIEW},900"]
+    dom = subprocess.run([*args, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    found = re.search(r'data-layout="([^"]*)"', dom)
+    assert found, dom[-2000:]
+    layout = json.loads(html.unescape(found.group(1)))
+    assert len(layout["rows"]) == 4 and layout["width"] <= VIEW
+    for row in layout["rows"]:
+        assert abs(row["verdict"][0] - row["frames"][1]) < 1 and row["verdict"][2] == row["frames"][2]
+        assert max(row[c][1] for c in ("verdict", "video-id", "path")) <= VIEW

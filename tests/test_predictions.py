@@ -82,3 +82,22 @@ def test_feature_file_rows_name_every_video_in_row_order(tmp_path: Path) -> None
         predictions.feature_file_rows(path, probs[:1], CLASSES)
     out = predictions.write_predictions(tmp_path / "out", rows, CLASSES)
     assert out.name == "predictions.csv" and len(out.read_text().splitlines()) == 3
+
+
+def test_a_decision_column_where_an_accept_rule_is_given(tmp_path: Path) -> None:
+    assert predictions.columns(CLASSES, decision=True)[-3:] == ["familiarity", "error", "decision"]
+    probs = np.array([0.1, 0.6, 0.2, 0.1])
+    accepted = predictions.prediction_row("v1", "/d/v1.mp4", probs, CLASSES, decision="accept")
+    failed = predictions.prediction_row("v2", "/d/v2.mp4", None, CLASSES, error="cannot open", decision="review")
+    rows = list(csv.DictReader(io.StringIO(predictions.predictions_csv([accepted, failed], CLASSES))))
+    assert [r["decision"] for r in rows] == ["accept", ""]  # no prediction, no decision
+    # without a rule the file keeps the columns it always had
+    plain = predictions.predictions_csv([predictions.prediction_row("v1", "/d/v1.mp4", probs, CLASSES)], CLASSES)
+    assert plain.splitlines()[0].split(",") == predictions.columns(CLASSES) and "decision" not in plain
+    path = tmp_path / "test_features.h5"
+    attrs = {"category_mapping": json.dumps(dict(zip(CLASSES, range(4), strict=True))), "data_dir": "/data/demo"}
+    write_features(path, [np.ones((3, 4), np.float32)] * 2, [2, 0], attrs, video_ids=["a", "b"])
+    both = np.array([[0.1, 0.1, 0.7, 0.1], [0.3, 0.3, 0.2, 0.2]])
+    written = predictions.feature_file_rows(path, both, CLASSES, decisions=["accept", "review"])
+    assert [r["decision"] for r in written] == ["accept", "review"]
+    assert "decision" not in predictions.feature_file_rows(path, both, CLASSES)[0]

@@ -178,6 +178,10 @@ NOT_RUN: dict[str, str] = {
         "needs make demo's outputs: tests/test_contact_sheet.py runs the command in a subprocess on a predictions "
         "file of real clips of benchmarks/real (and its one-line error on a missing file)"
     ),
+    "python -m research.commands.sheet tests/data/real_oof_family.csv --out outputs/audit --label-issues": (
+        "decodes the frames of every flagged clip of benchmarks/real: tests/test_audit.py runs the command on the "
+        "same file with one clip pictured"
+    ),
     "python -m videogen --out data/demo --contact-sheet docs/contact_sheet.png": (
         "tests/test_synthetic.py::test_contact_sheet_shows_every_category runs it on the tiny set"
     ),

@@ -256,6 +256,19 @@ class EvalConfig:
         "temperatures}, edges on the familiarity score (research.engine.familiarity); the pipeline's choice",
         why="clips like the training collection and clips of new kinds need different temperatures",
     )
+    accept_accuracy: float = opt(
+        0.9,
+        "the accuracy the automatically accepted clips must reach: the pipeline chooses the threshold on the "
+        "calibrated top probability from its out-of-fold predictions (research.engine.accept); predictions.csv "
+        "and --predict then say accept or review per clip",
+        why="9 in 10 right is issue 51's example of what a lab accepts without looking",
+    )
+    accept_confidence: float = opt(
+        0.95,
+        "the probability that the accepted clips' accuracy reaches accept_accuracy (a one-sided binomial bound on "
+        "one clip per group, the threshold chosen by fixed-sequence testing)",
+        why="the usual 95 %: the claim overstates the accuracy in at most 1 run of 20",
+    )
     probe: bool = opt(
         False,
         "also score the logistic-regression probe fitted on the members' train split (C, temperature on val)",
@@ -290,6 +303,11 @@ class EvalConfig:
             raise ConfigError(
                 "familiarity_bands takes applies_to (members or probe), edges and one temperature > 0 more than "
                 f"edges, got {bands}"
+            )
+        if not 0 < self.accept_accuracy < 1 or not 0 < self.accept_confidence < 1:
+            raise ConfigError(
+                f"accept_accuracy and accept_confidence lie strictly between 0 and 1, got {self.accept_accuracy}, "
+                f"{self.accept_confidence}"
             )
         if self.classifier and (self.checkpoints or self.ensemble):
             raise ConfigError("--classifier names its own members: give it alone, without --checkpoints or --ensemble")

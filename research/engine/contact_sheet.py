@@ -1,16 +1,26 @@
-"""Errors as pictures: a contact sheet of the misclassified clips of a predictions file.
+"""Clips as pictures: a contact sheet of the misclassified clips of a predictions file, or of any list of clips.
 
 A researcher reads a model's mistakes faster from frames than from ids. From any ``predictions.csv``
 (``research.engine.predictions``: ``video_id, path, true_class, predicted_class, ..., p_<class>...``)
-this writes, beside it or wherever asked:
+``write_contact_sheet`` writes, beside it or wherever asked:
 
-- ``contact_sheet.png``: one row per misclassified clip (``include_correct``: every classified clip),
-  most confident first: video id, true class, predicted class and its probability, then ``frames``
+- ``contact_sheet.png``: one row per misclassified clip (``include_correct``: every classified clip), in
+  the sheet order (below): video id, true class, predicted class and its probability, then ``frames``
   thumbnails evenly spaced through the video (the centres of ``frames`` equal parts). At most
   ``max_rows`` rows; the sheet says how many more there were;
 - ``contact_sheet.html``: one self-contained page (thumbnails embedded as base64 JPEG), a table of every
-  such clip (video id, path, true, predicted, probability of the prediction and of the true class,
-  familiarity where the file has it), the first ``max_rows`` with their frames.
+  such clip in the same order: the frames, then the verdict beside them (true, predicted, probability of the
+  prediction and of the true class; the decision, familiarity and group where the file has them), then the
+  video id and the path, which wrap; at 1,200 px the verdict stands on screen next to the frames;
+  the first ``max_rows`` with their frames.
+
+``write_sheet`` draws any list of ``SheetRow`` the same way under other names and another title: the label
+audit's sheet of likely label issues (``research.engine.audit``) is one.
+
+**The sheet order**, one for every sheet (``sheet_order``): the model's disagreement with the label first,
+that is the probability the model gives the label (the true or given class) from lowest to highest, which
+is cleanlab's self-confidence ranking of label issues; ties by video id. Clips without a label (``--predict``)
+follow, most confident first. On an errors sheet the first rows are the confident mistakes.
 
 Frames come from the project's decoder (``research.video.decode``: only the groups of pictures that hold
 the frames are decoded, from the probe's keyframe plan). A path is resolved as it is stored: absolute, or
@@ -67,6 +77,8 @@ class SheetRow:
     probability: float  # of the predicted class
     true_probability: float | None  # of the true class (None without a true class)
     familiarity: str = ""  # as stored, where the file has the column
+    group: str = ""  # the clip's group (source, family), where known
+    decision: str = ""  # accept or review, where the file has the column
     frames: list[np.ndarray] = field(default_factory=list)  # uint8 thumbnails, THUMB_H high
     problem: str = ""  # NOT_FOUND, NOT_DECODED (with why) or "" once decoded
 
@@ -82,11 +94,12 @@ class ContactSheet:
     png: Path
     html: Path
     clips: int  # classified clips in the predictions file
-    rows: list[SheetRow]  # every clip the sheet lists, most confident first
+    rows: list[SheetRow]  # every clip the sheet lists, in the sheet order
     shown: int  # of them, with frames (at most max_rows)
     not_found: int
     not_decoded: int
     errors_only: bool
+    label_word: str = "true"  # what the label is called: "true" (an evaluation), "given" (a label audit)
 
     @property
     def left_out(self) -> int:
@@ -96,10 +109,23 @@ class ContactSheet:
 # -------------------------------------------------------------------- reading
 
 
+def sheet_order(rows: list[SheetRow]) -> list[SheetRow]:
+    """The one order of every sheet: the label's probability lowest first (the model's strongest disagreement
+    with the label, cleanlab's self-confidence), ties by video id; clips without a label after them, the
+    prediction's probability highest first."""
+    return sorted(
+        rows,
+        key=lambda r: (
+            (0, r.true_probability, r.video_id) if r.true_probability is not None else (1, -r.probability, r.video_id)
+        ),
+    )
+
+
 def read_sheet_rows(predictions: str | Path, include_correct: bool = False) -> tuple[list[SheetRow], int]:
     """``(rows, classified clips)``: the misclassified rows (every classified row with ``include_correct``),
-    most confident first (ties by video id). Rows without a prediction (a video ``--predict`` could not
-    read) are left out; a file that is not a predictions file is a ``UserError``."""
+    in the sheet order (``sheet_order``). Rows without a prediction (a video ``--predict`` could not read)
+    are left out; a file that is not a predictions file is a ``UserError``. The ``familiarity``,
+    ``decision`` and ``group`` columns are read where the file has them (older files do not)."""
     path = Path(predictions)
     if not path.is_file():
         raise UserError(f"predictions file not found: {path}")
@@ -130,10 +156,11 @@ def read_sheet_rows(predictions: str | Path, include_correct: bool = False) -> t
                 probability=_probability(record, predicted, path),
                 true_probability=_probability(record, true, path) if true else None,
                 familiarity=record.get("familiarity") or "",
+                group=record.get("group") or "",
+                decision=record.get("decision") or "",
             )
         )
-    rows.sort(key=lambda r: (-r.probability, r.video_id))
-    return rows, clips
+    return sheet_order(rows), clips
 
 
 def _probability(record: dict[str, str], cls: str, path: Path) -> float:
@@ -208,12 +235,54 @@ def write_contact_sheet(
 ) -> ContactSheet:
     """``out_dir/contact_sheet.png`` and ``.html`` of ``predictions``'s misclassified clips (every classified
     clip with ``include_correct``); the first ``max_rows`` with ``frames`` thumbnails each."""
-    if frames < 1 or max_rows < 0:
-        raise UserError(f"a contact sheet needs frames >= 1 and rows >= 0 (got frames={frames}, rows={max_rows})")
+    check_sheet_size(frames, max_rows)
     predictions = Path(predictions)
     rows, clips = read_sheet_rows(predictions, include_correct)
+    what = "misclassified" if not include_correct else "classified"
+    source = shown_path(predictions)
+    if rows:
+        title = f"{len(rows)} {what} of {clips} clips ({source}), the label's probability lowest first"
+    else:
+        title = f"no misclassified clips among {clips} ({source})"
+    return write_sheet(
+        rows,
+        out_dir,
+        title,
+        clips=clips,
+        errors_only=not include_correct,
+        frames=frames,
+        max_rows=max_rows,
+        roots=default_roots(predictions) if roots is None else list(roots),
+        plan=plan,
+    )
+
+
+def check_sheet_size(frames: int, max_rows: int) -> None:
+    if frames < 1 or max_rows < 0:
+        raise UserError(f"a contact sheet needs frames >= 1 and rows >= 0 (got frames={frames}, rows={max_rows})")
+
+
+def write_sheet(
+    rows: list[SheetRow],
+    out_dir: str | Path,
+    title: str,
+    clips: int | None = None,
+    errors_only: bool = True,
+    frames: int = FRAMES,
+    max_rows: int = MAX_ROWS,
+    roots: Sequence[Path] = (),
+    plan: bool = True,
+    png_name: str = PNG_NAME,
+    html_name: str = HTML_NAME,
+    label_word: str = "true",
+) -> ContactSheet:
+    """``out_dir/png_name`` and ``out_dir/html_name`` of ``rows`` (put in the sheet order), titled ``title``:
+    the first ``max_rows`` decoded (relative paths under ``roots``) with ``frames`` thumbnails each.
+    ``clips``: how many clips the rows were drawn from (default: the rows)."""
+    check_sheet_size(frames, max_rows)
+    rows = sheet_order(rows)
     pictured = rows[:max_rows]
-    decode_rows(pictured, frames, default_roots(predictions) if roots is None else list(roots), plan)
+    decode_rows(pictured, frames, list(roots), plan)
     not_found = sum(r.problem == NOT_FOUND for r in pictured)
     not_decoded = sum(r.problem.startswith(NOT_DECODED) for r in pictured)
     if not_found or not_decoded:
@@ -228,20 +297,20 @@ def write_contact_sheet(
         )
     out = ensure_dir(Path(out_dir))
     sheet = ContactSheet(
-        out / PNG_NAME, out / HTML_NAME, clips, rows, len(pictured), not_found, not_decoded, not include_correct
+        out / png_name,
+        out / html_name,
+        len(rows) if clips is None else clips,
+        rows,
+        len(pictured),
+        not_found,
+        not_decoded,
+        errors_only,
+        label_word,
     )
-    title = sheet_title(sheet, shown_path(predictions))
     with replaced_atomically(sheet.png) as tmp:
         render_png(sheet, title, frames).save(tmp, format="PNG")  # no date: the same bytes each time
     write_text_atomic(sheet.html, render_html(sheet, title))
     return sheet
-
-
-def sheet_title(sheet: ContactSheet, source: str) -> str:
-    what = "misclassified" if sheet.errors_only else "classified"
-    if not sheet.rows:
-        return f"no misclassified clips among {sheet.clips} ({source})"
-    return f"{len(sheet.rows)} {what} of {sheet.clips} clips ({source}), most confident first"
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -295,18 +364,20 @@ def render_png(sheet: ContactSheet, title: str, frames: int) -> Image.Image:
     draw.text((PAD, 8), _fit(draw, title, bold, image.width - 2 * PAD), font=bold, fill=INK)
     draw.text(
         (PAD, 26),
-        f"true class, predicted class (red: wrong) and its probability; {frames} frames evenly spaced",
+        f"{sheet.label_word} class and its probability, predicted class (red: another) and its probability; "
+        f"{frames} frames evenly spaced",
         font=small,
         fill=FAINT,
     )
     for i, row in enumerate(pictured):
         y = HEADER_H + i * ROW_H + GAP
         folder, _, name = row.video_id.rpartition("/")
+        label_p = "" if row.true_probability is None else f"  p={row.true_probability:.3f}"
         lines = [
             (f"{i + 1}. {name}", INK),
-            (f"true: {row.true_class or '-'}", INK),
+            (f"{sheet.label_word}: {row.true_class or '-'}{label_p}", INK),
             (f"predicted: {row.predicted_class}  p={row.probability:.3f}", INK if row.correct else WRONG),
-            (folder + (f"  familiarity {row.familiarity}" if row.familiarity else ""), FAINT),
+            ("  ".join(filter(None, [f"group {row.group}" if row.group else folder, _extras(row)])), FAINT),
         ]
         for k, (text, colour) in enumerate(lines):
             draw.text((PAD, y + 2 + 16 * k), _fit(draw, text, small, LABEL_W - 2 * PAD), font=small, fill=colour)
@@ -322,26 +393,54 @@ def render_png(sheet: ContactSheet, title: str, frames: int) -> Image.Image:
     return image
 
 
+def _extras(row: SheetRow) -> str:
+    return "  ".join(filter(None, [f"familiarity {row.familiarity}" if row.familiarity else "", row.decision]))
+
+
 def _jpeg_data(image: Image.Image) -> str:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=85)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+# The page at 1,200 px: the frames (4 x 132 px), the verdict beside them in one narrow cell (the label, the
+# prediction, their probabilities, what else the file says), then the video id and the path, which wrap (a path is
+# one long word: without break-all it would widen the table and push the rest off the screen).
+STYLE = (
+    "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
+    "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:middle}"
+    "td.frames img{display:block}td.verdict{white-space:nowrap;font-size:small}span.predicted.wrong{color:#b41414}"
+    "td.video-id,td.path{max-width:16em;overflow-wrap:anywhere;word-break:break-all}"
+    "td.path{font-family:monospace;font-size:small}.note{color:#555}"
+)
+
+
+def _verdict(row: SheetRow, word: str) -> str:
+    """The verdict cell: one line each, every value in a span named by its column."""
+    wrong = "" if row.correct else " wrong"
+    lines = [
+        f'{word}: <span class="true">{html.escape(row.true_class)}</span>',
+        f'predicted: <span class="predicted{wrong}">{html.escape(row.predicted_class)}</span>',
+        f'p: <span class="probability">{row.probability:.3f}</span>',
+    ]
+    if row.true_probability is not None:
+        lines.append(f'p({word}): <span class="true-probability">{row.true_probability:.3f}</span>')
+    for column in ("decision", "familiarity", "group"):
+        if getattr(row, column):
+            lines.append(f'{column}: <span class="{column}">{html.escape(getattr(row, column))}</span>')
+    return "<br>".join(lines)
+
+
 def render_html(sheet: ContactSheet, title: str) -> str:
-    """The page: a table of every listed clip (the first ``shown`` with their frames), no external file."""
+    """The page: a table of every listed clip in the sheet order (the first ``shown`` with their frames), the
+    verdict beside the frames, no external file."""
     frames = max((len(r.frames) for r in sheet.rows[: sheet.shown]), default=FRAMES) or FRAMES
-    with_familiarity = any(r.familiarity for r in sheet.rows)
-    head = ["#", "frames", "video id", "path", "true", "predicted", "probability", "p(true)"]
-    head += ["familiarity"] if with_familiarity else []
+    head = ["#", "frames", "verdict", "video id", "path"]
     out = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:3px 6px;text-align:left;vertical-align:middle}"
-        "td.predicted.wrong{color:#b41414}td.path{font-family:monospace;font-size:small}"
-        ".note{color:#555}</style>",
+        f"<style>{STYLE}</style>",
         "</head><body>",
         f"<h1>{html.escape(title)}</h1>",
     ]
@@ -350,7 +449,7 @@ def render_html(sheet: ContactSheet, title: str) -> str:
         notes.append(f"{sheet.left_out} clips beyond the first {sheet.shown} are listed without frames.")
     if sheet.not_found or sheet.not_decoded:
         notes.append(f"{sheet.not_found} videos not found, {sheet.not_decoded} not decodable.")
-    if not sheet.rows:
+    if not sheet.rows and sheet.errors_only:
         notes.append("No misclassified clips: every classified clip got its true class.")
     out += [f'<p class="note">{html.escape(n)}</p>' for n in notes]
     out.append('<table id="clips"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr></thead>")
@@ -360,18 +459,13 @@ def render_html(sheet: ContactSheet, title: str) -> str:
             picture = f'<img alt="{html.escape(row.problem or "frames")}" src="{_jpeg_data(row_strip(row, frames))}">'
         else:
             picture = '<span class="note">not shown</span>'
-        true_p = "" if row.true_probability is None else f"{row.true_probability:.3f}"
         cells = [
             ("index", str(i + 1)),
             ("frames", picture),
+            ("verdict", _verdict(row, sheet.label_word)),
             ("video-id", html.escape(row.video_id)),
             ("path", html.escape(row.path)),
-            ("true", html.escape(row.true_class)),
-            ("predicted" + ("" if row.correct else " wrong"), html.escape(row.predicted_class)),
-            ("probability", f"{row.probability:.3f}"),
-            ("true-probability", true_p),
         ]
-        cells += [("familiarity", html.escape(row.familiarity))] if with_familiarity else []
         status = "correct" if row.correct else "error"
         out.append(
             f'<tr class="{status}" data-video-id="{html.escape(row.video_id)}">'

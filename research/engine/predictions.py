@@ -2,7 +2,10 @@
 
 One row per video, the same columns for both (``columns``):
 
-    video_id, path, true_class, predicted_class, correct, p_<class>..., error
+    video_id, path, true_class, predicted_class, correct, p_<class>..., familiarity, error[, decision]
+
+``decision`` (``accept`` or ``review``, ``research.engine.accept``) is there only where an accept rule was
+given: a file written without one keeps the columns it always had, and every reader takes both.
 
 ``evaluate`` writes the probabilities of the row its report ends on (ensemble+TTA, or the
 last row there is: ensemble, member+TTA, member), with the true class from the feature
@@ -78,10 +81,11 @@ def videos_to_predict(paths: Iterable[str | Path]) -> list[Video]:
     return videos
 
 
-def columns(classes: list[str]) -> list[str]:
-    # familiarity: how much the clip looks like the training collection (research.engine.familiarity)
+def columns(classes: list[str], decision: bool = False) -> list[str]:
+    # familiarity: how much the clip looks like the training collection (research.engine.familiarity);
+    # decision: accept or review under an accept rule (research.engine.accept), last so older columns keep their place
     head = ["video_id", "path", "true_class", "predicted_class", "correct"]
-    return [*head, *[f"p_{c}" for c in classes], "familiarity", "error"]
+    return [*head, *[f"p_{c}" for c in classes], "familiarity", "error", *(["decision"] if decision else [])]
 
 
 def prediction_row(
@@ -92,9 +96,11 @@ def prediction_row(
     label: int | None = None,
     error: str = "",
     familiarity: float | None = None,
+    decision: str | None = None,
 ) -> dict[str, Any]:
-    """One row; ``probs`` None (with an ``error``) for a video that could not be classified."""
-    row: dict[str, Any] = dict.fromkeys(columns(classes), "")
+    """One row; ``probs`` None (with an ``error``) for a video that could not be classified. ``decision``
+    (``accept``/``review``) gives the row that column; a video without a prediction gets it empty."""
+    row: dict[str, Any] = dict.fromkeys(columns(classes, decision is not None), "")
     row |= {"video_id": video_id, "path": path, "error": error}
     if familiarity is not None:
         row["familiarity"] = f"{float(familiarity):.4f}"
@@ -106,13 +112,20 @@ def prediction_row(
         row |= {f"p_{c}": f"{float(p):.6f}" for c, p in zip(classes, probs, strict=True)}
         if row["true_class"]:
             row["correct"] = int(predicted == label)
+        if decision is not None:
+            row["decision"] = decision
     return row
 
 
 def feature_file_rows(
-    features: Path, probs: np.ndarray, classes: list[str], familiarity: np.ndarray | None = None
+    features: Path,
+    probs: np.ndarray,
+    classes: list[str],
+    familiarity: np.ndarray | None = None,
+    decisions: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows for every video of a feature file, in its row order (seed files without ids get their row number)."""
+    """Rows for every video of a feature file, in its row order (seed files without ids get their row number);
+    ``decisions``: one ``accept``/``review`` per video (``research.engine.accept.decide``), else no such column."""
     with h5py.File(features, "r") as f:
         labels = f["labels"][:].astype(np.int64)
         ids = [_text(v) for v in f["video_ids"][:]] if "video_ids" in f else [str(i) for i in range(len(labels))]
@@ -122,9 +135,10 @@ def feature_file_rows(
     if len(probs) != len(labels):
         raise ValueError(f"{len(probs)} probability rows for {len(labels)} videos in {features}")
     scores = [None] * len(labels) if familiarity is None else familiarity
+    verdicts = [None] * len(labels) if decisions is None else decisions
     return [
-        prediction_row(vid, path, p, classes, int(y), familiarity=s)
-        for vid, path, p, y, s in zip(ids, paths, probs, labels, scores, strict=True)
+        prediction_row(vid, path, p, classes, int(y), familiarity=s, decision=d)
+        for vid, path, p, y, s, d in zip(ids, paths, probs, labels, scores, verdicts, strict=True)
     ]
 
 
@@ -133,8 +147,10 @@ def _text(value: Any) -> str:
 
 
 def predictions_csv(rows: list[dict[str, Any]], classes: list[str]) -> str:
+    """The file's text: the ``decision`` column where any row has one (a row without it leaves it empty)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns(classes), lineterminator="\n")
+    fields = columns(classes, any("decision" in row for row in rows))
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n", restval="")
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
