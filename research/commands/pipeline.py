@@ -385,7 +385,8 @@ def ready_from_cv(
         what["why"] = "the CV's fold members: trained once, scored on the clips they never saw, shipped as they are"
     made["familiarity"] = shipped.familiarity.to_record()
     made["familiarity_bands"] = bands
-    return _write_ready(made, path, eval_cfg, what | {"familiarity_bands": bands}, choice)
+    made["accept"] = shipped.accept
+    return _write_ready(made, path, eval_cfg, what | {"familiarity_bands": bands, "accept": shipped.accept}, choice)
 
 
 def ready_from_split(

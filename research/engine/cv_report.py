@@ -8,8 +8,13 @@ family, and every figure a lab reads comes from those predictions:
 - the choice of the classifier a lab gets, the probe or the ensemble (``research.engine.choice``);
 - the temperatures it ships, cross-fitted on every kind of held-out clip (``research.engine.temperatures``),
   with each kind's ECE and coverage;
-- ``predictions.csv`` (every clip, calibrated as shipped and cross-fitted, with its familiarity), the
-  reliability diagram, the confusion matrix and the contact sheet of the errors.
+- the accept rule (``research.engine.accept``): the threshold on the calibrated top probability whose
+  accepted held-out sources reach ``evaluate.accept_accuracy`` with ``evaluate.accept_confidence``, its
+  coverage on every kind, and the risk-coverage picture;
+- the label audit (``research.engine.audit``): the clips whose given label the held-out predictions
+  confidently disagree with, ranked, as a contact sheet;
+- ``predictions.csv`` (every clip, calibrated as shipped and cross-fitted, with its familiarity and its
+  accept/review decision), the reliability diagram, the confusion matrix and the contact sheet of the errors.
 
 ``report.json`` names the CV (its folds, seeds, groups and held-out kinds) that all of them cite.
 """
@@ -24,7 +29,7 @@ import numpy as np
 
 from research.config import CVConfig, EvalConfig
 from research.data.folds import KIND_WHAT
-from research.engine import contact_sheet, predictions
+from research.engine import accept, audit, contact_sheet, predictions
 from research.engine.calibration import plot_reliability
 from research.engine.choice import choose_classifier
 from research.engine.familiarity import Familiarity
@@ -32,18 +37,22 @@ from research.engine.headline import headline_rows
 from research.engine.oof import PROBE, OutOfFold
 from research.engine.report import RELIABILITY, report_run, write_report
 from research.engine.temperatures import calibrate_kinds
+from research.errors import ensure_dir
 from research.files import shown_path
+
+RISK_COVERAGE = "risk_coverage.png"  # the accept rule's picture beside report.json
 
 
 @dataclass
 class Shipped:
     """What the ready classifier is made of: the chosen candidate, its temperatures (one, or one per
-    familiarity band with the band edges), and the familiarity model its bands are read with."""
+    familiarity band with the band edges), the familiarity model its bands are read with, its accept rule."""
 
     kind: str  # "ensemble" or "probe"
     temperatures: list[float]
     edges: list[float]
     familiarity: Familiarity
+    accept: dict[str, Any]
 
 
 def familiarity_of_kinds(oof: OutOfFold) -> dict[str, np.ndarray]:
@@ -121,6 +130,9 @@ def cv_report(
         "predictions": shown_path(out_dir / predictions.FILE_NAME),
         "rows": rows,
     }
+    ensure_dir(out_dir)
+    rule, report["accept"] = accept_rule(oof, calibrated, eval_cfg, out_dir)
+    report["label_audit"] = audit_labels(oof, calibrated["family"], pool_single, out_dir).to_dict()
     write_report(report, rows[final_row] | {"name": final_row}, out_dir)
     family = oof.kinds["family"]
     order = np.argsort(family.rows)  # the pool file's row order
@@ -129,23 +141,27 @@ def cv_report(
         f"{final_row}, calibrated as shipped": (calibrated["family"], labels),
     }
     plot_reliability(curves, f"reliability ({len(labels)} clips, held-out families)", out_dir / RELIABILITY)
+    shipped_probs = calibrated["family"][order]
+    decisions = accept.decide(rule, shipped_probs)
     rows_csv = predictions.feature_file_rows(
-        pool_single, calibrated["family"][order], oof.classes, familiarity["family"][order]
+        pool_single, shipped_probs, oof.classes, familiarity["family"][order], decisions
     )
     predictions.write_predictions(out_dir, rows_csv, oof.classes)
     contact_sheet.write_contact_sheet(out_dir / predictions.FILE_NAME, out_dir, roots=[Path.cwd()])
+    report["member_run_ids"] = [run_id for fold in oof.run_ids for run_id in fold if run_id]
     if eval_cfg.log_mlflow:
         params = {"cv": oof.record["what"], "chosen": choice["chosen"], "tta_modes": ",".join(report["tta_modes"])}
-        tags = {"ensemble": str(eval_cfg.ensemble or ""), "features": report["features"]}
-        name = f"evaluate-{eval_cfg.ensemble or 'cv'}"
-        report["mlflow_run_id"] = report_run(
-            report, out_dir, eval_cfg.experiment, name, tags, params, eval_cfg.tracking_uri
-        )
+        tags = {"ensemble": ensemble, "features": report["features"]}
+        tags |= {f"member_{i + 1}_run_id": run_id for i, run_id in enumerate(report["member_run_ids"])}
+        extra = (RISK_COVERAGE, audit.PNG_NAME, audit.HTML_NAME)
+        name, uri = f"evaluate-{ensemble}", eval_cfg.tracking_uri
+        report["mlflow_run_id"] = report_run(report, out_dir, eval_cfg.experiment, name, tags, params, uri, extra)
     shipped = Shipped(
         choice["chosen"],
         held_out["temperatures"],
         held_out["edges"],
         Familiarity.fit(oof.pooled),
+        rule.to_dict(),
     )
     return report, shipped
 
@@ -158,3 +174,52 @@ def kind_lines(report: dict[str, Any]) -> list[str]:
         f"  {KIND_WHAT.get(name, name)}: {v['clips']} clips, accuracy {v['accuracy']:.3f}, ECE {v['ece'][way]:.3f}"
         for name, v in held["kinds"].items()
     ]
+
+
+def accept_rule(
+    oof: OutOfFold, calibrated: dict[str, np.ndarray], eval_cfg: EvalConfig, out_dir: Path
+) -> tuple[accept.AcceptRule, dict[str, Any]]:
+    """The accept threshold, chosen on the held-out sources (a new source of a known kind: what a lab meets
+    most; held-out families where the collection has no finer grouping), one clip per source; its coverage and
+    accuracy on every kind; the risk-coverage picture. Returns the rule and its record for the report."""
+    chosen_on = "source" if "source" in calibrated else "family"
+    sources = {kind: [oof.sources[i] for i in oof.kinds[kind].rows] for kind in calibrated}
+    rule = accept.choose_threshold(
+        calibrated[chosen_on],
+        oof.labels_of(chosen_on),
+        sources[chosen_on],
+        eval_cfg.accept_accuracy,
+        eval_cfg.accept_confidence,
+    )
+    on_kinds = {
+        kind: accept.threshold_scores(rule.threshold, probs, oof.labels_of(kind), sources[kind])
+        for kind, probs in calibrated.items()
+    }
+    curves = {KIND_WHAT[kind].split(":")[0]: (probs, oof.labels_of(kind)) for kind, probs in calibrated.items()}
+    accept.plot_risk_coverage(curves, rule, out_dir / RISK_COVERAGE, "risk-coverage, calibrated as shipped")
+    record = {
+        "rule": rule.to_dict(),
+        "chosen_on": KIND_WHAT[chosen_on],
+        "bound_over": "one clip per source (seeded): clips of one source are not independent",
+        "on_kinds": on_kinds,
+        "picture": RISK_COVERAGE,
+    }
+    return rule, record
+
+
+def audit_labels(oof: OutOfFold, probs: np.ndarray, pool: Path, out_dir: Path) -> audit.LabelAudit:
+    """The likely label issues among every clip, from its held-out-family prediction (a family-wide ambiguity
+    shows there, where a source's own clips would vouch for it), as a ranked contact sheet."""
+    rows = oof.kinds["family"].rows
+    listed = predictions.feature_file_rows(pool, np.zeros((len(oof.labels), len(oof.classes))), oof.classes)
+    found = audit.label_issues(
+        oof.labels[rows],
+        probs,
+        [oof.sources[i] for i in rows],
+        oof.classes,
+        [oof.video_ids[i] for i in rows],
+        [listed[i]["path"] for i in rows],
+        [oof.groups[i] for i in rows],
+    )
+    audit.write_issue_sheet(found, out_dir, roots=[Path.cwd()])
+    return found
