@@ -324,7 +324,8 @@ class SearchConfig:
         "an RDB storage that stops answering mid-study is tried again this long; then the worker stops in one "
         "line (exit 2)",
         why="a PostgreSQL restart or failover takes seconds to a minute; with heartbeat_s it stays under "
-        "stale_after_s (60 + 30 < 120), so no worker takes a trial that rode through an outage for dead",
+        "stale_after_s (60 + 30 < 120, which validate enforces for an RDB storage), so no worker takes a trial "
+        "that rode through an outage for dead",
     )
     enqueue_baseline: bool = opt(
         True, "trial 0 is the config's own values", why="so every study answers 'did we beat the baseline?'"
@@ -336,6 +337,17 @@ class SearchConfig:
             raise ConfigError(f"pruner must be median, hyperband or none, got {self.pruner!r}")
         if self.storage_retry_s < 0:
             raise ConfigError(f"search.storage_retry_s must be 0 or more seconds, got {self.storage_retry_s}")
+        # A worker riding through an outage beats again at most storage_retry_s + heartbeat_s after its last
+        # beat: past stale_after_s another worker fails its live trial and runs it twice. Only an RDB storage
+        # retries; a journal file's worker beats every heartbeat_s.
+        retry_s = self.storage_retry_s if self.storage and "://" in self.storage else 0.0
+        if retry_s + self.heartbeat_s >= self.stale_after_s:
+            retried = f"search.storage_retry_s ({retry_s:g}) + " if retry_s else ""
+            raise ConfigError(
+                f"{retried}search.heartbeat_s ({self.heartbeat_s:g}) must stay under search.stale_after_s "
+                f"({self.stale_after_s:g}), or a live trial is taken for dead and run twice: raise stale_after_s"
+                + (" or lower storage_retry_s" if retry_s else "")
+            )
         for name, spec in (self.space or {}).items():
             if not isinstance(spec, dict) or spec.get("type") not in ("int", "float", "categorical"):
                 raise ConfigError(f"search space {name!r}: needs type int, float or categorical, got {spec!r}")
