@@ -70,6 +70,7 @@ RUN: dict[str, str] = {
     "--out-dir features/fused": "frames=2 image_size=64",
     "python -m research.commands.features select features/lite2/all_features.h5 features/fused/all_features.h5 "
     "--backbone efficientnet_lite2": "",
+    "python -m research.commands.features clean features": "",
     # docs/several-machines.md's job-array recipes: the files as the page writes them (tests/test_shards.py runs them)
     "cat > extract.sbatch <<'END'": "",
     "cat > join.sbatch <<'END'": "",
