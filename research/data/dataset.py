@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -191,6 +192,7 @@ class FeatureDataset(Dataset):
                 log.warning("%s: its training copy does not read back; reading the file directly", self.path)
                 return
         self._hold, self.copy_path, self._copy_key = held, copy, key
+        weakref.finalize(self, held.close)  # the hold ends with this dataset (closed, not left to the collector)
 
     def _hold_copy(self, copy: Path, key: str) -> IO[bytes] | None:
         """The copy held for reading (``copies.hold``) when it is there and made from this content, else None."""
