@@ -61,7 +61,8 @@ def clean(folders: list[str], remove: bool, stale_only: bool) -> None:
     with ``remove``, remove those no process reads (with ``stale_only``, only those whose file is gone or changed).
 
     Listing is the default: a copy removed by mistake costs a full pass over its file to make again (hours at
-    10^6 clips), and a shared folder holds other people's copies; a copy a process reads is never removed."""
+    10^6 clips), and a shared folder holds other people's copies; a copy a process reads is never removed. A file
+    whose content digest is not recorded (changed since, or written by other tools) is read in full once."""
     roots = [Path(f) for f in folders]
     missing = [str(r) for r in roots if not r.exists()]
     if missing:

@@ -7,7 +7,7 @@ it was made from (``hdf5.content_fingerprint``: recorded with the file, cheap wh
 files a joined one reads, are unchanged on disk) and is read only while the file still has that digest: a file
 extracted again, or a joined file one of whose shards was replaced, gets a new copy, never the old rows.
 
-A copy takes the file's features uncompressed, 1.5-2x the gzip file (bytes per clip: benchmarks/RESULTS.md).
+A copy takes the file's features uncompressed, 1.7-2x the gzip file (bytes per clip: benchmarks/RESULTS.md).
 So that copies do not pile up (every fold of a cross-validation has its own files), a process keeps the copies
 it counts under ``TrainConfig.copy_budget_gb``: before it makes one, it removes the least recently used of the
 copies it has read and those beside the new one's file, skipping any copy a process still reads, until the new
