@@ -13,6 +13,7 @@ takes seconds. A ``cat > FILE <<'EOF'`` command is run by bash with the page's o
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import re
@@ -69,6 +70,7 @@ RUN: dict[str, str] = {
     "--out-dir features/fused": "frames=2 image_size=64",
     "python -m research.commands.features select features/lite2/all_features.h5 features/fused/all_features.h5 "
     "--backbone efficientnet_lite2": "",
+    "python -m research.commands.features clean features": "",
     # docs/several-machines.md's job-array recipes: the files as the page writes them (tests/test_shards.py runs them)
     "cat > extract.sbatch <<'END'": "",
     "cat > join.sbatch <<'END'": "",
@@ -112,7 +114,9 @@ NOT_RUN: dict[str, str] = {
     "python -m research.commands.cv --config experiments/real.yaml --search": (
         "25 minutes: tests/test_cv.py::test_recipe_study_scores_training_folds_only runs a study the same way"
     ),
-    "make results-real": "half an hour on 2 cores: tests/test_demo.py covers studies.results write, test_cv the CV",
+    "make results-real": (
+        "half an hour on 2 cores: tests/test_demo.py covers studies.results write, tests/test_cv.py the CV"
+    ),
     "make demo": (
         "minutes of work: tests/test_demo.py runs the pipeline's run_demo on a tiny copy of benchmarks/real "
         "(extract, split by family, train, evaluate beside the probe, choose the classifier, then re-use); "
@@ -190,12 +194,12 @@ NOT_RUN: dict[str, str] = {
         "variables set), and join_folder after four tasks, one killed and run again"
     ),
     "JOB=$(sbatch --parsable extract.sbatch)": (
-        "a Slurm cluster: tests/test_shards.py::test_the_slurm_recipe_runs_as_local_array_tasks runs the script as "
-        "four local processes with SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT set"
+        "a Slurm cluster: tests/test_shards.py::test_the_slurm_recipe_four_tasks_one_killed_join_equals_one_process "
+        "runs the script as four local processes with SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT set"
     ),
     "sbatch --dependency=afterok:$JOB join.sbatch": (
-        "a Slurm cluster: tests/test_shards.py::test_the_slurm_recipe_runs_as_local_array_tasks runs join.sbatch "
-        "once the four tasks succeeded"
+        "a Slurm cluster: tests/test_shards.py::test_the_slurm_recipe_four_tasks_one_killed_join_equals_one_process "
+        "runs join.sbatch once the four tasks succeeded"
     ),
     "kubectl apply -f extract-job.yaml": (
         "a Kubernetes cluster: tests/test_shards.py::test_the_kubernetes_recipe_runs_as_local_indexed_pods runs the "
@@ -208,6 +212,32 @@ NOT_RUN: dict[str, str] = {
         "a server: tests/test_demo.py starts it on a free loopback port and queries it"
     ),
 }
+
+
+def defined_tests() -> dict[str, set[str]]:
+    """``{test function: the files of tests/ that define it}``, read with ``ast`` (nothing imported or run)."""
+    defined: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name.startswith("test_"):
+                defined.setdefault(node.name, set()).add(path.name)
+    return defined
+
+
+QUALIFIED = re.compile(r"tests/(\w+\.py)(?:::(test_\w+))?")  # tests/FILE.py or tests/FILE.py::TEST
+BARE = re.compile(r"(?<![\w/:.])test_\w+(?![\w.])")  # a test named alone (not a file name's part)
+
+
+def missing_tests(text: str, defined: dict[str, set[str]]) -> list[str]:
+    """The tests and test files ``text`` names that do not exist (a test named with its file: in that file)."""
+    missing = []
+    for file, test in QUALIFIED.findall(text):
+        if not (ROOT / "tests" / file).is_file():
+            missing.append(f"tests/{file}")
+        elif test and file not in defined.get(test, set()):
+            missing.append(f"tests/{file}::{test}")
+    missing += [name for name in BARE.findall(QUALIFIED.sub("", text)) if name not in defined]
+    return missing
 
 
 def bash_blocks(page: Path) -> list[list[str]]:
@@ -279,6 +309,20 @@ def test_every_command_of_every_page_is_run_or_explained() -> None:
     assert not set(RUN) & set(NOT_RUN)
     strays = [f"{p.name}: {line}" for p in PAGES for b in bash_blocks(p) for line in parse_block(b)[2]]
     assert not strays, f"lines in bash blocks that are no known command (PROMPT): {strays}"
+
+
+def test_every_test_a_table_or_a_page_names_exists() -> None:
+    """A reason that names a test is a claim of coverage: it fails when the test is renamed or gone. In the tables
+    here every ``tests/FILE.py[::TEST]`` and bare ``test_...``; in the pages every `test_...` in backticks."""
+    defined = defined_tests()
+    assert len(defined) > 100, "no tests found under tests/"
+    wrong = {command: missing for command, reason in NOT_RUN.items() if (missing := missing_tests(reason, defined))}
+    assert not wrong, f"NOT_RUN reasons name tests that do not exist: {wrong}"
+    for page in PAGES:
+        named = " ".join(re.findall(r"`(tests/\w+\.py(?:::test_\w+)?|test_\w+)`", page.read_text()))
+        assert not missing_tests(named, defined), (
+            f"{page.name} names tests that do not exist: {missing_tests(named, defined)}"
+        )
 
 
 def test_the_readme_starts_with_its_two_commands_and_stays_short() -> None:

@@ -142,7 +142,8 @@ def test_a_killed_worker_s_trial_is_failed_by_heartbeat_and_run_again_on_postgre
     env = {**os.environ, "MLFLOW_TRACKING_URI": mlflow_server.url}
     first, second = tmp_path / "a", tmp_path / "b"
     first.mkdir(), second.mkdir()
-    worker = subprocess.Popen(worker_command(tiny_features, first, storage, trials=50, epochs=200, stale_after_s=3),
+    quick = {"stale_after_s": 3, "storage_retry_s": 1}  # a dead worker found in seconds (1 + 1 beat < 3)
+    worker = subprocess.Popen(worker_command(tiny_features, first, storage, trials=50, epochs=200, **quick),
                               cwd=first, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 240
     while True:  # the baseline trial in the middle of its training
@@ -158,7 +159,7 @@ def test_a_killed_worker_s_trial_is_failed_by_heartbeat_and_run_again_on_postgre
     worker.wait()
     (killed,) = [t for t in study.get_trials() if t.state == TrialState.RUNNING]
     time.sleep(3.5)  # past the grace period: its last heartbeat is stale
-    done = subprocess.run(worker_command(tiny_features, second, storage, trials=1, epochs=1, stale_after_s=3),
+    done = subprocess.run(worker_command(tiny_features, second, storage, trials=1, epochs=1, **quick),
                           cwd=second, env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     trials = study.get_trials()

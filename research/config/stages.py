@@ -185,6 +185,16 @@ class TrainConfig:
         "in-memory: inflating is the limit), the copy 36,984 (73 %), for 1.75x the file's disk space; the same order "
         "and numbers as in memory. Workers do not help it (8,013 with 2: batches cross processes)",
     )
+    copy_budget_gb: float | None = opt(
+        500.0,
+        "lazy_reading: copy keeps the training copies it counts (those this run has read, and those beside the "
+        "file it copies) under this many GB: the least recently used that no process reads are removed first; a "
+        "copy that cannot fit is not made (the file is read directly, with a warning). null: no bound",
+        why="unbounded, every file trained from keeps its copy (every CV fold's, every collection's): TBs at 10^6 "
+        "clips on a shared quota. 500 GB holds the train and val copies of 10^6 clips at the seed's 64 frames, "
+        "multi-scale (374 KB a clip: 299 GB; benchmarks/RESULTS.md), so a study or an ensemble makes them once, "
+        "and a cross-validation keeps one fold's at a time",
+    )
     device: str = opt("auto", "auto: cuda when available, else cpu; or a torch device (cuda:1)")
     amp: bool = opt(True, "bf16 autocast on CUDA (ignored on CPU)")
     deterministic: bool = opt(True, "torch deterministic algorithms: same seed, same metrics")
@@ -202,6 +212,8 @@ class TrainConfig:
             raise ConfigError(f"in_memory must be auto|yes|no and keep best|last: {self.in_memory!r}, {self.keep!r}")
         if self.lazy_reading not in ("copy", "direct"):
             raise ConfigError(f"lazy_reading must be copy|direct: {self.lazy_reading!r}")
+        if self.copy_budget_gb is not None and self.copy_budget_gb < 0:
+            raise ConfigError(f"copy_budget_gb must be 0 or more GB (or null: no bound), got {self.copy_budget_gb}")
         if not 0 < self.aug_crop <= 1 or not 0 <= self.aug_frame_dropout < 1:
             raise ConfigError("aug_crop must be in (0, 1] and aug_frame_dropout in [0, 1)")
         shapes = {family: type(args).__name__ for family, args in self.model_args.items() if not isinstance(args, dict)}
@@ -342,7 +354,8 @@ class SearchConfig:
         "an RDB storage that stops answering mid-study is tried again this long; then the worker stops in one "
         "line (exit 2)",
         why="a PostgreSQL restart or failover takes seconds to a minute; with heartbeat_s it stays under "
-        "stale_after_s (60 + 30 < 120), so no worker takes a trial that rode through an outage for dead",
+        "stale_after_s (60 + 30 < 120, which validate enforces for an RDB storage), so no worker takes a trial "
+        "that rode through an outage for dead",
     )
     enqueue_baseline: bool = opt(
         True, "trial 0 is the config's own values", why="so every study answers 'did we beat the baseline?'"
@@ -354,6 +367,17 @@ class SearchConfig:
             raise ConfigError(f"pruner must be median, hyperband or none, got {self.pruner!r}")
         if self.storage_retry_s < 0:
             raise ConfigError(f"search.storage_retry_s must be 0 or more seconds, got {self.storage_retry_s}")
+        # A worker riding through an outage beats again at most storage_retry_s + heartbeat_s after its last
+        # beat: past stale_after_s another worker fails its live trial and runs it twice. Only an RDB storage
+        # retries; a journal file's worker beats every heartbeat_s.
+        retry_s = self.storage_retry_s if self.storage and "://" in self.storage else 0.0
+        if retry_s + self.heartbeat_s >= self.stale_after_s:
+            retried = f"search.storage_retry_s ({retry_s:g}) + " if retry_s else ""
+            raise ConfigError(
+                f"{retried}search.heartbeat_s ({self.heartbeat_s:g}) must stay under search.stale_after_s "
+                f"({self.stale_after_s:g}), or a live trial is taken for dead and run twice: raise stale_after_s"
+                + (" or lower storage_retry_s" if retry_s else "")
+            )
         for name, spec in (self.space or {}).items():
             if not isinstance(spec, dict) or spec.get("type") not in ("int", "float", "categorical"):
                 raise ConfigError(f"search space {name!r}: needs type int, float or categorical, got {spec!r}")

@@ -2,10 +2,11 @@
 
 Features load into memory when they fit (``in_memory="auto"``: under a quarter of
 the available RAM) and are read lazily otherwise. Lazily, training reads (``lazy_reading="copy"``) an
-uncompressed training copy of the features made once next to the file (``NAME.h5.uncompressed``, remade
-when the file changes), memory-mapped: a row is a view of mapped pages, not a gzip chunk inflated under the GIL
-(benchmarks/lazy_reads.py, 30,000 clips of 18 x 1280 on 2 cores: the gzip file 1.7 % of in-memory clips/s,
-the copy 68-73 %). ``lazy_reading="direct"`` reads the file itself: one HDF5 chunk per video, with the
+uncompressed training copy of the features made once next to the file (``NAME.h5.uncompressed``, keyed on the
+file's content digest, kept under ``copy_budget_gb``: ``research.data.copies``), memory-mapped: a row is a view
+of mapped pages, not a gzip chunk inflated under the GIL (benchmarks/lazy_reads.py, 30,000 clips of 18 x 1280
+on 2 cores: the gzip file 1.7 % of in-memory clips/s, the copy 68-73 %). ``lazy_reading="direct"`` reads the
+file itself: one HDF5 chunk per video, with the
 file opened once per worker process (h5py handles must not cross a fork). Either way the sampler and
 the order are those of in-memory training: the same seed gives the same batches.
 
@@ -20,12 +21,12 @@ batches one split, seeded, sharded across ranks under torchrun.
 from __future__ import annotations
 
 import logging
-import mmap
 import os
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import h5py
 import numpy as np
@@ -34,13 +35,15 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from research import distributed
 from research.config import TrainConfig
+from research.data.copies import GB, KEY_ATTR, copy_key, hold, make_room, open_copy, training_copy_path
 from research.errors import FeatureFileError, UserError
 from research.features.compat import check_compatible
 from research.features.hdf5 import feature_filename, read_attrs, writing
-from research.files import exclusive, stat_identity
+from research.files import exclusive
 
 LAYOUT = ("features", "labels", "num_frames")  # the datasets every feature file holds (seed 000)
-READING_ONLY = {"num_workers", "lazy_reading"}  # TrainConfig settings that change how rows are read, never which
+# TrainConfig settings that change how rows are read (and what is kept on disk for it), never which
+READING_ONLY = {"num_workers", "lazy_reading", "copy_budget_gb"}
 SCAN_ROWS = 64  # rows decompressed at a time by the finiteness scan and the copy
 
 log = logging.getLogger(__name__)
@@ -72,39 +75,6 @@ class Augment:
         return out, len(keep)
 
 
-def training_copy_path(path: str | Path) -> Path:
-    """Where the uncompressed training copy of a feature file lives: next to it, not matching ``*.h5``."""
-    path = Path(path)
-    return path.with_name(path.name + ".uncompressed")
-
-
-def file_stamp(path: Path) -> str:
-    """The file's identity on disk (``research.files.stat_identity``): a copy made from another version is stale."""
-    return ":".join(str(v) for v in stat_identity(path).values())
-
-
-def open_training_copy(copy: Path, stamp: str, shape: tuple[int, ...]) -> np.ndarray | None:
-    """The copy's rows memory-mapped, or None when it is missing, stale, damaged or not contiguous.
-
-    Mapped copy-on-write: a row is a view as cheap as an in-memory row (no copy, no h5py call), writable
-    like one, and nothing written to it ever reaches the file."""
-    if not copy.is_file():
-        return None
-    try:
-        with h5py.File(copy, "r") as f:
-            rows = f.get("features")
-            current = f.attrs.get("source_stamp") == stamp and bool(f.attrs.get("all_finite", False))
-            offset = rows.id.get_offset() if current and rows is not None and rows.shape == shape else None
-            dtype = rows.dtype if offset is not None else None
-    except (OSError, KeyError):
-        return None
-    if offset is None:
-        return None
-    with open(copy, "rb") as fh:  # the map outlives the file object (and the map the array's views)
-        mapped = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
-    return np.frombuffer(mapped, dtype=dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
-
-
 def available_memory_bytes() -> int:
     try:
         with open("/proc/meminfo") as fh:
@@ -129,10 +99,14 @@ class FeatureDataset(Dataset):
         in_memory: str = "auto",
         augment: Augment | None = None,
         lazy_reading: str = "direct",
+        copy_budget_gb: float | None = None,
     ) -> None:
         self.path = Path(path)
         self.attrs: dict[str, Any] = read_attrs(self.path)  # a damaged or non-HDF5 file: FeatureFileError
         self.copy_path: Path | None = None  # the uncompressed copy read instead of the file, if any
+        self._copy_key = ""  # the file's content digest the copy was made from
+        self._hold: IO[bytes] | None = None  # open while this dataset reads the copy: no process removes it
+        self.copy_budget_gb = copy_budget_gb  # None: no bound (callers that read a file once)
         try:
             with h5py.File(self.path, "r") as f:
                 self._open(f, in_memory, lazy_reading)
@@ -183,28 +157,54 @@ class FeatureDataset(Dataset):
 
     def _use_training_copy(self, f: h5py.File, scanned: bool) -> None:
         """Read from the uncompressed copy next to the file: made now (and scanned while made) when missing
-        or made from another version of the file, by one process at a time (trials, members and ranks
-        opening the same file wait for the first); a copy that cannot be written (full disk, read-only
-        folder) leaves the file read directly, with a warning."""
-        copy, stamp = training_copy_path(self.path), file_stamp(self.path)
-        if open_training_copy(copy, stamp, self.shape) is None:
+        or made from other content (the file's digest: a joined file's changed shard included), by one process
+        at a time (trials, members and ranks opening the same file wait for the first), after older copies
+        make room under ``copy_budget_gb``. A copy that does not fit, or cannot be written (full disk,
+        read-only folder), leaves the file read directly, with a warning."""
+        copy, key = training_copy_path(self.path), copy_key(self.path)
+        held = self._hold_copy(copy, key)
+        if held is None:
+            nbytes = int(np.prod(self.shape)) * f["features"].dtype.itemsize
+            if not make_room(copy, nbytes, self.copy_budget_gb):
+                log.warning(
+                    "%s: no training copy: its %.1f GB do not fit train.copy_budget_gb (%g GB) beside the copies "
+                    "in use; reading the file directly (slower: raise copy_budget_gb, or python -m "
+                    "research.commands.features clean)",
+                    self.path,
+                    nbytes / GB,
+                    self.copy_budget_gb,
+                )
+                if not scanned:
+                    self._scan(f)
+                return
             try:
                 with exclusive(copy.with_name(copy.name + ".lock"), wait=True):
-                    if open_training_copy(copy, stamp, self.shape) is None:  # not made while this one waited
-                        self._write_training_copy(f, copy, stamp, scanned)
+                    held = self._hold_copy(copy, key)
+                    if held is None:  # not made while this one waited
+                        self._write_training_copy(f, copy, key, scanned)
             except OSError as err:  # writing the copy failed (reading the file raises FeatureFileError)
                 log.warning("%s: no training copy (%s); reading the file directly (slower)", self.path, err)
                 if not scanned:
                     self._scan(f)
                 return
-            if open_training_copy(copy, stamp, self.shape) is None:
+            held = held or self._hold_copy(copy, key)
+            if held is None:
                 log.warning("%s: its training copy does not read back; reading the file directly", self.path)
                 return
-        self.copy_path = copy
+        self._hold, self.copy_path, self._copy_key = held, copy, key
+        weakref.finalize(self, held.close)  # the hold ends with this dataset (closed, not left to the collector)
 
-    def _write_training_copy(self, f: h5py.File, copy: Path, stamp: str, scanned: bool) -> None:
+    def _hold_copy(self, copy: Path, key: str) -> IO[bytes] | None:
+        """The copy held for reading (``copies.hold``) when it is there and made from this content, else None."""
+        held = hold(copy)
+        if held is not None and open_copy(copy, key, self.shape) is None:
+            held.close()
+            return None
+        return held
+
+    def _write_training_copy(self, f: h5py.File, copy: Path, key: str, scanned: bool) -> None:
         """The features uncompressed and contiguous (memory-mappable), the rows scanned on the way unless
-        the file records them finite; the copy records the file's stamp it was made from."""
+        the file records them finite; the copy records the content digest of the file it was made from."""
         log.info("%s: writing its uncompressed training copy %s (once)", self.path, copy.name)
         with writing(copy) as out:
             rows = out.create_dataset("features", self.shape, f["features"].dtype)  # contiguous: no chunks
@@ -213,7 +213,7 @@ class FeatureDataset(Dataset):
                 if not scanned:
                     self._refuse_nonfinite(block, start)
                 rows[start : start + len(block)] = block
-            out.attrs.update({"source": self.path.name, "source_stamp": stamp, "all_finite": True})
+            out.attrs.update({"source": self.path.name, KEY_ATTR: key, "all_finite": True})
 
     def _damaged(self, what: str) -> FeatureFileError:
         return FeatureFileError(f"{self.path} {what}: extract it again (extract.py --overwrite)")
@@ -255,7 +255,7 @@ class FeatureDataset(Dataset):
             return self.features[i]
         if self.copy_path is not None:
             if self._rows is None:  # mapped once; forked workers share the map (spawned ones map it again)
-                self._rows = open_training_copy(self.copy_path, file_stamp(self.path), self.shape)
+                self._rows = open_copy(self.copy_path, self._copy_key, self.shape)
                 if self._rows is None:
                     raise FeatureFileError(
                         f"{self.copy_path} changed while training read it (the feature file was replaced?): train again"
@@ -278,9 +278,9 @@ class FeatureDataset(Dataset):
             rows = range(start, min(start + batch_size, len(self)))
             yield torch.stack([self._read(i) for i in rows]), torch.as_tensor(self.num_frames[start : rows.stop])
 
-    def __getstate__(self) -> dict:  # h5py handles do not pickle; workers reopen
+    def __getstate__(self) -> dict:  # h5py handles do not pickle; workers reopen (the parent holds the copy)
         state = dict(self.__dict__)
-        state["_file"], state["_rows"], state["_pid"] = None, None, -1
+        state["_file"], state["_rows"], state["_pid"], state["_hold"] = None, None, -1, None
         return state
 
 
@@ -302,7 +302,8 @@ def open_splits(cfg: TrainConfig) -> dict[str, FeatureDataset]:
                 continue
             kind = "multi-scale" if cfg.multi_scale else "single-scale"
             raise UserError(f"{kind} {split} features not found: {path} (run extract.py first, or pass --features-dir)")
-        splits[split] = FeatureDataset(path, cfg.in_memory, augment if split == "train" else None, cfg.lazy_reading)
+        augmented = augment if split == "train" else None
+        splits[split] = FeatureDataset(path, cfg.in_memory, augmented, cfg.lazy_reading, cfg.copy_budget_gb)
         if split != "test" and not len(splits[split]):
             raise UserError(
                 f"{path} holds no videos: training needs a non-empty {split} split "
