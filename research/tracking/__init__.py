@@ -81,6 +81,8 @@ DEFAULT_VIEWS: dict[str, dict[str, Any]] = {
             *_TRAINING_COLUMNS,
         ]
     },
+    # The one CV's fold members: which fold, beside the training columns.
+    "cv": {"selectedColumns": ["tags.`ensemble`", "tags.`fold`", *_TRAINING_COLUMNS]},
     # Every evaluation logs its final row (ensemble+TTA, or the last row there is) as accuracy/macro_f1.
     "evaluate": {
         "selectedColumns": [
