@@ -50,7 +50,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from research.backbones.loading import load_classifier
+from research.backbones.table import FUSION_SEPARATOR, get_spec
 from research.engine.calibration import ece, fit_temperature, with_temperature
+from research.engine.metrics import RESAMPLE_BLOCK
 
 MAX_PROTOTYPES = 4096  # reference clips compared with: all of a small collection, a seeded sample of a large one
 DIMS = 128  # cosine_pca's principal directions: the cosine of 1280-d means is dominated by a few directions anyway
@@ -82,9 +85,6 @@ def imagenet_head(backbone: str, weights: str = "") -> ImageNetHead | None:
     """The frozen ImageNet head of ``backbone`` (a table name: torchvision's or timm's EfficientNet-Lite), or
     None where there is none to use: a fused pass (several CNNs' features concatenated), a catalogue model (its
     head is dropped when it is built), random weights, or a head that is not one linear map of the feature."""
-    from research.backbones.loading import load_classifier
-    from research.backbones.table import FUSION_SEPARATOR, get_spec
-
     if FUSION_SEPARATOR in backbone or weights == "random":
         return None
     spec = get_spec(backbone)
@@ -548,8 +548,6 @@ def grouped_auroc_resamples(
     one fold, unseen-family clips in another), as many as there are, with replacement; a clip counts as often
     as its group was drawn. Each scorer's clips are sorted once; a resample is then weighted sums over runs
     of tied scores (ties count half, as ``auroc``): linear in the clips, in blocks of ``RESAMPLE_BLOCK``."""
-    from research.engine.metrics import RESAMPLE_BLOCK
-
     names, code = np.unique(
         np.concatenate([np.asarray(positive_groups).astype(str), np.asarray(negative_groups).astype(str)]),
         return_inverse=True,
