@@ -57,7 +57,7 @@ from research.engine.metrics import RESAMPLE_BLOCK
 
 MAX_PROTOTYPES = 4096  # reference clips compared with: all of a small collection, a seeded sample of a large one
 DIMS = 128  # cosine_pca's principal directions: the cosine of 1280-d means is dominated by a few directions anyway
-BLOCK = 4096  # scored clips per block: memory [BLOCK, MAX_PROTOTYPES] float32 = 64 MB
+BLOCK = 2048  # scored clips per block: memory [BLOCK, MAX_PROTOTYPES] float64 = 64 MB
 MIN_BAND = 30  # held-out clips a band needs for a temperature of its own; fewer: bands are merged
 BANDS_MARGIN = 0.01  # bands must lower the worst kind's ECE by this much: less is within ECE's own noise
 THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)  # the coverage table's confidence thresholds

@@ -54,11 +54,11 @@ class Smoothing:
 
 
 NONE = Smoothing(None, 0.0)
-# Where neither the command nor the classifier file gives settings: expected segments of 30 s, none shorter
-# than 10 s. Not measured yet on held-out timelines (benchmarks/timeline.py --quality chooses them there; its
-# choice replaces these): a lab's recordings change kind every minutes, not seconds, and 10 s is the
-# demo's usual --window, below which a window cannot place a change anyway.
-DEFAULT = Smoothing(30.0, 10.0)
+# Where neither the command nor the classifier file gives settings: what choose_smoothing chose on the held-out
+# timelines of benchmarks/timeline.py --quality (10 videos of held-out families, window 4 s, stride 2 s;
+# benchmarks/RESULTS.md): expected segments of 8 s, none shorter than 6 s. Those videos change kind with
+# every source (5-36 s); a lab's longer segments want a classifier file's own choice or --segment-s.
+DEFAULT = Smoothing(8.0, 6.0)
 
 
 def resolve(segment_s: float | None, min_segment_s: float | None, smooth: bool, record: dict | None) -> Smoothing:
