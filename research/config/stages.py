@@ -253,8 +253,8 @@ class EvalConfig:
     )
     min_segment_s: float | None = opt(
         None,
-        "with --window: segments shorter than this many seconds are absorbed by a neighbour (0: none); null: as "
-        "segment_s",
+        "with --window: segments shorter than this many seconds are absorbed by a neighbour (0: none); null: the "
+        "classifier file's, else research.engine.smoothing.DEFAULT's",
         why="chosen on held-out data, never on the video being scored",
     )
     calibrate: bool = opt(
