@@ -251,6 +251,24 @@ class EvalConfig:
         why="a long recording holds several kinds of video; one label per file hides them (issue 43)",
     )
     stride: float | None = opt(None, "with --window: seconds between window starts (null: the window, no overlap)")
+    smooth: bool = opt(
+        True,
+        "with --window: smooth the windows' classes before segments are cut (a sticky HMM, then a minimum "
+        "segment length: research.engine.smoothing); off: each window's own top class",
+        why="windows classified alone flicker: one doubtful window becomes a segment of its own (issue 51)",
+    )
+    segment_s: float | None = opt(
+        None,
+        "with --window: the expected segment length in seconds (the HMM's self-transition); null: the "
+        "classifier file's (chosen on held-out timelines), else research.engine.smoothing.DEFAULT's",
+        why="chosen on held-out data, never on the video being scored",
+    )
+    min_segment_s: float | None = opt(
+        None,
+        "with --window: segments shorter than this many seconds are absorbed by a neighbour (0: none); null: the "
+        "classifier file's, else research.engine.smoothing.DEFAULT's",
+        why="chosen on held-out data, never on the video being scored",
+    )
     calibrate: bool = opt(
         True,
         "fit the ensemble rows' temperature on the members' validation split (members carry their own)",
@@ -325,6 +343,12 @@ class EvalConfig:
             raise ConfigError("--classifier names its own members: give it alone, without --checkpoints or --ensemble")
         if self.window is not None and (not self.window > 0 or (self.stride is not None and not self.stride > 0)):
             raise ConfigError(f"--window and --stride take seconds > 0, got window {self.window}, stride {self.stride}")
+        if (self.segment_s is not None and not self.segment_s > 0) or (
+            self.min_segment_s is not None and not self.min_segment_s >= 0
+        ):
+            raise ConfigError(
+                f"segment_s takes seconds > 0 and min_segment_s seconds >= 0: {self.segment_s}, {self.min_segment_s}"
+            )
 
 
 @dataclasses.dataclass

@@ -50,6 +50,7 @@ from research.engine.classifier import (
 from research.engine.familiarity import Familiarity, band_of, with_band_temperatures
 from research.engine.metrics import bootstrap_interval, classification_metrics
 from research.engine.report import RELIABILITY, report_run, write_report
+from research.engine.smoothing import resolve as resolve_smoothing
 from research.engine.timeline import predict_timelines
 from research.engine.tta import get_views, predict, tta_probabilities
 from research.errors import UserError
@@ -435,9 +436,15 @@ def predict_videos(cfg: EvalConfig) -> list[dict[str, Any]]:
     settings, kind = FeatureSettings.from_record(record), kind_of(record)
     backbones = create_backbones(settings, device=device)
     classes = [c for c, _ in sorted(record["category_mapping"].items(), key=lambda kv: kv[1])]
-    if cfg.window is not None:  # --window: a timeline per video (research.engine.timeline), not one label per file
-        return predict_timelines(cfg, videos, classify, settings, kind, backbones, classes, device)
     familiar = video_familiarity(ready)  # how much each video looks like the training clips (single-scale mean)
+    if cfg.window is not None:  # --window: a timeline per video (research.engine.timeline), not one label per file
+        # each window scored and calibrated as a file is (its familiarity, its band's temperature), smoothed by
+        # the command's settings, else the classifier's (chosen on held-out timelines: ``smoothing``)
+        smoothing = resolve_smoothing(cfg.segment_s, cfg.min_segment_s, cfg.smooth, ready.get("smoothing"))
+        bands, accept = ready.get("familiarity_bands") or None, ready.get("accept")
+        return predict_timelines(
+            cfg, videos, classify, settings, kind, backbones, classes, device, familiar, bands, accept, smoothing
+        )
     kinds = sorted({kind, "single"}) if familiar is not None else [kind]
     entries = [file_entry(video.path) for video in videos]
     results: list[dict[str, Any]] = [{} for _ in entries]

@@ -18,14 +18,25 @@ So decoding and the CNN cost what ``duration * T / W`` frames cost, whatever the
 classifier runs once per window: the cost grows with the number of windows, never windows x length.
 Frames stream from the decoder to the CNN in batches; only the features (``[frames, D]``) are kept.
 
-Segments: consecutive windows with the same top class are merged. A boundary between two windows of
-different classes lies halfway between their centres (each window speaks for the time around its
-centre); the first segment starts at 0, the last ends at the video's end. A segment's probability is
-the mean, over its windows, of their probability of its class.
+Each window carries what ``--predict`` gives a file: its familiarity (``research.engine.familiarity``: the
+classifier's scorer on the mean of the window's single-scale frame features, as a file's is on the mean of
+its frames), the band temperature that familiarity picks where the classifier ships familiarity bands (the
+same ``classify(features, familiarity)`` as ``--predict``), and, where the classifier carries an accept rule
+(``{threshold}``), ``accept`` or ``review``: its top probability reaches the threshold or not.
 
-Outputs in ``out_dir``: ``timeline.csv`` (video, start, end, p_<class>..., top_class, top_probability),
-``segments.csv`` (video, start, end, class, mean_probability, windows, error) and ``timeline.png`` (one strip
-per video: the segments coloured by class over time, each class's probability traced above them).
+Segments: the windows' classes are smoothed first (``research.engine.smoothing``: a sticky HMM over the
+calibrated window probabilities, then a minimum segment length; settings in seconds, from the command, else
+the classifier file, else the module's default), then consecutive windows of one class are merged. A
+boundary between two windows of different classes lies halfway between their centres (each window speaks
+for the time around its centre); the first segment starts at 0, the last ends at the video's end. A
+segment's probability is the mean, over its windows, of their probability of its class. The raw segments
+(each window's own top class, merged) are kept beside them.
+
+Outputs in ``out_dir``: ``timeline.csv`` (video, start, end, p_<class>..., top_class, top_probability,
+familiarity, band, accept, class: the smoothed class), ``segments.csv`` (the smoothed segments: video,
+start, end, class, mean_probability, windows, mean_familiarity, review_windows, error), ``segments_raw.csv``
+(the same columns, unsmoothed) and ``timeline.png`` (one strip per video: the smoothed and the raw segments
+coloured by class over time, each class's probability traced above them).
 """
 
 from __future__ import annotations
@@ -47,7 +58,9 @@ from rich.table import Table
 
 from research import tracking
 from research.config import EvalConfig, to_flat_dict
+from research.engine.familiarity import Familiarity, band_of
 from research.engine.predictions import Video
+from research.engine.smoothing import NONE, Smoothing, smooth, stride_of
 from research.errors import UserError, ensure_dir
 from research.features.frames import FrameBatcher, auto_batch_size, multiscale_features
 from research.features.settings import FeatureSettings, view_pixels
@@ -57,7 +70,8 @@ from research.video.plan import PacketIndex, PlanMismatch, decode_segments, make
 
 log = logging.getLogger(__name__)
 
-WINDOWS_FILE, SEGMENTS_FILE, PLOT_FILE = "timeline.csv", "segments.csv", "timeline.png"
+WINDOWS_FILE, SEGMENTS_FILE, RAW_SEGMENTS_FILE = "timeline.csv", "segments.csv", "segments_raw.csv"
+PLOT_FILE = "timeline.png"
 CHUNK_FRAMES = 256  # decoded frames held at once before they go through the CNN (then only features are kept)
 CLASSIFY_BATCH = 256  # windows per classifier call
 
@@ -232,45 +246,81 @@ def window_sequences(rows: np.ndarray, features: torch.Tensor, kind: str, scales
     return pooled.reshape(-1, n, d).permute(1, 0, 2).contiguous()
 
 
+def window_familiarity(rows: np.ndarray, features: torch.Tensor, familiarity: Familiarity) -> np.ndarray:
+    """``[N]`` each window's familiarity: the scorer on the mean of its T single-scale frame features (what
+    ``--predict`` scores for a file: the mean of its frames)."""
+    return familiarity.score(features[torch.from_numpy(rows)].double().mean(1).numpy())
+
+
 def classify_windows(
     plan: WindowPlan,
     features: torch.Tensor,
     kind: str,
     scales: tuple[float, ...],
-    classify: Callable[[torch.Tensor], np.ndarray],
+    classify: Callable[..., np.ndarray],
     timings: Timings,
-) -> np.ndarray:
-    """``[N, C]`` calibrated probabilities of the plan's windows, ``CLASSIFY_BATCH`` windows per call."""
+    familiarity: Familiarity | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``([N, C], [N] or None)``: calibrated probabilities of the plan's windows and their familiarity,
+    ``CLASSIFY_BATCH`` windows per call. With a scorer, each window's familiarity goes to ``classify`` (which
+    picks its band's temperature where the classifier has bands), as ``--predict`` does for a file."""
     began = time.perf_counter()
     rows = plan.rows
-    parts = [
-        classify(window_sequences(rows[i : i + CLASSIFY_BATCH], features, kind, scales))
-        for i in range(0, len(rows), CLASSIFY_BATCH)
-    ]
+    parts, scores = [], []
+    for i in range(0, len(rows), CLASSIFY_BATCH):
+        block = rows[i : i + CLASSIFY_BATCH]
+        sequences = window_sequences(block, features, kind, scales)
+        if familiarity is None:
+            parts.append(classify(sequences))
+            continue
+        scores.append(window_familiarity(block, features, familiarity))
+        parts.append(classify(sequences, scores[-1]))
     timings.classify += time.perf_counter() - began
-    return np.concatenate(parts).astype(np.float64)
+    return np.concatenate(parts).astype(np.float64), np.concatenate(scores) if scores else None
 
 
-def merge_segments(starts: np.ndarray, ends: np.ndarray, probs: np.ndarray, duration: float) -> list[dict[str, Any]]:
-    """Runs of windows with the same top class; boundaries halfway between the centres of the two windows
-    either side (the first segment from 0, the last to ``duration``), each with its windows' mean
-    probability of its class."""
-    top = probs.argmax(1)
+def accept_flags(probs: np.ndarray, rule: dict[str, Any] | None) -> np.ndarray | None:
+    """``[N]`` True where a window is accepted: its top probability reaches the rule's ``threshold``
+    (``research.engine.accept``'s rule, a plain record); no threshold: none is (every window to review);
+    no rule: None (no flag)."""
+    if rule is None:
+        return None
+    threshold = rule.get("threshold")
+    return np.zeros(len(probs), dtype=bool) if threshold is None else probs.max(1) >= float(threshold)
+
+
+def merge_segments(
+    starts: np.ndarray,
+    ends: np.ndarray,
+    probs: np.ndarray,
+    duration: float,
+    path: np.ndarray | None = None,
+    familiarity: np.ndarray | None = None,
+    accepted: np.ndarray | None = None,
+) -> list[dict[str, Any]]:
+    """Runs of windows of one class (``path``, by default each window's top class); boundaries halfway
+    between the centres of the two windows either side (the first segment from 0, the last to ``duration``),
+    each with its windows' mean probability of its class, their mean familiarity and how many are to review
+    (where those are known)."""
+    top = probs.argmax(1) if path is None else np.asarray(path)
     centres = (starts + ends) / 2
     segments: list[dict[str, Any]] = []
     first = 0
     for i in range(len(top)):
         if i + 1 < len(top) and top[i + 1] == top[first]:
             continue
-        segments.append(
-            {
-                "start": 0.0 if first == 0 else float((centres[first - 1] + centres[first]) / 2),
-                "end": float(duration) if i + 1 == len(top) else float((centres[i] + centres[i + 1]) / 2),
-                "class_index": int(top[first]),
-                "mean_probability": float(probs[first : i + 1, top[first]].mean()),
-                "windows": i + 1 - first,
-            }
-        )
+        segment = {
+            "start": 0.0 if first == 0 else float((centres[first - 1] + centres[first]) / 2),
+            "end": float(duration) if i + 1 == len(top) else float((centres[i] + centres[i + 1]) / 2),
+            "class_index": int(top[first]),
+            "mean_probability": float(probs[first : i + 1, top[first]].mean()),
+            "windows": i + 1 - first,
+        }
+        if familiarity is not None:
+            segment["mean_familiarity"] = float(familiarity[first : i + 1].mean())
+        if accepted is not None:
+            segment["review_windows"] = int((~accepted[first : i + 1]).sum())
+        segments.append(segment)
         first = i + 1
     return segments
 
@@ -278,19 +328,40 @@ def merge_segments(starts: np.ndarray, ends: np.ndarray, probs: np.ndarray, dura
 # ------------------------------------------------------------------ outputs
 
 
-def window_rows(video: str, starts: np.ndarray, ends: np.ndarray, probs: np.ndarray, classes: list[str]) -> list[dict]:
+def window_rows(result: dict[str, Any], classes: list[str]) -> list[dict]:
+    """One ``timeline.csv`` row per window: its probabilities and top class (raw), its familiarity, band and
+    accept flag (empty where unknown) and its class after smoothing."""
+    n = len(result["starts"])
+    familiarity, band, accepted = (result.get(k) for k in ("familiarity", "band", "accepted"))
     rows = []
-    for start, end, p in zip(starts, ends, probs, strict=True):
+    for i, (start, end, p) in enumerate(zip(result["starts"], result["ends"], result["probabilities"], strict=True)):
         top = int(p.argmax())
         rows.append(
-            {"video": video, "start": f"{start:.3f}", "end": f"{end:.3f}"}
+            {"video": result["video"], "start": f"{start:.3f}", "end": f"{end:.3f}"}
             | {f"p_{c}": f"{float(v):.6f}" for c, v in zip(classes, p, strict=True)}
             | {"top_class": classes[top], "top_probability": f"{float(p[top]):.6f}"}
+            | {
+                "familiarity": "" if familiarity is None else f"{float(familiarity[i]):.4f}",
+                "band": "" if band is None else int(band[i]),
+                "accept": "" if accepted is None else ("accept" if accepted[i] else "review"),
+                "class": classes[int(result["path"][i])] if n else "",
+            }
         )
     return rows
 
 
-SEGMENT_COLUMNS = ["video", "start", "end", "class", "mean_probability", "windows", "error"]
+WINDOW_EXTRAS = ["familiarity", "band", "accept", "class"]
+SEGMENT_COLUMNS = [
+    "video",
+    "start",
+    "end",
+    "class",
+    "mean_probability",
+    "windows",
+    "mean_familiarity",
+    "review_windows",
+    "error",
+]
 
 
 def segment_rows(video: str, segments: list[dict[str, Any]], classes: list[str]) -> list[dict]:
@@ -302,6 +373,8 @@ def segment_rows(video: str, segments: list[dict[str, Any]], classes: list[str])
             "class": classes[s["class_index"]],
             "mean_probability": f"{s['mean_probability']:.6f}",
             "windows": s["windows"],
+            "mean_familiarity": f"{s['mean_familiarity']:.4f}" if "mean_familiarity" in s else "",
+            "review_windows": s.get("review_windows", ""),
             "error": "",
         }
         for s in segments
@@ -318,7 +391,7 @@ def _csv(rows: list[dict], columns: list[str]) -> str:
 
 def plot_timelines(results: list[dict[str, Any]], classes: list[str], path: Path) -> None:
     """One strip per video: each class's window probability over time (at the window centres) above the
-    merged segments, coloured by class."""
+    smoothed segments (upper half of the strip) and the raw ones (lower half), coloured by class."""
     import matplotlib  # heavy (~1 s) and only for this picture
 
     matplotlib.use("Agg")
@@ -343,10 +416,12 @@ def plot_timelines(results: list[dict[str, Any]], classes: list[str], path: Path
         trace.set_ylabel("probability")
         trace.set_title(Path(result["video"]).name, fontsize=9, loc="left")
         trace.tick_params(labelbottom=False)
-        for s in result["segments"]:
-            strip.broken_barh([(s["start"], s["end"] - s["start"])], (0, 1), color=colours[classes[s["class_index"]]])
+        for segments, (low, height) in ((result["segments"], (0.5, 0.5)), (result["raw_segments"], (0, 0.45))):
+            for s in segments:
+                bar = [(s["start"], s["end"] - s["start"])]
+                strip.broken_barh(bar, (low, height), color=colours[classes[s["class_index"]]])
         strip.set_xlim(0, result["duration"])
-        strip.set_yticks([])
+        strip.set_yticks([0.22, 0.75], ["raw", "smoothed"], fontsize=7)
         strip.set_xlabel("time (s)")
     if shown:
         axes[0, 0].legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=7, ncol=len(classes), frameon=False)
@@ -357,19 +432,28 @@ def plot_timelines(results: list[dict[str, Any]], classes: list[str], path: Path
 
 
 def write_outputs(out_dir: Path, results: list[dict[str, Any]], classes: list[str]) -> dict[str, Path]:
-    """``timeline.csv``, ``segments.csv`` (a failed video: one row with its error) and ``timeline.png``."""
+    """``timeline.csv``, ``segments.csv`` and ``segments_raw.csv`` (a failed video: one row with its error in
+    both) and ``timeline.png``."""
     out_dir = ensure_dir(out_dir)
-    windows, segments = [], []
+    windows, segments, raw = [], [], []
     for r in results:
         if "error" in r:
             segments.append({"video": r["video"], "error": r["error"]})
+            raw.append({"video": r["video"], "error": r["error"]})
             continue
-        windows += window_rows(r["video"], r["starts"], r["ends"], r["probabilities"], classes)
+        windows += window_rows(r, classes)
         segments += segment_rows(r["video"], r["segments"], classes)
-    columns = ["video", "start", "end", *[f"p_{c}" for c in classes], "top_class", "top_probability"]
-    paths = {"windows": out_dir / WINDOWS_FILE, "segments": out_dir / SEGMENTS_FILE, "plot": out_dir / PLOT_FILE}
+        raw += segment_rows(r["video"], r["raw_segments"], classes)
+    columns = ["video", "start", "end", *[f"p_{c}" for c in classes], "top_class", "top_probability", *WINDOW_EXTRAS]
+    paths = {
+        "windows": out_dir / WINDOWS_FILE,
+        "segments": out_dir / SEGMENTS_FILE,
+        "raw_segments": out_dir / RAW_SEGMENTS_FILE,
+        "plot": out_dir / PLOT_FILE,
+    }
     write_text_atomic(paths["windows"], _csv(windows, columns))
     write_text_atomic(paths["segments"], _csv(segments, SEGMENT_COLUMNS))
+    write_text_atomic(paths["raw_segments"], _csv(raw, SEGMENT_COLUMNS))
     plot_timelines(results, classes, paths["plot"])
     return paths
 
@@ -386,10 +470,18 @@ def predict_timelines(
     backbones: Any,
     classes: list[str],
     device: torch.device,
+    familiarity: Familiarity | None = None,
+    bands: dict[str, Any] | None = None,
+    accept: dict[str, Any] | None = None,
+    smoothing: Smoothing = NONE,
 ) -> list[dict[str, Any]]:
     """``--predict ... --window W [--stride S]``: each video's windows and segments, written to ``cfg.out_dir``
     and logged as one MLflow run. Every video is probed first: one shorter than the window stops the command
-    (``UserError``) before any frame goes through the CNN; an unreadable one gets its error and the rest go on."""
+    (``UserError``) before any frame goes through the CNN; an unreadable one gets its error and the rest go on.
+
+    ``familiarity``: the classifier's scorer (each window scored and classified with it, as ``--predict`` does a
+    file); ``bands``: its familiarity bands (each window's band is written); ``accept``: its accept rule
+    (``{threshold}``); ``smoothing``: how windows are smoothed before segments are cut."""
     assert cfg.window is not None
     window, stride = float(cfg.window), float(cfg.stride if cfg.stride is not None else cfg.window)
     probed: list[tuple[PacketIndex, WindowPlan] | str] = []
@@ -426,8 +518,11 @@ def predict_timelines(
         if not keep.all():
             log.warning("%s: %d of %d windows left out: their frames do not decode", shown, (~keep).sum(), len(keep))
         plan = WindowPlan(plan.step, plan.frame_numbers, plan.offsets[keep], plan.frames, plan.duration)
-        probs = classify_windows(plan, features, kind, settings.scales, classify, timings)
+        probs, scores = classify_windows(plan, features, kind, settings.scales, classify, timings, familiarity)
         starts, ends = plan.starts, plan.ends
+        path = smooth(probs, stride_of(starts, window), smoothing)
+        accepted = accept_flags(probs, accept)
+
         results.append(
             {
                 "video": shown,
@@ -436,9 +531,15 @@ def predict_timelines(
                 "starts": starts,
                 "ends": ends,
                 "probabilities": probs,
-                "segments": [
-                    s | {"class": classes[s["class_index"]]} for s in merge_segments(starts, ends, probs, plan.duration)
-                ],
+                "familiarity": scores,
+                "band": band_of(scores, bands["edges"]) if bands and scores is not None else None,
+                "accepted": accepted,
+                "path": path,
+                "smoothing": smoothing.record(),
+                "segments": named(merge_segments(starts, ends, probs, plan.duration, path, scores, accepted), classes),
+                "raw_segments": named(
+                    merge_segments(starts, ends, probs, plan.duration, None, scores, accepted), classes
+                ),
             }
         )
     paths = write_outputs(Path(cfg.out_dir), results, classes)
@@ -450,6 +551,11 @@ def predict_timelines(
         for r in results:
             r["mlflow_run_id"] = run_id
     return results
+
+
+def named(segments: list[dict[str, Any]], classes: list[str]) -> list[dict[str, Any]]:
+    """Each segment with its class's name beside its index."""
+    return [s | {"class": classes[s["class_index"]]} for s in segments]
 
 
 def log_timelines(cfg: EvalConfig, results: list[dict[str, Any]], summary: dict[str, float], paths: dict) -> str:
@@ -466,6 +572,7 @@ def log_timelines(cfg: EvalConfig, results: list[dict[str, Any]], summary: dict[
                 "videos_failed": len(results) - len(good),
                 "windows": sum(len(r["starts"]) for r in good),
                 "segments": sum(len(r["segments"]) for r in good),
+                "segments_raw": sum(len(r["raw_segments"]) for r in good),
             }
             | summary
             | (
@@ -486,7 +593,8 @@ def log_timelines(cfg: EvalConfig, results: list[dict[str, Any]], summary: dict[
 def segments_table(result: dict[str, Any], limit: int = 20) -> Table:
     """A video's segments for the terminal (the first ``limit``; segments.csv holds them all)."""
     segments = result["segments"]
-    table = Table(title=f"{result['video']}: {len(result['starts'])} windows, {len(segments)} segments", box=None)
+    title = f"{result['video']}: {len(result['starts'])} windows, {len(segments)} segments"
+    table = Table(title=f"{title} ({len(result['raw_segments'])} before smoothing)", box=None)
     for column in ("start", "end", "class", "mean p", "windows"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for s in segments[:limit]:
@@ -529,7 +637,8 @@ def print_timelines(console: Console, results: list[dict[str, Any]], out_dir: st
             highlight=False,
         )
     console.print(
-        f"windows: {out_dir}/{WINDOWS_FILE}, segments: {out_dir}/{SEGMENTS_FILE}, strip: {out_dir}/{PLOT_FILE}",
+        f"windows: {out_dir}/{WINDOWS_FILE}, segments: {out_dir}/{SEGMENTS_FILE} (unsmoothed: {RAW_SEGMENTS_FILE}), "
+        f"strip: {out_dir}/{PLOT_FILE}",
         highlight=False,
     )
     if failed:
