@@ -21,13 +21,11 @@ from research.engine.familiarity import (
     BakeoffFold,
     Candidate,
     Familiarity,
-    HeldOut,
     auroc,
     bakeoff_markdown,
     band_edges,
     coverage,
     familiarity_bakeoff,
-    familiarity_calibration,
     grouped_auroc_resamples,
     imagenet_head,
     shared_reference_size,
@@ -160,41 +158,6 @@ def test_coverage_keeps_fewer_clips_at_higher_thresholds_with_their_accuracy() -
     rows = coverage(probs, labels, (0.5, 0.6, 0.9))
     assert [r["kept"] for r in rows] == [4, 3, 1]
     assert [r["accuracy"] for r in rows] == [0.75, 2 / 3, 1.0]
-
-
-def held_out_kinds(separable: bool, n: int = 1500, seed: int = 0) -> dict[str, HeldOut]:
-    """Two kinds of held-out clip from a calibrated model (top probability c, right with probability c), then
-    distorted: the first over-confident (new kinds: raw = calibrated at T 0.5), the second under-confident
-    (known kinds: T 2); familiarity tells them apart (``separable``) or is noise."""
-    rng = np.random.default_rng(seed)
-    kinds = {}
-    for name, (distortion, mean_score) in {"family": (0.5, 0.3), "source": (2.0, 0.8)}.items():
-        c = rng.uniform(0.3, 1.0, n)
-        top = rng.integers(0, 4, n)
-        calibrated = np.repeat(((1 - c) / 3)[:, None], 4, axis=1)
-        calibrated[np.arange(n), top] = c
-        labels = np.where(rng.random(n) < c, top, (top + rng.integers(1, 4, n)) % 4)
-        score = rng.normal(mean_score if separable else 0.5, 0.05, n)
-        raw = with_temperature(calibrated, distortion)
-        kinds[name] = HeldOut(name, raw, labels, score, rng.integers(0, 3, n))
-    return kinds
-
-
-def test_bands_are_kept_where_familiarity_separates_and_bring_both_kinds_under_the_goal() -> None:
-    result = familiarity_calibration(held_out_kinds(separable=True), bands=2)
-    assert result["auroc"] > 0.99 and result["calibrated_by"] == "bands" and len(result["temperatures"]) == 2
-    assert result["worst_ece"]["bands"] <= 0.05 < result["worst_ece"]["one_temperature"] and result["met"]
-    low, high = result["temperatures"]
-    assert abs(low - 2.0) < 0.3 and abs(high - 0.5) < 0.1  # each band's distortion undone
-    for kind in result["kinds"].values():
-        assert kind["ece"]["bands"] < kind["ece"]["uncalibrated"]
-        assert [r["threshold"] for r in kind["coverage"]] == [0.5, 0.6, 0.7, 0.8, 0.9, 0.95]
-
-
-def test_noise_familiarity_keeps_one_temperature() -> None:
-    result = familiarity_calibration(held_out_kinds(separable=False), bands=3)
-    assert abs(result["auroc"] - 0.5) < 0.05
-    assert result["calibrated_by"] == "one_temperature" and result["edges"] == [] and len(result["temperatures"]) == 1
 
 
 def test_band_temperatures_apply_per_clip() -> None:

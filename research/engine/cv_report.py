@@ -6,6 +6,8 @@ family, and every figure a lab reads comes from those predictions:
 
 - the rows and the headline (``research.engine.headline``), with both intervals;
 - the choice of the classifier a lab gets, the probe or the ensemble (``research.engine.choice``);
+- the familiarity scorers' bake-off on the three kinds of held-out clip, whose winner the classifier ships
+  (``research.engine.familiarity``);
 - the temperatures it ships, cross-fitted on every kind of held-out clip (``research.engine.temperatures``),
   with each kind's ECE and coverage;
 - the accept rule (``research.engine.accept``): the threshold on the calibrated top probability whose
@@ -32,12 +34,25 @@ from research.data.folds import KIND_WHAT
 from research.engine import accept, audit, contact_sheet, predictions
 from research.engine.calibration import plot_reliability
 from research.engine.choice import choose_classifier
-from research.engine.familiarity import Familiarity
+from research.engine.familiarity import (
+    DEFAULT_METHOD,
+    DEFAULT_PARAMS,
+    FAMILIES,
+    SEEN,
+    SOURCES,
+    BakeoffFold,
+    Familiarity,
+    ImageNetHead,
+    familiarity_bakeoff,
+    imagenet_head,
+    shared_reference_size,
+)
 from research.engine.headline import headline_rows
 from research.engine.oof import PROBE, OutOfFold
 from research.engine.report import RELIABILITY, report_run, write_report
 from research.engine.temperatures import calibrate_kinds
 from research.errors import ensure_dir
+from research.features.hdf5 import read_attrs
 from research.files import shown_path
 
 RISK_COVERAGE = "risk_coverage.png"  # the accept rule's picture beside report.json
@@ -55,12 +70,40 @@ class Shipped:
     accept: dict[str, Any]
 
 
-def familiarity_of_kinds(oof: OutOfFold) -> dict[str, np.ndarray]:
-    """Each held-out clip's familiarity against its own fold's training clips (the reference the fold's
-    models trained on), per kind."""
+BAKEOFF_KINDS = {"clip": SEEN, "source": SOURCES, "family": FAMILIES}  # the out-of-fold kinds, by the bake-off's names
+
+
+def familiarity_bakeoff_of(oof: OutOfFold, pool: Path) -> tuple[dict[str, Any], Familiarity]:
+    """The familiarity scorers' bake-off on the CV's held-out kinds (each fold's scorers fitted on its own
+    training clips, at one reference size), and the winner fitted on every clip at that same size: the scorer
+    the ready classifier ships, so its scores mean what the bands were fitted on."""
+    attrs = read_attrs(pool)
+    head = imagenet_head(str(attrs.get("backbone", "")), str(attrs.get("weights", "") or ""))
+    size = shared_reference_size([len(fold.train) for fold in oof.folds] + [len(oof.labels)])
+    folds = []
+    for k, fold in enumerate(oof.folds):
+        queries, groups = {}, {}
+        for kind, held in oof.kinds.items():
+            mine = held.rows[held.fold == k]
+            if len(mine):
+                queries[BAKEOFF_KINDS[kind]] = oof.pooled[mine]
+                groups[BAKEOFF_KINDS[kind]] = np.asarray([oof.groups[i] for i in mine])
+        folds.append(BakeoffFold(oof.pooled[fold.train], oof.labels[fold.train], queries, groups))
+    result = familiarity_bakeoff(folds, head=head, size=size)
+    best = next((c for c in result["candidates"] if c["name"] == result["winner"]), None)
+    method, params = (best["method"], best["params"]) if best else (DEFAULT_METHOD, DEFAULT_PARAMS)
+    result["shipped"] = {"method": method, "params": params, "reference_size": size}
+    shipped = Familiarity.fit(oof.pooled, oof.labels, method, params, head, size)
+    return result, shipped
+
+
+def familiarity_of_kinds(oof: OutOfFold, like: Familiarity, head: ImageNetHead | None) -> dict[str, np.ndarray]:
+    """Each held-out clip's familiarity, by the shipped scorer's method at its reference size, against its own
+    fold's training clips (the reference the fold's models trained on), per kind."""
     out = {kind: np.zeros(len(held)) for kind, held in oof.kinds.items()}
     for k, fold in enumerate(oof.folds):
-        scorer = Familiarity.fit(oof.pooled[fold.train])
+        x, y = oof.pooled[fold.train], oof.labels[fold.train]
+        scorer = Familiarity.fit(x, y, like.method, like.params, head, like.reference_size, like.seed)
         for kind, held in oof.kinds.items():
             mine = held.fold == k
             out[kind][mine] = scorer.score(oof.pooled[held.rows[mine]])
@@ -90,7 +133,10 @@ def cv_report(
         what,
     )
     final_row = PROBE if choice["chosen"] == "probe" else ensemble_row
-    familiarity = familiarity_of_kinds(oof)
+    bakeoff, shipped_familiarity = familiarity_bakeoff_of(oof, pool_single)
+    attrs = read_attrs(pool_single)
+    head = imagenet_head(str(attrs.get("backbone", "")), str(attrs.get("weights", "") or ""))
+    familiarity = familiarity_of_kinds(oof, shipped_familiarity, head)
     kinds = list(oof.kinds)
     held_out, calibrated = calibrate_kinds(
         {k: oof.candidate(final_row, k) for k in kinds},
@@ -99,7 +145,7 @@ def cv_report(
         {k: oof.kinds[k].fold for k in kinds},
         cv.familiarity_bands,
     )
-    held_out["score"] = "cosine similarity of a clip's pooled frame feature to its nearest training clip"
+    held_out["score"] = f"{shipped_familiarity.what} (the bake-off's winner, {bakeoff['shipped']})"
     head = rows[final_row]
     headline = {
         "what": oof.record["what"],
@@ -126,6 +172,7 @@ def cv_report(
             "fitted on the other folds' (rows); the ready classifier's on every kind of held-out clip (held_out)",
             "held_out": held_out,
         },
+        "familiarity": bakeoff,
         "final_row": final_row,
         "predictions": shown_path(out_dir / predictions.FILE_NAME),
         "rows": rows,
@@ -160,7 +207,7 @@ def cv_report(
         choice["chosen"],
         held_out["temperatures"],
         held_out["edges"],
-        Familiarity.fit(oof.pooled),
+        shipped_familiarity,
         rule.to_dict(),
     )
     return report, shipped

@@ -74,9 +74,8 @@ def calibrate_kinds(
         }
     worst = {way: max(v["ece"][way] for v in per_kind.values()) for way in ("bands", "one_temperature")}
     edges = band_edges(score, bands)
-    # bands only where they transfer better than one temperature, cross-fitted: measured, not assumed
-    use_bands = len(edges) > 0 and worst["bands"] < worst["one_temperature"] - BANDS_MARGIN
-    way = "bands" if use_bands else "one_temperature"
+    way, met = shipped_method(worst, len(edges) > 0)
+    use_bands = way == "bands"
     shipped = banded if use_bands else pooled
     calibrated = {name: shipped[kind == i] for i, name in enumerate(names)}
     for name in names:  # what a lab would keep at each threshold, calibrated as shipped
@@ -89,6 +88,14 @@ def calibrate_kinds(
         "kinds": per_kind,
         "goal": f"ECE <= {ECE_GOAL} on every kind at once (cross-fitted)",
         "worst_ece": worst,
-        "met": worst[way] <= ECE_GOAL,  # of the method shipped, not the better of the two
+        "met": met,
     }
     return record, calibrated
+
+
+def shipped_method(worst: dict[str, float], bands_possible: bool) -> tuple[str, bool]:
+    """``bands`` only where they lower the worst kind's cross-fitted ECE by more than ``BANDS_MARGIN`` against one
+    temperature (measured, not assumed), else ``one_temperature``; and whether the method *shipped* meets the
+    goal (not the better of the two: a report must not claim a goal the shipped classifier misses)."""
+    way = "bands" if bands_possible and worst["bands"] < worst["one_temperature"] - BANDS_MARGIN else "one_temperature"
+    return way, worst[way] <= ECE_GOAL
