@@ -322,11 +322,20 @@ def test_every_config_example_of_every_page_builds(tmp_path: Path) -> None:
     section it has builds its stage's config, and a train section's model_args build the model."""
     import yaml
 
-    from research.config import SECTIONS, CVConfig, EvalConfig, ExtractConfig, SearchConfig, TrainConfig, load_config
+    from research.config import (
+        SECTIONS,
+        CVConfig,
+        EvalConfig,
+        ExtractConfig,
+        LaunchConfig,
+        SearchConfig,
+        TrainConfig,
+        load_config,
+    )
     from research.models import check_model_args
 
     stages = {"extract": ExtractConfig, "train": TrainConfig, "evaluate": EvalConfig, "search": SearchConfig}
-    stages["cv"] = CVConfig
+    stages |= {"cv": CVConfig, "launch": LaunchConfig}
     assert set(stages) == set(SECTIONS)
     checked = 0
     for page in PAGES:
