@@ -81,7 +81,10 @@ class JobsFailedError(UserError):
 
 @dataclasses.dataclass(frozen=True)
 class Where:
-    """Where a job runs: the torch device it should use and its threads (``None``: torch's own default)."""
+    """Where a job runs: the torch device it should use and its threads (``None``: torch's own default).
+
+    The launcher has set torch's threads (and, in a worker, the OpenMP/MKL variables and the one GPU it sees)
+    before the job's function is called; the function puts its work on ``device`` (a ``TrainConfig.device``)."""
 
     device: str  # "cpu", "cuda:0" (the one GPU the job sees), or "auto" (serial: the job's own choice)
     threads: int | None
@@ -191,16 +194,13 @@ def execute(task: _Task) -> None:
         text = json.dumps(record, indent=1)
     except Exception as err:
         ensure_dir(task.failure.parent, "log folder")
-        write_text_atomic(task.failure, json.dumps({"key": job.key, "reason": _reason(err), "trace": _trace()}))
+        trace = traceback.format_exc()
+        write_text_atomic(task.failure, json.dumps({"key": job.key, "reason": _reason(err), "trace": trace}))
         raise
     finally:
         _set_threads(previous)
     ensure_dir(job.result.parent, "result folder")
     write_text_atomic(job.result, text)
-
-
-def _trace() -> str:
-    return traceback.format_exc()
 
 
 def _stop_on_sigterm() -> None:
@@ -460,6 +460,7 @@ def _environment(where: Where) -> dict[str, str]:
 
 def _start(task: _Task, logs: Path) -> _Running:
     """A fresh interpreter for one task, in a session of its own (the launcher alone decides when it stops)."""
+    task.failure.unlink(missing_ok=True)  # an earlier attempt's reason is not this one's
     task_file = logs / f"{task.job.name}.task.pkl"
     with open(task_file, "wb") as fh:
         pickle.dump(task, fh)
@@ -622,6 +623,8 @@ def _slurm(pending: list[Job], how: Plan, cfg: LaunchConfig, logs: Path, name: s
         ids = ", ".join(s.job.job_id for s in submitted.values())
         console.print(f"waiting for {len(submitted)} job(s) submitted earlier and still queued or running ({ids})")
     fresh = [_task(job, where, logs) for job in pending if job.name not in submitted]
+    for task in fresh:
+        task.failure.unlink(missing_ok=True)  # an earlier attempt's reason is not this one's
     if fresh:
         executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
         executor.update_parameters(**_slurm_parameters(cfg, name, where.threads or 1))

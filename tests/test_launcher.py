@@ -304,3 +304,53 @@ def test_extraction_as_an_array_equals_one_process(tiny_videos: Path, tiny_featu
             assert content_fingerprint(path) == content_fingerprint(tiny_features / Path(path).name), (name, path)
         assert len(list((out / "shards").glob("*.shard*-of-0002.h5"))) == 2 * len(joined)  # 2 tasks
         assert set(extract_array(cfg, launch).values()) == {"re-used"}
+
+
+FAKE_SLURM = {  # a cluster's commands as far as submitting goes: sbatch keeps its script, sacct says FAILED
+    "sbatch": 'cp "$1" "$(dirname "$0")/submitted.sbatch"; echo "Submitted batch job 4242"',
+    "srun": 'echo "srun is the cluster\'s own" >&2; exit 1',
+    "sacct": 'printf "JobID|State|NodeList\\n4242_[0-1]|FAILED|node7\\n"',
+    "scancel": "exit 0",
+}
+
+
+def test_the_array_sbatch_receives_carries_the_page_s_settings_and_its_failures_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The script submitit hands to sbatch for the page's launch: block (commands that stand in for a cluster's
+    record what they are given): the partition, GPUs, cores, memory, time, the array and its parallelism, the
+    extra options and the setup; jobs the cluster reports FAILED without a result are named in one line."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in FAKE_SLURM.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr("research.launcher.RESULT_GRACE_S", 0.0)  # no shared file system to wait for here
+    cfg = dataclasses.replace(page_launch_config(tmp_path), slurm_cluster="slurm", slurm_gpus_per_job=1)
+    cfg = dataclasses.replace(cfg, slurm_cpus_per_job=8)
+    jobs = [
+        Job(name, job_key(name), quick_job, {"runs": str(tmp_path / "runs.txt"), "value": 0}, tmp_path / f"{name}.json")
+        for name in ("first", "second")
+    ]
+    with pytest.raises(JobsFailedError) as caught:
+        run_jobs(jobs, cfg, name="members")
+    script = (bin_dir / "submitted.sbatch").read_text()
+    for line in (
+        "#SBATCH --array=0-1%2",
+        "#SBATCH --partition=gpu",
+        "#SBATCH --gpus-per-node=1",
+        "#SBATCH --cpus-per-task=8",
+        "#SBATCH --mem=32GB",
+        "#SBATCH --time=240",
+        "#SBATCH --account=mylab",
+        "#SBATCH --job-name=members",
+        "source .venv/bin/activate",
+        "export OMP_NUM_THREADS=8",
+    ):
+        assert line in script.splitlines(), f"{line!r} not in\n{script}"
+    message = str(caught.value)
+    assert "2 of 2 job(s) failed" in message and "\n" not in message
+    assert "first: ended without a result (FAILED) (log: " in message and "4242_1_0_log.out" in message
+    recorded = json.loads((tmp_path / "jobs" / "submitted.json").read_text())
+    assert {name: r["job_id"] for name, r in recorded.items()} == {"first": "4242_0", "second": "4242_1"}
