@@ -91,8 +91,8 @@ class Where:
     gpu: str | None = None  # the GPU behind cuda:0 as CUDA_VISIBLE_DEVICES names it (processes on CUDA)
 
     def describe(self) -> str:
-        """``cpu, 1 thread`` or ``GPU 3, 4 threads``: the line a user reads."""
-        device = f"GPU {self.gpu}" if self.gpu is not None else self.device
+        """``cpu, 1 thread``, ``GPU 3, 4 threads`` or ``this process`` (serial): the line a user reads."""
+        device = f"GPU {self.gpu}" if self.gpu is not None else self.device.replace("auto", "this process")
         threads = "" if self.threads is None else f", {self.threads} thread{'s' if self.threads > 1 else ''}"
         return device + threads
 
