@@ -99,11 +99,14 @@ class Where:
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One independent job: ``fn(arg, where)`` run once for its key, what it returns written into ``result``.
+    """One independent job: ``fn(arg, where)`` run once for its key, its result in the JSON file ``result``.
 
     ``fn`` must be a module-level function and ``arg`` picklable: both travel to a fresh interpreter (processes)
     or a cluster node (slurm) by reference and by value. ``key`` is a digest of everything that determines the
-    result (``job_key``): a result file holding another key is from other inputs, and the job runs again."""
+    result (``job_key``). The job is finished exactly when ``result`` holds ``{"key": key, ...}`` at its top
+    level: written by ``fn`` itself, atomically and last (``research.files.write_text_atomic``), or, where ``fn``
+    leaves it, by the launcher with what ``fn`` returned (JSON). A result file holding another key is from other
+    inputs, and the job runs again; to run a job again for another reason, remove its result file."""
 
     name: str  # unique in its list: its log file and its line in the progress and in errors
     key: str
@@ -145,11 +148,11 @@ def finished(job: Job) -> bool:
 
 
 def result_of(job: Job) -> Any:
-    """What the job's function returned (from its result file)."""
+    """What the job's function returned (from its result file), or the file itself where the function wrote it."""
     record = _record(job)
     if record is None:
         raise UserError(f"job {job.name} has no result for its inputs in {shown_path(job.result)}: run it first")
-    return record["value"]
+    return record["value"] if "value" in record and record.get("name") == job.name else record
 
 
 # ----------------------------------------------------------------- in the job's process
@@ -182,7 +185,8 @@ def _reason(err: BaseException) -> str:
 
 
 def execute(task: _Task) -> None:
-    """Run one job on its threads, then write its result file last; on an exception write its reason first."""
+    """Run one job on its threads; then, unless the function wrote its own result file holding the key, write
+    what it returned into it, last. On an exception write the reason first (beside its log)."""
     job, where = task.job, task.where
     task.failure.unlink(missing_ok=True)
     previous = _set_threads(where.threads)
@@ -190,8 +194,10 @@ def execute(task: _Task) -> None:
     try:
         value = job.fn(job.arg, where)
         seconds = time.perf_counter() - start
-        record = {"name": job.name, "key": job.key, "value": value, "seconds": seconds, "where": where.describe()}
-        text = json.dumps(record, indent=1)
+        text = None
+        if _record(job) is None:  # the function returned its result: the launcher writes it
+            record = {"name": job.name, "key": job.key, "value": value, "seconds": seconds, "where": where.describe()}
+            text = json.dumps(record, indent=1)
     except Exception as err:
         ensure_dir(task.failure.parent, "log folder")
         trace = traceback.format_exc()
@@ -199,8 +205,9 @@ def execute(task: _Task) -> None:
         raise
     finally:
         _set_threads(previous)
-    ensure_dir(job.result.parent, "result folder")
-    write_text_atomic(job.result, text)
+    if text is not None:
+        ensure_dir(job.result.parent, "result folder")
+        write_text_atomic(job.result, text)
 
 
 def _stop_on_sigterm() -> None:

@@ -6,12 +6,14 @@ second (they stand for a training where only the launcher's behaviour is tested)
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
 from research.errors import UserError
+from research.files import write_text_atomic
 from research.launcher import Job, Where, job_key
 
 
@@ -72,3 +74,10 @@ def waiting_jobs(root: Path, names: tuple[str, ...] = ("a", "b", "c")) -> list[J
         arg = {"started": str(root / f"{name}.started"), "go": str(root / "go"), "value": i}
         jobs.append(Job(name, job_key("wait", name), wait_job, arg, root / f"{name}.json"))
     return jobs
+
+
+def own_result_job(arg: dict[str, Any], where: Where) -> Path:
+    """Writes its own result file, the key at its top level, last (as ``run_member_job`` does); returns a path."""
+    path = Path(arg["result"])
+    write_text_atomic(path, json.dumps({"key": arg["key"], "answer": 42, "device": where.device}))
+    return path

@@ -27,7 +27,7 @@ from research.features.hdf5 import content_fingerprint
 from research.launcher import Job, JobsFailedError, job_key, plan, result_of, run_jobs
 
 from .conftest import ROOT, tiny_extract_config
-from .launched import failing_job, quick_job, train_job, waiting_jobs
+from .launched import failing_job, own_result_job, quick_job, train_job, waiting_jobs
 from .test_training import tiny_train_config
 
 PAGE = ROOT / "docs" / "several-machines.md"
@@ -142,16 +142,19 @@ def test_a_failed_job_is_one_line_naming_it_and_its_log_and_the_others_are_kept(
         root = tmp_path / name
         quick = Job("quick", job_key("quick"), quick_job, {"runs": str(root / "runs.txt"), "value": 1}, root / "q.json")
         bad = Job("broken", job_key("broken"), failing_job, {"features": "features/none"}, root / "broken.json")
+        own = {"result": str(root / "own.json"), "key": job_key("own")}
+        writer = Job("own", own["key"], own_result_job, own, root / "own.json")  # its own file, kept as written
         with pytest.raises(JobsFailedError) as caught:
-            run_jobs([bad, quick], cfg)
+            run_jobs([bad, quick, writer], cfg)
         message = str(caught.value)
-        assert "\n" not in message and "1 of 2 job(s) failed, 1 finished and kept" in message
+        assert "\n" not in message and "1 of 3 job(s) failed, 2 finished and kept" in message
         assert "broken: the features in features/none do not exist (second line of the message)" in message
         log = root / "jobs" / "broken.log"
         assert f"(log: {log})" in message and "UserError" in log.read_text()  # the traceback is in the log
         assert result_of(quick) == {"value": 1}
+        assert result_of(writer) == {"key": own["key"], "answer": 42, "device": "auto" if name == "serial" else "cpu"}
         with pytest.raises(JobsFailedError):
-            run_jobs([bad, quick], cfg)
+            run_jobs([bad, quick, writer], cfg)
         assert (root / "runs.txt").read_text().count("\n") == 1, name  # only the failed job ran again
 
 
