@@ -10,7 +10,7 @@
     research/tuning/        Optuna studies
     research/tracking/      MLflow runs and the links into its UI
     research/commands/      the ``python -m`` command lines (the pipeline, cv, ablation, features, backbones)
-    errors, files, distributed, interrupts, cli: the small core every stage shares
+    errors, files, distributed, launcher, interrupts, cli: the small core every stage shares
 
 Modules that moved when the package was arranged by job are listed in ``MOVED``: importing (or
 ``python -m``) an old name fails at once with an ImportError that names the new one.

@@ -57,13 +57,14 @@ def test_baseline_records_the_seed_values() -> None:
 
 @pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_experiment_config_builds(path: Path) -> None:
-    from research.config import CVConfig, EvalConfig, SearchConfig
+    from research.config import CVConfig, EvalConfig, LaunchConfig, SearchConfig
 
     stages = {"extract": ExtractConfig, "train": TrainConfig, "evaluate": EvalConfig, "search": SearchConfig}
+    stages |= {"cv": CVConfig, "launch": LaunchConfig}
     sections = read_yaml(path)
     assert sections, f"{path.name} is empty"
     for section in sections:
-        cfg = load_config((stages | {"cv": CVConfig})[section], section, path)
+        cfg = load_config(stages[section], section, path)
         for family, args in getattr(cfg, "model_args", {}).items():  # every entry names a family and its arguments
             resolve_model_args(family, args)
     first = path.read_text().splitlines()[0]

@@ -201,6 +201,18 @@ NOT_RUN: dict[str, str] = {
         "a Slurm cluster: tests/test_shards.py::test_the_slurm_recipe_four_tasks_one_killed_join_equals_one_process "
         "runs join.sbatch once the four tasks succeeded"
     ),
+    "python -m research.commands.pipeline --config experiments/cluster.yaml": (
+        "a Slurm cluster: tests/test_launcher.py::test_training_jobs_give_the_same_checkpoints_serially_in_processes_"
+        "and_as_the_slurm_page_s_array runs the page's launch: block through submitit's local executor"
+    ),
+    "python -m research.commands.pipeline launcher=slurm slurm_partition=gpu slurm_time_min=240": (
+        "a Slurm cluster: tests/test_launcher.py runs the same settings through submitit's local executor "
+        "(test_a_rerun_waits_for_the_array_a_killed_launcher_submitted_instead_of_submitting_it_again)"
+    ),
+    "python -m research.commands.pipeline launcher=processes workers=2 threads=1": (
+        "the pipeline's trainings and extraction as a pool: tests/test_launcher.py runs them as jobs "
+        "(test_a_job_killed_mid_run_runs_again_alone, test_extraction_as_an_array_equals_one_process)"
+    ),
     "kubectl apply -f extract-job.yaml": (
         "a Kubernetes cluster: tests/test_shards.py::test_the_kubernetes_recipe_runs_as_local_indexed_pods runs the "
         "job's command as four local processes with JOB_COMPLETION_INDEX set"
@@ -370,11 +382,20 @@ def test_every_config_example_of_every_page_builds(tmp_path: Path) -> None:
     section it has builds its stage's config, and a train section's model_args build the model."""
     import yaml
 
-    from research.config import SECTIONS, CVConfig, EvalConfig, ExtractConfig, SearchConfig, TrainConfig, load_config
+    from research.config import (
+        SECTIONS,
+        CVConfig,
+        EvalConfig,
+        ExtractConfig,
+        LaunchConfig,
+        SearchConfig,
+        TrainConfig,
+        load_config,
+    )
     from research.models import check_model_args
 
     stages = {"extract": ExtractConfig, "train": TrainConfig, "evaluate": EvalConfig, "search": SearchConfig}
-    stages["cv"] = CVConfig
+    stages |= {"cv": CVConfig, "launch": LaunchConfig}
     assert set(stages) == set(SECTIONS)
     checked = 0
     for page in PAGES:

@@ -2,11 +2,12 @@
 
 Precedence is CLI > YAML > dataclass default, and each layer merges over the last by one rule
 (``deep_merge``): mappings key by key, anything else replaced. A YAML file has one section per
-stage (``extract:``, ``train:``, ``evaluate:``, ``search:``, ``cv:``) and may name a ``base:`` file
-it is a delta over, so experiment configs stay small. On the command line, ``key=value`` sets a
-field, a dotted key reaches into a mapping field (``model_args.super_enhanced.hidden_size=256``)
-and ``~key`` drops a key (in a YAML delta too). Unknown keys, in YAML or on the command line, are
-rejected with the near miss and the list of valid ones.
+stage (``extract:``, ``train:``, ``evaluate:``, ``search:``, ``cv:``, and ``launch:`` for how their
+jobs run) and may name a ``base:`` file it is a delta over, so experiment configs stay small. On
+the command line, ``key=value`` sets a field, a dotted key reaches into a mapping field
+(``model_args.super_enhanced.hidden_size=256``) and ``~key`` drops a key (in a YAML delta too).
+Unknown keys, in YAML or on the command line, are rejected with the near miss and the list of valid
+ones.
 
 Every field becomes a ``--flag`` of the script that owns the config (one parser builder, reused by
 every entry point), so ``train.py --seed 3`` and ``train.py seed=3`` mean the same. The stage
@@ -33,7 +34,7 @@ from research.errors import ConfigError, UserError, did_you_mean, yaml_problem
 
 C = TypeVar("C")
 
-SECTIONS = ("extract", "train", "evaluate", "search", "cv")  # one per stage config (research.config.stages)
+SECTIONS = ("extract", "train", "evaluate", "search", "cv", "launch")  # one per config of research.config.stages
 
 
 def opt(
