@@ -27,6 +27,7 @@ from research.cli import banner, make_parser, run_cli, setup_logging
 from research.config import (
     CVConfig,
     ExtractConfig,
+    LaunchConfig,
     TrainConfig,
     add_search_arguments,
     config_from_args,
@@ -62,7 +63,8 @@ def main() -> int:
         console.print(table(report))
         console.print(f"{cfg.out_dir}/cv.json; {report['seconds']:.0f} s; C per fold {report['c_per_fold']}")
         return 0
-    report = cross_validate(cfg, extract_cfg, dataclasses.replace(train_cfg, experiment="cv"), name)
+    launch = load_config(LaunchConfig, "launch", args.config)  # how the fold members' jobs run (config's launch:)
+    report = cross_validate(cfg, extract_cfg, dataclasses.replace(train_cfg, experiment="cv"), name, launch)
     console.print(table(report))
     console.print(f"{cfg.out_dir}/cv.json; {report['seconds']:.0f} s; MLflow experiment 'cv'")
     return 0

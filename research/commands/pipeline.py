@@ -44,6 +44,7 @@ from research.config import (
     CVConfig,
     EvalConfig,
     ExtractConfig,
+    LaunchConfig,
     TrainConfig,
     load_config,
     parse_override,
@@ -56,13 +57,14 @@ from research.engine.choice import choose_classifier
 from research.engine.cv_report import Shipped, cv_report, kind_lines
 from research.engine.evaluation import ValidationFit, evaluate, fit_on_validation, load_members
 from research.engine.familiarity import Familiarity
-from research.engine.members import train_members
+from research.engine.members import MemberJob, run_member_jobs
 from research.engine.oof import OutOfFold, cross_fit
 from research.engine.report import results_table
 from research.errors import UserError
-from research.features.extraction import extract
+from research.features.array import extract_array
 from research.features.hdf5 import content_fingerprint, read_attrs
 from research.files import shown_path, write_text_atomic
+from research.launcher import plan
 from research.tracking import links as mlflow_links
 
 log = logging.getLogger(__name__)
@@ -230,6 +232,7 @@ def run_pipeline(
     eval_cfg = load_config(EvalConfig, "evaluate", config, overrides.get("evaluate"))
     cv = load_config(CVConfig, "cv", config, overrides.get("cv"))
     cv = dataclasses.replace(cv, seeds=list(seeds or cv.seeds))
+    launch = load_config(LaunchConfig, "launch", config, overrides.get("launch"))
     pool = pool_split(extract_cfg)
     if pool is not None and Path(train_cfg.features_dir).resolve() == Path(extract_cfg.out_dir).resolve():
         raise UserError(
@@ -237,24 +240,27 @@ def run_pipeline(
             f"{extract_cfg.out_dir} (e.g. {Path(extract_cfg.out_dir) / 'by_group'})"
         )
     clips = None
+    steps = 4 if pool is not None else 3
+    banner(f"1/{steps} features: one {extract_cfg.backbone} pass, single- and multi-scale files ({plan_line(launch)})")
+    extract_array(extract_cfg, launch)  # extract(cfg) itself where the launcher runs jobs in this process
     if pool is not None:
-        steps = 4
-        banner(f"1/{steps} features: one {extract_cfg.backbone} pass, single- and multi-scale files")
-        extract(extract_cfg)
         clips = int(read_attrs(split_path(extract_cfg.out_dir, pool, train_cfg.multi_scale))["num_videos"])
-    else:
-        banner(f"1/3 features: one {extract_cfg.backbone} pass, single- and multi-scale files")
-        extract(extract_cfg)
     if pool is not None and 0 < clips < cv.headline_cv_below and "single" in extract_cfg.outputs:
-        report, classifier = cross_validated(extract_cfg, train_cfg, eval_cfg, cv, pool, clips)
+        report, classifier = cross_validated(extract_cfg, train_cfg, eval_cfg, cv, launch, pool, clips)
     else:
-        report, classifier = split_once(extract_cfg, train_cfg, eval_cfg, cv, pool, clips)
+        report, classifier = split_once(extract_cfg, train_cfg, eval_cfg, cv, launch, pool, clips)
     closing_lines(config, extract_cfg, train_cfg, eval_cfg, pool, report, classifier)
     return report
 
 
 def cross_validated(
-    extract_cfg: ExtractConfig, train_cfg: TrainConfig, eval_cfg: EvalConfig, cv: CVConfig, pool: str, clips: int
+    extract_cfg: ExtractConfig,
+    train_cfg: TrainConfig,
+    eval_cfg: EvalConfig,
+    cv: CVConfig,
+    launch: LaunchConfig,
+    pool: str,
+    clips: int,
 ) -> tuple[dict[str, Any], Path]:
     """A small collection: the one CV, every figure read off its out-of-fold predictions, the fold members as
     the ready ensemble (or the probe fitted on every clip). Returns the report and the classifier's path."""
@@ -263,10 +269,10 @@ def cross_validated(
     trainings = cv.folds * len(cv.seeds)
     banner(
         f"2/4 the one CV: {cv.folds} folds by {cv.group_by} of every clip, {len(cv.seeds)} member(s) per fold "
-        f"({trainings} trainings; {why})"
+        f"({trainings} trainings, {plan_line(launch)}; {why})"
     )
     tta_modes = tuple(eval_cfg.tta_modes) if eval_cfg.tta else ()
-    oof = cross_fit(cv, extract_cfg, train_cfg, tta_modes, name=f"{train_cfg.ensemble}-cv")
+    oof = cross_fit(cv, extract_cfg, train_cfg, tta_modes, launch, name=f"{train_cfg.ensemble}-cv")
     for item in oof.record["skipped"]:
         log.info("skipped by extraction: %s (%s)", item["path"], item["reason"])
     kept, skipped = oof.record["clips"], len(oof.record["skipped"])
@@ -290,6 +296,7 @@ def split_once(
     train_cfg: TrainConfig,
     eval_cfg: EvalConfig,
     cv: CVConfig,
+    launch: LaunchConfig,
     pool: str | None,
     clips: int | None,
 ) -> tuple[dict[str, Any], Path | None]:
@@ -307,8 +314,13 @@ def split_once(
         tags = {"split": f"by {cv.group_by}", "split_seed": str(cv.fold_seed)}
         tags |= {f"split_{name}_clips": str(part["clips"]) for name, part in record["splits"].items()}
     step += 1
-    banner(f"{step}/{steps} ensemble members: seeds {cv.seeds}")
-    checkpoints = train_members(train_cfg, cv.seeds, extra_tags=tags)
+    banner(f"{step}/{steps} ensemble members: seeds {cv.seeds} ({plan_line(launch)})")
+    jobs = [
+        MemberJob(dataclasses.replace(train_cfg, seed=seed), {}, (), str(Path(train_cfg.out_dir) / f"job_{seed}.json"))
+        for seed in cv.seeds
+    ]
+    jobs = [dataclasses.replace(job, tags=tags) for job in jobs]
+    checkpoints = [Path(r["checkpoint"]) for r in run_member_jobs(jobs, launch, f"{train_cfg.ensemble}-members")]
     probe = "single" in extract_cfg.outputs  # the probe beside the ensemble: it reads the single-scale files
     members_cfg = dataclasses.replace(eval_cfg, checkpoints=[str(p) for p in checkpoints], probe=probe)
     validation, choice = None, None
@@ -426,6 +438,16 @@ def _write_ready(made: dict[str, Any], path: Path, eval_cfg: EvalConfig, what: d
 # ------------------------------------------------------------------ printing
 
 
+def plan_line(launch: LaunchConfig) -> str:
+    """How the jobs run here, in a few words (``research.launcher.plan``)."""
+    how = plan(launch)
+    if how.launcher == "serial":
+        return "one after another in this process"
+    if how.launcher == "slurm":
+        return f"one Slurm array ({launch.slurm_cluster})"
+    return f"{len(how.slots)} processes, {how.slots[0].describe()} each"
+
+
 def headline_line(headline: dict[str, Any]) -> str:
     ci = headline["macro_f1_95"]
     return (
@@ -501,9 +523,10 @@ def collection_overrides(
     ``--annotations`` (with ``--data-root``) replaces the config's collection, dropping the config's
     ``columns`` (they describe its own file); ``--name`` (default: the annotation file's name) puts every
     output under features/NAME, runs/NAME and outputs/NAME, so a run on your videos never writes over the
-    demo's; ``section.key=value`` sets any field (``train.epochs=10``, ``cv.group_by=family``).
+    demo's; ``section.key=value`` sets any field (``train.epochs=10``, ``cv.group_by=family``), and a ``launch:``
+    field may go without its section (``launcher=slurm``, ``workers=2``).
     """
-    out: dict[str, dict[str, Any]] = {section: {} for section in ("extract", "train", "evaluate", "cv")}
+    out: dict[str, dict[str, Any]] = {section: {} for section in ("extract", "train", "evaluate", "cv", "launch")}
     if annotations:
         out["extract"] |= {"annotations": annotations, "~columns": None}
         name = name or Path(annotations).stem
@@ -514,11 +537,17 @@ def collection_overrides(
         out["train"] |= {"features_dir": f"features/{name}/by_group", "out_dir": f"runs/{name}", "ensemble": name}
         out["evaluate"]["out_dir"] = f"outputs/{name}"
         out["cv"]["out_dir"] = f"outputs/cv/{name}"
+    launch_fields = {f.name for f in dataclasses.fields(LaunchConfig)}
     for text in settings:
         key, value = parse_override(text)
         section, _, field = key.partition(".")
+        if not field and key.lstrip("~") in launch_fields:  # launcher=slurm: the pipeline's own jobs, no section
+            section, field = "launch", key
         if section not in out or not field:
-            raise UserError(f"{text!r}: pipeline overrides are section.key=value, sections {sorted(out)}")
+            raise UserError(
+                f"{text!r}: pipeline overrides are section.key=value (sections {sorted(out)}), or a launch: "
+                f"setting alone ({', '.join(sorted(launch_fields))})"
+            )
         out[section][field] = value
     return out
 
@@ -536,7 +565,11 @@ def main() -> int:
         "--overwrite", action="store_true", help="recompute feature files made with other settings [off]"
     )
     parser.add_argument(
-        OVERRIDES_DEST, nargs="*", default=[], metavar="section.key=value", help="any setting, e.g. train.epochs=10"
+        OVERRIDES_DEST,
+        nargs="*",
+        default=[],
+        metavar="section.key=value",
+        help="any setting, e.g. train.epochs=10; launch: settings alone, e.g. launcher=slurm workers=2",
     )
     args = parser.parse_args()
     setup_logging(args.verbose)

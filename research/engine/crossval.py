@@ -36,15 +36,15 @@ from rich.console import Console
 from rich.table import Table
 
 from research import tracking
-from research.config import CVConfig, ExtractConfig, TrainConfig
+from research.config import CVConfig, ExtractConfig, LaunchConfig, TrainConfig
 from research.data.dataset import FeatureDataset, split_path
 from research.data.folds import Fold
 from research.data.splits import carve_validation, make_folds, video_groups, write_fold
 from research.engine.calibration import calibration_scores, with_temperature
 from research.engine.evaluation import ensemble_probabilities
-from research.engine.members import mean_std, score_member
+from research.engine.members import mean_std, run_member_jobs, score_member
 from research.engine.metrics import bootstrap_interval, classification_metrics
-from research.engine.oof import OutOfFold, cross_fit, member_jobs, run_jobs, seed_row
+from research.engine.oof import OutOfFold, cross_fit, member_jobs, seed_row
 from research.engine.training import train
 from research.engine.tta import DEFAULT_MODES
 from research.features.extraction import extract
@@ -89,7 +89,14 @@ def row_scores(labels: np.ndarray, probs: np.ndarray, classes: list[str]) -> dic
 
 
 def run_fold(
-    k: int, test: np.ndarray, source: Path, train_cfg: TrainConfig, cfg: CVConfig, ctx: dict[str, Any], parent: str
+    k: int,
+    test: np.ndarray,
+    source: Path,
+    train_cfg: TrainConfig,
+    cfg: CVConfig,
+    ctx: dict[str, Any],
+    parent: str,
+    launch: LaunchConfig | None = None,
 ) -> dict[str, Any]:
     """Train one fold's members on every clip but ``test`` (validation carved by group) and score them on ``test``
     (one job per seed: ``research.engine.oof.run_jobs``); returns each member's probabilities, at its own
@@ -100,7 +107,7 @@ def run_fold(
     assert not set(groups[i] for i in test) & set(groups[i] for i in rest), "a group on both sides of a fold"
     fold = Fold(np.sort(test), np.empty(0, np.int64), np.empty(0, np.int64), np.sort(fit), np.sort(val))
     (jobs,) = member_jobs(source, [fold], Path(cfg.out_dir), train_cfg, list(cfg.seeds), DEFAULT_MODES, parent, k)
-    results = run_jobs(jobs)
+    results = run_member_jobs(jobs, launch or LaunchConfig(), f"{train_cfg.ensemble}-fold{k}")
     members = {}
     for variant in ("plain", "tta"):
         members[variant] = [
@@ -292,13 +299,17 @@ def same_cv(path: Path, train_cfg: TrainConfig, cv: CVConfig, source: Path, extr
 
 
 def cross_validate(
-    cfg: CVConfig, extract_cfg: ExtractConfig, train_cfg: TrainConfig, name: str = "cv"
+    cfg: CVConfig,
+    extract_cfg: ExtractConfig,
+    train_cfg: TrainConfig,
+    name: str = "cv",
+    launch: LaunchConfig | None = None,
 ) -> dict[str, Any]:
     """Extract once, run the one CV (``research.engine.oof.cross_fit``), pool; returns (and writes) the report."""
     start = time.perf_counter()
     extract(dataclasses.replace(extract_cfg, splits=[cfg.split]))
     source = split_path(extract_cfg.out_dir, cfg.split, train_cfg.multi_scale)
-    oof = cross_fit(cfg, extract_cfg, train_cfg, DEFAULT_MODES, name, probe=False)
+    oof = cross_fit(cfg, extract_cfg, train_cfg, DEFAULT_MODES, launch or LaunchConfig(), name, probe=False)
     ds = FeatureDataset(source, in_memory="no")
     report = {
         **report_head(name, cfg, ds, oof.groups, train_cfg.model),

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,9 @@ import torch
 from rich.console import Console
 from rich.rule import Rule
 
-from research.config import TrainConfig
+from research.config import LaunchConfig, TrainConfig
 from research.data.dataset import READING_ONLY, FeatureDataset, split_path
+from research.distributed import device_for
 from research.engine.calibration import with_temperature
 from research.engine.checkpoints import (
     build_model,
@@ -38,9 +40,11 @@ from research.engine.classifier import file_digest
 from research.engine.metrics import classification_metrics
 from research.engine.training import train
 from research.engine.tta import DEFAULT_MODES, get_views, predict
+from research.errors import UserError
 from research.features.compat import check_compatible
 from research.features.hdf5 import content_fingerprint
 from research.files import write_text_atomic
+from research.launcher import Job, Where, run_jobs
 
 log = logging.getLogger(__name__)
 console = Console(stderr=True)
@@ -177,13 +181,14 @@ def finished_member_job(job: MemberJob, key: str | None = None) -> dict[str, Any
     return result
 
 
-def run_member_job(job: MemberJob, device: str = "cpu") -> Path:
+def run_member_job(job: MemberJob, device: str = "auto") -> Path:
     """Train (or re-use) the member, score it on ``job.score`` on ``device``, write ``job.result`` last."""
     cfg = dataclasses.replace(job.cfg, device=device)
     (checkpoint,) = train_members(cfg, [cfg.seed], parent_run_id=job.parent_run_id, extra_tags=job.tags)
     scores = {}
     for name, path in job.score.items():
-        scored = score_member(checkpoint, Path(path), job.tta_modes, torch.device(device), calibrated=False)
+        where = device_for(device)
+        scored = score_member(checkpoint, Path(path), job.tta_modes, where, calibrated=False)
         scores[name] = {"video_ids": scored["video_ids"], "plain": scored["plain"]["probs"]}
         if job.tta_modes:
             scores[name]["tta"] = scored["tta"]["probs"]
@@ -198,3 +203,30 @@ def run_member_job(job: MemberJob, device: str = "cpu") -> Path:
     }
     write_text_atomic(job.result, json.dumps(result))
     return Path(job.result)
+
+
+def member_job(job: MemberJob, where: Where) -> None:
+    """``run_member_job`` on the device the launcher gives it: the function of a member's ``research.launcher.Job``."""
+    run_member_job(job, where.device)
+
+
+def run_member_jobs(jobs: list[MemberJob], launch: LaunchConfig, name: str) -> list[dict[str, Any]]:
+    """Every job's result, those not finished run through the launcher (``launch``: in this process, a local pool
+    or a Slurm array). A result whose checkpoint has changed since is removed first: that member runs again."""
+    for job in jobs:
+        if Path(job.result).is_file() and finished_member_job(job) is None:
+            Path(job.result).unlink()
+    listed = [
+        Job(re.sub(r"[^A-Za-z0-9._-]", "_", job.name), job.key(), member_job, job, Path(job.result)) for job in jobs
+    ]
+    run_jobs(listed, launch, re.sub(r"[^A-Za-z0-9._-]", "_", name))
+    results = [finished_member_job(job) for job in jobs]
+    lost = [job.name for job, result in zip(jobs, results, strict=True) if result is None]
+    if lost:  # a job's checkpoint replaced while it ran: never a silent mixture
+        raise UserError(f"{', '.join(lost)}: the checkpoint changed after the job scored it; run the command again")
+    return results  # type: ignore[return-value]
+
+
+def _file_name(name: str) -> str:
+    """A job's name as a launcher takes it (a file name in its log folder)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)

@@ -5,8 +5,9 @@
 1. the folds: ``cv.folds`` grouped folds (``cv.group_by``, e.g. families), each also holding out whole
    sources and single clips of the families it trains on;
 2. the fold members: one ``MemberJob`` per fold and ``cv.seeds`` seed (``research.engine.members``), each
-   trained on its fold's files and scored, in the same job, on every clip the fold holds out (plain and
-   with TTA, uncalibrated); the jobs go to the launcher (``research.launcher``), finished ones re-used;
+   trained on its fold's files and scored, in the same job and on its device, on every clip the fold holds
+   out (plain and with TTA, uncalibrated); the jobs go to the launcher (``research.launcher``: this process,
+   a local pool or a Slurm array), finished ones re-used, a lost one run again alone;
 3. the probe: its L2 strength ``C`` chosen once on the collection (``research.models.probe.choose_c``),
    one fit per fold at that ``C``, and one fit on every clip (the probe a lab would ship);
 4. the result, ``OutOfFold``: per kind of held-out clip (``family``, ``source``, ``clip``) each clip's
@@ -29,12 +30,12 @@ from typing import Any
 import numpy as np
 
 from research import tracking
-from research.config import CVConfig, ExtractConfig, TrainConfig
+from research.config import CVConfig, ExtractConfig, LaunchConfig, TrainConfig
 from research.data.dataset import FeatureDataset, split_path
 from research.data.folds import KINDS, Fold, cv_folds, starved_folds
 from research.data.splits import grouping_column, video_groups, write_fold
 from research.engine.classifier import pooled_file
-from research.engine.members import MemberJob, finished_member_job, run_member_job
+from research.engine.members import MemberJob, run_member_jobs
 from research.errors import UserError
 from research.features.hdf5 import read_attrs
 from research.files import shown_path
@@ -153,26 +154,12 @@ def member_jobs(
     return jobs
 
 
-def run_jobs(jobs: list[MemberJob]) -> list[dict[str, Any]]:
-    """Each job's result, running those that are not finished (one after another, here)."""
-    results = []
-    for job in jobs:
-        done = finished_member_job(job)
-        if done is None:
-            run_member_job(job)
-            done = finished_member_job(job)
-            assert done is not None, f"{job.name} wrote no result"
-        else:
-            log.info("%s: re-using %s", job.name, shown_path(job.result))
-        results.append(done)
-    return results
-
-
 def cross_fit(
     cv: CVConfig,
     extract_cfg: ExtractConfig,
     train_cfg: TrainConfig,
     tta_modes: tuple[str, ...],
+    launch: LaunchConfig,
     name: str = "cv",
     probe: bool = True,
 ) -> OutOfFold:
@@ -206,7 +193,7 @@ def cross_fit(
         if parent is not None:
             tracking.log_params({f"cv.{k}": v for k, v in dataclasses.asdict(cv).items()} | {"model": train_cfg.model})
         jobs = member_jobs(source, folds, out_dir, train_cfg, list(cv.seeds), tta_modes, parent_id)
-        results = run_jobs([job for fold_jobs in jobs for job in fold_jobs])
+        results = run_member_jobs([job for fold_jobs in jobs for job in fold_jobs], launch, name)
     per_fold = [results[k * len(cv.seeds) : (k + 1) * len(cv.seeds)] for k in range(len(folds))]
     kinds = _held_out_kinds(folds, per_fold, list(cv.seeds), ds.video_ids, ds.num_classes)
     x, fitted, probe_record = np.zeros((len(labels), 0)), None, {}
