@@ -5,7 +5,7 @@
 Fabricated committed work (random float32 rows, no CNN: only the end step is timed), in one run:
 
 (a) torchrun today: the ranks' part folders, and rank 0 alone writing every row of the final file
-    (``research.features.hdf5.assemble``), while the other ranks wait at a barrier;
+    (``research.features.writing.assemble``), while the other ranks wait at a barrier;
 (b) array tasks: each task assembles its own shard file from its own parts (the same ``assemble``; the
     tasks run at once, so the wall time is the slowest task's), then the join
     (``research.features.shards.join_shards``): virtual (the default: no copy) and ``--copy`` (compressed
@@ -30,9 +30,9 @@ from rich.table import Table
 
 from research.data.inputs import inputs_fingerprint
 from research.distributed import Shard
-from research.features.hdf5 import PartWriter, Row, assemble, done_videos
 from research.features.settings import fingerprint
 from research.features.shards import join_shards, shard_attrs
+from research.features.writing import PartWriter, Row, assemble, done_videos
 
 console = Console()
 

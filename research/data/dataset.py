@@ -36,7 +36,8 @@ from research import distributed
 from research.config import TrainConfig
 from research.errors import FeatureFileError, UserError
 from research.features.compat import check_compatible
-from research.features.hdf5 import feature_filename, read_attrs, writing
+from research.features.hdf5 import feature_filename, read_attrs
+from research.features.writing import writing
 from research.files import exclusive, stat_identity
 
 LAYOUT = ("features", "labels", "num_frames")  # the datasets every feature file holds (seed 000)

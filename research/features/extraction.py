@@ -56,18 +56,10 @@ from research.data.inputs import (
 from research.errors import StaleWorkError, UserError, ensure_dir
 from research.features.compat import describe, feature_differences
 from research.features.frames import FrameBatcher, auto_batch_size, decoded_videos, video_features
-from research.features.hdf5 import (
-    PartWriter,
-    Row,
-    assemble,
-    done_videos,
-    feature_filename,
-    read_attrs,
-    stamps_in_file,
-    summary,
-)
+from research.features.hdf5 import feature_filename, read_attrs, stamps_in_file, summary
 from research.features.settings import FeatureSettings, file_record, fingerprint
 from research.features.shards import shard_attrs, shard_path
+from research.features.writing import PartWriter, Row, assemble, done_videos
 from research.files import disk_errors, folder_lock, write_text_atomic
 
 log = logging.getLogger(__name__)

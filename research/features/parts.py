@@ -20,9 +20,11 @@ import numpy as np
 
 from research.backbones.table import backbone_parts
 from research.errors import FeatureFileError
+from research.features.digests import ContentDigest, record_content
 from research.features.extraction import file_attrs
-from research.features.hdf5 import ContentDigest, create_layout, read_attrs, record_content, stamps_in_file, writing
+from research.features.hdf5 import read_attrs, stamps_in_file
 from research.features.settings import FeatureSettings, file_record, kind_of
+from research.features.writing import create_layout, writing
 
 BLOCK_ROWS = 64  # rows read, cut to their columns and written at a time
 

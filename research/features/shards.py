@@ -13,10 +13,10 @@ the count, and the fingerprint of the whole split's inputs it was cut from.
 shard 1, ..., which is the order one process writes (the blocks are contiguous), with the attributes one
 process writes (settings, the inputs fingerprint of the whole split, skipped and partial inputs). By
 default its features are an HDF5 virtual dataset over the shard files (no copy; the shard files must
-stay beside it: ``hdf5.check_joined`` refuses the file when one is gone or replaced); ``copy=True``
+stay beside it: ``joined.check_joined`` refuses the file when one is gone or replaced); ``copy=True``
 copies the compressed chunks as they are (``read_direct_chunk`` / ``write_direct_chunk``: nothing
 inflated or compressed again) into one self-contained file. Either way the joined file's content digest
-and ``all_finite`` are recorded from the shards' rows as they are joined (``hdf5.copy_features``; a virtual
+and ``all_finite`` are recorded from the shards' rows as they are joined (``copying.copy_features``; a virtual
 file's record also holds its shard files' identities). It refuses shards made with other settings
 or from other inputs, and names every missing shard index.
 
@@ -38,17 +38,10 @@ import numpy as np
 from research.data.inputs import inputs_fingerprint
 from research.errors import FeatureFileError
 from research.features.compat import describe, feature_differences
-from research.features.hdf5 import (
-    ContentDigest,
-    copy_features,
-    create_layout,
-    feature_filename,
-    read_attrs,
-    record_content,
-    row_attrs,
-    stamps_in_file,
-    writing,
-)
+from research.features.copying import copy_features
+from research.features.digests import ContentDigest, record_content
+from research.features.hdf5 import feature_filename, read_attrs, stamps_in_file
+from research.features.writing import create_layout, row_attrs, writing
 
 if TYPE_CHECKING:  # research.distributed imports torch: the join needs none
     from research.distributed import Shard
