@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -22,9 +23,11 @@ import yaml
 
 from research.distributed import Shard
 from research.errors import ConfigError, FeatureFileError, StaleWorkError
+from research.features.copying import merge, subset
 from research.features.extraction import extract
-from research.features.hdf5 import read_attrs
+from research.features.hdf5 import content_fingerprint, read_attrs
 from research.features.shards import join_folder, join_shards, shard_groups
+from research.files import read_record
 
 from .conftest import ROOT, tiny_extract_config
 
@@ -55,6 +58,99 @@ def test_a_shard_made_with_other_settings_is_refused(tiny_videos: Path, tmp_path
         extract(dataclasses.replace(cfg, shard="1/2"))  # a finished shard of other settings is never redone silently
     extract(dataclasses.replace(cfg, shard="1/2", overwrite=True))
     assert join_folder(out) == {out / "val_features.h5": 4}
+
+
+@pytest.fixture(scope="module")
+def val_shards(tiny_videos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The val split (4 real clips) extracted as shards 0/2 and 1/2 in this process, by the default runtime
+    (ONNX Runtime on this CPU), single-scale: copy the folder before changing it."""
+    out = tmp_path_factory.mktemp("val_shards")
+    cfg = tiny_extract_config(tiny_videos, out, splits=["val"], outputs=["single"], log_mlflow=False)
+    for k in range(2):
+        extract(dataclasses.replace(cfg, shard=f"{k}/2"))
+    return out
+
+
+def joined_copy(val_shards: Path, folder: Path, copy: bool = False) -> Path:
+    """A copy of the val shards' folder, joined there; returns the joined file."""
+    shutil.copytree(val_shards, folder)
+    join_folder(folder, copy=copy)
+    return folder / "val_features.h5"
+
+
+def test_copies_of_a_joined_file_hold_their_own_features_and_read_no_shard(val_shards: Path, tmp_path: Path) -> None:
+    """A subset (a split's or a fold's file), a merge and a selection of parts of a virtual join store their own
+    rows: they carry no record of shards, and read as they were written once the shards are gone."""
+    from research.features.parts import select_parts
+
+    joined = joined_copy(val_shards, tmp_path / "features")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    made = {
+        "subset": (subset(joined, elsewhere / "sub.h5", [3, 0]), elsewhere / "sub.h5", [3, 0]),
+        "merge": (merge(elsewhere / "merged.h5", [joined]), elsewhere / "merged.h5", [0, 1, 2, 3]),
+        "select": (4, select_parts(joined, elsewhere / "selected.h5", "mobilenet_v2"), [0, 1, 2, 3]),
+    }
+    with h5py.File(joined) as f:
+        rows = f["features"][:]
+    shutil.rmtree(tmp_path / "features" / "shards")  # the copies read none of them
+    for how, (n, path, picked) in made.items():
+        attrs = read_attrs(path)
+        assert n == len(picked) and "joined_from" not in attrs, how
+        with h5py.File(path) as f:
+            assert not f["features"].is_virtual and np.array_equal(f["features"][:], rows[picked]), how
+        assert content_fingerprint(path) == read_record(path)["content_fingerprint"], how
+
+
+def test_a_shard_that_holds_other_features_than_were_joined_is_refused(val_shards: Path, tmp_path: Path) -> None:
+    """The virtual join records each shard's content digest and identity. A shard touched, or the folder moved
+    as a whole, still holds what was joined: read. A shard edited in place, its settings and inputs fingerprints
+    as they were, holds other features: refused, as is a join too old to have recorded what its shards held."""
+    joined = joined_copy(val_shards, tmp_path / "features")
+    shard = tmp_path / "features" / "shards" / "val_features.shard0001-of-0002.h5"
+    digest = content_fingerprint(joined)
+    later = time.time() + 5
+    os.utime(shard, (later, later))  # another identity, the same content
+    assert read_attrs(joined)["num_videos"] == 4 and content_fingerprint(joined) == digest
+    moved = shutil.move(tmp_path / "features", tmp_path / "moved")
+    joined = Path(moved) / "val_features.h5"
+    assert read_attrs(joined)["num_videos"] == 4 and content_fingerprint(joined) == digest
+
+    shard = Path(moved) / "shards" / shard.name
+    with h5py.File(shard, "r+") as f:  # what another runtime or a GPU writes: other numbers, the same attributes
+        f["features"][0] = f["features"][0] * 1.001
+    for read in (read_attrs, content_fingerprint):
+        with pytest.raises(FeatureFileError, match=r"shard0001-of-0002.h5, which holds other features than when"):
+            read(joined)
+    join_folder(moved)  # joined again: what the shards hold now
+    assert read_attrs(joined)["num_videos"] == 4 and content_fingerprint(joined) != digest
+
+    with h5py.File(joined, "r+") as f:  # as an older version recorded its shards: fingerprints alone
+        sources = json.loads(f.attrs["joined_from"])
+        f.attrs["joined_from"] = json.dumps(
+            [{k: s[k] for k in ("file", "shard", "settings_fingerprint", "inputs_fingerprint")} for s in sources]
+        )
+    with pytest.raises(FeatureFileError, match=r"joined by an older version.*run the join again"):
+        read_attrs(joined)
+
+
+def test_shards_whose_cnn_ran_in_another_runtime_are_not_joined(
+    val_shards: Path, tiny_videos: Path, tmp_path: Path
+) -> None:
+    """Shard 1 extracted again by torch, shard 0 by ONNX Runtime: the file joined before is refused (its shard 1
+    holds other numbers), and the join refuses the mixture, naming which shard ran what."""
+    joined = joined_copy(val_shards, tmp_path / "features")
+    runtime = read_attrs(val_shards / "shards" / "val_features.shard0000-of-0002.h5")["runtime"]
+    assert runtime.startswith("onnxruntime ")
+    cfg = tiny_extract_config(tiny_videos, tmp_path / "features", splits=["val"], outputs=["single"], log_mlflow=False)
+    extract(dataclasses.replace(cfg, shard="1/2", runtime="torch", overwrite=True))
+    with pytest.raises(FeatureFileError, match="which holds other features than when it was joined"):
+        read_attrs(joined)
+    mixture = rf"shard\(s\) 0 by {re.escape(runtime)}, float32; shard\(s\) 1 by torch "
+    with pytest.raises(FeatureFileError, match=mixture):
+        join_folder(tmp_path / "features")
+    with h5py.File(tmp_path / "features" / "shards" / "val_features.shard0001-of-0002.h5") as f:
+        assert (f.attrs["precision"], f.attrs["device"]) == ("float32", "cpu")
 
 
 def test_shard_index_from_the_scheduler_s_variables() -> None:

@@ -27,7 +27,7 @@ from research.errors import FeatureFileError
 from research.features.compat import FEATURE_KEYS, check_compatible
 from research.features.digests import ContentDigest, record_content
 from research.features.hdf5 import read_attrs
-from research.features.joined import check_joined
+from research.features.joined import check_joined, own_attrs
 from research.features.writing import ROW_COLUMNS, create_layout, writing
 
 
@@ -131,12 +131,13 @@ def subset(source: str | Path, output: str | Path, rows: list[int]) -> int:
 
 
 def _copy_rows(output: Path, sources: list[tuple[Path, list[int] | None]]) -> int:
-    """Write the chosen rows (None = all) of each source into ``output``, attributes from the first.
+    """Write the chosen rows (None = all) of each source into ``output``, attributes from the first (its own:
+    ``joined.own_attrs``).
 
     Features are copied as their stored chunks where the layouts agree (``copy_features``), and their digest
     and finiteness recorded from the rows as they are copied."""
     with h5py.File(sources[0][0], "r") as first:
-        attrs, max_frames, dim = dict(first.attrs), first["features"].shape[1], first["features"].shape[2]
+        attrs, max_frames, dim = own_attrs(first.attrs), first["features"].shape[1], first["features"].shape[2]
     picks: list[np.ndarray] = []
     columns: list[dict[str, np.ndarray]] = []  # per source: the chosen rows' values of the columns it has
     for path, rows in sources:

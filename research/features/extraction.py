@@ -132,6 +132,11 @@ def _progress(enabled: bool) -> Progress:
 NON_FINITE = "its features are not finite (NaN or inf from the CNN): corrupt frames or a broken backbone"
 
 
+def precision(cfg: ExtractConfig, device: torch.device) -> str:
+    """The precision the CNN runs in (``FrameBatcher``): bfloat16 autocast on a GPU when ``amp``, else float32."""
+    return "bfloat16 autocast" if cfg.amp and device.type == "cuda" else "float32"
+
+
 def run_cnn(
     cfg: ExtractConfig,
     settings: FeatureSettings,
@@ -253,8 +258,8 @@ def extract_split(
             attrs = file_attrs(made_from[kind], stamps) | {
                 "runtime": runtime_label(resolve_runtime(cfg.runtime, device))
             }
-            if shard is not None:
-                attrs |= shard_attrs(shard, identities(entries))
+            if shard is not None:  # and how it ran, which the join compares across shards
+                attrs |= shard_attrs(shard, identities(entries), precision(cfg, device), device.type)
             length = sequence_length(settings, kind, entries)  # the whole split's: every shard's the same
             result["videos"] = assemble(work, target, kind, attrs, settings.feature_dim, length, order)
         final = read_attrs(target)
