@@ -231,6 +231,138 @@ def test_without_flock_a_lock_file_holds_processes_apart_and_a_dead_holder_s_loc
     assert not held.exists()
 
 
+# A process that dies (SIGKILL) or meets a full disk between creating the lock file and writing its record.
+CUT_SHORT = """
+import errno, os, signal, sys
+from pathlib import Path
+from research import files
+if sys.argv[2] == "killed":
+    os.fdopen = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+else:
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    os.fsync = full
+files.HeartbeatLock(Path(sys.argv[1])).acquire()
+"""
+
+
+def run_python(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", script, *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_an_empty_lock_file_is_stale_once_its_heartbeat_is_old_and_a_full_disk_leaves_none(tmp_path: Path) -> None:
+    """A holder killed between O_EXCL and its record leaves an empty lock file: fresh, its holder may still be
+    writing (held); an hour without a heartbeat, it is taken over. A full disk there leaves no file at all."""
+    from research.files import HeartbeatLock
+
+    lock = tmp_path / ".extract.lock"
+    died = run_python(CUT_SHORT, str(lock), "killed")
+    assert died.returncode == -signal.SIGKILL and (tmp_path / ".extract.lock.held").read_text() == ""
+    waiter = HeartbeatLock(lock)
+    assert not waiter.acquire()
+    hour_ago = time.time() - 3600
+    os.utime(tmp_path / ".extract.lock.held", (hour_ago, hour_ago))
+    assert waiter.acquire()
+    assert json.loads((tmp_path / ".extract.lock.held").read_text())["token"] == waiter.record["token"]
+    waiter.release()
+
+    full = run_python(CUT_SHORT, str(lock), "full")
+    assert "No space left on device" in full.stderr and not (tmp_path / ".extract.lock.held").exists()
+
+
+def test_a_live_pid_whose_heartbeat_is_old_is_stale_and_a_pid_of_another_namespace_proves_nothing(
+    tmp_path: Path,
+) -> None:
+    """Pid reuse: the record names a live process of this host (another one, sleeping), but its heartbeat is
+    10 minutes old: stale. A container sharing this hostname: its pid is not one of ours, dead or alive, so
+    only its heartbeat counts (fresh: held)."""
+    from research.files import HOST, PID_SCOPE, HeartbeatLock
+
+    held = tmp_path / ".extract.lock.held"
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        held.write_text(json.dumps(PID_SCOPE | {"pid": sleeper.pid, "since": time.time(), "token": "reused"}))
+        assert not HeartbeatLock(tmp_path / ".extract.lock").acquire()  # a fresh heartbeat: alive
+        ten_minutes_ago = time.time() - 600
+        os.utime(held, (ten_minutes_ago, ten_minutes_ago))
+        lock = HeartbeatLock(tmp_path / ".extract.lock")
+        assert lock.acquire() and sleeper.poll() is None
+        lock.release()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    gone = sleeper.pid  # dead here; in another pid namespace, perhaps a live holder
+    held.write_text(json.dumps({"pid": gone, "host": HOST, "boot": PID_SCOPE["boot"], "pidns": "pid:[1]"}))
+    assert not HeartbeatLock(tmp_path / ".extract.lock").acquire() and held.is_file()
+
+
+# Clears a lock judged stale on a file system without hard links (os.link fails, as there): once it has judged,
+# it waits until another process has taken the lock, then acts on its judgement.
+SLOW_CLEARER = """
+import errno, os, sys, time
+from pathlib import Path
+from research import files
+def no_link(*args, **kwargs):
+    raise OSError(errno.EPERM, "Operation not permitted")
+os.link = no_link
+judge = files.HeartbeatLock._stale
+def judge_then_wait(self, *args):
+    stale = judge(self, *args)
+    if stale and not Path(sys.argv[2]).exists():
+        print("judged stale", flush=True)
+        while not Path(sys.argv[2]).exists():
+            time.sleep(0.01)
+    return stale
+files.HeartbeatLock._stale = judge_then_wait
+print("took" if files.HeartbeatLock(Path(sys.argv[1])).acquire() else "refused", flush=True)
+"""
+HOLDER = """
+import sys, time
+from pathlib import Path
+from research import files
+lock = files.HeartbeatLock(Path(sys.argv[1]))
+print("held" if lock.acquire() else "refused", lock.record["token"], flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_live_holder_s_lock_file_is_never_deleted_without_hard_links(tmp_path: Path) -> None:
+    """A dead holder's lock (killed with SIGKILL) is judged stale by one process; before it acts, another
+    clears it and takes the lock. The first must leave the new holder's file alone (it was not the file it
+    judged), on a file system without hard links as anywhere else, and take nothing."""
+    lock = tmp_path / ".extract.lock"
+    dead = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert dead.stdout.readline().startswith("held")
+    dead.kill()
+    dead.wait()
+    signal_file = tmp_path / "taken"
+    clearer = subprocess.Popen(
+        [sys.executable, "-c", SLOW_CLEARER, str(lock), str(signal_file)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    holder = None
+    try:
+        assert clearer.stdout.readline().strip() == "judged stale"
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(lock)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+        said, token = holder.stdout.readline().split()
+        assert said == "held"
+        signal_file.touch()
+        out, err = clearer.communicate(timeout=60)
+        assert out.strip() == "refused", err
+        assert json.loads((tmp_path / ".extract.lock.held").read_text())["token"] == token  # still the holder's
+        assert not (tmp_path / ".extract.lock.held.clearing").exists()
+    finally:
+        for process in (clearer, holder):
+            if process is not None and process.poll() is None:
+                process.kill()
+                process.wait()
+
+
 # What the recipes' extraction commands get appended to run in seconds on a few real clips.
 RECIPE_SIZE = ["frames=2", "image_size=64", "num_workers=0", "batch_size=8", "log_mlflow=false"]
 
