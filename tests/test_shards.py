@@ -153,6 +153,42 @@ def test_shards_whose_cnn_ran_in_another_runtime_are_not_joined(
         assert (f.attrs["precision"], f.attrs["device"]) == ("float32", "cpu")
 
 
+def test_a_shard_task_stats_the_files_of_its_own_block_alone(
+    tiny_videos: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An array task's set-up (the collection as ``extract.py --shard K/N`` opens it) stats its own block's files
+    and no other, for an annotation file (40 rows of fabricated paths: a missing file is stat'ed all the same)
+    and a folder tree (the tiny videos' train split); it still knows the whole split's listing, which every
+    task computes alike."""
+    from research.config import ExtractConfig
+    from research.data.inputs import listing_fingerprint, open_collection
+
+    rows = tmp_path / "rows.csv"
+    rows.write_text("path,label\n" + "".join(f"clips/c{i % 4}/v{i:03d}.mp4,class_{i % 4}\n" for i in range(40)))
+    collections = {
+        "all": ExtractConfig(data_dir=str(tmp_path), annotations=str(rows)),
+        "train": tiny_extract_config(tiny_videos, tmp_path / "out", splits=["train"]),
+    }
+    whole = {split: open_collection(cfg).entries[split] for split, cfg in collections.items()}
+    real_stat = os.stat
+    for split, cfg in collections.items():
+        stated: list[str] = []
+
+        def counting(path, *args, _seen=stated, **kwargs):
+            _seen.append(os.fspath(path))
+            return real_stat(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "stat", counting)
+        task = open_collection(cfg, Shard(1, 4).block)
+        monkeypatch.setattr(os, "stat", real_stat)
+        block = Shard(1, 4).block(whole[split])
+        assert task.entries[split] == block and 0 < len(block) < len(whole[split])
+        listed = {str(e.path) for e in whole[split]}
+        assert {p for p in stated if p in listed} == {str(e.path) for e in block}, split
+        assert task.listings[split].videos == len(whole[split])
+        assert task.listings[split].fingerprint == listing_fingerprint(whole[split])
+
+
 def test_shard_index_from_the_scheduler_s_variables() -> None:
     assert Shard.parse("2/4", {}) == Shard(2, 4)
     slurm = {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}

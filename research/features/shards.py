@@ -7,12 +7,14 @@ every split's inputs, in a process of its own with no rendezvous, into
 
 a feature file like any other (written by the same ``assemble``), whose attributes carry the full
 settings record and fingerprint, the block's own ``inputs_fingerprint``, and ``SHARD_ATTRS``: its index,
-the count, the fingerprint of the whole split's inputs it was cut from, and how its CNN ran (precision,
-device; the runtime is an attribute of every file).
+the count, the fingerprint and length of the whole split's listing it was cut from (``inputs.Listing``:
+identities and labels in order, computed without a ``stat``, so a task stats its own block's files
+alone), and how its CNN ran (precision, device; the runtime is an attribute of every file).
 
 ``join_shards`` makes ``{split}_features[_multiscale].h5`` of N shard files: the rows of shard 0, then
 shard 1, ..., which is the order one process writes (the blocks are contiguous), with the attributes one
-process writes (settings, the inputs fingerprint of the whole split, skipped and partial inputs). By
+process writes (settings, skipped and partial inputs, and the inputs fingerprint of the whole split,
+assembled from the stamps each shard recorded of its own block). By
 default its features are an HDF5 virtual dataset over the shard files (no copy; the shard files must
 stay beside it: the join records each one's content digest and identity, and ``joined.check_joined``
 refuses the file when one is gone or holds other features, extracted again or edited); ``copy=True``
@@ -38,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
-from research.data.inputs import inputs_fingerprint
+from research.data.inputs import Listing, inputs_fingerprint
 from research.errors import FeatureFileError
 from research.features.compat import describe, feature_differences
 from research.features.copying import copy_features
@@ -62,15 +64,16 @@ def shard_path(out_dir: str | Path, split: str, kind: str, shard: Shard) -> Path
     return Path(out_dir) / SHARDS_DIR / f"{stem}.{shard.tag}.h5"
 
 
-def shard_attrs(shard: Shard, collection: dict[str, str], precision: str, device: str) -> dict[str, Any]:
-    """A shard file's own attributes: which shard of how many, the whole split's inputs it was cut from, and
-    how its CNN ran besides the runtime every file records (``precision``: ``float32`` or ``bfloat16
-    autocast``; ``device``: ``cpu``, ``cuda``), which the join compares."""
+def shard_attrs(shard: Shard, listing: Listing, precision: str, device: str) -> dict[str, Any]:
+    """A shard file's own attributes: which shard of how many, the listing of the whole split it was cut from
+    (its fingerprint and length: computed from the listing alone, no task stats another's files), and how
+    its CNN ran besides the runtime every file records (``precision``: ``float32`` or ``bfloat16 autocast``;
+    ``device``: ``cpu``, ``cuda``), which the join compares."""
     return {
         "shard_index": shard.index,
         "shard_count": shard.count,
-        "collection_fingerprint": inputs_fingerprint(collection),
-        "collection_videos": len(collection),
+        "collection_fingerprint": listing.fingerprint,
+        "collection_videos": listing.videos,
         "precision": precision,
         "device": device,
     }
@@ -145,11 +148,11 @@ def join_shards(output: str | Path, shards: list[str | Path], copy: bool = False
     given = [(Path(p), read_attrs(p)) for p in shards]
     ordered = _in_order(given, _check_alike(given), output)
     _check_same_runtime(ordered, output)
-    stamps: dict[str, str] = {}
+    stamps: dict[str, str] = {}  # each input's stamp, as the shard that read it recorded it
     for path, _ in ordered:
         stamps |= stamps_in_file(path)
     ref = ordered[0][1]
-    if inputs_fingerprint(stamps) != ref["collection_fingerprint"]:  # the blocks must cover the split exactly
+    if len(stamps) != int(ref["collection_videos"]):  # the blocks must cover the listed split exactly
         raise FeatureFileError(
             f"the shards of {output.name} hold {len(stamps)} inputs, not the {ref['collection_videos']} they were "
             "cut from: extract them again (--overwrite)"
