@@ -4,6 +4,7 @@ join, the refusals, the recipes of docs/several-machines.md, and the lock that w
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import json
 import os
@@ -512,6 +513,122 @@ def test_the_slurm_recipe_four_tasks_one_killed_join_equals_one_process(tmp_path
     (out / "shards" / "all_features.shard0003-of-0004.h5").unlink()
     with pytest.raises(FeatureFileError, match=r"shard0003-of-0004.h5, which is missing"):
         read_attrs(out / "all_features.h5")
+
+
+def lab_sandbox(root: Path) -> Path:
+    """A lab's layout: extract.py, experiments/, and 16 real clips of benchmarks/real under my_videos/, listed in
+    my_videos/labels.csv as ``path,label,group,family`` (the lab's own names, not the demo manifest's)."""
+    from .test_demo import tiny_real_collection
+
+    root.mkdir(parents=True)
+    (root / "extract.py").symlink_to(ROOT / "extract.py")
+    shutil.copytree(ROOT / "experiments", root / "experiments")
+    tiny_real_collection(root / "my_videos", 3)
+    with (root / "my_videos" / "manifest.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    with (root / "my_videos" / "labels.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["path", "label", "group", "family"])
+        writer.writerows([r["path"], r["class"], r["source"], r["family"]] for r in rows)
+    return root
+
+
+def assert_reads_only_beside(root: Path, joined_dirs: set[Path]) -> None:
+    """Every feature file under ``root`` stores its own features, or is a joined file in ``joined_dirs`` whose
+    shard files all lie beside it (read_attrs checks them, as every reader does)."""
+    for path in sorted(root.rglob("*.h5")):
+        with h5py.File(path) as f:
+            if "features" not in f:
+                continue
+            reads = [s.file_name for s in f["features"].virtual_sources()] if f["features"].is_virtual else []
+            records = [s["file"] for s in json.loads(f.attrs.get("joined_from", "[]"))]
+        if reads or records:
+            assert path.parent in joined_dirs and sorted(reads) == sorted(records), path
+            assert all((path.parent / name).is_file() for name in reads), path
+            read_attrs(path)
+
+
+def test_a_lab_s_csv_as_an_array_then_the_pipeline_on_the_virtual_and_the_copied_join(
+    tmp_path: Path, tracking_uri: str
+) -> None:
+    """docs/several-machines.md's recipe for a lab's own CSV, its scripts as the page writes them: the array's
+    four tasks as local processes with Slurm's variables, task 1 killed mid-shard (SIGKILL) and run again; then
+    the join and the pipeline on the joined (virtual) files, through the split, training, the choice and the
+    evaluation; then the pipeline again on a --copy join of the same shards. What the command line promises:
+    exit 0, no traceback, the report, the predictions and the classifier; the split's files hold their own
+    features; no file reads a shard that is not beside it."""
+    from .conftest import run_entry_point
+    from .test_readme import heredoc
+
+    root = lab_sandbox(tmp_path / "lab")
+    size = [*RECIPE_SIZE, "flush_every=1"]  # one part per clip: the kill lands between commits
+    extract_script = heredoc("cat > extract-labels.sbatch <<'END'")
+    assert "--shard auto\n" in extract_script and "~columns" not in extract_script  # the same CSV, no workaround
+    (root / "extract-labels.sbatch").write_text(
+        extract_script.replace("--shard auto\n", f"--shard auto {' '.join(size)}\n")
+    )
+    pipeline_script = heredoc("cat > pipeline-labels.sbatch <<'END'")
+    commands = [line for line in pipeline_script.splitlines() if line.startswith("python ")]
+    assert commands == [
+        "python -m research.commands.features join features/labels",
+        "python -m research.commands.pipeline --annotations my_videos/labels.csv --data-root my_videos",
+    ]
+    array = {"SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "3"}
+
+    def array_task(k: int) -> subprocess.Popen:
+        return subprocess.Popen(
+            ["bash", "extract-labels.sbatch"],
+            cwd=root,
+            env=scheduler_env(array | {"SLURM_ARRAY_TASK_ID": str(k)}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # bash and its python: killed together
+        )
+
+    tasks = [array_task(k) for k in range(4)]
+    out = root / "features" / "labels"
+    deadline = time.time() + 180
+    while not list(out.glob(".work/all-*-shard0001-of-0004/parts/part_*.npz")):
+        assert time.time() < deadline and tasks[1].poll() is None, "task 1 committed nothing"
+        time.sleep(0.005)
+    os.killpg(tasks[1].pid, signal.SIGKILL)  # mid-shard: 1 to 3 of its 4 clips committed
+    tasks[1].wait(timeout=30)
+    for k in (0, 2, 3):
+        log = tasks[k].communicate(timeout=240)[0]
+        assert tasks[k].returncode == 0, log[-3000:]
+    again = array_task(1)
+    log = again.communicate(timeout=240)[0]
+    assert again.returncode == 0 and "videos already committed" in log, log[-3000:]
+
+    # the pipeline at the tests' size: the tasks' extraction settings, two epochs, one member, 3 folds
+    pipeline_size = (
+        "extract.frames=2 extract.image_size=64 extract.num_workers=0 train.epochs=2 "
+        "train.model_args.super_enhanced.hidden_size=32 cv.folds=3 cv.seeds=[1] --seeds 1 "
+        + " ".join(f"{section}.tracking_uri={tracking_uri}" for section in ("extract", "train", "evaluate"))
+    )
+    copied = root / "features" / "copied"
+    shutil.copytree(out / "shards", copied / "shards")
+    copy_join = f"{commands[0].replace('features/labels', 'features/copied')} --copy"
+    for name, join in (("labels", commands[0]), ("copied", copy_join)):
+        joined = run_entry_point(join.removeprefix("python "), cwd=root)
+        assert joined.returncode == 0, joined.stdout + joined.stderr
+        pipeline = commands[1] + ("" if name == "labels" else f" --name {name}")
+        pool = [root / "features" / name / f"all_features{kind}.h5" for kind in ("", "_multiscale")]
+        before = [p.stat().st_mtime_ns for p in pool]
+        done = run_entry_point(f"{pipeline.removeprefix('python ')} {pipeline_size}", cwd=root)
+        printed = done.stdout + done.stderr
+        assert done.returncode == 0 and "Traceback" not in printed, printed[-4000:]
+        assert [p.stat().st_mtime_ns for p in pool] == before  # the joined files re-used, not extracted again
+        for made in (f"outputs/{name}/report.json", f"outputs/{name}/predictions.csv", f"runs/{name}/classifier.pt"):
+            assert (root / made).is_file(), made
+        for split in ("train", "val", "test"):  # the split's files hold their own features
+            for kind in ("", "_multiscale"):
+                with h5py.File(root / "features" / name / "by_group" / f"{split}_features{kind}.h5") as f:
+                    assert not f["features"].is_virtual and "joined_from" not in f.attrs
+        with h5py.File(root / "features" / name / "all_features.h5") as f:
+            assert f["features"].is_virtual is (name == "labels")
+    assert_reads_only_beside(root, {out})
 
 
 def test_the_kubernetes_recipe_runs_as_local_indexed_pods(tmp_path: Path) -> None:
