@@ -188,12 +188,12 @@ NOT_RUN: dict[str, str] = {
         "variables set), and join_folder after four tasks, one killed and run again"
     ),
     "JOB=$(sbatch --parsable extract.sbatch)": (
-        "a Slurm cluster: tests/test_shards.py::test_the_slurm_recipe_runs_as_local_array_tasks runs the script as "
-        "four local processes with SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT set"
+        "a Slurm cluster: tests/test_shards.py::test_the_slurm_recipe_four_tasks_one_killed_join_equals_one_process "
+        "runs the script as four local processes with SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT set"
     ),
     "sbatch --dependency=afterok:$JOB join.sbatch": (
-        "a Slurm cluster: tests/test_shards.py::test_the_slurm_recipe_runs_as_local_array_tasks runs join.sbatch "
-        "once the four tasks succeeded"
+        "a Slurm cluster: tests/test_shards.py::test_the_slurm_recipe_four_tasks_one_killed_join_equals_one_process "
+        "runs join.sbatch once the four tasks succeeded"
     ),
     "JOB=$(sbatch --parsable extract-labels.sbatch)": (
         "a Slurm cluster: tests/test_shards.py::test_a_lab_s_csv_as_an_array_then_the_pipeline_on_the_virtual_and_"

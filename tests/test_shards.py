@@ -190,6 +190,23 @@ def test_a_shard_task_stats_the_files_of_its_own_block_alone(
         assert task.listings[split].fingerprint == listing_fingerprint(whole[split])
 
 
+def test_the_metadata_benchmark_counts_a_task_s_stat_calls_and_writes_its_section(tmp_path: Path) -> None:
+    """benchmarks/task_metadata.py at 200 rows: task 0 of 4 stats its 50 files and the annotation file."""
+    results = tmp_path / "RESULTS.md"
+    args = ["--rows", "200", "--tasks", "4", "--append-results", str(results)]
+    done = subprocess.run(
+        [sys.executable, "benchmarks/task_metadata.py", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    section = results.read_text()
+    assert "## What one array task stats before its first frame" in section and str(ROOT) not in section
+    assert "| 4 | 50 | 51 | ~204 |" in section
+
+
 def test_shard_index_from_the_scheduler_s_variables() -> None:
     assert Shard.parse("2/4", {}) == Shard(2, 4)
     slurm = {"SLURM_ARRAY_TASK_ID": "7", "SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "1"}
