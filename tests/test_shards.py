@@ -434,8 +434,11 @@ def recipe_sandbox(root: Path, sources_per_class: int = 1) -> Path:
 
 
 def scheduler_env(variables: dict[str, str]) -> dict[str, str]:
-    """The environment of a task: this interpreter's ``python`` first on PATH, the scheduler's variables."""
-    return os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"} | variables
+    """The environment of a task: this interpreter's ``python`` first on PATH, this checkout's ``research``
+    first on its path (``python -m`` in a sandbox would import whichever checkout the environment installed),
+    the scheduler's variables."""
+    path = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "PYTHONPATH": str(ROOT)}
+    return os.environ | path | variables
 
 
 def check_joined_demo(root: Path) -> None:

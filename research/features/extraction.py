@@ -55,7 +55,7 @@ from research.data.inputs import (
 )
 from research.errors import StaleWorkError, UserError, ensure_dir
 from research.features.compat import describe, feature_differences
-from research.features.frames import FrameBatcher, auto_batch_size, decoded_videos, video_features
+from research.features.frames import FrameBatcher, auto_batch_size, decoded_videos, precision, video_features
 from research.features.hdf5 import feature_filename, read_attrs, stamps_in_file, summary
 from research.features.settings import FeatureSettings, file_record, fingerprint
 from research.features.shards import shard_attrs, shard_path
@@ -131,11 +131,6 @@ def _progress(enabled: bool) -> Progress:
 
 
 NON_FINITE = "its features are not finite (NaN or inf from the CNN): corrupt frames or a broken backbone"
-
-
-def precision(cfg: ExtractConfig, device: torch.device) -> str:
-    """The precision the CNN runs in (``FrameBatcher``): bfloat16 autocast on a GPU when ``amp``, else float32."""
-    return "bfloat16 autocast" if cfg.amp and device.type == "cuda" else "float32"
 
 
 def run_cnn(
@@ -258,7 +253,7 @@ def extract_split(
                 "runtime": runtime_label(resolve_runtime(cfg.runtime, device))
             }
             if shard is not None:  # and how it ran, which the join compares across shards
-                attrs |= shard_attrs(shard, listing, precision(cfg, device), device.type)
+                attrs |= shard_attrs(shard, listing, precision(cfg.amp, device), device.type)
             length = sequence_length(settings, kind, listing)
             result["videos"] = assemble(work, target, kind, attrs, settings.feature_dim, length, order)
         final = read_attrs(target)
