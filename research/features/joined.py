@@ -66,6 +66,14 @@ def source_record(output: Path, shard: Path, attrs: Mapping[str, Any]) -> dict[s
     }
 
 
+def check_unchanged(sources: list[dict[str, Any]], shards: list[Path]) -> None:
+    """Refuse a join whose shard files changed (a task still writing, extracted again) since ``source_record``
+    took what they held: the joined file's digest was fed with rows that may no longer be theirs."""
+    for source, shard in zip(sources, shards, strict=True):
+        if stat_identity(shard) != source["identity"]:
+            raise FeatureFileError(f"{shard} changed while it was being joined: join again once its task has finished")
+
+
 def _fingerprint(shard: Path) -> str:
     """A shard file's content digest: recorded beside it (written by its task) while it is unchanged, else
     read in full and recorded again (a shard file reads no other file)."""
@@ -103,4 +111,4 @@ def check_joined(path: Path, f: h5py.File) -> None:
             )
 
 
-__all__ = ["JOINED_FROM", "check_joined", "own_attrs", "source_record", "virtual_files"]
+__all__ = ["JOINED_FROM", "check_joined", "check_unchanged", "own_attrs", "source_record", "virtual_files"]

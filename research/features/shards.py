@@ -46,7 +46,7 @@ from research.features.compat import describe, feature_differences
 from research.features.copying import copy_features
 from research.features.digests import ContentDigest, record_content
 from research.features.hdf5 import feature_filename, read_attrs, stamps_in_file
-from research.features.joined import JOINED_FROM, source_record
+from research.features.joined import JOINED_FROM, check_unchanged, source_record
 from research.features.writing import ROW_COLUMNS, create_layout, row_attrs, writing
 
 if TYPE_CHECKING:  # research.distributed imports torch: the join needs none
@@ -174,6 +174,9 @@ def join_shards(output: str | Path, shards: list[str | Path], copy: bool = False
         partial += attrs["partial"]
     total = sum(sizes)
     copy = copy or not total  # no rows: nothing to point at
+    # a virtual file records what each shard holds, taken before its rows are read: a reader refuses the file
+    # once a shard holds something else, and a shard changed while being joined is refused below
+    sources = None if copy else [source_record(output, path, attrs) for path, attrs in ordered]
     digest = ContentDigest(ref.get("settings_fingerprint", ""), ids, np.concatenate(labels), np.concatenate(lengths))
     with writing(output) as out:
         layout = None
@@ -198,8 +201,9 @@ def join_shards(output: str | Path, shards: list[str | Path], copy: bool = False
             offset += n
         out.attrs.update(row_attrs(total, max_frames, dim, skipped, skipped_ids, partial))
         out.attrs["inputs_fingerprint"] = inputs_fingerprint(stamps)
-        if not copy:  # what each shard holds now: a reader refuses the file once one holds something else
-            out.attrs[JOINED_FROM] = json.dumps([source_record(output, path, attrs) for path, attrs in ordered])
+        if sources is not None:
+            check_unchanged(sources, [path for path, _ in ordered])
+            out.attrs[JOINED_FROM] = json.dumps(sources)
         out.attrs["all_finite"] = digest.all_finite
     record_content(output, digest, [] if copy else [path for path, _ in ordered])
     return total
