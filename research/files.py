@@ -445,7 +445,13 @@ def folder_lock(folder: str | Path, what: str, name: str = ".lock") -> Iterator[
     with exclusive(path, wait=False) as held:
         if not held:
             fallback = HeartbeatLock(path)
-            holder = _holder_text(fallback.holder() or {}) if fallback.path.exists() else _holder(path)
+            record = fallback.holder()
+            if record is None:
+                holder = _holder(path)
+            elif record:
+                holder = _holder_text(record)
+            else:  # an empty record: its holder is writing it, or died first (stale once its heartbeat is old)
+                holder = f"a process whose lock file {fallback.path.name} holds no record yet"
             raise FolderBusyError(
                 f"{Path(folder)} is in use by another {what}: {holder}. Wait for it to finish, "
                 "or choose another --out-dir"
