@@ -45,7 +45,7 @@ from torch.utils.data import DataLoader, Sampler
 from research import distributed
 from research.config import TrainConfig
 from research.data.dataset import FeatureDataset, split_loader, training_copy_path
-from research.features.hdf5 import create_layout, writing
+from research.features.writing import create_layout, writing
 
 REAL = Path("features/demo/all_features_multiscale.h5")
 BATCH = 32  # TrainConfig.batch_size's default: what training reads per step

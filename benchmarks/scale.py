@@ -153,8 +153,8 @@ def group_sizes(clips: int, rng: np.random.Generator, one_per_clip: bool) -> lis
 def fabricate(work: Path, clips: int, frames: int, one_per_clip: bool, seed: int) -> dict[str, Any]:
     """Write ``work/features/all_features.h5`` and ``work/annotations.csv`` (see the module's docstring)."""
     from research.data.inputs import inputs_fingerprint
-    from research.features.hdf5 import create_layout, row_attrs, writing
     from research.features.settings import fingerprint
+    from research.features.writing import create_layout, row_attrs, writing
 
     basis = real_basis(REAL_FEATURES)
     rng = np.random.default_rng(seed)

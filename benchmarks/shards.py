@@ -5,7 +5,7 @@
 Fabricated committed work (random float32 rows, no CNN: only the end step is timed), in one run:
 
 (a) torchrun today: the ranks' part folders, and rank 0 alone writing every row of the final file
-    (``research.features.hdf5.assemble``), while the other ranks wait at a barrier;
+    (``research.features.writing.assemble``), while the other ranks wait at a barrier;
 (b) array tasks: each task assembles its own shard file from its own parts (the same ``assemble``; the
     tasks run at once, so the wall time is the slowest task's), then the join
     (``research.features.shards.join_shards``): virtual (the default: no copy) and ``--copy`` (compressed
@@ -28,11 +28,11 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from research.data.inputs import inputs_fingerprint
+from research.data.inputs import Listing, inputs_fingerprint
 from research.distributed import Shard
-from research.features.hdf5 import PartWriter, Row, assemble, done_videos
 from research.features.settings import fingerprint
 from research.features.shards import join_shards, shard_attrs
+from research.features.writing import PartWriter, Row, assemble, done_videos
 
 console = Console()
 
@@ -65,6 +65,7 @@ def main() -> None:
     ids = [f"videos/clip_{i:07d}" for i in range(args.clips)]
     order = [(v, "1:1") for v in ids]
     stamps = dict(order)
+    listing = Listing(args.clips, "fabricated")  # every task cut its block from the same listing
     record = {"format": 2, "backbone": "fabricated", "frames_per_video": args.frames, "split": "all"}
     attrs = {
         "settings": json.dumps(record, sort_keys=True),
@@ -99,7 +100,7 @@ def main() -> None:
             block = shard.block(order)
             target = root / "shards" / f"all_features.{shard.tag}.h5"
             shard_file_attrs = attrs | {"inputs_fingerprint": inputs_fingerprint(dict(block))}
-            shard_file_attrs |= shard_attrs(shard, stamps)
+            shard_file_attrs |= shard_attrs(shard, listing, "float32", "cpu")
             seconds, _ = timed(
                 lambda w=root / "shards" / f"work{k}", t=target, b=block, a=shard_file_attrs: assemble(
                     w, t, "single", a, args.dim, args.frames, b

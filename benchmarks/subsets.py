@@ -10,7 +10,7 @@ once and written as stored chunks in turn. Then, side by side in one run:
 
 - a subset of ``--fraction`` of the rows (sorted, as ``write_fold`` asks) made as before this change (every
   row decompressed and compressed again: ``row_copy_subset``, the old ``hdf5._copy_rows``) and by
-  ``hdf5.subset`` (stored chunks copied, each inflated once for the digest and ``all_finite``);
+  ``copying.subset`` (stored chunks copied, each inflated once for the digest and ``all_finite``);
 - ``content_fingerprint`` of that subset read in full (no record: what every call cost before) and
   recorded (what every call after the write costs now); both must give the same digest;
 - ``select_parts``' reads of ``--select-rows`` rows, cut to half their columns: one row at a time (before)
@@ -30,8 +30,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from research.features.hdf5 import ROW_COLUMNS, content_fingerprint, create_layout, subset, writing
+from research.features.copying import subset
+from research.features.hdf5 import content_fingerprint
 from research.features.parts import BLOCK_ROWS
+from research.features.writing import ROW_COLUMNS, create_layout, writing
 from research.files import record_path
 
 REAL = Path("features/demo/all_features_multiscale.h5")
@@ -62,7 +64,7 @@ def fabricate(path: Path, clips: int, pool: int, seed: int = 0) -> None:
 
 
 def row_copy_subset(source: Path, output: Path, rows: list[int]) -> None:
-    """The subset before this change (``hdf5._copy_rows`` for one source): each row inflated and deflated."""
+    """The subset before this change (``copying._copy_rows`` for one source): each row inflated and deflated."""
     with h5py.File(source, "r") as f, writing(output) as out:
         ds = create_layout(out, len(rows), f["features"].shape[1], f["features"].shape[2])
         out.attrs.update(dict(f.attrs))

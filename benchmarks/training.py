@@ -23,7 +23,7 @@ from rich.table import Table
 from torch.utils.data import DataLoader
 
 from research.data.dataset import FeatureDataset
-from research.features.hdf5 import write_features
+from research.features.writing import write_features
 from research.models import count_parameters, create_model
 
 

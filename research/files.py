@@ -9,7 +9,8 @@
   naming the holder (pid, host, since when) instead of racing on the same files.
 - ``exclusive``: the lock underneath, ``flock`` where the file system supports it, else (Lustre or NFS
   mounted without locking: ENOSYS, EOPNOTSUPP, ENOLCK) a lock file made with ``O_EXCL`` that records its
-  holder and keeps a heartbeat, so a dead holder's lock is cleared (``HeartbeatLock``).
+  holder and keeps a heartbeat, so a dead holder's lock is cleared once its heartbeat is old
+  (``HeartbeatLock``).
 - ``disk_errors``: an out-of-space ``OSError`` anywhere inside becomes one user error that
   names the folder and says that re-running resumes from the committed work.
 - ``write_record`` / ``read_record``: what was computed of a file's content (a digest), kept beside it in
@@ -225,31 +226,60 @@ def _holder_record() -> dict:
 NO_FLOCK = {errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOLCK, errno.EINVAL}
 
 
+def _read_or_empty(path: str) -> str:
+    """A small system file's text (``/proc``: Linux), or "" where there is none."""
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return ""
+
+
+def _pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+# What makes a pid mean one process: this host, booted this once, in this pid namespace (containers that share
+# a hostname have namespaces of their own). Only a holder recorded with all three can be judged by its pid.
+PID_SCOPE = {"host": HOST, "boot": _read_or_empty("/proc/sys/kernel/random/boot_id"), "pidns": _pid_namespace()}
+
+
 class HeartbeatLock:
     """A lock for file systems without ``flock``: the file ``PATH.held``, created with ``O_EXCL``.
 
     It records its holder (host, pid, a random token) and a heartbeat: a thread touches it every
-    ``heartbeat`` seconds. Another process clears it as stale when its holder is dead: at once when the
-    holder ran on this host and its pid is gone, else once the heartbeat is older than ``stale_after``
-    seconds (a machine that died or lost the mount). Clearing renames the file to a name of one's own and
-    checks it is still the one judged stale, so of two processes clearing it at once only one wins.
+    ``heartbeat`` seconds. Another process judges it stale by the heartbeat's age: older than ``stale_after``
+    seconds, whatever the record says (a machine that died or lost the mount, a pid that was reused, a
+    container that shares the hostname), also when the file is empty or unreadable (its holder died, or
+    the disk filled, between creating it and writing its record). Host and pid only speed up the local
+    case: a holder recorded on this host, this boot and this pid namespace whose pid is gone is stale at
+    once. A live pid proves nothing (it may have been reused).
+
+    Clearing never deletes what was not judged: one process at a time clears (it holds ``PATH.held.clearing``,
+    made with ``O_EXCL``), and it removes the lock file only if it is still the very file judged stale (the
+    same inode, mtime and text); a heartbeat, or a new holder, in between keeps it. No hard link, no
+    rename: file systems without ``flock`` often have no hard links either.
     """
 
     def __init__(self, path: Path, heartbeat: float = 30.0, stale_after: float = 120.0) -> None:
         self.path = path.with_name(path.name + ".held")
+        self.clearing = path.with_name(path.name + ".held.clearing")
         self.heartbeat, self.stale_after = heartbeat, stale_after
-        self.record = _holder_record() | {"token": uuid.uuid4().hex}
+        self.record = _holder_record() | PID_SCOPE | {"token": uuid.uuid4().hex}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def holder(self) -> dict | None:
-        """The holder's record, or None when nobody holds the lock (or its file is being written)."""
+        """The holder's record, or None when nobody holds the lock; ``{}`` when its file is empty or unreadable."""
         try:
-            return json.loads(self.path.read_text())
+            text = self.path.read_text()
         except FileNotFoundError:
             return None
         except (OSError, ValueError):
-            return {}  # being written: its holder is alive
+            return {}
+        return _record_of(text)
 
     def acquire(self) -> bool:
         """Take the lock without waiting: True when taken (a stale lock is cleared first), False when held."""
@@ -260,55 +290,81 @@ class HeartbeatLock:
                 if not self._clear_stale():
                     return False
                 continue
-            with os.fdopen(fd, "w") as fh:
-                fh.write(json.dumps(self.record))
-                fh.flush()
-                os.fsync(fh.fileno())
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    fh.write(json.dumps(self.record))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            except BaseException:  # a full disk: no empty lock file left behind for others to wait out
+                self.path.unlink(missing_ok=True)
+                raise
             self._thread = threading.Thread(target=self._beat, name="lock-heartbeat", daemon=True)
             self._thread.start()
             return True
         return False
 
-    def _stale(self, info: dict) -> bool:
-        if not info:
-            return False
-        if info.get("host") == HOST:  # this machine: the pid answers
-            try:
-                os.kill(int(info["pid"]), 0)
-            except ProcessLookupError:
-                return True
-            except (PermissionError, KeyError, ValueError, TypeError):
-                return False
-            return False
-        try:
-            return time.time() - self.path.stat().st_mtime > self.stale_after
-        except FileNotFoundError:
+    def _stale(self, info: dict, age: float) -> bool:
+        """Whether a lock file whose record is ``info`` (``{}``: empty or unreadable) and whose heartbeat is
+        ``age`` seconds old has a dead holder."""
+        if age > self.stale_after:
             return True
+        if not info or any(info.get(k) != v for k, v in PID_SCOPE.items()) or not all(PID_SCOPE.values()):
+            return False  # not provably this machine's pid: its heartbeat alone decides
+        try:
+            os.kill(int(info["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, KeyError, ValueError, TypeError, OverflowError):
+            return False
+        return False
+
+    def _judge(self, path: Path) -> tuple[os.stat_result, str] | None:
+        """The lock file's stat and text (what a judgement is made of), or None when there is none."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        try:
+            return st, path.read_text()
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):  # unreadable, or not text: judged by its heartbeat alone
+            return st, ""
 
     def _clear_stale(self) -> bool:
-        """Remove a dead holder's lock file; False when its holder is alive."""
-        info = self.holder()
-        if info is None:
+        """Remove a dead holder's lock file; False when its holder may be alive (or another process clears it)."""
+        judged = self._judge(self.path)
+        if judged is None:
             return True  # released meanwhile
-        if not self._stale(info):
+        st, text = judged
+        info = _record_of(text)
+        if not self._stale(info, time.time() - st.st_mtime):
             return False
-        grave = self.path.with_name(f"{self.path.name}.stale.{HOST}.{os.getpid()}")
         try:
-            os.rename(self.path, grave)
-        except FileNotFoundError:
-            return True  # another process cleared it first
+            os.close(os.open(self.clearing, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            self._clear_abandoned_clearing()
+            return False  # another process is clearing it: held until it has
         try:
-            taken = json.loads(grave.read_text())
-        except (OSError, ValueError):
-            taken = {}
-        if taken.get("token") != info.get("token"):  # a live lock taken in between: give it back
-            with contextlib.suppress(OSError):
-                os.link(grave, self.path)
-            grave.unlink(missing_ok=True)
-            return False
-        grave.unlink(missing_ok=True)
-        print(f"warning: cleared the stale lock {self.path} of {_holder_text(info)}", file=sys.stderr)
+            now = self._judge(self.path)
+            if now is None:
+                return True
+            if (now[0].st_ino, now[0].st_mtime_ns, now[1]) != (st.st_ino, st.st_mtime_ns, text):
+                return False  # a heartbeat, or a new holder, since it was judged: not the file judged stale
+            self.path.unlink()
+        finally:
+            self.clearing.unlink(missing_ok=True)
+        whose = _holder_text(info) if info else f"an empty or unreadable record ({time.time() - st.st_mtime:.0f} s old)"
+        print(f"warning: cleared the stale lock {self.path} of {whose}", file=sys.stderr)
         return True
+
+    def _clear_abandoned_clearing(self) -> None:
+        """A clearer takes milliseconds: its file older than ``stale_after`` is one that died clearing."""
+        judged = self._judge(self.clearing)
+        if judged is not None and time.time() - judged[0].st_mtime > self.stale_after:
+            again = self._judge(self.clearing)
+            if again is not None and again[0].st_ino == judged[0].st_ino:
+                self.clearing.unlink(missing_ok=True)
 
     def _beat(self) -> None:
         while not self._stop.wait(self.heartbeat):
@@ -321,6 +377,15 @@ class HeartbeatLock:
             self._thread.join()
         if (self.holder() or {}).get("token") == self.record["token"]:
             self.path.unlink(missing_ok=True)
+
+
+def _record_of(text: str) -> dict:
+    """A lock file's record; ``{}`` when it is empty or not a record (cut short by a crash or a full disk)."""
+    try:
+        info = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return info if isinstance(info, dict) else {}
 
 
 _warned: set[str] = set()
@@ -380,7 +445,13 @@ def folder_lock(folder: str | Path, what: str, name: str = ".lock") -> Iterator[
     with exclusive(path, wait=False) as held:
         if not held:
             fallback = HeartbeatLock(path)
-            holder = _holder_text(fallback.holder() or {}) if fallback.path.exists() else _holder(path)
+            record = fallback.holder()
+            if record is None:
+                holder = _holder(path)
+            elif record:
+                holder = _holder_text(record)
+            else:  # an empty record: its holder is writing it, or died first (stale once its heartbeat is old)
+                holder = f"a process whose lock file {fallback.path.name} holds no record yet"
             raise FolderBusyError(
                 f"{Path(folder)} is in use by another {what}: {holder}. Wait for it to finish, "
                 "or choose another --out-dir"

@@ -195,6 +195,33 @@ def test_two_segments_of_one_file_are_two_entries_and_a_segment_past_the_end_sto
     assert len(errors) == 1 and f"{ann}:3: halves.mp4: the segment 3-9 s ends after the video (4.00 s)" in errors[0]
 
 
+def test_a_csv_on_the_command_line_replaces_the_config_s_columns_in_extract_and_the_pipeline() -> None:
+    """One rule, read by both commands: an annotation file given on the command line replaces demo.yaml's
+    collection, so demo.yaml's ``columns`` (its own file's names) are dropped; columns given on the same command
+    line apply alone; without a CSV on the command line the config's columns stand."""
+    from research.cli import make_parser
+    from research.commands.pipeline import collection_overrides
+    from research.config import config_from_args, load_config
+
+    demo = str(ROOT / "experiments" / "demo.yaml")
+
+    def extract_py(*args: str) -> ExtractConfig:  # extract.py's own two lines
+        return config_from_args(ExtractConfig, "extract", make_parser(None, ExtractConfig).parse_args(list(args)))
+
+    def pipeline(annotations: str | None, *settings: str) -> ExtractConfig:
+        overrides = collection_overrides(annotations, "my_videos" if annotations else None, None, list(settings))
+        return load_config(ExtractConfig, "extract", demo, overrides["extract"])
+
+    mine = {"label": "class", "group": "source"}
+    assert extract_py("--config", demo).columns == pipeline(None).columns == mine
+    cut = extract_py("--config", demo, "--annotations", "labels.csv", "--data-root", "my_videos")
+    assert cut.columns == pipeline("labels.csv").columns == {} and cut.annotations == "labels.csv"
+    assert extract_py("--config", demo, "annotations=labels.csv").columns == {}
+    given = extract_py("--config", demo, "--annotations", "labels.csv", "columns={label: kind}")
+    assert given.columns == pipeline("labels.csv", "extract.columns={label: kind}").columns == {"label": "kind"}
+    assert extract_py("--config", demo, "--annotations", "labels.csv", "~columns").columns == {}  # as before
+
+
 # ------------------------------------------------------------------------------------ the pipeline
 
 

@@ -16,7 +16,8 @@ from research.data.dataset import FeatureDataset
 from research.data.splits import carve_validation, make_folds, video_groups
 from research.engine.checkpoints import build_model, load_checkpoint
 from research.engine.crossval import ROWS, InnerValidation, cross_validate, probe_cross_validate, same_cv
-from research.features.hdf5 import subset, summary_caption
+from research.features.copying import subset
+from research.features.hdf5 import summary_caption
 from research.models.probe import C_GRID
 from research.tuning.search import run_search
 from research.tuning.storage import storage_for

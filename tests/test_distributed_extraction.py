@@ -15,7 +15,9 @@ import pytest
 import torch
 
 from research.config import ExtractConfig
-from research.features.hdf5 import FeatureFileError, merge, read_attrs
+from research.errors import FeatureFileError
+from research.features.copying import merge
+from research.features.hdf5 import read_attrs
 from research.features.timestamps import extract_timestamps
 
 from .conftest import committed_parts, torchrun_cmd

@@ -21,7 +21,7 @@ from research.engine.familiarity import Familiarity
 from research.engine.training import train
 from research.engine.tta import DEFAULT_MODES, center, get_views, identity, reverse, stride2, tta_probabilities
 from research.errors import CheckpointError, FeatureMismatchError
-from research.features.hdf5 import write_features
+from research.features.writing import write_features
 
 from .test_training import tiny_train_config
 

@@ -259,7 +259,7 @@ def test_memory_stays_flat_as_videos_grow(tiny_videos: Path, tmp_path: Path) -> 
 import json, resource, sys
 from research.config import ExtractConfig
 from research.features.extraction import extract
-from research.features.hdf5 import PartWriter
+from research.features.writing import PartWriter
 rss, add = [], PartWriter.add
 def page_rss():
     return int(open('/proc/self/statm').read().split()[1]) * 4096

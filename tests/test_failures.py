@@ -28,7 +28,7 @@ from research.engine.checkpoints import build_model, load_checkpoint, save_check
 from research.engine.evaluation import evaluate
 from research.engine.training import train
 from research.errors import CheckpointError, FeatureFileError, Terminated, TrainingDivergedError
-from research.features.hdf5 import write_features
+from research.features.writing import write_features
 from research.files import FolderBusyError
 from research.tracking import mlflow_client
 

@@ -20,19 +20,12 @@ import pytest
 
 from research.data.dataset import split_path
 from research.data.inputs import inputs_fingerprint
-from research.features import hdf5
-from research.features.hdf5 import (
-    PartWriter,
-    Row,
-    assemble,
-    content_fingerprint,
-    create_layout,
-    merge,
-    subset,
-    write_features,
-    writing,
-)
+from research.errors import FeatureFileError
+from research.features.copying import merge, subset
+from research.features.digests import file_digest
+from research.features.hdf5 import content_fingerprint, read_attrs
 from research.features.shards import join_shards
+from research.features.writing import ROW_COLUMNS, PartWriter, Row, assemble, create_layout, write_features, writing
 from research.files import RACY_NS, read_record, record_path
 
 FRAMES, DIM = 9, 48
@@ -41,7 +34,7 @@ FRAMES, DIM = 9, 48
 def full_scan(path: Path) -> str:
     """The digest as ``content_fingerprint`` computed it before digests were recorded: every row read."""
     with h5py.File(path, "r") as f:
-        return hdf5._file_digest(f).hexdigest()
+        return file_digest(f).hexdigest()
 
 
 def relu_rows(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -68,7 +61,7 @@ def row_copy_subset(source: Path, output: Path, rows: list[int]) -> None:
         out.attrs.update(dict(f.attrs))
         for k, i in enumerate(rows):
             ds["features"][k] = f["features"][i]
-        for name in hdf5.ROW_COLUMNS:
+        for name in ROW_COLUMNS:
             ds[name][:] = f[name][:][rows]
         out.attrs.update({"num_videos": len(rows), "skipped": "[]", "num_skipped": 0})
 
@@ -102,7 +95,7 @@ def test_every_writer_records_the_digest_a_full_scan_gives_and_all_finite(tmp_pa
     for how, path in written.items():
         assert read_record(path) == {"content_fingerprint": full_scan(path)}, how
         assert content_fingerprint(path) == full_scan(path), how
-    finite = {how: bool(hdf5.read_attrs(path)["all_finite"]) for how, path in written.items()}
+    finite = {how: bool(read_attrs(path)["all_finite"]) for how, path in written.items()}
     assert finite == {"write_features": False, "subset": True, "merge": False, "assemble": True}
 
 
@@ -148,7 +141,7 @@ def shard(path: Path, index: int, count: int, n: int, collection: dict[str, str]
 
 
 @pytest.mark.parametrize("copy", [False, True])
-def test_a_join_records_its_digest_and_a_virtual_one_follows_its_shards(tmp_path: Path, copy: bool) -> None:
+def test_a_join_records_its_digest_and_a_virtual_one_checks_its_shards(tmp_path: Path, copy: bool) -> None:
     ids = [f"class_{i % 3}/clip_{s}_{i:03d}" for s, n in ((0, 6), (1, 4)) for i in range(n)]
     collection = dict.fromkeys(ids, "")
     shards = [shard(tmp_path / f"s{k}.h5", k, 2, n, collection) for k, n in ((0, 6), (1, 4))]
@@ -167,8 +160,11 @@ def test_a_join_records_its_digest_and_a_virtual_one_follows_its_shards(tmp_path
     before = content_fingerprint(joined)
     with h5py.File(shards[1], "r+") as f:  # a row of a shard changed in place: its attributes as they were
         f["features"][2] = f["features"][2] * 2
-    assert content_fingerprint(joined) == full_scan(joined)
-    assert (content_fingerprint(joined) == before) is copy  # a copied join holds its own rows
+    if copy:  # a copied join holds its own rows
+        assert content_fingerprint(joined) == before == full_scan(joined)
+    else:  # a virtual one would read the shard's new rows: refused (tests/test_shards.py)
+        with pytest.raises(FeatureFileError, match="holds other features than when it was joined"):
+            content_fingerprint(joined)
 
 
 def test_a_file_changed_on_disk_after_its_record_gets_its_new_digest(tmp_path: Path) -> None:
@@ -252,11 +248,11 @@ def test_extracted_files_and_a_selection_of_parts_record_their_digest(tiny_featu
 
     for path in sorted(tiny_features.glob("*.h5")):
         assert read_record(path) == {"content_fingerprint": full_scan(path)}, path.name
-        assert hdf5.read_attrs(path)["all_finite"] is True
+        assert read_attrs(path)["all_finite"] is True
     source = split_path(tiny_features, "train", False)
     selected = select_parts(source, tmp_path / "selected.h5", "mobilenet_v2")
     assert read_record(selected) == {"content_fingerprint": full_scan(selected)}
-    assert hdf5.read_attrs(selected)["all_finite"] is True
+    assert read_attrs(selected)["all_finite"] is True
     with h5py.File(selected, "r") as a, h5py.File(source, "r") as b:
         assert np.array_equal(a["features"][:], b["features"][:]) and a["features"].chunks == b["features"].chunks
 

@@ -19,7 +19,7 @@ from research import distributed
 from research.config import TrainConfig
 from research.data.dataset import Augment, FeatureDataset, split_loader, training_copy_path
 from research.errors import ConfigError, FeatureFileError
-from research.features.hdf5 import write_features
+from research.features.writing import write_features
 
 N, T, D = 70, 6, 16  # 70 clips: batches of 8 leave a short last batch
 ROOT = Path(__file__).resolve().parents[1]

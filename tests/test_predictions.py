@@ -12,7 +12,7 @@ import pytest
 
 from research.engine import predictions
 from research.errors import UserError
-from research.features.hdf5 import write_features
+from research.features.writing import write_features
 
 CLASSES = ["animation", "flat_content", "gaming", "natural_content"]
 

@@ -75,6 +75,8 @@ RUN: dict[str, str] = {
     "cat > extract.sbatch <<'END'": "",
     "cat > join.sbatch <<'END'": "",
     "cat > extract-job.yaml <<'END'": "",
+    "cat > extract-labels.sbatch <<'END'": "",
+    "cat > pipeline-labels.sbatch <<'END'": "",
 }
 NOT_RUN: dict[str, str] = {
     "python evaluate.py --classifier runs/demo/classifier.pt --predict LONG.mp4 --window 10 --stride 5": (
@@ -212,6 +214,14 @@ NOT_RUN: dict[str, str] = {
     "python -m research.commands.pipeline launcher=processes workers=2 threads=1": (
         "the pipeline's trainings and extraction as a pool: tests/test_launcher.py runs them as jobs "
         "(test_a_job_killed_mid_run_runs_again_alone, test_extraction_as_an_array_equals_one_process)"
+    ),
+    "JOB=$(sbatch --parsable extract-labels.sbatch)": (
+        "a Slurm cluster: tests/test_shards.py::test_a_lab_s_csv_as_an_array_then_the_pipeline_on_the_virtual_and_"
+        "the_copied_join runs the script as four local processes with SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT"
+    ),
+    "sbatch --dependency=afterok:$JOB pipeline-labels.sbatch": (
+        "a Slurm cluster: tests/test_shards.py::test_a_lab_s_csv_as_an_array_then_the_pipeline_on_the_virtual_and_"
+        "the_copied_join runs the script's join and pipeline once the four tasks succeeded"
     ),
     "kubectl apply -f extract-job.yaml": (
         "a Kubernetes cluster: tests/test_shards.py::test_the_kubernetes_recipe_runs_as_local_indexed_pods runs the "

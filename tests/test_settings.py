@@ -16,8 +16,9 @@ from research.backbones.table import get_spec, list_backbones
 from research.data.inputs import file_entry
 from research.features.compat import feature_differences
 from research.features.frames import entry_features
-from research.features.hdf5 import read_attrs, write_features
+from research.features.hdf5 import read_attrs
 from research.features.settings import FeatureSettings, kind_of
+from research.features.writing import write_features
 
 from .conftest import ROOT, tiny_extract_config
 

@@ -217,7 +217,7 @@ def test_keep_last_trains_the_whole_schedule_and_keeps_the_final_epoch(tiny_feat
 def test_a_member_is_reused_only_while_its_training_data_is_unchanged(tiny_features: Path, tmp_path: Path) -> None:
     """Same config, new data in the same files (e.g. a regenerated demo): the member is trained again."""
     from research.engine.members import train_members
-    from research.features.hdf5 import subset
+    from research.features.copying import subset
 
     features = tmp_path / "features"
     shutil.copytree(tiny_features, features)

@@ -19,7 +19,7 @@ from rich.table import Table
 from research.cli import make_parser, run_cli
 from research.data import copies
 from research.errors import UserError
-from research.features import hdf5
+from research.features.hdf5 import summary
 from research.features.parts import select_parts
 from research.features.shards import join_folder, join_shards
 
@@ -27,7 +27,7 @@ console = Console()
 
 
 def print_inspect(path: str) -> None:
-    info = hdf5.summary(path)
+    info = summary(path)
     table = Table(title=str(path), show_header=False)
     table.add_row("features", f"{info['features_shape']} float32, {info['compression']}")
     nf = info["num_frames"]
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "select":
             console.print(f"wrote {select_parts(args.source, args.output, args.backbone)}")
         else:
-            console.print(f"merged {hdf5.merge(args.output, args.inputs)} videos into {args.output}")
+            console.print(f"merged {merge(args.output, args.inputs)} videos into {args.output}")
         return 0
 
     run_cli(run)

@@ -528,7 +528,7 @@ def collection_overrides(
     """
     out: dict[str, dict[str, Any]] = {section: {} for section in ("extract", "train", "evaluate", "cv", "launch")}
     if annotations:
-        out["extract"] |= {"annotations": annotations, "~columns": None}
+        out["extract"]["annotations"] = annotations  # the config's columns go with its file (load_config)
         name = name or Path(annotations).stem
     if data_root:
         out["extract"]["data_dir"] = data_root

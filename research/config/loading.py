@@ -257,7 +257,9 @@ def load_config(
 ) -> C:
     """Defaults, then the YAML section, then overrides (the CLI), each merged over the last like ``base:``.
 
-    ``overrides`` keys are field names, dotted paths into mapping fields, or ``~path`` to drop a key.
+    ``overrides`` keys are field names, dotted paths into mapping fields, or ``~path`` to drop a key. A field
+    set there drops the YAML's fields that describe it (``_drop_described``: ``--annotations`` and the
+    config's ``columns``).
     """
     values: dict[str, Any] = {}
     if config_path is not None:
@@ -265,6 +267,7 @@ def load_config(
     source = f"{config_path or 'defaults'} [{section}]"
     if overrides:
         where = f"{source} + command line"
+        values = _drop_described(cls, values, overrides)
         delta = overrides_as_delta(cls, overrides, where)
         types_ = _field_types(cls)
         defaults = {f.name: _default(f) for f in dataclasses.fields(cls) if _is_mapping(types_[f.name])}
@@ -276,6 +279,20 @@ def load_config(
         values = deep_merge({**values, **{k: v or {} for k, v in mappings.items()}}, delta, "")
         source = where
     return build_config(cls, values, source=source)
+
+
+def _drop_described(cls: type, values: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The YAML's values without the fields that describe a thing the command line replaced.
+
+    ``cls.DESCRIBED_BY`` maps a field to the fields that describe what it names (``ExtractConfig``: an
+    annotation file given on the command line replaces the config's collection, and the config's ``columns``
+    describe the config's own file). The YAML's are dropped; the command line's own, if it gives them, apply.
+    Every entry point (``extract.py``, the pipeline) reads its command line through here, so one CSV means
+    the same on each.
+    """
+    described: dict[str, tuple[str, ...]] = getattr(cls, "DESCRIBED_BY", {})
+    dropped = {name for field, names in described.items() if field in overrides for name in names}
+    return {key: value for key, value in values.items() if key not in dropped}
 
 
 def _default(f: dataclasses.Field) -> Any:

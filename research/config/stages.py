@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from typing import ClassVar
 
 from research.backbones.table import backbone_parts
 from research.config.loading import load_config, opt
@@ -25,6 +26,11 @@ TTA_DEFAULT_MODES = ("identity", "reverse", "stride2", "center")
 @dataclasses.dataclass
 class ExtractConfig:
     """``extract.py``: videos -> frozen-CNN frame features in HDF5."""
+
+    # An annotation file given on the command line replaces the config's collection: the config's column
+    # names describe its own file, so they are dropped; columns given on the same command line apply
+    # (research.config.loading.load_config; extract.py and the pipeline alike).
+    DESCRIBED_BY: ClassVar[dict[str, tuple[str, ...]]] = {"annotations": ("columns",)}
 
     data_dir: str = opt(
         "data/demo",

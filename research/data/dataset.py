@@ -38,7 +38,8 @@ from research.config import TrainConfig
 from research.data.copies import GB, KEY_ATTR, copy_key, hold, make_room, open_copy, training_copy_path
 from research.errors import FeatureFileError, UserError
 from research.features.compat import check_compatible
-from research.features.hdf5 import feature_filename, read_attrs, writing
+from research.features.hdf5 import feature_filename, read_attrs
+from research.features.writing import writing
 from research.files import exclusive
 
 LAYOUT = ("features", "labels", "num_frames")  # the datasets every feature file holds (seed 000)

@@ -14,15 +14,22 @@ label, group and family, and optionally a segment; its paths are relative to ROO
   replaced or edited is recognised as changed (the same test ``make`` and ``rsync``
   use: cheap for thousands of files, unlike a content hash).
 
-``inputs_fingerprint`` hashes the whole list; ``diff_inputs`` says what was added,
-removed or changed between two lists.
+A collection is listed first (rows, or the folder tree's sorted entries: no ``stat``), then stamped
+(one ``stat`` per file). An array task (``--shard K/N``) cuts its block from the listing and stamps only
+that: its set-up makes its own block's metadata calls, not the whole collection's
+(``benchmarks/task_metadata.py``). ``listing_fingerprint`` hashes a listing (identities and labels, in
+order), what the tasks of one array must agree on; ``inputs_fingerprint`` hashes identities and stamps
+(order-independent), what a file was made from; ``diff_inputs`` says what was added, removed or changed
+between two lists.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from collections.abc import Iterable
-from dataclasses import dataclass
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -122,27 +129,72 @@ def category_mapping(data_dir: Path, splits: list[str]) -> dict[str, int]:
     return {name: i for i, name in enumerate(names)}
 
 
-def scan_split(data_dir: Path, split: str, mapping: dict[str, int]) -> list[Entry]:
-    """Every file under each category, sorted by path; ``processed_data.pt`` folders expand to their rows."""
+def _walk(folder: Path) -> tuple[list[Path], set[Path]]:
+    """Every file under ``folder`` as ``rglob("*")`` and ``is_file()`` find them (folders that are symlinks
+    not entered, a symlink to a file kept, an unreadable folder passed over), and the folders that hold a
+    ``processed_data.pt``: read from the directory entries, with no ``stat`` per file (only per symlink, or
+    where the file system gives no type)."""
+    files: list[Path] = []
+    tensor_dirs: set[Path] = set()
+    stack = [folder]
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as listing:
+                found = list(listing)
+        except PermissionError:
+            continue
+        for entry in found:
+            if entry.name == TENSOR_FILE:
+                tensor_dirs.add(current)
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(current / entry.name)
+            elif entry.is_file():
+                files.append(current / entry.name)
+    return files, tensor_dirs
+
+
+def list_split(data_dir: Path, split: str, mapping: dict[str, int]) -> list[Entry]:
+    """Every file under each category, sorted by path, not yet stamped (``stamp_entries``);
+    ``processed_data.pt`` folders expand to their rows (the tensor file's header is read for their count)."""
     entries: list[Entry] = []
     split_dir = data_dir / split
     for category, label in mapping.items():
         cat_dir = split_dir / category
         if not cat_dir.is_dir():
             continue
-        tensor_dirs = {p.parent for p in cat_dir.rglob(TENSOR_FILE)}
-        for path in sorted(p for p in cat_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        files, tensor_dirs = _walk(cat_dir)
+        for path in sorted(p for p in files if not p.name.startswith(".")):
             rel = path.relative_to(data_dir).as_posix()
             parts = path.relative_to(cat_dir).parts
             sub = parts[0] if len(parts) > 1 else ""
-            stamp = file_stamp(path)
             if path.parent in tensor_dirs:
                 if path.name == TENSOR_FILE:
                     n = load_tensor_file(path, mmap=True).shape[0]
-                    entries.extend(Entry(path, rel, label, sub, stamp, tensor_item=i) for i in range(n))
+                    entries.extend(Entry(path, rel, label, sub, "", tensor_item=i) for i in range(n))
                 continue  # metadata.json and other sidecars of a tensor folder
-            entries.append(Entry(path, rel, label, sub, stamp))
+            entries.append(Entry(path, rel, label, sub, ""))
     return entries
+
+
+def scan_split(data_dir: Path, split: str, mapping: dict[str, int]) -> list[Entry]:
+    """Every file under each category, sorted by path and stamped; ``processed_data.pt`` folders expand to
+    their rows."""
+    return stamp_entries(list_split(data_dir, split, mapping), labelled=False)
+
+
+def stamp_entries(entries: list[Entry], labelled: bool) -> list[Entry]:
+    """``entries`` with their stamps: one ``stat`` per file, however many entries (segments, tensor rows)
+    name it. ``labelled``: an annotation file's rows, whose label is part of the stamp (a row relabelled is
+    a changed input: its features are redone)."""
+    stamps: dict[Path, str] = {}
+    out = []
+    for entry in entries:
+        if entry.path not in stamps:
+            stamps[entry.path] = file_stamp(entry.path)
+        stamp = f"{stamps[entry.path]}:label={entry.label}" if labelled else stamps[entry.path]
+        out.append(dataclasses.replace(entry, stamp=stamp))
+    return out
 
 
 def check_data_root(data_dir: Path, splits: list[str]) -> dict[str, int]:
@@ -159,26 +211,22 @@ def check_data_root(data_dir: Path, splits: list[str]) -> dict[str, int]:
 
 
 def annotation_entries(annotations: Annotations, data_dir: Path) -> tuple[dict[str, int], dict[str, list[Entry]]]:
-    """The category mapping and each split's entries of an annotation file, in row order.
-
-    Relative paths are under ``data_dir``. A file is stat'ed once however many segments name it.
-    """
+    """The category mapping and each split's entries of an annotation file, in row order, not yet stamped
+    (``stamp_entries``): nothing is looked at on disk. Relative paths are under ``data_dir``."""
     index = label_index(annotations)
-    files: dict[str, tuple[Path, str, str]] = {}  # as written -> (path, posix relpath, stamp): once per file
+    files: dict[str, tuple[Path, str]] = {}  # as written -> (path, posix relpath): made once per file
     splits: dict[str, list[Entry]] = {}
     for row in annotations.rows:
         if row.path not in files:
             written = Path(row.path)
-            path = written if written.is_absolute() else data_dir / written
-            files[row.path] = (path, written.as_posix(), file_stamp(path))
-        path, relpath, stamp = files[row.path]
-        label = index[row.label]
+            files[row.path] = (written if written.is_absolute() else data_dir / written, written.as_posix())
+        path, relpath = files[row.path]
         entry = Entry(
             path,
             relpath,
-            label,
+            index[row.label],
             "",
-            f"{stamp}:label={label}",  # a row relabelled is a changed input: its features are redone
+            "",
             start=row.start,
             end=row.end,
             group=row.group,
@@ -190,12 +238,39 @@ def annotation_entries(annotations: Annotations, data_dir: Path) -> tuple[dict[s
 
 
 @dataclass(frozen=True)
+class Listing:
+    """A split as listed, before any of its files is looked at: what every task of an array computes alike
+    from the listing alone (the annotation file's rows, or the folder tree's sorted entries)."""
+
+    videos: int
+    fingerprint: str  # ``listing_fingerprint``: the split's identities and labels, in order
+    frames: tuple[int, ...] = ()  # the frame counts of its seed tensor files (a file's ``max_frames``)
+
+
+def listing_fingerprint(entries: Iterable[Entry]) -> str:
+    """One hash over a listing's identities and labels in order, without a ``stat``: two tasks that cut their
+    blocks from listings with the same fingerprint cut them from the same list."""
+    digest = hashlib.sha1()
+    for entry in entries:
+        digest.update(f"{entry.video_id}\t{entry.label}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def _listing(entries: list[Entry]) -> Listing:
+    tensors = {e.path for e in entries if e.tensor_item is not None}
+    frames = tuple(sorted({load_tensor_file(p, mmap=True).shape[1] for p in tensors}))
+    return Listing(len(entries), listing_fingerprint(entries), frames)
+
+
+@dataclass(frozen=True)
 class Collection:
-    """What a config's data source holds: the class mapping and each split's entries (and the rows)."""
+    """What a config's data source holds: the class mapping, each split's stamped entries (the whole split,
+    or one array task's block of it), each split's ``Listing``, and the annotation rows."""
 
     mapping: dict[str, int]
     entries: dict[str, list[Entry]]
     annotations: Annotations | None = None
+    listings: dict[str, Listing] = field(default_factory=dict)
 
 
 def config_annotations(cfg: ExtractConfig) -> Annotations:
@@ -204,17 +279,24 @@ def config_annotations(cfg: ExtractConfig) -> Annotations:
     return read_annotations(cfg.annotations, cfg.annotation_format, cfg.columns, cfg.class_names, cfg.file_template)
 
 
-def open_collection(cfg: ExtractConfig) -> Collection:
-    """``cfg.annotations`` when set (every split the file names), else the folder tree's ``splits``."""
+def open_collection(cfg: ExtractConfig, block: Callable[[list[Entry]], list[Entry]] | None = None) -> Collection:
+    """``cfg.annotations`` when set (every split the file names), else the folder tree's ``splits``.
+
+    ``block``: an array task's cut of a split's listing (``research.distributed.Shard.block``); its entries
+    are then that block alone, and only its files are stat'ed: N tasks make one collection's metadata calls
+    between them, not N times as many. Every task still knows each whole split's ``Listing``."""
     data_dir = Path(cfg.data_dir)
+    annotations = None
     if cfg.annotations:
         annotations = config_annotations(cfg)
-        mapping, entries = annotation_entries(annotations, data_dir)
-        return Collection(mapping, entries, annotations)
-    splits = cfg.splits
-    mapping = check_data_root(data_dir, splits)
-    present = [s for s in splits if (data_dir / s).is_dir()]
-    return Collection(mapping, {split: scan_split(data_dir, split, mapping) for split in present})
+        mapping, listed = annotation_entries(annotations, data_dir)
+    else:
+        mapping = check_data_root(data_dir, cfg.splits)
+        present = [s for s in cfg.splits if (data_dir / s).is_dir()]
+        listed = {split: list_split(data_dir, split, mapping) for split in present}
+    labelled = annotations is not None
+    entries = {split: stamp_entries(rows if block is None else block(rows), labelled) for split, rows in listed.items()}
+    return Collection(mapping, entries, annotations, {split: _listing(rows) for split, rows in listed.items()})
 
 
 def identities(entries: Iterable[Entry]) -> dict[str, str]:

@@ -27,7 +27,7 @@ from research.data.annotations import by_column
 from research.data.dataset import FeatureDataset, split_path
 from research.data.inputs import config_annotations, row_video_id
 from research.errors import UserError, did_you_mean
-from research.features.hdf5 import subset
+from research.features.copying import subset
 
 log = logging.getLogger(__name__)
 

@@ -47,27 +47,19 @@ from research.data.annotations import AnnotationError
 from research.data.inputs import (
     Collection,
     Entry,
+    Listing,
     diff_inputs,
     identities,
     inputs_fingerprint,
-    load_tensor_file,
     open_collection,
 )
 from research.errors import StaleWorkError, UserError, ensure_dir
 from research.features.compat import describe, feature_differences
-from research.features.frames import FrameBatcher, auto_batch_size, decoded_videos, video_features
-from research.features.hdf5 import (
-    PartWriter,
-    Row,
-    assemble,
-    done_videos,
-    feature_filename,
-    read_attrs,
-    stamps_in_file,
-    summary,
-)
+from research.features.frames import FrameBatcher, auto_batch_size, decoded_videos, precision, video_features
+from research.features.hdf5 import feature_filename, read_attrs, stamps_in_file, summary
 from research.features.settings import FeatureSettings, file_record, fingerprint
 from research.features.shards import shard_attrs, shard_path
+from research.features.writing import PartWriter, Row, assemble, done_videos
 from research.files import disk_errors, folder_lock, write_text_atomic
 
 log = logging.getLogger(__name__)
@@ -94,11 +86,11 @@ def file_attrs(made_from: dict[str, Any], stamps: dict[str, str]) -> dict[str, A
 
 
 def check_existing(
-    path: Path, made_from: dict[str, Any], stamps: dict[str, str], collection: dict[str, str] | None = None
+    path: Path, made_from: dict[str, Any], stamps: dict[str, str], listing: Listing | None = None
 ) -> bool:
     """True when ``path`` is a finished file made from these settings and these inputs; refuse other files.
 
-    ``collection``: a shard's whole split, which must also be the one the shard file was cut from."""
+    ``listing``: a shard's whole split as listed, which must also be the one the shard file was cut from."""
     if not path.is_file():
         return False
     attrs = read_attrs(path)
@@ -114,10 +106,11 @@ def check_existing(
         raise StaleWorkError(
             f"{path} was extracted from other inputs: since then {diff_inputs(stamps_in_file(path), stamps)}. {how}"
         )
-    if collection is not None and attrs.get("collection_fingerprint") != inputs_fingerprint(collection):
+    if listing is not None and attrs.get("collection_fingerprint") != listing.fingerprint:
         raise StaleWorkError(
-            f"{path} is a shard of other inputs: the split had {attrs.get('collection_videos')} videos, now "
-            f"{len(collection)}, so the shards' blocks moved. {how}"
+            f"{path} is a shard of another listing: the split had {attrs.get('collection_videos')} videos, now "
+            f"{listing.videos}, or they were listed in another order or with other labels, so the shards' blocks "
+            f"moved. {how}"
         )
     return True
 
@@ -193,12 +186,10 @@ def run_cnn(
     }
 
 
-def sequence_length(settings: FeatureSettings, kind: str, entries: list[Entry]) -> int:
-    """``max_frames`` of a file: T (or the multi-scale length), or longer for seed tensors with their own T."""
-    lengths = {settings.frames} | {
-        load_tensor_file(p, mmap=True).shape[1] for p in {e.path for e in entries if e.tensor_item is not None}
-    }
-    return max(settings.sequence_length(kind, t) for t in lengths)
+def sequence_length(settings: FeatureSettings, kind: str, listing: Listing) -> int:
+    """``max_frames`` of a split's file: T (or the multi-scale length), or longer for seed tensors with their
+    own T. The whole split's (its ``Listing``): every shard of it has the same."""
+    return max(settings.sequence_length(kind, t) for t in {settings.frames, *listing.frames})
 
 
 def part_writer(cfg: ExtractConfig, folder: Path) -> PartWriter:
@@ -219,6 +210,7 @@ def extract_split(
     settings: FeatureSettings,
     split: str,
     entries: list[Entry],
+    listing: Listing,
     backbones: list[torch.nn.Module],
     device: torch.device,
     mapping: dict[str, int],
@@ -226,8 +218,9 @@ def extract_split(
 ) -> dict[str, Any]:
     """Extract what is left of one split (this rank's share), then assemble its files on rank 0.
 
-    ``shard``: this process is array task K of N: it extracts block K of the split alone (no barrier has
-    another process to wait for) and assembles that block's shard files, in a work folder of its own."""
+    ``shard``: this process is array task K of N, and ``entries`` its block of the split (``listing``: the
+    whole split as listed): it extracts them alone (no barrier has another process to wait for) and
+    assembles that block's shard files, in a work folder of its own."""
     ctx = distributed.context()
     out_dir = Path(cfg.out_dir)
     made_from = file_records(settings, cfg, split, mapping)
@@ -239,13 +232,12 @@ def extract_split(
         ensure_dir(work, "work folder")
         write_text_atomic(work / "settings.json", json.dumps(made_from, indent=2, sort_keys=True))
     distributed.barrier()
-    mine = distributed.shard(entries, ctx) if shard is None else shard.block(entries)
+    mine = distributed.shard(entries, ctx) if shard is None else entries
     done = done_videos(work)
     todo = [e for e in mine if (e.video_id, e.stamp) not in done]
-    counted = entries if shard is None else mine  # the resume line counts what this process is asked to have
-    current = sum((e.video_id, e.stamp) in done for e in counted)
+    current = sum((e.video_id, e.stamp) in done for e in entries)  # of what this process is asked to have
     if done:
-        log.info("%s: resuming, %d of %d videos already committed", split, current, len(counted))
+        log.info("%s: resuming, %d of %d videos already committed", split, current, len(entries))
     label = f"{split} (rank {ctx.rank})" if ctx.distributed else split if shard is None else f"{split} ({shard.tag})"
     parts = work / (f"rank{ctx.rank:03d}" if shard is None else "parts")
     result = {"split": split, "status": "extracted"} | run_cnn(
@@ -253,17 +245,16 @@ def extract_split(
     )
     distributed.barrier()
     if ctx.is_main:
-        written = entries if shard is None else mine
-        stamps = identities(written)
-        order = [(e.video_id, e.stamp) for e in written]
+        stamps = identities(entries)
+        order = [(e.video_id, e.stamp) for e in entries]
         for kind, target in zip(cfg.outputs, targets_of(cfg, split, shard), strict=True):
             # what ran the CNN, recorded but not compared: runtimes' features agree within runtime.TOLERANCE
             attrs = file_attrs(made_from[kind], stamps) | {
                 "runtime": runtime_label(resolve_runtime(cfg.runtime, device))
             }
-            if shard is not None:
-                attrs |= shard_attrs(shard, identities(entries))
-            length = sequence_length(settings, kind, entries)  # the whole split's: every shard's the same
+            if shard is not None:  # and how it ran, which the join compares across shards
+                attrs |= shard_attrs(shard, listing, precision(cfg.amp, device), device.type)
+            length = sequence_length(settings, kind, listing)
             result["videos"] = assemble(work, target, kind, attrs, settings.feature_dim, length, order)
         final = read_attrs(target)
         result |= {"skipped": final["num_skipped"], "partial": final["num_partial"]}
@@ -338,7 +329,8 @@ def extract(cfg: ExtractConfig) -> dict[str, Any]:
     device = distributed.device_for(cfg.device, ctx)
     settings = FeatureSettings.from_config(cfg)
     data_dir = Path(cfg.data_dir)
-    collection = open_collection(cfg)  # a bad annotation row or data root: one line, before any work
+    # a bad annotation row or data root: one line, before any work; a shard stats its own block alone
+    collection = open_collection(cfg, None if shard is None else shard.block)
     out_dir = ensure_dir(cfg.out_dir)
     # rank 0 holds the lock for the whole torchrun job (its other ranks wait at the first barrier); the
     # tasks of an array share the folder, each holding a lock of its own shard
@@ -368,11 +360,10 @@ def _extract(
     results: dict[str, Any] = {"splits": {}, "mapping": mapping}
     pending = []
     for split in splits:
-        whole = identities(entries[split])
-        stamps = whole if shard is None else identities(shard.block(entries[split]))
+        stamps = identities(entries[split])  # the whole split's, or this shard's block's
         targets = targets_of(cfg, split, shard)
         made_from = file_records(settings, cfg, split, mapping).values()
-        cut_from = None if shard is None else whole
+        cut_from = None if shard is None else collection.listings[split]
         if not cfg.overwrite and all(
             check_existing(t, m, stamps, cut_from) for t, m in zip(targets, made_from, strict=True)
         ):
@@ -410,7 +401,8 @@ def _extract(
             for split in pending:
                 if ctx.is_main:
                     console.print(Rule(f"[bold]extract {split}"))
-                res = extract_split(cfg, settings, split, entries[split], backbones, device, mapping, shard)
+                listing = collection.listings[split]
+                res = extract_split(cfg, settings, split, entries[split], listing, backbones, device, mapping, shard)
                 results["splits"][split] = res
                 if run is not None:
                     keys = ("videos", "skipped", "partial", "frames_per_s", "seconds")

@@ -160,6 +160,14 @@ class PendingVideo:
 Frames = dict[View, torch.Tensor]
 
 
+BFLOAT16 = "bfloat16 autocast"  # the CNN's precision under amp on a GPU (what a shard file records)
+
+
+def precision(amp: bool, device: torch.device) -> str:
+    """The precision ``FrameBatcher`` runs the CNN in: bfloat16 autocast on a GPU when ``amp``, else float32."""
+    return BFLOAT16 if amp and device.type == "cuda" else "float32"
+
+
 class FrameBatcher:
     """Packs frames of consecutive videos into full CNN batches; yields videos as they complete.
 
@@ -182,7 +190,7 @@ class FrameBatcher:
                 f"{len(self.backbones)} backbones for the {len(settings.parts)} parts of {settings.backbone}"
             )
         self.settings, self.device, self.batch_size = settings, device, batch_size
-        self.amp = amp and device.type == "cuda"
+        self.amp = precision(amp, device) == BFLOAT16
         self.queue: deque[tuple[PendingVideo, int, Frames]] = deque()  # (video, first row, frames per size)
         self.buffered = 0
         self.order: deque[PendingVideo] = deque()

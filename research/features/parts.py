@@ -20,9 +20,12 @@ import numpy as np
 
 from research.backbones.table import backbone_parts
 from research.errors import FeatureFileError
+from research.features.digests import ContentDigest, record_content
 from research.features.extraction import file_attrs
-from research.features.hdf5 import ContentDigest, create_layout, read_attrs, record_content, stamps_in_file, writing
+from research.features.hdf5 import read_attrs, stamps_in_file
+from research.features.joined import own_attrs
 from research.features.settings import FeatureSettings, file_record, kind_of
+from research.features.writing import create_layout, writing
 
 BLOCK_ROWS = 64  # rows read, cut to their columns and written at a time
 
@@ -58,7 +61,7 @@ def select_parts(source: str | Path, output: str | Path, backbone: str | list[st
     with h5py.File(source, "r") as f, writing(output) as out:
         n, length, _ = f["features"].shape
         ds = create_layout(out, n, length, len(columns))
-        out.attrs.update({k: v for k, v in f.attrs.items() if k not in made_from})  # counts, skips, partial
+        out.attrs.update({k: v for k, v in own_attrs(f.attrs).items() if k not in made_from})  # counts, skips, partial
         out.attrs.update(file_attrs(record, stamps_in_file(source)))
         out.attrs["feature_dim"] = len(columns)
         ids = (v.decode() for v in f["video_ids"][:])

@@ -7,18 +7,23 @@ every split's inputs, in a process of its own with no rendezvous, into
 
 a feature file like any other (written by the same ``assemble``), whose attributes carry the full
 settings record and fingerprint, the block's own ``inputs_fingerprint``, and ``SHARD_ATTRS``: its index,
-the count, and the fingerprint of the whole split's inputs it was cut from.
+the count, the fingerprint and length of the whole split's listing it was cut from (``inputs.Listing``:
+identities and labels in order, computed without a ``stat``, so a task stats its own block's files
+alone), and how its CNN ran (precision, device; the runtime is an attribute of every file).
 
 ``join_shards`` makes ``{split}_features[_multiscale].h5`` of N shard files: the rows of shard 0, then
 shard 1, ..., which is the order one process writes (the blocks are contiguous), with the attributes one
-process writes (settings, the inputs fingerprint of the whole split, skipped and partial inputs). By
+process writes (settings, skipped and partial inputs, and the inputs fingerprint of the whole split,
+assembled from the stamps each shard recorded of its own block). By
 default its features are an HDF5 virtual dataset over the shard files (no copy; the shard files must
-stay beside it: ``hdf5.check_joined`` refuses the file when one is gone or replaced); ``copy=True``
+stay beside it: the join records each one's content digest and identity, and ``joined.check_joined``
+refuses the file when one is gone or holds other features, extracted again or edited); ``copy=True``
 copies the compressed chunks as they are (``read_direct_chunk`` / ``write_direct_chunk``: nothing
 inflated or compressed again) into one self-contained file. Either way the joined file's content digest
-and ``all_finite`` are recorded from the shards' rows as they are joined (``hdf5.copy_features``; a virtual
-file's record also holds its shard files' identities). It refuses shards made with other settings
-or from other inputs, and names every missing shard index.
+and ``all_finite`` are recorded from the shards' rows as they are joined (``copying.copy_features``; a virtual
+file's record also holds its shard files' identities). It refuses shards made with other settings,
+from other inputs, or by another runtime or precision (a GPU task's bfloat16 autocast beside a CPU task's
+float32), and names every missing shard index.
 
     python -m research.commands.features join features/demo          # every split and kind in features/demo/shards
     python -m research.commands.features join OUT.h5 SHARD.h5 ...    # one file of the given shards
@@ -35,29 +40,22 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
-from research.data.inputs import inputs_fingerprint
+from research.data.inputs import Listing, inputs_fingerprint
 from research.errors import FeatureFileError
 from research.features.compat import describe, feature_differences
-from research.features.hdf5 import (
-    ContentDigest,
-    copy_features,
-    create_layout,
-    feature_filename,
-    read_attrs,
-    record_content,
-    row_attrs,
-    stamps_in_file,
-    writing,
-)
+from research.features.copying import copy_features
+from research.features.digests import ContentDigest, record_content
+from research.features.hdf5 import feature_filename, read_attrs, stamps_in_file
+from research.features.joined import JOINED_FROM, check_unchanged, source_record
+from research.features.writing import ROW_COLUMNS, create_layout, row_attrs, writing
 
 if TYPE_CHECKING:  # research.distributed imports torch: the join needs none
     from research.distributed import Shard
 
 SHARDS_DIR = "shards"
 # Attributes only a shard file has: the joined file leaves them out (and so equals one process's file).
-SHARD_ATTRS = ("shard_index", "shard_count", "collection_fingerprint", "collection_videos")
+SHARD_ATTRS = ("shard_index", "shard_count", "collection_fingerprint", "collection_videos", "precision", "device")
 _NAME = re.compile(r"^(?P<stem>.+)\.shard(?P<index>\d+)-of-(?P<count>\d+)\.h5$")
-ROW_DATASETS = ("labels", "num_frames", "decoded_frames", "video_ids", "paths", "stamps")
 
 
 def shard_path(out_dir: str | Path, split: str, kind: str, shard: Shard) -> Path:
@@ -66,14 +64,35 @@ def shard_path(out_dir: str | Path, split: str, kind: str, shard: Shard) -> Path
     return Path(out_dir) / SHARDS_DIR / f"{stem}.{shard.tag}.h5"
 
 
-def shard_attrs(shard: Shard, collection: dict[str, str]) -> dict[str, Any]:
-    """A shard file's own attributes: which shard of how many, and the whole split's inputs it was cut from."""
+def shard_attrs(shard: Shard, listing: Listing, precision: str, device: str) -> dict[str, Any]:
+    """A shard file's own attributes: which shard of how many, the listing of the whole split it was cut from
+    (its fingerprint and length: computed from the listing alone, no task stats another's files), and how
+    its CNN ran besides the runtime every file records (``precision``: ``float32`` or ``bfloat16 autocast``;
+    ``device``: ``cpu``, ``cuda``), which the join compares."""
     return {
         "shard_index": shard.index,
         "shard_count": shard.count,
-        "collection_fingerprint": inputs_fingerprint(collection),
-        "collection_videos": len(collection),
+        "collection_fingerprint": listing.fingerprint,
+        "collection_videos": listing.videos,
+        "precision": precision,
+        "device": device,
     }
+
+
+def _check_same_runtime(shards: list[tuple[Path, dict[str, Any]]], output: Path) -> None:
+    """Refuse shards whose CNN ran in other runtimes or precisions: one process's file has one. bfloat16
+    autocast on a GPU moves features by far more than the runtimes' tolerance (``runtime.TOLERANCE``)."""
+    ran = {}
+    for _, attrs in shards:
+        how = str(attrs.get("runtime", "?")) + (f", {attrs['precision']}" if attrs.get("precision") else "")
+        ran.setdefault(how, []).append(int(attrs["shard_index"]))
+    if len(ran) > 1:
+        mixture = "; ".join(f"shard(s) {', '.join(map(str, sorted(k)))} by {how}" for how, k in ran.items())
+        raise FeatureFileError(
+            f"cannot join {output.name}: its shards ran their CNN differently ({mixture}): one file "
+            "must come from one runtime and precision; extract the others again (--shard K/N --overwrite) with "
+            "the same runtime and amp settings, then join again"
+        )
 
 
 def _check_alike(shards: list[tuple[Path, dict[str, Any]]]) -> int:
@@ -128,11 +147,12 @@ def join_shards(output: str | Path, shards: list[str | Path], copy: bool = False
         raise FeatureFileError(f"no shard files to join into {output}")
     given = [(Path(p), read_attrs(p)) for p in shards]
     ordered = _in_order(given, _check_alike(given), output)
-    stamps: dict[str, str] = {}
+    _check_same_runtime(ordered, output)
+    stamps: dict[str, str] = {}  # each input's stamp, as the shard that read it recorded it
     for path, _ in ordered:
         stamps |= stamps_in_file(path)
     ref = ordered[0][1]
-    if inputs_fingerprint(stamps) != ref["collection_fingerprint"]:  # the blocks must cover the split exactly
+    if len(stamps) != int(ref["collection_videos"]):  # the blocks must cover the listed split exactly
         raise FeatureFileError(
             f"the shards of {output.name} hold {len(stamps)} inputs, not the {ref['collection_videos']} they were "
             "cut from: extract them again (--overwrite)"
@@ -154,6 +174,9 @@ def join_shards(output: str | Path, shards: list[str | Path], copy: bool = False
         partial += attrs["partial"]
     total = sum(sizes)
     copy = copy or not total  # no rows: nothing to point at
+    # a virtual file records what each shard holds, taken before its rows are read: a reader refuses the file
+    # once a shard holds something else, and a shard changed while being joined is refused below
+    sources = None if copy else [source_record(output, path, attrs) for path, attrs in ordered]
     digest = ContentDigest(ref.get("settings_fingerprint", ""), ids, np.concatenate(labels), np.concatenate(lengths))
     with writing(output) as out:
         layout = None
@@ -170,7 +193,7 @@ def join_shards(output: str | Path, shards: list[str | Path], copy: bool = False
         for (path, _), n in zip(ordered, sizes, strict=True):
             with h5py.File(path, "r") as f:  # copied as stored chunks, or (virtual) read for the digest alone
                 copy_features(path, f["features"], range(n), digest, ds["features"] if copy else None, offset)
-                for name in ROW_DATASETS:
+                for name in ROW_COLUMNS:
                     if n:
                         ds[name][offset : offset + n] = f[name][:]
                 if path == ordered[0][0]:  # the settings, as the first shard (all alike) records them
@@ -178,17 +201,9 @@ def join_shards(output: str | Path, shards: list[str | Path], copy: bool = False
             offset += n
         out.attrs.update(row_attrs(total, max_frames, dim, skipped, skipped_ids, partial))
         out.attrs["inputs_fingerprint"] = inputs_fingerprint(stamps)
-        if not copy:
-            sources = [
-                {
-                    "file": os.path.relpath(path.resolve(), output.resolve().parent),
-                    "shard": int(attrs["shard_index"]),
-                    "settings_fingerprint": str(attrs["settings_fingerprint"]),
-                    "inputs_fingerprint": str(attrs["inputs_fingerprint"]),
-                }
-                for path, attrs in ordered
-            ]
-            out.attrs["joined_from"] = json.dumps(sources)
+        if sources is not None:
+            check_unchanged(sources, [path for path, _ in ordered])
+            out.attrs[JOINED_FROM] = json.dumps(sources)
         out.attrs["all_finite"] = digest.all_finite
     record_content(output, digest, [] if copy else [path for path, _ in ordered])
     return total
@@ -213,7 +228,7 @@ def join_folder(out_dir: str | Path, copy: bool = False) -> dict[Path, int]:
     groups = shard_groups(out_dir)
     for output, shards in groups.items():
         given = [(p, read_attrs(p)) for p in shards]
-        _in_order(given, _check_alike(given), output)
+        _check_same_runtime(_in_order(given, _check_alike(given), output), output)
     return {output: join_shards(output, shards, copy) for output, shards in groups.items()}
 
 

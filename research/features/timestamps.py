@@ -32,8 +32,8 @@ from research.backbones.loading import create_backbones
 from research.config import ExtractConfig
 from research.errors import UserError, ensure_dir
 from research.features.frames import FrameBatcher, auto_batch_size
-from research.features.hdf5 import write_frame_features
 from research.features.settings import FeatureSettings, view_pixels
+from research.features.writing import write_frame_features
 from research.files import disk_errors, folder_lock, write_text_atomic
 from research.video.decode import VideoDecodeError, decode_frames_at, probe
 
