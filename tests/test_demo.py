@@ -86,6 +86,8 @@ evaluate:
   tracking_uri: {tracking_uri}
 cv:
   folds: 3                      # 12 sources: each fold about one source per class
+launch:
+  launcher: serial              # tiny jobs: a fresh interpreter per job would cost more than the job
 """)
     return config
 

@@ -77,9 +77,13 @@ def write_report(report: dict[str, Any], final_row: dict[str, Any], out_dir: Pat
 
 def results_table(report: dict[str, Any]) -> Any:
     # no outer edge and short class names: nine columns fit the 80 of a pipe or CI log
-    draw = "; one split, one draw (the headline is the CV above)" if "headline" in report else ""
+    if "cv" in report:  # every clip, out of fold: the one CV's rows
+        what = f"{report['num_videos']} clips, each scored by fold models that never saw its family; ECE cross-fitted"
+    else:
+        draw = "; one split, one draw (the headline is the CV above)" if "headline" in report else ""
+        what = f"{report['num_videos']} videos{draw}; ECE calibrated"
     table = Table(
-        title=f"{report['features']} ({report['num_videos']} videos{draw}); ECE calibrated; F1 per class",
+        title=f"{report['features']} ({what}); F1 per class",
         show_edge=False,
         padding=(0, 0, 0, 1),
     )
