@@ -228,8 +228,8 @@ def test_a_csv_on_the_command_line_replaces_the_config_s_columns_in_extract_and_
 def test_a_csv_of_path_label_group_goes_through_the_pipeline_to_a_tracked_ensemble(
     tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Real clips listed in a CSV with groups and no splits, one command: features, a split whose test
-    groups never train, four members in MLflow, report.json and predictions.csv under outputs/NAME."""
+    """Real clips listed in a CSV with groups and no splits, one command: features, one CV whose test groups
+    never train, its fold members in MLflow, report.json and predictions.csv (every clip) under outputs/NAME."""
     from research.tracking import mlflow_client
 
     from .conftest import run_entry_point
@@ -239,30 +239,27 @@ def test_a_csv_of_path_label_group_goes_through_the_pipeline_to_a_tracked_ensemb
     monkeypatch.chdir(tmp_path)
     sizes = "extract.frames=4 extract.image_size=64 train.epochs=2 'train.model_args.super_enhanced.hidden_size=32'"
     sizes += f" cv.folds=3 extract.tracking_uri={tracking_uri} train.tracking_uri={tracking_uri}"
-    sizes += f" evaluate.tracking_uri={tracking_uri}"
+    sizes += f" evaluate.tracking_uri={tracking_uri} launcher=serial"
     done = run_entry_point(
         f"-m research.commands.pipeline --annotations clips.csv --data-root {REAL} {sizes}", cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    record = json.loads((tmp_path / "features" / "clips" / "by_group" / "split.json").read_text())
-    groups = {name: set(part["sources"]) for name, part in record["splits"].items()}
-    assert (
-        groups["test"]
-        and not groups["test"] & (groups["train"] | groups["val"])
-        and not groups["train"] & groups["val"]
-    )
-    assert record["kept"] == len(rows) and not record["one_group_per_video"]
-    # The demo's config splits by family; a file without that column is split by its group column, and says so.
-    assert record["settings"]["group_by"] == "family" and "has no family column: grouped by its group" in done.stderr
-    assert record["grouped_by"] == "group"  # ... and the record names the column actually read
-    assert set(record["splits"]["test"]["sources"]) <= {row["source"] for row in rows}
     report = json.loads((tmp_path / "outputs" / "clips" / "report.json").read_text())
+    cv = report["cv"]
+    # The demo's config groups by family; a file without that column is grouped by its group column, and says so.
+    assert cv["grouped_by"] == "group" and "has no family column: grouped by its group" in done.stderr
+    folds = [set(groups) for groups in cv["fold_groups"]]
+    assert all(not a & b for i, a in enumerate(folds) for b in folds[i + 1 :])  # no group in two test folds
+    assert set().union(*folds) == {row["source"] for row in rows} and cv["clips"] == len(rows)
     predicted = list(csv.DictReader((tmp_path / "outputs" / "clips" / "predictions.csv").open()))
-    assert len(predicted) == report["num_videos"] == record["splits"]["test"]["clips"]
+    assert len(predicted) == report["num_videos"] == len(rows)
     client = mlflow_client(tracking_uri)
-    train = client.get_experiment_by_name("train")
-    members = client.search_runs([train.experiment_id], "tags.ensemble = 'clips'")
-    assert sorted(int(r.data.tags["seed"]) for r in members) == [1, 2, 3, 4]
+    members = client.search_runs(
+        [client.get_experiment_by_name("cv").experiment_id], "tags.ensemble LIKE 'clips-fold%'"
+    )
+    assert sorted((r.data.tags["fold"], int(r.data.tags["seed"])) for r in members) == [
+        (str(k), s) for k in range(3) for s in (1, 2)
+    ]
     assert all(r.info.status == "FINISHED" for r in members)
 
 

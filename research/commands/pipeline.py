@@ -86,11 +86,12 @@ def split_settings(cv: CVConfig) -> dict[str, Any]:
 
 
 def split_by_group(
-    extract_cfg: ExtractConfig, train_cfg: TrainConfig, cv: CVConfig, split: str | None = None
+    extract_cfg: ExtractConfig, train_cfg: TrainConfig, cv: CVConfig, split: str | None = None, quiet: bool = False
 ) -> dict[str, Any]:
     """Split what extraction kept of ``split`` (default: the pool) by group and write train/val/test subsets
     (every extracted kind) and ``split.json`` into ``train_cfg.features_dir``; re-used while the extracted
-    files, the groups and the settings match."""
+    files, the groups and the settings match. ``quiet``: no table and no warning printed (the CV's run, whose
+    figures never read the split: it is written for ``train.py`` and the studies)."""
     split = split or pool_split(extract_cfg) or extract_cfg.splits[0]
     kinds = [kind == "multi" for kind in extract_cfg.outputs]  # multi_scale per extracted file
     sources = {multi: split_path(extract_cfg.out_dir, split, multi) for multi in kinds}
@@ -109,15 +110,16 @@ def split_by_group(
         record = json.loads(record_path.read_text())
         if record.get("made_from") == made_from and record.get("settings") == settings:
             log.info("split: re-using %s (the same extracted clips and sources, the same settings)", record_path)
-            _report(record)
-            _check_balance(record, cv)
+            if not quiet:
+                _report(record)
+                _check_balance(record, cv)
             return record
 
     skipped = read_attrs(sources[kinds[0]]).get("skipped", [])
     parts, balance = balanced_split(ds.labels, groups, cv.folds, cv.val_fraction, cv.fold_seed, cv.split_candidates)
     classes = ds.classes or [str(i) for i in range(ds.num_classes)]
     balance["starved"] = starved_classes(ds.labels, groups, parts, classes, balance["intended"]["train"])
-    if cv.strict_split:  # before any file is written: nothing to clean up
+    if cv.strict_split and not quiet:  # before any file is written: nothing to clean up
         _check_balance({"balance": balance}, cv)
     for multi, path in sources.items():
         write_fold(path, out, parts, multi)
@@ -143,8 +145,9 @@ def split_by_group(
     }
     write_text_atomic(record_path, json.dumps(record, indent=2))  # last: a split half-written is redone
     log.info("split: wrote %s and the train/val/test files beside it", record_path)
-    _report(record)
-    _check_balance(record, cv)
+    if not quiet:
+        _report(record)
+        _check_balance(record, cv)
     return record
 
 
@@ -278,6 +281,9 @@ def cross_validated(
     kept, skipped = oof.record["clips"], len(oof.record["skipped"])
     log.info("extraction kept %d clips and skipped %d: the CV uses the %d kept", kept, skipped, kept)
     _check_balance({"balance": {"starved": oof.record["starved"]}}, cv)
+    # the one split's files for train.py, searches and studies (seconds); no figure of this run reads them
+    split = split_by_group(extract_cfg, train_cfg, dataclasses.replace(cv, strict_split=False), pool, quiet=True)
+    log.info("the one split by %s for train.py: %s/split.json", split["grouped_by"], train_cfg.features_dir)
     banner("3/4 what the CV says: the headline, the choice, the temperatures, every clip's prediction")
     pool_single = split_path(extract_cfg.out_dir, pool, False)
     report, shipped = cv_report(oof, eval_cfg, cv, pool_single, train_cfg.model, train_cfg.ensemble)
