@@ -85,7 +85,7 @@ def worker_command(
     storage: str,
     trials: int,
     epochs: int = 1,
-    stale_after_s: float = 60,
+    stale_after_s: float = 120,  # above the default retry (60) and the beat: a live trial is never taken for dead
     storage_retry_s: float = 60,
 ) -> list[str]:
     """What every machine runs: the same command and storage URL, its own folders."""
