@@ -237,7 +237,8 @@ class Problem:
         with blas_threads(x.size):
             self.mean, self.scale = standardisation(x, block_rows)
             if block_rows is None and x.size <= STREAM_ABOVE:
-                xs = (x - self.mean) / self.scale  # float64
+                xs = x - self.mean  # float64: the one copy of the rows this path holds
+                xs /= self.scale
                 if self.n < self.d:
                     _, sv, vt = np.linalg.svd(xs, full_matrices=False)
                     keep = sv > sv.max() * 1e-10 if sv.size and sv.max() > 0 else np.zeros(sv.shape, bool)
