@@ -62,16 +62,17 @@ C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 # grow with N beyond ``x`` itself. Below it a standardised float64 copy is solved in memory.
 STREAM_ABOVE = 2**26
 BLOCK_NUMBERS = 2**23  # a block of rows holds about this many numbers (64 MB in float64) for the one-off passes
-# The objective's blocks are smaller: a block's float64 copy (2 MB) stays in this machine's 2 MB L2 cache between
-# the logits' product and the gradient's, which read it one after the other; the Python cost per block (~10 numpy
-# calls) is then still under a tenth of the arithmetic at 1280 features.
+# The objective's blocks are smaller: a block's float64 copy (2 MB) stays in a core's L2 cache (2 MB here) between
+# the logits' product and the gradient's, which read it one after the other, and ~200 rows of 1280 features are
+# still enough work per block that the ~10 numpy calls around it do not dominate (of 2^16 to 2^22, 2^18 used the
+# least CPU time per evaluation on 50 000 x 1280, in a side-by-side run on this machine).
 FIT_BLOCK_NUMBERS = 2**18
 DEVICE_BLOCK_NUMBERS = 2**25  # per block of rows on a GPU (a 256 MB float64 temporary): few kernel launches
 STAGE_NUMBERS = 2**24  # per pinned staging buffer on the way to a GPU (64 MB in float32); two of them
 # Below this many numbers in the matrix a fit's products read (32 MB in float64: ~3 300 videos of 1280 features;
 # N x N for N < 1280 videos, solved in their span) BLAS runs on one thread, as the old probe always did: each
 # product (4 columns, one per class) then takes milliseconds, and threads that share it out wait for each other
-# (on a loaded machine a 1143 x 1280 fit on 2 threads took several times its 1-thread time). Above, the
+# (on a shared machine, threads that wait for a busy core make a small fit slower, not faster). Above, the
 # process's threads (OMP_NUM_THREADS, or every core): the products are long reads of memory that more cores speed.
 ONE_THREAD_BELOW = 2**22
 # L-BFGS stops when the largest component of the mean loss's gradient (standardised features) is below GTOL, or the
@@ -83,8 +84,8 @@ GTOL = 1e-9
 FTOL = 1e-15  # a relative change of 1e-15 of a mean loss of ~1: float64's resolution, never the binding one
 MAX_ITER = 5000  # iterations; a fit that stops here says so (``FitRecord.converged``) and warns
 # C is chosen on at most this many clips (issue 49's bound): each of the grid's fits then reads at most 50 000
-# rows per evaluation whatever N is, and the choice among values half a decade apart does not need more
-# (tests/test_probe.py: a subsample of half the real benchmark lands on the full grid's C).
+# rows per evaluation whatever N is, and the one fit on all N starts from the subsample's solution. The real
+# benchmark's 381 clips lie within it (the same C as the full grid; tests/test_probe.py).
 SUBSAMPLE_CLIPS = 50_000
 
 
