@@ -208,6 +208,17 @@ def test_each_fit_counts_its_evaluations_and_passes(real: dict) -> None:
     assert done["passes_over_rows"] == done["passes"] and done["converged"]
 
 
+def test_a_fit_stopped_short_says_so(real: dict, monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    import research.models.probe as probe_module
+
+    monkeypatch.setattr(probe_module, "MAX_ITER", 5)
+    with caplog.at_level("WARNING", logger="research.models.probe"):
+        stopped = fit_logistic(real["x"], real["labels"], 4, 1.0)
+    assert not stopped.record.converged and stopped.record.iterations == 5
+    assert "stopped short of GTOL at C=1" in caplog.text
+    assert work([stopped.record], 381)["converged"] is False
+
+
 def test_small_problems_run_on_one_blas_thread_and_larger_ones_on_the_processs(real: dict) -> None:
     """The policy in ``blas_threads``, and a fit of the real benchmark (381 x 381 in the rows' span) under it."""
     with threadpool_limits(2, user_api="blas"):  # the process's threads, whatever OMP_NUM_THREADS the tests run under
