@@ -10,7 +10,8 @@ benchmarks/RESULTS.md --label after`` also appends them there as a dated section
 16 frames would need ~90 GB per feature-file copy: ``--frames 2`` (4 where ~60 GB are free) writes fewer
 frames per clip, the same at every size so that the growth exponents compare like with like, and the table
 says so. Before a size is written, the free disk is checked against what its stages write (~4.4 feature
-files, gzip saving what it saves on the real file); a size that does not fit is refused in one line (exit 1).
+files, gzip saving what it saves on the real file, and the pooled means kept beside them: ~10 GB at 10^6); a
+size that does not fit is refused in one line (exit 1).
 
 For each N it fabricates a collection's extracted features, as extraction writes them: one single-scale file
 ``all_features.h5`` (the project's own layout: ``create_layout`` under ``writing``, gzip 4, one chunk per clip,
@@ -31,7 +32,10 @@ recorded as ``> limit``:
   the baseline's 64 M parameters on CPU are a compute question, not a scale one), batch 64, single-scale;
 - ``choice``: ``pipeline.choose_by_cv`` whole (the shipped probe, the pooled pool, ``cv.choice_folds`` grouped
   folds each written as files with one member trained, the grouped difference);
-- ``probe``: ``classifier.fit_split_probe`` (pooled means of train and val, every C, the temperature);
+- ``probe``: ``classifier.fit_split_probe`` (issue 49: the grid of C walked with warm starts on a subsample of at
+  most 50 000 train clips and scored on val, one warm-started fit on all of train, the temperature), from the
+  pooled means of train and val, computed here unless an earlier stage kept them (the choice does: it fits the
+  same probe); the notes under the table give its fits, evaluations and passes over the data;
 - ``difference``: ``choice.grouped_difference`` on the train+val clips, ``cv.bootstrap`` resamples (two
   fabricated prediction vectors: its cost does not depend on their values);
 - ``headline``: ``metrics.grouped_bootstrap_interval`` on every clip (the headline's interval; the pipeline
@@ -69,6 +73,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the stages measure this checkout's code, not whichever one is installed
 REAL_FEATURES = ROOT / "features" / "demo" / "all_features.h5"
 FIXED = ("fabricate",)  # the row before the stages: the collection written
 STAGES = (
@@ -89,6 +94,10 @@ BLOCK = 512  # clips fabricated and written at a time
 # Feature files written per size, in pools: the pool, the split's copy, and each of the choice's 3 folds
 # written as train/val/test files of train+val (~0.8 of the pool each).
 DISK_FACTOR = 1 + 1 + 3 * 0.8
+# The pooled means kept beside the feature files (``classifier.pooled_file``): the pool's and the split's train,
+# val and test parts' (5 grouped folds, val 0.2 of the rest), float64 up to 1 GB a file and float32 above.
+MEANS_SHARES = (1.0, 0.64, 0.16, 0.2)
+MEANS_FLOAT64_BYTES = 2**30  # classifier.MEANS_FLOAT64_BYTES (not imported: the parent process stays light)
 DISK_MARGIN = 5 << 30  # left free for everyone else
 
 
@@ -311,8 +320,10 @@ def run_stage(stage: str, work: Path) -> dict[str, Any]:
     if stage == "probe":
         from research.engine.classifier import fit_split_probe
 
-        fitted = fit_split_probe(split_path(by_group, "train", False), split_path(by_group, "val", False))
-        return {"c": fitted.probe.c, "temperature": fitted.temperature}
+        train, val = split_path(by_group, "train", False), split_path(by_group, "val", False)
+        kept = all(any(p.parent.glob(f"{p.name}.means-*.npy")) for p in (train, val))
+        fitted = fit_split_probe(train, val)
+        return fitted.summary() | {"means": "kept by an earlier stage" if kept else "computed here"}
     if stage in ("difference", "headline"):
         from research.engine.choice import grouped_difference
         from research.engine.metrics import grouped_bootstrap_interval
@@ -462,6 +473,31 @@ def growth(sizes: list[int], cells: dict[int, Timing], limit: float) -> str:
     return ", ".join(slopes) if slopes else "-"
 
 
+def means_bytes(clips: int) -> int:
+    """Disk the kept pooled means of one size take (``MEANS_SHARES``)."""
+    total = 0
+    for share in MEANS_SHARES:
+        numbers = int(clips * share) * FEATURE_DIM
+        total += numbers * (8 if numbers * 8 <= MEANS_FLOAT64_BYTES else 4)
+    return total
+
+
+def probe_note(work: Path) -> str:
+    """What the probe stage did, counted: its C, fits, evaluations and passes over the train and val means."""
+    path = work / "timings" / "probe.json"
+    if not path.is_file():
+        return ""
+    made = json.loads(path.read_text())["made"]
+    full = made["subsample_clips"] < made["train_clips"]
+    return (
+        f"; probe: C = {made['c']:g}, {made['fits']} fits ({made['fits'] - full} on {made['subsample_clips']:,} of "
+        f"{made['train_clips']:,} train clips{', 1 on all of them, warm-started' if full else ''}), "
+        f"{made['iterations']:,} L-BFGS iterations, {made['evaluations']:,} evaluations, "
+        f"{made['passes_over_rows']:.1f} passes over the train means (rows read / train clips) and "
+        f"{made['val_passes']} over val's; means {made['means']}"
+    )
+
+
 def markdown(results: dict[int, dict[str, Timing]], notes: dict[int, str], args: argparse.Namespace) -> str:
     sizes = sorted(results)
     head = "| stage | " + " | ".join(f"N = {n:,}" for n in sizes) + " | growth exponent (CPU) |"
@@ -535,7 +571,8 @@ def main(argv: list[str] | None = None) -> int:
     refused: list[int] = []  # sizes the disk has no room for
     for clips in sorted(args.clips):
         work = args.out / f"n{clips}{'_per_clip' if args.one_group_per_clip else ''}"
-        needed = int(clips * args.frames * FEATURE_DIM * 4 * DISK_FACTOR * compressed_share(REAL_FEATURES))
+        features = clips * args.frames * FEATURE_DIM * 4 * DISK_FACTOR * compressed_share(REAL_FEATURES)
+        needed = int(features) + means_bytes(clips)
         shutil.rmtree(work, ignore_errors=True)
         free = free_bytes(args.out)
         if needed + DISK_MARGIN > free:
@@ -566,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{size / 1e9:.2f} GB ({made.get('basis', '?')} x (1 + {NOISE} noise))"
             if made
             else "not fabricated"
-        )
+        ) + probe_note(work)
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     if not results:
@@ -582,7 +619,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     console.print(view)
     groups = "one group per clip (no group column)" if args.one_group_per_clip else "long-tailed groups"
-    command = "OMP_NUM_THREADS=1 python benchmarks/scale.py " + " ".join(
+    threads = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} " if "OMP_NUM_THREADS" in os.environ else ""
+    command = f"{threads}python benchmarks/scale.py " + " ".join(
         a for a in sys.argv[1:] if not a.startswith("--append") and a != str(args.append_results)
     )
     caption = (

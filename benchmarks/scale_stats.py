@@ -6,7 +6,9 @@ Fabricated arrays (random labels, predictions right 70 % of the time, 10 classes
 Zipf-sized). Each case prints wall seconds and the peak of numpy's allocations (tracemalloc). The old
 (in-memory) code runs only where its n x N index matrix stays under ``--old-max`` numbers; beyond, the
 table says "(out of memory)" with the bytes it would need. The old balanced split is estimated from one
-timed sklearn StratifiedGroupKFold call x the calls it makes (8 fold seeds x (1 + 5 carves))."""
+timed sklearn StratifiedGroupKFold call x the calls it makes (8 fold seeds x (1 + 5 carves)). The probe's C and
+fit: the old 7 cold fits on all N (up to ``--old-max-fit`` clips) against ``fit_split`` (the grid warm-started on
+at most 50 000 clips, one warm-started fit on all), its fits and passes over the N rows in the case's name."""
 
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from rich.table import Table
 from research.data.splits import balanced_split
 from research.engine import calibration, metrics
 from research.engine.classifier import pooled_file
-from research.models.probe import fit_logistic, standardisation
+from research.models.probe import C_GRID, SplitFit, fit_logistic, fit_split, standardisation, work
 
 CLASSES = 10
 
@@ -138,6 +140,7 @@ def measure_size(n: int, args: argparse.Namespace, add: Callable[..., None]) -> 
                     pooled_mean(f["features"][()], f["num_frames"][()])
 
             add(f"pooled_file [N,{length},{d}]", n, measured(whole), measured(lambda: pooled_file(path)))
+            add(f"pooled_file [N,{length},{d}], kept (a second call)", n, None, measured(lambda: pooled_file(path)))
     x = rng.random((n, d), dtype=np.float32) + labels[:, None] * 0.01
     if n <= 10_000:
         x64 = x.astype(np.float64)
@@ -147,6 +150,24 @@ def measure_size(n: int, args: argparse.Namespace, add: Callable[..., None]) -> 
             measured(lambda: fit_logistic(x64, labels, CLASSES, 1.0)),
             measured(lambda: fit_logistic(x, labels, CLASSES, 1.0, block_rows=8192)),
         )
+    # the probe's C and fit (issue 49): old = every C of the grid fitted from zero on all N; new = ``fit_split``
+    x_val = rng.random((max(n // 4, 1), d), dtype=np.float32)
+    y_val = rng.integers(0, CLASSES, len(x_val))
+    x_val += y_val[:, None] * 0.01
+    done: list[SplitFit] = []
+    new = measured(lambda: done.append(fit_split(x, labels, x_val, y_val, CLASSES)), trace=False)
+    counted = work(done[0].fits, n)
+    old = (
+        measured(lambda: [fit_logistic(x, labels, CLASSES, c) for c in C_GRID], trace=False)
+        if n <= args.old_max_fit
+        else f"(7 cold fits on all {n:,})"
+    )
+    add(
+        f"C on val + fit (new: {counted['fits']} fits, {counted['passes_over_rows']:.0f} passes over N)",
+        n,
+        old,
+        new,
+    )
     probe = fit_logistic(x[:2000], labels[:2000], CLASSES, 1.0)
     add(
         f"standardisation + logits [N,{d}] (one pass)",
@@ -162,6 +183,7 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--old-max", type=float, default=2.1e8, help="numbers in the old n x N matrix at most")
     parser.add_argument("--dim", type=int, default=256, help="feature width of the fabricated probe inputs")
+    parser.add_argument("--old-max-fit", type=int, default=100_000, help="clips up to which the old grid is fitted")
     args = parser.parse_args()
     console = Console(width=150)
     table = Table("case", "clips", "old s", "old peak MB", "new s", "new peak MB", "old/new s")

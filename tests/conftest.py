@@ -130,6 +130,20 @@ def tiny_features(tiny_videos: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 
 @pytest.fixture(scope="session")
+def real_means() -> dict:
+    """benchmarks/real's 381 clips as the probe sees them, without extracting (``tests/data/real_means/make.py``
+    made them from the demo's features): ``x`` [381, 1280] float64 masked frame means of efficientnet_lite0
+    features (stored at 8 bits per feature over its own range), ``labels``, ``sources``, ``families`` and
+    ``split`` (the demo's split by family: train, val or test)."""
+    import numpy as np
+
+    with np.load(ROOT / "tests" / "data" / "real_means" / "real_means.npz") as f:
+        lo, hi = f["lo"].astype(np.float64), f["hi"].astype(np.float64)
+        x = lo + f["q"].astype(np.float64) / 255 * (hi - lo)
+        return {"x": x} | {k: f[k] for k in ("labels", "sources", "families", "split")}
+
+
+@pytest.fixture(scope="session")
 def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real MLflow SQLite store with its tables made (the migrations take seconds), nothing logged."""
     from research.tracking import mlflow_client

@@ -28,12 +28,12 @@ def run_scale(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[s
 @pytest.mark.skipif(not (ROOT / "features" / "demo" / "all_features.h5").is_file(), reason="needs make demo's features")
 def test_a_few_hundred_clips_are_split_and_predicted_with_a_row_per_stage(tmp_path: Path) -> None:
     done = run_scale(
-        "--clips", "240", "--frames", "4", "--out", str(tmp_path), "--stages", "split", "predictions", "--keep"
+        "--clips", "240", "--frames", "4", "--out", str(tmp_path), "--stages", "split", "probe", "predictions", "--keep"
     )
     assert done.returncode == 0, done.stdout + done.stderr
     table = (tmp_path / "scale.md").read_text()
     assert "| stage | N = 240 | growth exponent (CPU) |" in table
-    for stage in ("fabricate", "split", "predictions"):
+    for stage in ("fabricate", "split", "probe", "predictions"):
         row = next(line for line in table.splitlines() if line.startswith(f"| {stage} |"))
         assert " s (cpu " in row and " MB" in row, row  # wall and CPU seconds and peak RSS measured
     timings = json.loads((tmp_path / "scale.json").read_text())["240"]
@@ -49,6 +49,12 @@ def test_a_few_hundred_clips_are_split_and_predicted_with_a_row_per_stage(tmp_pa
     assert np.isfinite(features).all() and features.min() >= 0 and features.max() < 2 * real.max()
     split = json.loads((work / "features" / "by_group" / "split.json").read_text())
     assert sum(part["clips"] for part in split["splits"].values()) == 240
+    # the probe's stage says what it did, counted: one grid of 7 fits on train (within the subsample's bound)
+    probe = json.loads((work / "timings" / "probe.json").read_text())["made"]
+    assert probe["fits"] == 7 and probe["train_clips"] == split["splits"]["train"]["clips"] == probe["subsample_clips"]
+    assert probe["passes"] == probe["evaluations"] + 3 and probe["val_passes"] == 8 and probe["converged"]
+    assert f"probe: C = {probe['c']:g}, 7 fits (7 on {probe['train_clips']:,} of" in table
+    assert "means computed here" in table
     predictions = (work / "predictions" / "predictions.csv").read_text().splitlines()
     assert len(predictions) == split["splits"]["test"]["clips"] + 1  # a header and a row per test clip
 

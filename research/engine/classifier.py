@@ -16,6 +16,8 @@ The pipeline writes the kind that transfers better to unseen families (``researc
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import hashlib
 import io
 import logging
@@ -29,11 +31,11 @@ import torch
 
 from research.engine.calibration import fit_temperature, with_temperature
 from research.engine.checkpoints import save_checkpoint
-from research.engine.metrics import classification_metrics
 from research.errors import CheckpointError
 from research.features.compat import feature_record
-from research.features.hdf5 import read_attrs
-from research.models.probe import C_GRID, LogisticProbe, fit_logistic, pooled_mean
+from research.features.hdf5 import content_fingerprint, read_attrs
+from research.files import replaced_atomically
+from research.models.probe import C_GRID, SUBSAMPLE_CLIPS, FitRecord, LogisticProbe, fit_split, pooled_mean, work
 
 log = logging.getLogger(__name__)
 FILE_NAME = "classifier.pt"
@@ -42,6 +44,16 @@ KINDS = ("ensemble", "probe")
 
 POOL_BLOCK_BYTES = 2**28  # frame features read at once (256 MB: ~1000 clips of 64 frames x 1280 float32)
 MEANS_FLOAT64_BYTES = 2**30  # above this the means are kept in float32 (10^6 clips x 1280: 5 GB, not 10)
+# What the kept means were computed by: bumped whenever ``pooled_mean`` or the dtype rule changes its numbers, so
+# that means kept by an older version are never read as this one's.
+MEANS_VERSION = 1
+
+
+def means_path(path: Path, digest: str, dtype: np.dtype) -> Path:
+    """``NAME.means-DIGEST-DTYPE-vVERSION.npy`` beside the feature file ``NAME``: its masked frame means, named by
+    everything that determines them (the file's content digest, their dtype, the arithmetic's version)."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.means-{digest}-{np.dtype(dtype).name}-v{MEANS_VERSION}.npy")
 
 
 def pooled_file(
@@ -49,47 +61,102 @@ def pooled_file(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(x [N, D], labels [N])``: each video's masked mean of its frame features (``pooled_mean``).
 
-    Read in blocks of rows (``block_bytes`` of frame features at once), so memory holds the means, never
-    the file: each video's mean is its own, the same number whatever the block. The means are float64
-    (as ever) unless they alone would pass ``float64_bytes``; then float32, computed in float64."""
+    Computed once per file content: kept beside the file (``means_path``, keyed on its content digest,
+    ``content_fingerprint``, which is recorded and cheap while the file is unchanged) and read back while the
+    digest is the same. A file changed in place has a new digest: its means are computed again and the old
+    ones removed. Nothing is kept when the file changed while its means were computed, or where its folder
+    cannot be written (read-only, full): they are then computed on every call, as before.
+
+    Computed in blocks of rows (``block_bytes`` of frame features at once), so memory holds the means, never
+    the file: each video's mean is its own, the same number whatever the block. The means are float64 unless
+    they alone would pass ``float64_bytes``; then float32, computed in float64."""
+    path = Path(path)
+    digest = content_fingerprint(path)
+    with h5py.File(path, "r") as f:
+        n, _, dim = f["features"].shape
+        labels = f["labels"][()].astype(np.int64)
+    dtype = np.dtype(np.float64 if n * dim * 8 <= float64_bytes else np.float32)
+    kept = means_path(path, digest, dtype)
+    with contextlib.suppress(OSError, ValueError):
+        means = np.load(kept, allow_pickle=False)
+        if means.shape == (n, dim) and means.dtype == dtype:
+            return means, labels
     with h5py.File(path, "r") as f:
         features = f["features"]
-        n, length, dim = features.shape
-        lengths, labels = f["num_frames"][()], f["labels"][()].astype(np.int64)
-        rows = max(1, block_bytes // max(1, length * dim * features.dtype.itemsize))
-        means = np.empty((n, dim), dtype=np.float64 if n * dim * 8 <= float64_bytes else np.float32)
+        lengths = f["num_frames"][()]
+        rows = max(1, block_bytes // max(1, features.shape[1] * dim * features.dtype.itemsize))
+        means = np.empty((n, dim), dtype=dtype)
         for start in range(0, n, rows):
             means[start : start + rows] = pooled_mean(features[start : start + rows], lengths[start : start + rows])
+    if content_fingerprint(path) == digest:  # unchanged while it was read (a change gives a new digest)
+        _keep_means(path, kept, means)
     return means, labels
+
+
+def _keep_means(path: Path, kept: Path, means: np.ndarray) -> None:
+    """Write ``kept`` atomically and remove the means kept for other contents of ``path``; a folder that cannot
+    be written keeps nothing (one line in the log)."""
+    try:
+        with replaced_atomically(kept) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, means, allow_pickle=False)
+        for stale in kept.parent.glob(f"{glob.escape(Path(path).name)}.means-*.npy"):
+            if stale != kept:
+                stale.unlink(missing_ok=True)
+    except OSError as err:
+        log.info("pooled means of %s not kept (%s): computed again next time", path, err)
 
 
 @dataclass
 class SplitProbe:
-    """A probe fitted on a train split, with ``C`` and the temperature chosen on its validation split."""
+    """A probe fitted on a train split, with ``C`` and the temperature chosen on its validation split, and the
+    work that took: what the choice, the evaluation and the ready classifier re-use instead of fitting again."""
 
     probe: LogisticProbe
     temperature: float
     val_macro_f1: dict[float, float]  # per C of the grid: what chose it
+    fits: tuple[FitRecord, ...] = ()  # every fit in order: the grid on the subsample, then the full fit (if any)
+    train_clips: int = 0
+    subsample_clips: int = 0  # the train clips the grid was fitted on (all of them up to ``max_clips``)
+    val_clips: int = 0
+    val_passes: int = 0  # passes over the validation means: one per C scored, one for the temperature
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         return with_temperature(self.probe.predict_proba(x), self.temperature)
 
+    def summary(self) -> dict[str, Any]:
+        """Plain numbers for a report or a log: C, the clips, and the fits and passes over the data."""
+        return {
+            "c": self.probe.c,
+            "temperature": self.temperature,
+            "val_macro_f1": {str(c): s for c, s in self.val_macro_f1.items()},
+            "train_clips": self.train_clips,
+            "subsample_clips": self.subsample_clips,
+            "val_clips": self.val_clips,
+            "val_passes": self.val_passes,
+            **work(self.fits, self.train_clips),  # passes_over_rows: rows read / train clips
+        }
 
-def fit_split_probe(train_file: Path, val_file: Path, grid: tuple[float, ...] = C_GRID) -> SplitProbe:
-    """The probe of a train/val split: every ``C`` fitted on train and scored on val (macro-F1; ties go to
-    the smaller ``C``, the stronger regularisation), then the winner's temperature fitted on val."""
+
+def fit_split_probe(
+    train_file: Path,
+    val_file: Path,
+    grid: tuple[float, ...] = C_GRID,
+    max_clips: int = SUBSAMPLE_CLIPS,
+    seed: int = 0,
+    device: Any = "cpu",
+) -> SplitProbe:
+    """The probe of a train/val split, fitted once (``research.models.probe.fit_split``): ``C`` chosen on val
+    with the grid fitted on a subsample of at most ``max_clips`` train clips (all of them below), then one fit
+    on all of train at that ``C``, warm-started; then its temperature fitted on val. ``device``: where the fits
+    run (CUDA: the torch objective). The result records every fit: callers re-use it instead of fitting again."""
     x, y = pooled_file(train_file)
     xv, yv = pooled_file(val_file)
     num_classes = int(max(y.max(), yv.max())) + 1
-    scores: dict[float, float] = {}
-    best: LogisticProbe | None = None
-    for c in grid:
-        probe = fit_logistic(x, y, num_classes, c)
-        scores[c] = classification_metrics(yv, probe.predict(xv), num_classes)["macro_f1"]
-        if best is None or scores[c] > scores[best.c] + 1e-12:
-            best = probe
-    assert best is not None
-    return SplitProbe(best, fit_temperature(best.predict_proba(xv), yv), scores)
+    fitted = fit_split(x, y, xv, yv, num_classes, grid, max_clips, seed, device)
+    temperature = fit_temperature(fitted.probe.predict_proba(xv), yv)
+    return SplitProbe(
+        fitted.probe, temperature, fitted.scores, fitted.fits, len(y), fitted.subsample_clips, len(yv), len(grid) + 1
+    )
 
 
 # ------------------------------------------------------------------- the file
