@@ -103,6 +103,27 @@ def source_of(video_id: str) -> str:
     return Path(video_id).parts[-2]
 
 
+def count_probe_fits(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """Counts of the probe's real fits during a run: every solve (``Problem.fit``), every walk of the C grid
+    (``choose_c`` in the CV) and every split probe (``fit_split_probe``); the functions themselves run."""
+    from research.engine import classifier, oof
+    from research.models import probe
+
+    counts = {"fit": 0, "choose_c": 0, "split": 0}
+
+    def counted(name: str, function):  # the real function, counted
+        def call(*args, **kwargs):
+            counts[name] += 1
+            return function(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(probe.Problem, "fit", counted("fit", probe.Problem.fit))
+    monkeypatch.setattr(oof, "choose_c", counted("choose_c", oof.choose_c))
+    monkeypatch.setattr(classifier, "fit_split_probe", counted("split", classifier.fit_split_probe))
+    return counts
+
+
 def training_runs(tracking_uri: str, experiment: str) -> list:
     """The training runs a store holds in ``experiment`` (each has a ``seed`` param): one per model trained."""
     import mlflow
@@ -137,8 +158,13 @@ def test_demo_cross_validates_real_clips_once_then_reuses_finished_work(
     copied = len(list(data.rglob("*_??.mp4")))
     config = tiny_demo_config(tmp_path, tracking_uri, data, relative=True)
     monkeypatch.chdir(tmp_path)
+    fits = count_probe_fits(monkeypatch)
     report = run_pipeline(config, seeds=[1, 2])
     printed = capsys.readouterr().err
+    # the probe: its grid walked once (C chosen once), one fit per fold, one on every clip, nothing fitted again
+    probe = report["cv"]["probe"]
+    assert fits["choose_c"] == 1 and fits["fit"] == probe["grid"]["fits"] + 3 + 1
+    assert probe["fold_fits"]["fits"] == 3 and probe["full_fit"]["fits"] == 1
     assert_printed_whole(printed)
     for written in (tmp_path / "outputs").iterdir():
         if written.suffix in (".json", ".csv", ".txt", ".html"):
@@ -212,7 +238,10 @@ def test_a_collection_above_the_threshold_is_split_once_and_chooses_on_validatio
     data = tiny_real_collection(tmp_path / "real")
     config = tiny_demo_config(tmp_path, tracking_uri, data, relative=True)
     monkeypatch.chdir(tmp_path)
+    fits = count_probe_fits(monkeypatch)
     report = run_pipeline(config, seeds=[1, 2], overrides={"cv": {"headline_cv_below": 1}})
+    # the probe fitted once (C on val), and the choice, the evaluation and the classifier re-use it
+    assert fits["split"] == 1 and fits["fit"] == report["choice"]["probe_fits"]["fits"]
     assert len(training_runs(tracking_uri, "train")) == 2 and not training_runs(tracking_uri, "cv")
     split = json.loads((tmp_path / "features" / "by_group" / "split.json").read_text())
     assert report["num_videos"] == split["splits"]["test"]["clips"] and "headline" not in report

@@ -373,6 +373,7 @@ def choose_on_validation(
             "probe": f"logistic regression on the mean single-scale frame feature, C={validation.probe.probe.c:g}",
         },
     )
+    choice["probe_fits"] = validation.probe.summary()  # C chosen on val, fitted once: what everything re-uses
     return validation, choice
 
 

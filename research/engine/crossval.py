@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import optuna
 from rich.console import Console
@@ -41,6 +40,7 @@ from research.data.dataset import FeatureDataset, split_path
 from research.data.folds import Fold
 from research.data.splits import carve_validation, make_folds, video_groups, write_fold
 from research.engine.calibration import calibration_scores, with_temperature
+from research.engine.classifier import pooled_file
 from research.engine.evaluation import ensemble_probabilities
 from research.engine.members import mean_std, run_member_jobs, score_member
 from research.engine.metrics import bootstrap_interval, classification_metrics
@@ -50,7 +50,7 @@ from research.engine.tta import DEFAULT_MODES
 from research.features.extraction import extract
 from research.features.hdf5 import content_fingerprint, feature_summary
 from research.files import shown_path, write_text_atomic
-from research.models.probe import fit_probe, pooled_mean
+from research.models.probe import fit_probe
 
 log = logging.getLogger(__name__)
 console = Console()
@@ -253,8 +253,7 @@ def probe_cross_validate(
     start = time.perf_counter()
     source, ds, groups, folds = prepare(cfg, extract_cfg, dataclasses.replace(train_cfg, multi_scale=False))
     classes = ds.classes
-    with h5py.File(source, "r") as f:
-        x = pooled_mean(f["features"][()], f["num_frames"][()])
+    x, _ = pooled_file(source)  # each clip's mean, computed once per file content and kept beside it
     probs, per_fold, chosen = np.zeros((len(ds), len(classes))), [], []
     for k, test in enumerate(folds):
         rest = np.setdiff1d(np.arange(len(ds)), test)

@@ -39,7 +39,7 @@ from research.engine.members import MemberJob, run_member_jobs
 from research.errors import UserError
 from research.features.hdf5 import read_attrs
 from research.files import shown_path
-from research.models.probe import LogisticProbe, choose_c, fit_logistic
+from research.models.probe import LogisticProbe, choose_c, fit_logistic, work
 
 log = logging.getLogger(__name__)
 PROBE = "probe"
@@ -215,6 +215,7 @@ def cross_fit(
         "held_out": {kind: len(held) for kind, held in kinds.items()},
         "fold_groups": [sorted({groups[i] for i in fold.family}) for fold in folds],
         "trainings": len(folds) * len(cv.seeds),
+        "probe": probe_record,  # C chosen once on the collection, one fit per fold, one on every clip
         "starved": starved,  # classes a fold barely trains on (one group holds most of them)
         "folder": shown_path(out_dir),
     }
@@ -277,18 +278,27 @@ def _probe(
     num_classes: int,
     cv: CVConfig,
 ) -> tuple[LogisticProbe, dict[str, Any]]:
-    """C chosen once (``choose_c``), one fit per fold on its training clips at that C (each fold's held-out clips
-    scored), one fit on every clip; the per-fold probabilities go into ``kinds``."""
-    c = choose_c(x, labels, groups, num_classes, seed=cv.fold_seed)
-    previous = None
+    """C chosen once (``choose_c``: a seeded grouped subsample, the grid walked with warm starts), one fit per fold
+    on its training clips at that C (each fold's held-out clips scored), one fit on every clip, each warm-started
+    from the C search's solution; the per-fold probabilities go into ``kinds``. Returns the probe fitted on every
+    clip and the record of the work (fits, passes over the data)."""
+    choice = choose_c(x, labels, groups, num_classes, seed=cv.fold_seed)
     for kind in kinds.values():
         kind.raw[PROBE] = np.zeros((len(kind), num_classes))
+    fold_fits = []
     for k, fold in enumerate(folds):
-        fitted = fit_logistic(x[fold.train], labels[fold.train], num_classes, c)
-        previous = fitted
+        fitted = fit_logistic(
+            x[fold.train], labels[fold.train], num_classes, choice.c, init=choice.start(len(fold.train))
+        )
+        fold_fits.append(fitted.record)
         for kind in kinds.values():
             mine = kind.fold == k
             kind.raw[PROBE][mine] = fitted.predict_proba(x[kind.rows[mine]])
-    assert previous is not None
-    full = fit_logistic(x, labels, num_classes, c)
-    return full, {"c": c, "fold_fits": len(folds), "full_fits": 1}
+    full = fit_logistic(x, labels, num_classes, choice.c, init=choice.start(len(labels)))
+    record = {
+        "c": choice.c,
+        "grid": choice.summary(),  # the one walk of the grid: every C's score and the fits it took
+        "fold_fits": work(fold_fits, len(labels)),
+        "full_fit": work([full.record], len(labels)),
+    }
+    return full, record
