@@ -27,23 +27,25 @@ Then every stage runs as ``research.commands.pipeline`` runs it, each in a fresh
 that its peak RSS (``os.wait4``'s ``ru_maxrss``) is its own; a stage past ``--limit`` seconds is killed and
 recorded as ``> limit``:
 
-- ``split``: ``pipeline.split_by_group`` (groups, balanced grouped split, the train/val/test files, split.json);
-- ``train``: ``train_members``, one member, one epoch, of a small registered model (``mean_pool``, hidden 128:
-  the baseline's 64 M parameters on CPU are a compute question, not a scale one), batch 64, single-scale;
-- ``choice``: ``pipeline.choose_by_cv`` whole (the shipped probe, the pooled pool, ``cv.choice_folds`` grouped
-  folds each written as files with one member trained, the grouped difference);
+- ``split``: ``pipeline.split_by_group`` (groups, balanced grouped split, the train/val/test files, split.json):
+  from 10^4 clips (``cv.headline_cv_below``) the pipeline splits once instead of cross-validating;
+- ``train``: one member's job (``members.run_member_jobs``, serially), one epoch, of a small registered model
+  (``mean_pool``, hidden 128: the baseline's 64 M parameters on CPU are a compute question, not a scale one),
+  batch 64, single-scale;
 - ``probe``: ``classifier.fit_split_probe`` (issue 49: the grid of C walked with warm starts on a subsample of at
   most 50 000 train clips and scored on val, one warm-started fit on all of train, the temperature), from the
-  pooled means of train and val, computed here unless an earlier stage kept them (the choice does: it fits the
-  same probe); the notes under the table give its fits, evaluations and passes over the data;
-- ``difference``: ``choice.grouped_difference`` on the train+val clips, ``cv.bootstrap`` resamples (two
+  pooled means of train and val, computed here unless kept beside the files; the notes under the table give its
+  fits, evaluations and passes over the data; the probe is kept (pickled) for the next stages, as the pipeline
+  keeps it in memory;
+- ``choice``: ``pipeline.choose_on_validation`` with that probe (the member scored on val with TTA, the probe's
+  val probabilities, the grouped difference): nothing fitted again;
+- ``difference``: ``metrics.grouped_bootstrap_difference`` on the train+val clips, ``cv.bootstrap`` resamples (two
   fabricated prediction vectors: its cost does not depend on their values);
-- ``headline``: ``metrics.grouped_bootstrap_interval`` on every clip (the headline's interval; the pipeline
-  itself computes a headline only under ``cv.headline_cv_below`` clips);
+- ``headline``: ``metrics.grouped_bootstrap_interval`` on every clip (the interval every row of a CV carries);
 - ``intervals``: ``bootstrap_interval`` and ``calibration_scores`` (its ECE interval) on the test part's
   probabilities (fabricated), as every report row computes them;
 - ``evaluate``: ``evaluation.evaluate`` whole (the member with TTA, the probe, every row with its intervals,
-  the reliability plot, predictions.csv), with the choice's temperatures as the pipeline passes them;
+  the reliability plot, predictions.csv), re-using the choice's validation scores and the probe;
 - ``predictions``: ``predictions.write_predictions`` of the test part alone.
 
 Seconds are the stage's own (after the imports); peak RSS includes the interpreter with the project imported
@@ -57,7 +59,6 @@ import contextlib
 import csv
 import dataclasses
 import datetime
-import inspect
 import itertools
 import json
 import math
@@ -80,8 +81,8 @@ STAGES = (
     "imports",
     "split",
     "train",
-    "choice",
     "probe",
+    "choice",
     "difference",
     "headline",
     "intervals",
@@ -91,9 +92,8 @@ STAGES = (
 FEATURE_DIM = 1280  # efficientnet_lite0's, the demo's
 NOISE = 0.1  # multiplicative: a fabricated row is a real row times 1 + 0.1 * N(0, 1)
 BLOCK = 512  # clips fabricated and written at a time
-# Feature files written per size, in pools: the pool, the split's copy, and each of the choice's 3 folds
-# written as train/val/test files of train+val (~0.8 of the pool each).
-DISK_FACTOR = 1 + 1 + 3 * 0.8
+# Feature files written per size, in pools: the pool and the split's copy (the choice reads val: no folds).
+DISK_FACTOR = 1 + 1
 # The pooled means kept beside the feature files (``classifier.pooled_file``): the pool's and the split's train,
 # val and test parts' (5 grouped folds, val 0.2 of the rest), float64 up to 1 GB a file and float32 above.
 MEANS_SHARES = (1.0, 0.64, 0.16, 0.2)
@@ -256,7 +256,6 @@ cv:
   group_by: group
   folds: 5
   val_fraction: 0.2
-  choice_folds: 3
   seeds: [1]
 """
     path = work / "config.yaml"
@@ -311,22 +310,32 @@ def run_stage(stage: str, work: Path) -> dict[str, Any]:
         record = pipeline.split_by_group(extract_cfg, train_cfg, cv, "all")
         return {name: part["clips"] for name, part in record["splits"].items()}
     if stage == "train":
-        (path,) = pipeline.train_members(train_cfg, [1])
-        return {"checkpoint": str(path)}
-    if stage == "choice":
-        choice, _ = pipeline.choose_by_cv(extract_cfg, train_cfg, cv, split_record())
-        (work / "choice.json").write_text(json.dumps(choice, default=str))
-        return {"chosen": choice["chosen"], "folds": choice.get("folds")}
+        from research.config import LaunchConfig
+        from research.engine.members import MemberJob, run_member_jobs
+
+        job = MemberJob(dataclasses.replace(train_cfg, seed=1), {}, (), str(work / "job_1.json"))
+        (result,) = run_member_jobs([job], LaunchConfig(launcher="serial"), "scale")
+        return {"checkpoint": result["checkpoint"]}
     if stage == "probe":
+        import pickle
+
         from research.engine.classifier import fit_split_probe
 
         train, val = split_path(by_group, "train", False), split_path(by_group, "val", False)
         kept = all(any(p.parent.glob(f"{p.name}.means-*.npy")) for p in (train, val))
         fitted = fit_split_probe(train, val)
-        return fitted.summary() | {"means": "kept by an earlier stage" if kept else "computed here"}
+        (work / "probe.pkl").write_bytes(pickle.dumps(fitted))
+        return fitted.summary() | {"means": "kept beside the files" if kept else "computed here"}
+    if stage == "choice":
+        import pickle
+
+        members_cfg = dataclasses.replace(eval_cfg, checkpoints=[str(checkpoint)], probe=True)
+        fitted = pickle.loads((work / "probe.pkl").read_bytes())
+        validation, choice = pipeline.choose_on_validation(members_cfg, extract_cfg, train_cfg, cv, fitted)
+        (work / "validation.pkl").write_bytes(pickle.dumps(validation))
+        return {"chosen": choice["chosen"], "val_clips": choice["clips"]}
     if stage in ("difference", "headline"):
-        from research.engine.choice import grouped_difference
-        from research.engine.metrics import grouped_bootstrap_interval
+        from research.engine.metrics import grouped_bootstrap_difference, grouped_bootstrap_interval
 
         ds = FeatureDataset(pool, in_memory="no")
         groups = video_groups(ds, cv, extract_cfg)
@@ -339,7 +348,7 @@ def run_stage(stage: str, work: Path) -> dict[str, Any]:
         dev = np.array([i for i, vid in enumerate(ds.video_ids) if vid in dev_videos])
         y = ds.labels[dev]
         recipe, probe = (fabricated_predictions(y, num_classes, right, seed) for right, seed in ((0.7, 1), (0.75, 2)))
-        return grouped_difference(y, recipe, probe, [groups[i] for i in dev], num_classes, cv.bootstrap)
+        return grouped_bootstrap_difference(y, recipe, probe, [groups[i] for i in dev], num_classes, cv.bootstrap)
     if stage == "intervals":
         from research.engine.calibration import calibration_scores
         from research.engine.metrics import bootstrap_interval
@@ -352,18 +361,13 @@ def run_stage(stage: str, work: Path) -> dict[str, Any]:
             "ece_95": calibration_scores(probs, labels).get("ece_95"),
         }
     if stage == "evaluate":
+        import pickle
+
         from research.engine.evaluation import evaluate
 
-        choice_path = work / "choice.json"
-        choice = json.loads(choice_path.read_text()) if choice_path.is_file() else {}
-        # as run_pipeline calls it (which has grown arguments while others work on it: followed, not pinned)
-        fitted = pipeline.cross_fitted_temperatures(choice)
-        temperatures, bands = fitted if isinstance(fitted, tuple) else (fitted, {})
-        given: dict[str, Any] = {"checkpoints": [str(checkpoint)], "probe": True, "temperatures": temperatures}
-        if "familiarity_bands" in {f.name for f in dataclasses.fields(eval_cfg)}:
-            given["familiarity_bands"] = bands
-        extra = [choice.get("familiarity")] if len(inspect.signature(evaluate).parameters) > 2 else []
-        report = evaluate(dataclasses.replace(eval_cfg, **given), None, *extra)
+        members_cfg = dataclasses.replace(eval_cfg, checkpoints=[str(checkpoint)], probe=True)
+        validation = pickle.loads((work / "validation.pkl").read_bytes())  # as run_pipeline passes it on
+        report = evaluate(members_cfg, validation=validation)
         return {"videos": report["num_videos"], "rows": list(report["rows"])}
     if stage == "predictions":
         from research.engine import predictions

@@ -27,6 +27,7 @@ from research.data.dataset import split_path
 from research.engine.accept import AcceptRule, accept_markdown
 from research.engine.audit import LabelAudit, LabelIssue, audit_markdown
 from research.engine.checkpoints import build_model, load_checkpoint
+from research.engine.familiarity import bakeoff_markdown
 from research.engine.members import mean_std, score_member, train_members
 from research.engine.metrics import mean_pm
 from research.engine.report import interval
@@ -163,6 +164,7 @@ def demo_section(demo: Path) -> list[str]:
         "",
         *cv_choice_note(report["choice"], demo / "classifier.json"),
         *coverage_section(report),
+        *familiarity_section(report),
         *accept_section(report),
         *audit_section(report),
         *worst_sources(demo / "predictions.csv", "outputs/demo"),
@@ -186,6 +188,25 @@ def cv_choice_note(choice: dict[str, Any], path: Path) -> list[str]:
         f"[{d['paired_95']['low']:+.3f}, {d['paired_95']['high']:+.3f}]"
         + (" (within noise)" if d["noise"] else "")
         + f". Rule: {choice['rule']}.",
+        "",
+    ]
+
+
+def familiarity_section(report: dict[str, Any]) -> list[str]:
+    """The familiarity scorers' bake-off on the CV's three kinds of held-out clip, losers included."""
+    bakeoff = report.get("familiarity")
+    if not bakeoff:
+        return []
+    shipped = bakeoff["shipped"]
+    clips = ", ".join(f"{n} {kind}" for kind, n in bakeoff["clips"].items())
+    return [
+        f"**Familiarity.** Each scorer fitted per fold on the fold's training clips ({bakeoff['reference_size']} "
+        f"of them, the same in every fold and for the shipped classifier) and scored on its held-out clips "
+        f"({clips}); AUROC = P(a clip of the first kind looks more familiar than one of the second), 95 % "
+        f"intervals resample families. Shipped: the winner on the headline pair, **{bakeoff['winner']}** "
+        f"(`{shipped['method']}`).",
+        "",
+        bakeoff_markdown(bakeoff).rstrip("\n"),
         "",
     ]
 

@@ -301,23 +301,24 @@ def test_the_pipeline_logs_its_members_to_the_server_and_links_to_it(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server.url)
     sizes = "extract.frames=4 extract.image_size=64 train.epochs=2 train.model_args.super_enhanced.hidden_size=32"
     command = f"-m research.commands.pipeline --annotations clips.csv --data-root {REAL} --name lab {sizes} cv.folds=3"
+    command += " launcher=serial"
     done = run_entry_point(command, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     links = [line.strip() for line in done.stderr.splitlines() if "://" in line]
     assert links and all(line.startswith(mlflow_server.url) for line in links if line.startswith("http"))
-    # the members, through the server's REST API
+    # the fold members, through the server's REST API
     request = urllib.request.Request(
-        f"{mlflow_server.url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=train", method="GET"
+        f"{mlflow_server.url}/api/2.0/mlflow/experiments/get-by-name?experiment_name=cv", method="GET"
     )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     experiment = json.loads(opener.open(request, timeout=30).read())["experiment"]["experiment_id"]
-    body = json.dumps({"experiment_ids": [experiment], "filter": "tags.ensemble = 'lab'"}).encode()
+    body = json.dumps({"experiment_ids": [experiment], "filter": "tags.ensemble LIKE 'lab-fold%'"}).encode()
     search = urllib.request.Request(
         f"{mlflow_server.url}/api/2.0/mlflow/runs/search", data=body, headers={"Content-Type": "application/json"}
     )
     runs = json.loads(opener.open(search, timeout=30).read())["runs"]
     seeds = sorted(int(t["value"]) for r in runs for t in r["data"]["tags"] if t["key"] == "seed")
-    assert seeds == [1, 2, 3, 4] and all(r["info"]["status"] == "FINISHED" for r in runs)
+    assert seeds == [1, 1, 1, 2, 2, 2] and all(r["info"]["status"] == "FINISHED" for r in runs)  # 3 folds x 2
 
 
 def test_a_server_lost_mid_run_costs_the_tracking_not_the_training(

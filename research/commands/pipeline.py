@@ -348,16 +348,19 @@ def split_once(
 
 
 def choose_on_validation(
-    cfg: EvalConfig, extract_cfg: ExtractConfig, train_cfg: TrainConfig, cv: CVConfig
+    cfg: EvalConfig,
+    extract_cfg: ExtractConfig,
+    train_cfg: TrainConfig,
+    cv: CVConfig,
+    probe: classifier_file.SplitProbe | None = None,
 ) -> tuple[ValidationFit, dict[str, Any]]:
-    """The members and the probe scored once on the validation split; the choice between them on it."""
+    """The members and the probe scored once on the validation split; the choice between them on it. ``probe``:
+    the split's probe already fitted (``fit_split_probe``), else fitted here, once."""
     members = load_members(cfg)
     validation = fit_on_validation(members, cfg, distributed.device_for(cfg.device), always=True)
     folder = Path(train_cfg.features_dir)
-    validation.probe = classifier_file.fit_split_probe(
-        split_path(folder, "train", False), split_path(folder, "val", False)
-    )
     val_single = split_path(folder, "val", False)
+    validation.probe = probe or classifier_file.fit_split_probe(split_path(folder, "train", False), val_single)
     x_val, y_val = classifier_file.pooled_file(val_single)
     groups = video_groups(FeatureDataset(val_single, in_memory="no"), cv, extract_cfg)
     final = list(validation.rows)[-1]  # ensemble+tta (one member: member+tta), as the report ends
