@@ -45,7 +45,8 @@ def main() -> int:
                 console.print(f"[bold red]error[/bold red]  {result['video']}: {result['error']}", highlight=False)
                 continue
             probs = "  ".join(f"{c} {p:.3f}" for c, p in result["probabilities"].items())
-            console.print(f"[bold]{result['class']}[/bold]  {result['video']}  ({probs})", highlight=False)
+            verdict = f"  {result['decision']}" if "decision" in result else ""  # the classifier's accept rule
+            console.print(f"[bold]{result['class']}[/bold]{verdict}  {result['video']}  ({probs})", highlight=False)
         console.print(f"predictions: {cfg.out_dir}/predictions.csv", highlight=False)
         if failed:
             console.print(f"[bold red]{failed} of {len(results)} videos could not be classified[/bold red]")

@@ -213,6 +213,18 @@ def test_demo_cross_validates_real_clips_once_then_reuses_finished_work(
     if chosen["kind"] == "ensemble":
         assert len(chosen["members"]) == 6 and all(m.startswith("cv/fold_") for m in chosen["members"])
     assert "python evaluate.py --classifier runs/classifier.pt --predict MY_VIDEOS/" in printed
+    # ... which --predict applies as shipped, with the accept rule's decision per video
+    from .conftest import run_entry_point
+
+    clip = predicted[0]["path"]
+    done = run_entry_point(
+        f"{ROOT / 'evaluate.py'} --classifier runs/classifier.pt --predict {clip} --out-dir outputs/new", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (new,) = csv.DictReader((tmp_path / "outputs" / "new" / "predictions.csv").open())
+    rule = chosen["accept"]
+    top = max(float(v) for k, v in new.items() if k.startswith("p_"))
+    assert new["decision"] == ("accept" if rule["threshold"] is not None and top >= rule["threshold"] else "review")
 
     outputs = [*(tmp_path / "features").rglob("*.h5"), *(tmp_path / "runs").rglob("*.pt")]
     outputs += [*(tmp_path / "runs").rglob("scores_*.json"), *(tmp_path / "outputs").glob("*.json")]

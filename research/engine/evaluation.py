@@ -37,6 +37,7 @@ from research.config import EvalConfig, to_flat_dict
 from research.data.dataset import FeatureDataset, split_path
 from research.data.inputs import file_entry
 from research.engine import contact_sheet, predictions
+from research.engine.accept import decide
 from research.engine.calibration import calibration_scores, fit_temperature, plot_reliability, with_temperature
 from research.engine.checkpoints import build_model, checkpoint_features, checkpoint_temperature, load_checkpoint
 from research.engine.classifier import (
@@ -446,6 +447,7 @@ def predict_videos(cfg: EvalConfig) -> list[dict[str, Any]]:
             cfg, videos, classify, settings, kind, backbones, classes, device, familiar, bands, accept, smoothing
         )
     kinds = sorted({kind, "single"}) if familiar is not None else [kind]
+    rule = ready.get("accept")  # accept or review per video, where the classifier carries the pipeline's rule
     entries = [file_entry(video.path) for video in videos]
     results: list[dict[str, Any]] = [{} for _ in entries]
     rows: list[dict[str, Any]] = [{} for _ in entries]
@@ -458,12 +460,19 @@ def predict_videos(cfg: EvalConfig) -> list[dict[str, Any]]:
             continue
         score = None if familiar is None else familiar.score(feats["single"].double().mean(0)[None].cpu().numpy())
         p = classify(feats[kind], score)
-        results[i] = {
-            "video": path,
-            "class": classes[int(p.argmax())],
-            "probabilities": dict(zip(classes, p.tolist(), strict=True)),
-        } | ({} if score is None else {"familiarity": float(score[0])})
-        rows[i] = predictions.prediction_row(video, path, p, classes, familiarity=None if score is None else score[0])
+        decision = decide(rule, p[None])[0] if rule is not None else None  # the classifier's accept rule
+        results[i] = (
+            {
+                "video": path,
+                "class": classes[int(p.argmax())],
+                "probabilities": dict(zip(classes, p.tolist(), strict=True)),
+            }
+            | ({} if score is None else {"familiarity": float(score[0])})
+            | ({"decision": decision} if decision else {})
+        )
+        rows[i] = predictions.prediction_row(
+            video, path, p, classes, familiarity=None if score is None else score[0], decision=decision
+        )
     predictions.write_predictions(Path(cfg.out_dir), rows, classes)
     return results
 
