@@ -1,6 +1,6 @@
 """What one array task stats before its first frame: the ``os.stat`` / ``os.lstat`` calls of its set-up.
 
-    python benchmarks/task_metadata.py [--rows 100000] [--tasks 4 100] [--before /work/main] \
+    python benchmarks/task_metadata.py [--rows 100000] [--tasks 4 100] [--before OTHER_CHECKOUT] \
         [--append-results benchmarks/RESULTS.md]
 
 Issue 50: every ``extract.py --shard K/N`` task opened the whole collection, one ``stat`` per listed file,

@@ -213,19 +213,6 @@ def test_demo_cross_validates_real_clips_once_then_reuses_finished_work(
     if chosen["kind"] == "ensemble":
         assert len(chosen["members"]) == 6 and all(m.startswith("cv/fold_") for m in chosen["members"])
     assert "python evaluate.py --classifier runs/classifier.pt --predict MY_VIDEOS/" in printed
-    # ... which --predict applies as shipped, with the accept rule's decision per video
-    from .conftest import run_entry_point
-
-    clip = predicted[0]["path"]
-    done = run_entry_point(
-        f"{ROOT / 'evaluate.py'} --classifier runs/classifier.pt --predict {clip} --out-dir outputs/new", cwd=tmp_path
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    (new,) = csv.DictReader((tmp_path / "outputs" / "new" / "predictions.csv").open())
-    rule = chosen["accept"]
-    top = max(float(v) for k, v in new.items() if k.startswith("p_"))
-    assert new["decision"] == ("accept" if rule["threshold"] is not None and top >= rule["threshold"] else "review")
-
     outputs = [*(tmp_path / "features").rglob("*.h5"), *(tmp_path / "runs").rglob("*.pt")]
     outputs += [*(tmp_path / "runs").rglob("scores_*.json"), *(tmp_path / "outputs").glob("*.json")]
     stamps = {p: p.stat().st_mtime_ns for p in outputs}
@@ -238,6 +225,19 @@ def test_demo_cross_validates_real_clips_once_then_reuses_finished_work(
     changed = [p for p in outputs if p.suffix != ".json" or "scores_" in p.name]
     assert {p: p.stat().st_mtime_ns for p in changed} == {p: stamps[p] for p in changed}  # nothing recomputed
     assert "already extracted from these inputs, re-using" in caplog.text and "re-using" in caplog.text
+    # The ready classifier, which --predict applies as shipped, with the accept rule's decision per video
+    from .conftest import run_entry_point
+
+    clip = predicted[0]["path"]
+    done = run_entry_point(
+        f"{ROOT / 'evaluate.py'} --classifier runs/classifier.pt --predict {clip} --out-dir outputs/new", cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (new,) = csv.DictReader((tmp_path / "outputs" / "new" / "predictions.csv").open())
+    rule = chosen["accept"]
+    top = max(float(v) for k, v in new.items() if k.startswith("p_"))
+    assert new["decision"] == ("accept" if rule["threshold"] is not None and top >= rule["threshold"] else "review")
+
 
 
 def test_a_collection_above_the_threshold_is_split_once_and_chooses_on_validation(
@@ -489,7 +489,8 @@ def test_committed_results_page_matches_its_sources(tmp_path: Path) -> None:
     elsewhere = shutil.copytree(ROOT / "outputs", tmp_path / "another" / "checkout" / "outputs")
     assert render(elsewhere) == render()  # nothing on the page depends on where the checkout lies
     report = json.loads((ROOT / "outputs" / "demo" / "report.json").read_text())
-    assert {"member_1", "member_4+tta", "ensemble", "ensemble+tta"} <= set(report["rows"])
+    assert list(report["rows"]) == ["member", "member+tta", "ensemble", "ensemble+tta", "probe"]
+    assert report["cv"]["trainings"] == 10 and report["headline"]["row"] == report["final_row"]
 
 
 def test_a_dataset_made_differently_is_refused_not_reused(tmp_path: Path) -> None:
