@@ -1,9 +1,11 @@
 """The pipeline's trainings through the launcher (issue 50): serially, as a local pool and as a Slurm array through
-submitit's local executor, the same report and the same fold members; a run killed while it waits resumes from
+submitit's local executor (docs/several-machines.md's own ``launch:`` block), the same report and the same fold
+members; a run killed while it waits resumes from
 the jobs that finished, and only the others run again."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -17,6 +19,7 @@ import torch
 
 from .conftest import ROOT
 from .test_demo import tiny_demo_config, tiny_real_collection, training_runs
+from .test_launcher import page_launch_config
 
 # 3 folds x 1 seed, one epoch: the smallest CV that still trains a member per fold
 SMALL = {"cv": {"seeds": [1]}, "train": {"epochs": 1}}
@@ -40,7 +43,8 @@ def test_serial_a_pool_and_a_slurm_array_give_the_same_report_and_members(
     launches = {
         "serial": {"launcher": "serial", "threads": 1},
         "processes": {"launcher": "processes", "workers": 2, "threads": 1},
-        "slurm": {"launcher": "slurm", "slurm_cluster": "local", "slurm_cpus_per_job": 1, "slurm_gpus_per_job": 0},
+        # docs/several-machines.md's own launch: block, on this machine (submitit's local executor, no GPU, one core)
+        "slurm": dataclasses.asdict(page_launch_config(tmp_path)),
     }
     for name, launch in launches.items():
         root = tmp_path / name

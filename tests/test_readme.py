@@ -204,16 +204,19 @@ NOT_RUN: dict[str, str] = {
         "runs join.sbatch once the four tasks succeeded"
     ),
     "python -m research.commands.pipeline --config experiments/cluster.yaml": (
-        "a Slurm cluster: tests/test_launcher.py::test_training_jobs_give_the_same_checkpoints_serially_in_processes_"
-        "and_as_the_slurm_page_s_array runs the page's launch: block through submitit's local executor"
+        "a Slurm cluster: tests/test_pipeline_launch.py::test_serial_a_pool_and_a_slurm_array_give_the_same_report_"
+        "and_members runs the pipeline with the page's launch: block through submitit's local executor"
     ),
     "python -m research.commands.pipeline launcher=slurm slurm_partition=gpu slurm_time_min=240": (
-        "a Slurm cluster: tests/test_launcher.py runs the same settings through submitit's local executor "
+        "a Slurm cluster: tests/test_pipeline_launch.py runs the pipeline with these settings through submitit's "
+        "local executor (test_serial_a_pool_and_a_slurm_array_give_the_same_report_and_members), and "
+        "tests/test_launcher.py a killed launcher's re-run "
         "(test_a_rerun_waits_for_the_array_a_killed_launcher_submitted_instead_of_submitting_it_again)"
     ),
     "python -m research.commands.pipeline launcher=processes workers=2 threads=1": (
-        "the pipeline's trainings and extraction as a pool: tests/test_launcher.py runs them as jobs "
-        "(test_a_job_killed_mid_run_runs_again_alone, test_extraction_as_an_array_equals_one_process)"
+        "minutes on real clips: tests/test_pipeline_launch.py runs the pipeline with these words on tiny real "
+        "clips (test_serial_a_pool_and_a_slurm_array_give_the_same_report_and_members, "
+        "test_a_pipeline_killed_while_it_waits_resumes_with_the_jobs_that_finished)"
     ),
     "JOB=$(sbatch --parsable extract-labels.sbatch)": (
         "a Slurm cluster: tests/test_shards.py::test_a_lab_s_csv_as_an_array_then_the_pipeline_on_the_virtual_and_"
