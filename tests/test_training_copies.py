@@ -21,8 +21,7 @@ import torch
 from research.config import TrainConfig
 from research.data.copies import GB, training_copy_path
 from research.data.dataset import FeatureDataset, split_path
-from research.errors import ConfigError
-from research.features.hdf5 import read_attrs
+from research.errors import ConfigError, FeatureFileError
 from research.features.shards import join_shards
 
 from .conftest import ROOT, run_entry_point
@@ -44,16 +43,17 @@ def joined_file(folder: Path) -> tuple[Path, list[Path]]:
 
 def test_a_joined_file_whose_shard_changed_gets_a_new_copy(tmp_path: Path) -> None:
     """A shard extracted again with the same settings (other numbers, its attributes as they were): the joined
-    file itself is untouched and still opens, but its copy is made again, and training reads the new rows."""
+    file is refused until it is joined again (never read through a stale copy), and the join's new content
+    gets a new copy: training reads the new rows."""
     joined, shards = joined_file(tmp_path)
     before = FeatureDataset(joined, in_memory="no", lazy_reading="copy")
     assert before.copy_path == training_copy_path(joined)
     old_row = before[8][0].clone()  # row 2 of shard 1
-    stat = joined.stat()
     with h5py.File(shards[1], "r+") as f:
         f["features"][2] = f["features"][2] * 2 + 1
-    read_attrs(joined)  # the join still reads: the shard's settings and inputs are those it joined
-    assert (joined.stat().st_size, joined.stat().st_mtime_ns) == (stat.st_size, stat.st_mtime_ns)
+    with pytest.raises(FeatureFileError, match="holds other features than when it was joined"):
+        FeatureDataset(joined, in_memory="no", lazy_reading="copy")  # the old copy is not read either
+    join_shards(joined, shards)  # joined again: the same file name, new content
     after = FeatureDataset(joined, in_memory="no", lazy_reading="copy")
     new_row = FeatureDataset(joined, in_memory="yes")[8][0]
     assert not torch.equal(new_row, old_row)

@@ -19,6 +19,7 @@ from rich.table import Table
 from research.cli import make_parser, run_cli
 from research.data import copies
 from research.errors import UserError
+from research.features.copying import merge
 from research.features.hdf5 import summary
 from research.features.parts import select_parts
 from research.features.shards import join_folder, join_shards
@@ -104,9 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = make_parser(__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("inspect", help="print attributes, shapes and skipped inputs").add_argument("files", nargs="+")
-    merge = sub.add_parser("merge", help="concatenate files made with the same backbone and settings")
-    merge.add_argument("output")
-    merge.add_argument("inputs", nargs="+")
+    merging = sub.add_parser("merge", help="concatenate files made with the same backbone and settings")
+    merging.add_argument("output")
+    merging.add_argument("inputs", nargs="+")
     select = sub.add_parser("select", help="some backbones of a fused file, as their own extraction writes it")
     select.add_argument("output")
     select.add_argument("source")

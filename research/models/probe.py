@@ -660,14 +660,10 @@ def fit_split(
     y = np.asarray(y)
     sub = grouped_subsample(y, None, max_clips, seed)
     whole = len(sub) == len(y)
-    problem = Problem(x if whole else x[sub], y[sub], num_classes, device=device)  # a copy of <= max_clips rows
-    scores: dict[float, float] = {}
-    solutions: dict[float, LogisticProbe] = {}
-    previous: LogisticProbe | None = None
-    for c in sorted(grid):
-        previous = solutions[c] = problem.fit(c, previous)
-        scores[c] = classification_metrics(y_held, previous.predict(x_held), num_classes)["macro_f1"]
-    del problem  # its float64 copy of the subsample, before the full fit
+    # a copy of <= max_clips rows, released (the walk returns) before the full fit
+    scores, solutions = _walk_grid(
+        Problem(x if whole else x[sub], y[sub], num_classes, device=device), grid, x_held, y_held
+    )
     best = best_c(scores)
     fits = [solutions[c].record for c in sorted(grid)]
     probe = solutions[best]
@@ -675,6 +671,20 @@ def fit_split(
         probe = fit_logistic(x, y, num_classes, best, init=warm_start(solutions, best, len(y), len(sub)), device=device)
         fits.append(probe.record)
     return SplitFit(probe, scores, tuple(fits), len(y), len(sub))
+
+
+def _walk_grid(
+    problem: Problem, grid: Sequence[float], x_held: np.ndarray, y_held: np.ndarray
+) -> tuple[dict[float, float], dict[float, LogisticProbe]]:
+    """Every C of ``grid`` from the smallest, each fit warm-started from the last, scored (macro-F1) on the held-out
+    clips: the scores and the solutions per C."""
+    scores: dict[float, float] = {}
+    solutions: dict[float, LogisticProbe] = {}
+    previous: LogisticProbe | None = None
+    for c in sorted(grid):
+        previous = solutions[c] = problem.fit(c, previous)
+        scores[c] = classification_metrics(y_held, previous.predict(x_held), problem.k)["macro_f1"]
+    return scores, solutions
 
 
 def fit_probe(
