@@ -239,7 +239,6 @@ def test_demo_cross_validates_real_clips_once_then_reuses_finished_work(
     assert new["decision"] == ("accept" if rule["threshold"] is not None and top >= rule["threshold"] else "review")
 
 
-
 def test_a_collection_above_the_threshold_is_split_once_and_chooses_on_validation(
     tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import h5py
@@ -450,6 +451,36 @@ def check_joined_demo(root: Path) -> None:
     assert len(list((root / "features" / "demo" / "shards").glob("all_features.shard*-of-0004.h5"))) == 4
 
 
+def four_tasks_one_killed(root: Path, script: str, out: Path) -> Callable[[int], subprocess.Popen]:
+    """``bash SCRIPT`` as the 4 tasks of a Slurm array (its variables set), task 1 killed (SIGKILL, with the
+    python it started) once it has committed a part, the others run to the end; returns the way to start a task
+    again."""
+    array = {"SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "3"}
+
+    def array_task(k: int) -> subprocess.Popen:
+        return subprocess.Popen(
+            ["bash", script],
+            cwd=root,
+            env=scheduler_env(array | {"SLURM_ARRAY_TASK_ID": str(k)}),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # bash and its python: killed together
+        )
+
+    tasks = [array_task(k) for k in range(4)]
+    deadline = time.time() + 180
+    while not list(out.glob(".work/all-*-shard0001-of-0004/parts/part_*.npz")):
+        assert time.time() < deadline and tasks[1].poll() is None, "task 1 committed nothing"
+        time.sleep(0.005)
+    os.killpg(tasks[1].pid, signal.SIGKILL)  # mid-shard: 1 to 3 of its 4 clips committed
+    tasks[1].wait(timeout=30)
+    for k in (0, 2, 3):
+        log = tasks[k].communicate(timeout=240)[0]
+        assert tasks[k].returncode == 0, log[-3000:]
+    return array_task
+
+
 def test_the_slurm_recipe_four_tasks_one_killed_join_equals_one_process(tmp_path: Path) -> None:
     """docs/several-machines.md's batch scripts as written there: the array as four local processes with
     Slurm's variables, no torchrun. Task 1 is killed mid-shard: the join then names it; run again, it resumes.
@@ -467,30 +498,8 @@ def test_the_slurm_recipe_four_tasks_one_killed_join_equals_one_process(tmp_path
             assert "--shard auto\n" in text
             text = text.replace("--shard auto\n", f"--shard auto {' '.join(size)}\n")
         (root / script).write_text(text)
-    array = {"SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "3"}
-
-    def array_task(k: int) -> subprocess.Popen:
-        return subprocess.Popen(
-            ["bash", "extract.sbatch"],
-            cwd=root,
-            env=scheduler_env(array | {"SLURM_ARRAY_TASK_ID": str(k)}),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # bash and its python: killed together
-        )
-
-    tasks = [array_task(k) for k in range(4)]
     out = root / "features" / "demo"
-    deadline = time.time() + 180
-    while not list(out.glob(".work/all-*-shard0001-of-0004/parts/part_*.npz")):
-        assert time.time() < deadline and tasks[1].poll() is None, "task 1 committed nothing"
-        time.sleep(0.005)
-    os.killpg(tasks[1].pid, signal.SIGKILL)  # mid-shard: 1 to 3 of its 4 clips committed
-    tasks[1].wait(timeout=30)
-    for k in (0, 2, 3):
-        log = tasks[k].communicate(timeout=240)[0]
-        assert tasks[k].returncode == 0, log[-3000:]
+    array_task = four_tasks_one_killed(root, "extract.sbatch", out)
     assert not (out / "shards" / "all_features.shard0001-of-0004.h5").exists(), "task 1 finished before the kill"
     with pytest.raises(FeatureFileError, match=r"shard\(s\) 1 of 4 missing \(have 0, 2, 3\)"):
         join_folder(out)
@@ -593,30 +602,8 @@ def test_a_lab_s_csv_as_an_array_then_the_pipeline_on_the_virtual_and_the_copied
         "python -m research.commands.features join features/labels",
         "python -m research.commands.pipeline --annotations my_videos/labels.csv --data-root my_videos",
     ]
-    array = {"SLURM_ARRAY_TASK_COUNT": "4", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "3"}
-
-    def array_task(k: int) -> subprocess.Popen:
-        return subprocess.Popen(
-            ["bash", "extract-labels.sbatch"],
-            cwd=root,
-            env=scheduler_env(array | {"SLURM_ARRAY_TASK_ID": str(k)}),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,  # bash and its python: killed together
-        )
-
-    tasks = [array_task(k) for k in range(4)]
     out = root / "features" / "labels"
-    deadline = time.time() + 180
-    while not list(out.glob(".work/all-*-shard0001-of-0004/parts/part_*.npz")):
-        assert time.time() < deadline and tasks[1].poll() is None, "task 1 committed nothing"
-        time.sleep(0.005)
-    os.killpg(tasks[1].pid, signal.SIGKILL)  # mid-shard: 1 to 3 of its 4 clips committed
-    tasks[1].wait(timeout=30)
-    for k in (0, 2, 3):
-        log = tasks[k].communicate(timeout=240)[0]
-        assert tasks[k].returncode == 0, log[-3000:]
+    array_task = four_tasks_one_killed(root, "extract-labels.sbatch", out)
     again = array_task(1)
     log = again.communicate(timeout=240)[0]
     assert again.returncode == 0 and "videos already committed" in log, log[-3000:]
