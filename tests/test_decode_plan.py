@@ -17,7 +17,8 @@ import av
 import numpy as np
 import pytest
 
-from research.video.decode import decode_frames_at, decode_video, probe, probe_index
+from research.features.settings import CropView
+from research.video.decode import decode_frames_at, decode_video, probe, probe_index, to_rgb
 from research.video.plan import PacketIndex, make_plan, plan_cost
 
 SIZE = 32
@@ -206,3 +207,23 @@ def test_untrusted_timestamps_decode_sequentially_and_say_so(
     pts, key = np.array([0, 2, 1, 2]), np.array([True, False, False, False])
     assert PacketIndex(pts, key).problem == "duplicate packet timestamps"
     assert PacketIndex(np.array([0, 1]), np.array([False, True])).problem == "the first packet is not a keyframe"
+
+
+@pytest.mark.parametrize("name", ["closed_gop.mp4", "hevc_open.mp4", "mpeg4.avi", "videogen.mp4"])
+def test_shared_swscale_contexts_give_the_pixels_of_a_fresh_conversion(name: str, videos: dict[str, Path]) -> None:
+    """A video's frames share one swscale context per view, run on one thread (``to_rgb``'s ``scalers``): the
+    pixels are those of PyAV's own conversion of each frame alone (``to_ndarray``: a new context per frame,
+    swscale's automatic threads), squashed and centre-cropped alike."""
+    crop = CropView(SIZE, 0.875, "bicubic")
+    short = round(SIZE / crop.crop_pct)  # the centre crop's geometry, as the model's eval transform has it
+    scalers: dict = {}
+    with av.open(str(videos[name])) as container:
+        for frame in container.decode(video=0):
+            squashed, cropped = to_rgb(frame, (SIZE, crop), scalers)
+            assert np.array_equal(squashed, frame.to_ndarray(width=SIZE, height=SIZE, format="rgb24"))
+            scale = short / min(frame.width, frame.height)
+            width, height = max(SIZE, round(frame.width * scale)), max(SIZE, round(frame.height * scale))
+            whole = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="BICUBIC")
+            top, left = (height - SIZE) // 2, (width - SIZE) // 2
+            assert np.array_equal(cropped, whole[top : top + SIZE, left : left + SIZE])
+    assert set(scalers) == {SIZE, crop}  # one context per view for the whole video
