@@ -19,7 +19,7 @@ import pytest
 
 from research.features.settings import CropView
 from research.video.decode import decode_frames_at, decode_video, probe, probe_index, to_rgb
-from research.video.plan import PacketIndex, make_plan, plan_cost
+from research.video.plan import SKIPS_NONREF, PacketIndex, make_plan, plan_cost
 
 SIZE = 32
 
@@ -140,8 +140,8 @@ def test_planned_frames_equal_sequential_ones(
     with caplog.at_level(logging.DEBUG, logger="research.video.decode"):
         for wanted in frame_sets(index, info.n_frames):
             assert_same_frames(decode_frames_at(path, wanted, SIZE), decode_frames_at(path, wanted, SIZE, plan=False))
-        for num, strategy, clip in SAMPLINGS:
-            assert_same_video(path, num_frames=num, strategy=strategy, clip_seconds=clip)
+        for (num, strategy, clip), threads in itertools.product(SAMPLINGS, (0, 1)):  # frame threads, and none
+            assert_same_video(path, num_frames=num, strategy=strategy, clip_seconds=clip, threads=threads)
     assert "sequentially" not in caplog.text  # the plan ran (no silent fallback)
 
 
@@ -155,6 +155,19 @@ def test_the_inputs_exercise_open_gops_b_frames_and_seeks(videos: dict[str, Path
         _, index = probe_index(videos[name])
         assert (np.diff(index.pts) < 0).any(), name  # B-frames: decode order is not presentation order
         assert len(make_plan(index, np.linspace(0, len(index) - 1, 8).astype(int))) > 2, name
+
+
+def test_the_h264_inputs_hold_non_reference_pictures_for_plans_to_skip(videos: dict[str, Path]) -> None:
+    """Guards the equality test for ``SKIPS_NONREF``: every H.264 input has pictures the decoder drops as
+    non-reference (sparse plans skip them), and HEVC, whose may still be referenced, is not skipped."""
+    for name in ("closed_gop.mp4", "open_gop.mp4", "vfr.mp4", "open_gop.mkv", "mpegts.ts", "rotated.mp4"):
+        with av.open(str(videos[name])) as container:
+            stream = container.streams.video[0]
+            assert stream.codec_context.name in SKIPS_NONREF
+            stream.codec_context.skip_frame = "NONREF"
+            kept = sum(1 for _ in container.decode(stream))
+        assert 0 < kept < probe(videos[name]).n_frames, name
+    assert "hevc" not in SKIPS_NONREF
 
 
 def test_the_plan_seeks_across_keyframes_and_continues_within_a_group(videos: dict[str, Path]) -> None:
