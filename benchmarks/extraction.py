@@ -36,6 +36,7 @@ import json
 import multiprocessing
 import os
 import resource
+import shlex
 import sys
 import tempfile
 import time
@@ -353,7 +354,7 @@ def real_main(args: argparse.Namespace, console: Console, tmp: Path) -> tuple[di
         console.print(table)
     for note in notes:
         console.print(f"- {note}")
-    command = "python benchmarks/extraction.py " + " ".join(sys.argv[1:])
+    command = shlex.join(["python", "benchmarks/extraction.py", *sys.argv[1:]])
     return numbers, section(f"{REAL_TITLE}, {args.label}", command, setup, [rates, stages], notes)
 
 
@@ -403,7 +404,14 @@ def split_notes(
 ) -> list[str]:
     """What the split means: the bound the CPU alone sets, and how many decoders one CNN needs."""
     cores = os.cpu_count() or 1
-    notes = []
+    notes = [
+        "CPU time is counted in the processes that do the work, during the end-to-end run itself (`CpuSplit`): "
+        "each stage function timed by `time.process_time` in its own process (every thread of it), the decoding "
+        "workers' counters summed in shared memory; each side's rest is its total (this process's CPU, and its "
+        "reaped workers' from `getrusage`) less its timed stages, so the stages add up to the whole. ms/frame: "
+        "per sampled frame (clips x T). Under load CPU time moves much less than the frames/s above, except where "
+        "threads spin-wait: torch's OpenMP threads burn more CPU the more they wait for a core."
+    ]
     for runtime in runtimes:
         s = {k: 1000 * v / n_frames for k, v in splits[runtime].items()}  # ms of CPU per frame
         decoding = s["decode"] + s["convert"] + s["workers, other"]
@@ -555,7 +563,7 @@ def main() -> None:
             f"{torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {version('onnxruntime')}; load "
             f"average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end. Code: {args.label}."
         )
-        command = "python benchmarks/extraction.py " + " ".join(sys.argv[1:])
+        command = shlex.join(["python", "benchmarks/extraction.py", *sys.argv[1:]])
         title = f"{GENERATED_TITLE}, {args.label}"
         write_section(args.results, title, section(title, command, setup, [(header, body)], generated_notes))
         console.print(f"wrote its section into {args.results}")
