@@ -167,8 +167,9 @@ def torch_threads_for(backbones: Sequence[Any]) -> Iterator[None]:
 
     With every CNN in ONNX Runtime (its own thread pool), torch here only does small ops on per-frame
     features (the temporal scales, the finiteness check); on its OpenMP threads each of them costs more in
-    spin-waiting than in arithmetic (the scales: 2.1 ms of CPU per frame with 2 threads, 0.04 with one,
-    benchmarks/RESULTS.md, issue 50) and takes cores from the CNN and the decoding workers. Restored on exit.
+    spin-waiting than in arithmetic (the main process's rest of extraction: 1.2 ms of CPU per frame with 2
+    threads, 0.2 with one, benchmarks/RESULTS.md, issue 50) and takes cores from the CNN and the decoding
+    workers. Restored on exit.
     """
     if any(isinstance(b, nn.Module) for b in backbones):
         yield

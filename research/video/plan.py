@@ -36,8 +36,9 @@ import numpy as np
 
 # Decoders whose AVDISCARD_NONREF drops only pictures that no other picture references (H.264: nal_ref_idc 0),
 # so a plan skips the unwanted ones and every other frame decodes as it would have: half the pictures of an
-# x264 stream with B-frames, a third of the decoding's CPU on the clips of benchmarks/real (benchmarks/RESULTS.md,
-# issue 50). Not HEVC: its sub-layer non-reference pictures may be referenced by higher temporal sub-layers.
+# x264 stream with B-frames, a quarter of decoding's CPU on the clips of benchmarks/real (2.1 -> 1.55 ms per
+# sampled frame, benchmarks/RESULTS.md, issue 50). Not HEVC: its sub-layer non-reference pictures may be
+# referenced by higher temporal sub-layers.
 SKIPS_NONREF = frozenset({"h264"})
 
 # Seek only when that skips at least this many packets: a seek flushes the decoder, whose frame
