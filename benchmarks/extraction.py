@@ -4,32 +4,46 @@
 
 On the same generated videos and backbone, in one process run:
 
-(a) ``extract(cfg)``: decoding in a worker overlapped with the CNN, frames batched
-    across videos, one CNN pass for all scales, rows streamed to disk;
+(a) ``extract(cfg)`` (runtime auto: ONNX Runtime on this CPU): decoding in a worker overlapped with the CNN,
+    frames batched across videos, one CNN pass for all scales, rows streamed to disk;
 (b) the seed's extractor, re-implemented faithfully: sequential decode, a CNN pass
     per temporal scale (batches of 24), every feature held in RAM until the end,
-    then one gzip HDF5 write;
-(c) the backbone alone on already-decoded, normalised tensors: the ceiling here.
+    then one gzip HDF5 write (torch, as the seed ran);
+(c) the backbone alone, in (a)'s runtime, on already-decoded, normalised tensors: the ceiling here.
 
-Rates are sampled frames (videos x T) per second of wall time. resnet50 uses random
-weights (timing only); mobilenet_v2 its real weights. Results: benchmarks/RESULTS.md.
+Rates are sampled frames (videos x T) per second of wall time. Backbones without offline weights (resnet50)
+use random weights (timing only), and (a) then exports them to ONNX in memory at every run (counted);
+mobilenet_v2 and the EfficientNet-Lites their real weights, exported once.
 
     python benchmarks/extraction.py --real [--videos 381] [--seed-videos 48] [--runtimes torch onnxruntime]
 
 The clips of benchmarks/real/ as ``make demo`` extracts them (efficientnet_lite0, 16 frames, its own 224 px,
 whole clips), per runtime of the CNN (research.backbones.runtime), side by side: (a) ``extract(cfg)`` end to
-end; (c) the CNN alone on decoded frames; (d) decoding alone, in this one process, so the split of the
-time shows where it goes; (b) the seed's loop (torch) on the first ``--seed-videos`` clips, for the ratio.
+end, with its CPU time split by stage (``CpuSplit``: decode, colour conversion and resize, normalisation and
+batching, the CNN, writes, and what is left in each process); (c) the CNN alone on decoded frames; (d) decoding
+alone, in this one process; (b) the seed's loop (torch) on the first ``--seed-videos`` clips, for the ratio.
+
+``--results benchmarks/RESULTS.md --label "..."`` writes the tables as a dated section of that file (replacing
+the section of the same mode and label), the label naming the code measured. Results: benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import functools
 import json
+import multiprocessing
 import os
+import resource
+import shlex
+import sys
 import tempfile
 import time
+from collections.abc import Callable
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -38,14 +52,20 @@ from rich.console import Console
 from rich.table import Table
 
 from research.backbones.loading import create_backbone, create_backbones
+from research.backbones.runtime import onnx_backbone, resolve_runtime
 from research.config import ExtractConfig
 from research.features.extraction import extract
-from research.features.frames import auto_batch_size
+from research.features.frames import auto_batch_size, decode_workers
 from research.features.settings import FeatureSettings
 from research.video.decode import decode_video, normalize
 from videogen.writing import generate
 
 SCALES = [1.0, 0.85, 1.15]
+# backbones whose real weights load offline (the rest run with random weights: timing only)
+REAL_WEIGHTS = ("mobilenet_v2", "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
+# the sections --results writes (their titles, less the label of the code measured and the date)
+REAL_TITLE = "## Extraction of benchmarks/real, stage by stage (`benchmarks/extraction.py --real`, issue 50)"
+GENERATED_TITLE = "## Extraction against the seed's loop (`benchmarks/extraction.py`, issue 50)"
 
 
 def seed_extractor(
@@ -101,7 +121,7 @@ def ours(data: Path, out: Path, backbone: str, frames: int, size: int, outputs: 
         data_dir=str(data),
         out_dir=str(out),
         backbone=backbone,
-        random_weights=backbone != "mobilenet_v2",
+        random_weights=backbone not in REAL_WEIGHTS,
         frames=frames,
         image_size=size,
         outputs=outputs,
@@ -116,6 +136,140 @@ def ours(data: Path, out: Path, backbone: str, frames: int, size: int, outputs: 
 
 
 REAL = Path(__file__).resolve().parent / "real"
+
+# ----------------------------------------------------------------- CPU split by stage
+
+# (stage, where it runs, what it counts): every stage of one extraction, in the order a frame meets them
+STAGES = (
+    ("decode", "workers", "probe, demux and decode (research.video.decode.decode_video, less the conversion)"),
+    ("convert", "workers", "colour conversion and resize to the CNN's size (swscale: to_rgb)"),
+    ("workers, other", "workers", "the rest of the decoding processes: handing frames to the main process"),
+    ("set-up", "main", "the backbone loaded once per run: the torch module, or ONNX Runtime's session"),
+    ("tensor", "main", "normalisation and the CNN's input layout, batching (FrameBatcher._run, less the CNN)"),
+    ("cnn", "main", "the CNN itself (the torch module's forward, or ONNX Runtime's session.run)"),
+    ("write", "main", "part files and the final HDF5 files (PartWriter, assemble)"),
+    ("main, other", "main", "the rest of the main process: set-up, receiving frames, scales, checks, progress"),
+)
+TIMED = (
+    "decode",
+    "convert",
+    "set-up",
+    "tensor",
+    "cnn",
+    "write",
+)  # what the wrappers count; the two others are remainders
+
+
+class CpuSplit:
+    """CPU seconds per stage of one ``extract(cfg)`` run, counted in the processes that do the work.
+
+    The stage functions are wrapped, for the run only, with a timer of the calling process's CPU
+    (``time.process_time``: every thread of it, so ONNX Runtime's and torch's intra-op threads count where
+    they run); nested timed calls count once, in the innermost stage (``decode_video`` less its
+    ``to_rgb``). The decoding workers are forked from this process, so they inherit the wrappers and add
+    into counters in shared memory. Nothing else changes: the same processes, threads and batches as an
+    unmeasured run, and a wrapper costs two clock reads per call (a few per frame).
+
+    ``main, other`` and ``workers, other`` are what the wrappers did not see, from each side's total: this
+    process's CPU and its reaped children's (``getrusage(RUSAGE_CHILDREN)``: the workers, joined when the
+    loader is exhausted). So the stages add up to the whole by construction, and the remainders say how
+    much of it the named stages leave out.
+    """
+
+    def __init__(self) -> None:
+        self.counters = multiprocessing.Array("d", len(TIMED))  # seconds per timed stage, every process
+        self._stack: list[list[float]] = []  # this process's open timed calls: [start, time of nested calls]
+        self._undo: list[tuple[Any, str, Any]] = []
+        self.seconds: dict[str, float] = {}
+
+    def _timed(self, stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        slot = TIMED.index(stage)
+
+        @functools.wraps(function)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            frame = [time.process_time(), 0.0]
+            self._stack.append(frame)
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self._stack.pop()
+                elapsed = time.process_time() - frame[0]
+                if self._stack:
+                    self._stack[-1][1] += elapsed  # the caller's stage does not count it again
+                with self.counters.get_lock():
+                    self.counters[slot] += elapsed - frame[1]
+
+        return timed
+
+    def _wrap(self, owner: Any, name: str, stage: str) -> None:
+        original = getattr(owner, name)
+        self._undo.append((owner, name, original))
+        setattr(owner, name, self._timed(stage, original))
+
+    def _instrumented(self, create: Callable[..., list[Any]]) -> Callable[..., list[Any]]:
+        """``create_backbones`` whose networks time their own forward pass: the CNN stage."""
+
+        def wrapped(*args: Any, **kwargs: Any) -> list[Any]:
+            nets = create(*args, **kwargs)
+            for net in nets:
+                if isinstance(net, torch.nn.Module):
+                    net.register_forward_pre_hook(lambda *_: self._stack.append([time.process_time(), 0.0]))
+                    net.register_forward_hook(lambda *_: self._stop_hook())
+                else:  # OnnxBackbone: time the session's run, not the tensor's conversion around it
+                    net.session = _TimedSession(net.session, self._timed("cnn", net.session.run))
+            return nets
+
+        return wrapped
+
+    def _stop_hook(self) -> None:
+        start, nested = self._stack.pop()
+        elapsed = time.process_time() - start
+        if self._stack:
+            self._stack[-1][1] += elapsed
+        with self.counters.get_lock():
+            self.counters[TIMED.index("cnn")] += elapsed - nested
+
+    def __enter__(self) -> CpuSplit:
+        import research.features.extraction as extraction
+        import research.features.frames as frames
+        import research.features.hdf5 as hdf5
+        import research.video.decode as decode
+
+        self._wrap(frames, "decode_video", "decode")
+        self._wrap(decode, "to_rgb", "convert")
+        self._wrap(frames.FrameBatcher, "_run", "tensor")
+        for name in ("add", "skip", "flush"):
+            self._wrap(hdf5.PartWriter, name, "write")
+        self._wrap(extraction, "assemble", "write")
+        self._undo.append((extraction, "create_backbones", extraction.create_backbones))
+        extraction.create_backbones = self._timed("set-up", self._instrumented(extraction.create_backbones))
+        self._own, self._children = time.process_time(), _children_cpu()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        own, children = time.process_time() - self._own, _children_cpu() - self._children
+        for owner, name, original in reversed(self._undo):
+            setattr(owner, name, original)
+        got = dict(zip(TIMED, self.counters, strict=True))
+        workers = got["decode"] + got["convert"]
+        main = got["set-up"] + got["tensor"] + got["cnn"] + got["write"]
+        self.seconds = got | {"workers, other": children - workers, "main, other": own - main}
+        self.seconds = {stage: self.seconds[stage] for stage, _, _ in STAGES} | {"total": own + children}
+
+
+class _TimedSession:
+    """An ONNX Runtime session whose ``run`` is timed; everything else is the session's."""
+
+    def __init__(self, session: Any, run: Callable[..., Any]) -> None:
+        self._session, self.run = session, run
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def real_config(manifest: Path, out: Path, runtime: str) -> ExtractConfig:
@@ -135,8 +289,9 @@ def real_config(manifest: Path, out: Path, runtime: str) -> ExtractConfig:
     )
 
 
-def real_main(args: argparse.Namespace, console: Console, tmp: Path) -> dict[str, dict[str, float]]:
-    """The clips of benchmarks/real, per runtime: end to end, the CNN alone, decoding alone; the seed's loop."""
+def real_main(args: argparse.Namespace, console: Console, tmp: Path) -> tuple[dict[str, Any], str]:
+    """The clips of benchmarks/real, per runtime: end to end with its CPU split, the CNN alone, decoding
+    alone; the seed's loop. Returns the numbers and the RESULTS.md section they make."""
     lines = (REAL / "manifest.csv").read_text().splitlines()
     rows = lines[1:]
     count = args.videos or len(rows)  # spread over the manifest, whose rows run class by class
@@ -149,52 +304,151 @@ def real_main(args: argparse.Namespace, console: Console, tmp: Path) -> dict[str
     size, batch = part.image_size, args.batch_size or auto_batch_size(torch.device("cpu"), part.image_size)
     n_frames = len(paths) * frames
     sample = paths[: args.seed_videos]
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     for p in sample:
         decode_video(p, frames, size)
     decode_rate = len(sample) * frames / (time.perf_counter() - start)
     seed_net = create_backbone(part.backbone)
     seed_rate = len(sample) * frames / seed_extractor(sample, seed_net, frames, size, tmp / "seed.h5", True)
-    table = Table(
-        title=f"benchmarks/real: {len(paths)} clips x {frames} frames, {part.backbone} at {size}px, CNN batch "
-        f"{batch}; CNN-alone and decoding on the first {len(sample)} clips; threads {torch.get_num_threads()}"
-    )
-    for col in ("runtime", "variant", "frames/s", "vs seed (b)", "vs CNN alone (c)", "vs torch"):
-        table.add_column(col, justify="left" if col in ("runtime", "variant") else "right")
-    numbers: dict[str, dict[str, float]] = {
+    nets = {runtime: create_backbones(settings, runtime=runtime)[0] for runtime in args.runtimes}  # exported once
+    cnn_rate = {
+        runtime: len(sample) * frames / backbone_alone(sample, nets[runtime], frames, size, batch)
+        for runtime in args.runtimes
+    }
+    walls: dict[str, float] = {}
+    splits: dict[str, dict[str, float]] = {}
+    for rep in range(args.repeats):  # interleaved, best of N: the machine is shared
+        for runtime in args.runtimes:
+            with CpuSplit() as split:
+                start = time.perf_counter()
+                extract(real_config(manifest, tmp / f"ours_{runtime}_{rep}", runtime))
+                wall = time.perf_counter() - start
+            if wall < walls.get(runtime, float("inf")):
+                walls[runtime], splits[runtime] = wall, split.seconds
+    numbers: dict[str, Any] = {
         "(b) seed extractor, multi-scale (torch)": {"fps": seed_rate},
         "(d) decoding alone, 1 process": {"fps": decode_rate},
     }
     for runtime in args.runtimes:
-        net = create_backbones(settings, runtime=runtime)[0]
-        cnn_rate = len(sample) * frames / backbone_alone(sample, net, frames, size, batch)
-        start = time.perf_counter()
-        extract(real_config(manifest, tmp / f"ours_{runtime}", runtime))
-        numbers[runtime] = {
-            "(c) CNN alone": cnn_rate,
-            "(a) end to end, both files": n_frames / (time.perf_counter() - start),
-        }
-    table.add_row("torch", "(b) seed extractor, multi-scale", f"{seed_rate:.1f}", "1.00x", "", "")
-    table.add_row("", "(d) decoding alone, 1 process", f"{decode_rate:.1f}", "", "", "")
-    for runtime in args.runtimes:
+        numbers[runtime] = {"(c) CNN alone": cnn_rate[runtime], "(a) end to end, both files": n_frames / walls[runtime]}
+    numbers["cpu_split_seconds"] = splits
+    setup = (
+        f"{len(paths)} clips of benchmarks/real x {frames} frames, {part.backbone} at {size} px "
+        f"(experiments/demo.yaml's extraction: whole clips, both files), CNN batch {batch}; the CNN alone, "
+        f"decoding alone and the seed's loop (torch, multi-scale) on the first {len(sample)} clips; end to end "
+        f"best of {args.repeats}, runtimes interleaved. {os.cpu_count()} cores, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), onnxruntime {version('onnxruntime')}, decode workers "
+        f"{decode_workers(None)}; load average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end. "
+        f"Code: {args.label}."
+    )
+    rates = rate_rows(numbers, args.runtimes, seed_rate, decode_rate)
+    stages = split_rows(splits, args.runtimes, n_frames)
+    notes = split_notes(splits, numbers, args.runtimes, n_frames)
+    for title, (header, body) in (("throughput", rates), ("CPU split", stages)):
+        table = Table(title=f"{title}: {setup}" if title == "throughput" else title)
+        for col in header:
+            table.add_column(col, justify="left" if col in ("runtime", "variant", "stage", "where") else "right")
+        for row in body:
+            table.add_row(*row)
+        console.print(table)
+    for note in notes:
+        console.print(f"- {note}")
+    command = shlex.join(["python", "benchmarks/extraction.py", *sys.argv[1:]])
+    return numbers, section(f"{REAL_TITLE}, {args.label}", command, setup, [rates, stages], notes)
+
+
+def rate_rows(
+    numbers: dict[str, Any], runtimes: list[str], seed_rate: float, decode_rate: float
+) -> tuple[list[str], list[list[str]]]:
+    """The throughput table: each runtime's end to end and CNN alone, against the seed, the CNN and torch."""
+    header = ["runtime", "variant", "frames/s", "vs seed (b)", "vs CNN alone (c)", f"vs {runtimes[0]}"]
+    body = [
+        ["torch", "(b) seed extractor, multi-scale", f"{seed_rate:.1f}", "1.00x", "", ""],
+        ["", "(d) decoding alone, 1 process", f"{decode_rate:.1f}", "", "", ""],
+    ]
+    for runtime in runtimes:
         cnn = numbers[runtime]["(c) CNN alone"]
         for variant, rate in numbers[runtime].items():
-            base = numbers[args.runtimes[0]][variant]
-            table.add_row(
-                runtime, variant, f"{rate:.1f}", f"{rate / seed_rate:.2f}x", f"{rate / cnn:.0%}", f"{rate / base:.2f}x"
+            base = numbers[runtimes[0]][variant]
+            body.append(
+                [
+                    runtime,
+                    variant,
+                    f"{rate:.1f}",
+                    f"{rate / seed_rate:.2f}x",
+                    f"{rate / cnn:.0%}",
+                    f"{rate / base:.2f}x",
+                ]
             )
-    console.print(table)
-    # on C cores, decoding (1/decode_rate core-seconds per frame) and the CNN (threads/cnn_rate) share the cores
-    for runtime in args.runtimes:
-        cnn = numbers[runtime]["(c) CNN alone"]
-        cores = os.cpu_count() or 1
-        bound = cores / (torch.get_num_threads() / cnn + 1 / decode_rate)
+    return header, body
+
+
+def split_rows(
+    splits: dict[str, dict[str, float]], runtimes: list[str], n_frames: int
+) -> tuple[list[str], list[list[str]]]:
+    """The CPU split table: per stage and runtime, CPU seconds, milliseconds per frame and share of the whole."""
+    header = ["stage", "where"] + [f"{r}: {c}" for r in runtimes for c in ("CPU s", "ms/frame", "share")]
+    body = []
+    for stage, where, what in (*STAGES, ("total", "both", "")):
+        row = [f"{stage}: {what}" if what else stage, where]
+        for runtime in runtimes:
+            seconds, total = splits[runtime][stage], splits[runtime]["total"]
+            row += [f"{seconds:.2f}", f"{1000 * seconds / n_frames:.2f}", f"{seconds / total:.0%}"]
+        body.append(row)
+    return header, body
+
+
+def split_notes(
+    splits: dict[str, dict[str, float]], numbers: dict[str, Any], runtimes: list[str], n_frames: int
+) -> list[str]:
+    """What the split means: the bound the CPU alone sets, and how many decoders one CNN needs."""
+    cores = os.cpu_count() or 1
+    notes = [
+        "CPU time is counted in the processes that do the work, during the end-to-end run itself (`CpuSplit`): "
+        "each stage function timed by `time.process_time` in its own process (every thread of it), the decoding "
+        "workers' counters summed in shared memory; each side's rest is its total (this process's CPU, and its "
+        "reaped workers' from `getrusage`) less its timed stages, so the stages add up to the whole. ms/frame: "
+        "per sampled frame (clips x T). Under load CPU time moves much less than the frames/s above, except where "
+        "threads spin-wait: torch's OpenMP threads burn more CPU the more they wait for a core."
+    ]
+    for runtime in runtimes:
+        s = {k: 1000 * v / n_frames for k, v in splits[runtime].items()}  # ms of CPU per frame
+        decoding = s["decode"] + s["convert"] + s["workers, other"]
         end = numbers[runtime]["(a) end to end, both files"]
-        console.print(
-            f"{runtime}: {cores}-core bound with decoding sharing the cores {bound:.1f} frames/s; "
-            f"end to end {end:.1f} ({end / bound:.0%} of it)"
+        bound = 1000 * cores / s["total"]
+        notes.append(
+            f"{runtime}: {s['total']:.2f} ms of CPU per frame, so {cores} cores allow at most {bound:.1f} frames/s; "
+            f"end to end reached {end:.1f} ({end / bound:.0%} of it). Decoding (decode, convert, workers' rest) is "
+            f"{decoding:.2f} ms per frame, the CNN {s['cnn']:.2f}: one decoding process keeps up with a CNN that runs "
+            f"up to {1000 / decoding:.0f} frames/s, and a device whose CNN runs R frames/s needs "
+            f"R x {decoding / 1000:.4f} decoding processes (cores)."
         )
-    return numbers
+    return notes
+
+
+def section(
+    title: str, command: str, setup: str, tables: list[tuple[list[str], list[list[str]]]], notes: list[str]
+) -> str:
+    """A RESULTS.md section: the title, dated today, the command, what was measured, the tables and notes."""
+    lines = [f"{title} — {datetime.date.today().isoformat()}", "", f"`{command}` — {setup}", ""]
+    for header, body in tables:
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(row) + " |" for row in body]
+        lines.append("")
+    lines += [f"- {note}" for note in notes]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def write_section(path: Path, title: str, text: str) -> None:
+    """Replace the section of ``path`` that starts with ``title`` (up to the next ``## ``), or append ``text``."""
+    old = path.read_text() if path.is_file() else ""
+    start = old.find(title + " — ")
+    if start < 0:
+        path.write_text(old.rstrip("\n") + "\n\n" + text)
+        return
+    end = old.find("\n## ", start + len(title))
+    path.write_text(old[:start] + text + (old[end:] if end >= 0 else ""))
 
 
 def main() -> None:
@@ -213,18 +467,25 @@ def main() -> None:
     parser.add_argument("--real", action="store_true", help="benchmarks/real as make demo extracts it, per runtime")
     parser.add_argument("--seed-videos", type=int, default=48, help="--real: clips for the seed loop and CNN alone")
     parser.add_argument("--runtimes", nargs="+", default=["torch", "onnxruntime"], choices=["torch", "onnxruntime"])
+    parser.add_argument("--results", type=Path, default=None, help="write the tables as a dated section of this file")
+    parser.add_argument(
+        "--label", default="this checkout", help="which code was measured: named in the section (and its title)"
+    )
     args = parser.parse_args()
     console = Console(width=120)
     tmp = Path(tempfile.mkdtemp(prefix="bench_extract_"))
     if args.real:
-        numbers = real_main(args, console, tmp)
+        numbers, text = real_main(args, console, tmp)
         if args.json:
             args.json.write_text(json.dumps(numbers, indent=2))
+        if args.results:
+            write_section(args.results, f"{REAL_TITLE}, {args.label}", text)
+            console.print(f"wrote its section into {args.results}")
         return
     args.videos = args.videos or 24
     generate(
         tmp / "data",
-        videos_per_class=max(2, args.videos // 4 * 5 // 3 + 1),
+        videos_per_class=max(3, args.videos // 4 * 5 // 3 + 1),  # at least one per split
         seed=1,
         fractions=(0.6, 0.2, 0.2),
         progress=False,
@@ -241,11 +502,19 @@ def main() -> None:
     for col in ("backbone", "variant", "seconds", "frames/s", "vs seed (b)", "vs backbone (c)"):
         table.add_column(col, justify="right" if col not in ("backbone", "variant") else "left")
     numbers = {}
+    generated_rows: list[list[str]] = []
+    generated_notes: list[str] = []
+    load = os.getloadavg()[0]
+    runtime = resolve_runtime("auto", torch.device("cpu"))  # what (a) runs the CNN with
     for name in args.backbones:
-        backbone = create_backbone(name, pretrained=name == "mobilenet_v2")
+        backbone = create_backbone(name, pretrained=name in REAL_WEIGHTS)
+        alone = backbone  # (c) in the runtime (a) runs
+        if runtime == "onnxruntime":
+            plain = create_backbone(name, pretrained=name in REAL_WEIGHTS, channels_last=False)
+            alone = onnx_backbone(name, plain, args.image_size, pretrained=name in REAL_WEIGHTS)
         times: dict[str, list[float]] = {k: [] for k in ("c", "b", "multi", "single", "both")}
         for rep in range(args.repeats):  # interleaved, best of N: the machine is shared and noisy
-            times["c"].append(backbone_alone(videos, backbone, args.frames, args.image_size, batch))
+            times["c"].append(backbone_alone(videos, alone, args.frames, args.image_size, batch))
             times["b"].append(
                 seed_extractor(
                     videos, backbone, args.frames, args.image_size, tmp / f"seed_{name}.h5", multi_scale=True
@@ -273,21 +542,31 @@ def main() -> None:
         }
         numbers[name] = rows
         for variant, t in rows.items():
-            table.add_row(
-                name,
-                variant,
-                f"{t:.1f}",
-                f"{n_frames / t:.0f}",
-                f"{t_b / t:.2f}x",
-                f"{(n_frames / t) / (n_frames / t_c):.0%}",
-            )
-        console.print(
+            row = [name, variant, f"{t:.1f}", f"{n_frames / t:.0f}", f"{t_b / t:.2f}x", f"{t_c / t:.0%}"]
+            table.add_row(*row)
+            generated_rows.append(row)
+        generated_notes.append(
             f"{name}: multi-scale costs {t_a_multi / t_a_single - 1:+.1%} over single-scale; "
-            f"ours is {t_b / t_a_multi:.2f}x the seed"
+            f"ours (both files) is {t_b / t_a_both:.2f}x the seed"
         )
+        console.print(generated_notes[-1])
     console.print(table)
     if args.json:
         args.json.write_text(json.dumps(numbers, indent=2))
+    if args.results:
+        header = ["backbone", "variant", "seconds", "frames/s", "vs seed (b)", "vs backbone (c)"]
+        body = [[str(c) for c in row] for row in generated_rows]
+        setup = (
+            f"{len(videos)} generated videos x {args.frames} frames at {args.image_size} px, CNN batch {batch} (the "
+            f"seed's loop: 24, torch); (a) and (c) run by {runtime} (runtime auto); "
+            f"best of {args.repeats}, interleaved. {os.cpu_count()} cores, torch "
+            f"{torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {version('onnxruntime')}; load "
+            f"average {load:.1f} at the start, {os.getloadavg()[0]:.1f} at the end. Code: {args.label}."
+        )
+        command = shlex.join(["python", "benchmarks/extraction.py", *sys.argv[1:]])
+        title = f"{GENERATED_TITLE}, {args.label}"
+        write_section(args.results, title, section(title, command, setup, [(header, body)], generated_notes))
+        console.print(f"wrote its section into {args.results}")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,9 @@ import av
 import numpy as np
 import pytest
 
-from research.video.decode import decode_frames_at, decode_video, probe, probe_index
-from research.video.plan import PacketIndex, make_plan, plan_cost
+from research.features.settings import CropView
+from research.video.decode import decode_frames_at, decode_video, probe, probe_index, to_rgb
+from research.video.plan import SKIPS_NONREF, PacketIndex, make_plan, plan_cost
 
 SIZE = 32
 
@@ -139,8 +140,8 @@ def test_planned_frames_equal_sequential_ones(
     with caplog.at_level(logging.DEBUG, logger="research.video.decode"):
         for wanted in frame_sets(index, info.n_frames):
             assert_same_frames(decode_frames_at(path, wanted, SIZE), decode_frames_at(path, wanted, SIZE, plan=False))
-        for num, strategy, clip in SAMPLINGS:
-            assert_same_video(path, num_frames=num, strategy=strategy, clip_seconds=clip)
+        for (num, strategy, clip), threads in itertools.product(SAMPLINGS, (0, 1)):  # frame threads, and none
+            assert_same_video(path, num_frames=num, strategy=strategy, clip_seconds=clip, threads=threads)
     assert "sequentially" not in caplog.text  # the plan ran (no silent fallback)
 
 
@@ -154,6 +155,19 @@ def test_the_inputs_exercise_open_gops_b_frames_and_seeks(videos: dict[str, Path
         _, index = probe_index(videos[name])
         assert (np.diff(index.pts) < 0).any(), name  # B-frames: decode order is not presentation order
         assert len(make_plan(index, np.linspace(0, len(index) - 1, 8).astype(int))) > 2, name
+
+
+def test_the_h264_inputs_hold_non_reference_pictures_for_plans_to_skip(videos: dict[str, Path]) -> None:
+    """Guards the equality test for ``SKIPS_NONREF``: every H.264 input has pictures the decoder drops as
+    non-reference (sparse plans skip them), and HEVC, whose may still be referenced, is not skipped."""
+    for name in ("closed_gop.mp4", "open_gop.mp4", "vfr.mp4", "open_gop.mkv", "mpegts.ts", "rotated.mp4"):
+        with av.open(str(videos[name])) as container:
+            stream = container.streams.video[0]
+            assert stream.codec_context.name in SKIPS_NONREF
+            stream.codec_context.skip_frame = "NONREF"
+            kept = sum(1 for _ in container.decode(stream))
+        assert 0 < kept < probe(videos[name]).n_frames, name
+    assert "hevc" not in SKIPS_NONREF
 
 
 def test_the_plan_seeks_across_keyframes_and_continues_within_a_group(videos: dict[str, Path]) -> None:
@@ -206,3 +220,23 @@ def test_untrusted_timestamps_decode_sequentially_and_say_so(
     pts, key = np.array([0, 2, 1, 2]), np.array([True, False, False, False])
     assert PacketIndex(pts, key).problem == "duplicate packet timestamps"
     assert PacketIndex(np.array([0, 1]), np.array([False, True])).problem == "the first packet is not a keyframe"
+
+
+@pytest.mark.parametrize("name", ["closed_gop.mp4", "hevc_open.mp4", "mpeg4.avi", "videogen.mp4"])
+def test_shared_swscale_contexts_give_the_pixels_of_a_fresh_conversion(name: str, videos: dict[str, Path]) -> None:
+    """A video's frames share one swscale context per view, run on one thread (``to_rgb``'s ``scalers``): the
+    pixels are those of PyAV's own conversion of each frame alone (``to_ndarray``: a new context per frame,
+    swscale's automatic threads), squashed and centre-cropped alike."""
+    crop = CropView(SIZE, 0.875, "bicubic")
+    short = round(SIZE / crop.crop_pct)  # the centre crop's geometry, as the model's eval transform has it
+    scalers: dict = {}
+    with av.open(str(videos[name])) as container:
+        for frame in container.decode(video=0):
+            squashed, cropped = to_rgb(frame, (SIZE, crop), scalers)
+            assert np.array_equal(squashed, frame.to_ndarray(width=SIZE, height=SIZE, format="rgb24"))
+            scale = short / min(frame.width, frame.height)
+            width, height = max(SIZE, round(frame.width * scale)), max(SIZE, round(frame.height * scale))
+            whole = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation="BICUBIC")
+            top, left = (height - SIZE) // 2, (width - SIZE) // 2
+            assert np.array_equal(cropped, whole[top : top + SIZE, left : left + SIZE])
+    assert set(scalers) == {SIZE, crop}  # one context per view for the whole video

@@ -23,7 +23,7 @@ from research.config import ExtractConfig
 from research.features.extraction import extract
 from research.features.frames import multiscale_features, multiscale_length, scale_indices
 from research.features.hdf5 import read_attrs
-from research.video.decode import decode_video, normalize
+from research.video.decode import decode_video, normalize, normalize_batch
 from videogen.writing import read_manifest, write_video
 
 from .conftest import RESUME_SETTINGS, ROOT, committed_parts, resume_config, run_entry_point, tiny_extract_config
@@ -101,6 +101,22 @@ def test_multiscale_from_one_pass_equals_the_seed_loop(tiny_features: Path, tiny
         np.testing.assert_allclose(ours.numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
         # the file's CNN ran in the default runtime (ONNX Runtime on CPU): equal within its measured tolerance
         np.testing.assert_allclose(row, expected.numpy(), rtol=1e-5, atol=TOLERANCE)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_lite0"])  # ImageNet's statistics and Lite's 0.5s
+def test_cpu_normalisation_equals_torch_bit_for_bit(tiny_videos: Path, name: str, channels_last: bool) -> None:
+    """``normalize_batch`` (numpy, what CPU extraction feeds the CNN) is ``normalize`` + ``torch.cat`` exactly, in
+    either layout: the features of files made before it are the features made with it."""
+    spec = create_backbone(name).spec
+    paths = sorted((tiny_videos / "test").rglob("*.mp4"))[:3]
+    chunks = [torch.from_numpy(decode_video(p, n, 64).frames) for p, n in zip(paths, (5, 1, 8), strict=True)]
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    expected = torch.cat([normalize(c, spec.mean, spec.std).contiguous(memory_format=layout) for c in chunks])
+    got = normalize_batch([c.numpy() for c in chunks], spec.mean, spec.std, channels_last)
+    assert got.dtype == torch.float32 and got.shape == expected.shape == (14, 3, 64, 64)
+    assert got.is_contiguous(memory_format=layout)
+    assert torch.equal(got, expected)
 
 
 def test_short_videos_repeat_frames_like_linspace_and_record_real_count(tiny_videos: Path) -> None:

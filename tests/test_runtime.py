@@ -13,7 +13,13 @@ import torch
 
 import research.backbones.runtime as runtime
 from research.backbones.loading import create_backbone, create_backbones
-from research.backbones.runtime import TOLERANCE, exported_model, onnx_backbone, resolve_runtime
+from research.backbones.runtime import (
+    TOLERANCE,
+    exported_model,
+    onnx_backbone,
+    resolve_runtime,
+    torch_threads_for,
+)
 from research.errors import ConfigError
 from research.features.compat import check_compatible
 from research.features.extraction import extract
@@ -112,3 +118,23 @@ def test_create_backbones_runs_every_part_in_the_runtime(tiny_videos: Path) -> N
     settings = FeatureSettings.from_config(ExtractConfig(backbone="mobilenet_v2+efficientnet_lite0", image_size=64))
     nets = create_backbones(settings, runtime="onnxruntime")
     assert [type(n).__name__ for n in nets] == ["OnnxBackbone", "OnnxBackbone"]
+
+
+def test_torch_keeps_one_thread_beside_onnxruntime_and_gets_its_threads_back() -> None:
+    """While only ONNX Runtime networks run, torch's intra-op threads are one (they would only spin between
+    small ops); beside a torch network they stay; the count is restored either way, errors included."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        ort = onnx_backbone("mobilenet_v2", create_backbone("mobilenet_v2", channels_last=False), 32, pretrained=True)
+        assert ort.session.get_session_options().intra_op_num_threads == 2  # its own pool: unaffected
+        with torch_threads_for([ort]):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with torch_threads_for([ort, create_backbone("mobilenet_v2")]):
+            assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError, match="stop"), torch_threads_for([ort]):
+            raise RuntimeError("stop")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)

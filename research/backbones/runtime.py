@@ -7,6 +7,8 @@ than torch eager on this 2-core CPU with features equal to float rounding (bench
   torch keeps its autocast path; ONNX Runtime's CUDA / TensorRT providers are untested and refused).
 - ``OnnxBackbone``: a callable standing where ``FrameBatcher`` calls a torch backbone,
   ``[B, 3, H, W]`` float tensor in, ``[B, D]`` float tensor out.
+- ``torch_threads_for``: torch's own threads cut to one while only ONNX Runtime networks run (they would only
+  spin between small ops, taking cores from the CNN and the decoders).
 - ``exported_model``: the torch backbone exported once (TorchScript exporter, opset ``OPSET``) into
   ``<torch hub>/onnx/``, under a key made of everything that determines the graph: the backbone's name,
   a digest of its actual weights (so another file at the same path, or new weights, is another key),
@@ -22,10 +24,12 @@ effect on a classifier), so the runtime is recorded in feature files but not com
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import io
 import warnings
+from collections.abc import Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -157,6 +161,27 @@ class OnnxBackbone:
         return torch.from_numpy(self.session.run(["features"], {"images": images})[0])
 
 
+@contextlib.contextmanager
+def torch_threads_for(backbones: Sequence[Any]) -> Iterator[None]:
+    """torch's intra-op threads in this process while ``backbones`` run: one when none is a torch module.
+
+    With every CNN in ONNX Runtime (its own thread pool), torch here only does small ops on per-frame
+    features (the temporal scales, the finiteness check); on its OpenMP threads each of them costs more in
+    spin-waiting than in arithmetic (the main process's rest of extraction: 1.2 ms of CPU per frame with 2
+    threads, 0.2 with one, benchmarks/RESULTS.md, issue 50) and takes cores from the CNN and the decoding
+    workers. Restored on exit.
+    """
+    if any(isinstance(b, nn.Module) for b in backbones):
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def onnx_backbone(name: str, module: nn.Module, image_size: int, pretrained: bool) -> OnnxBackbone:
     """``module`` (a frozen backbone from ``create_backbone``) exported, or found exported, and loaded."""
     model = exported_model(name, module, image_size, cache=pretrained)
@@ -175,4 +200,5 @@ __all__ = [
     "onnxruntime_available",
     "resolve_runtime",
     "runtime_label",
+    "torch_threads_for",
 ]

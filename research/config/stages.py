@@ -87,7 +87,10 @@ class ExtractConfig:
     num_workers: int | None = opt(
         None,
         "decoding processes beside the CNN; null: one per core but one, at most 8",
-        why="1 on 2 cores: decode overlaps the CNN; a GPU machine's CNN needs several decoders to keep it busy",
+        why="decoders needed = the CNN's frames/s x one decoder's CPU per frame (2.1 ms on benchmarks/real at 16 "
+        "frames and 224 px, benchmarks/RESULTS.md): on 2 cores the CNN takes 12 ms of CPU a frame, so at the cores' "
+        "bound (~130 frames/s) 1 decoder is a quarter busy; a GPU whose CNN runs R frames/s needs R x 0.0021 (8 "
+        "decoders feed ~3,700/s)",
     )
     device: str = opt("auto", "auto: cuda when available, else cpu; or a torch device (cuda:1)")
     amp: bool = opt(True, "bf16/fp16 autocast for the CNN on CUDA (ignored on CPU, where it is slower)")

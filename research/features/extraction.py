@@ -41,7 +41,7 @@ from rich.table import Table
 
 from research import distributed, tracking
 from research.backbones.loading import create_backbones
-from research.backbones.runtime import resolve_runtime, runtime_label
+from research.backbones.runtime import resolve_runtime, runtime_label, torch_threads_for
 from research.config import ExtractConfig, to_flat_dict
 from research.data.annotations import AnnotationError
 from research.data.inputs import (
@@ -148,7 +148,7 @@ def run_cnn(
     batcher = FrameBatcher(backbones, settings, device, batch_size, cfg.amp)
     skipped: list[dict[str, str]] = []
     start = time.perf_counter()
-    with _progress(distributed.context().is_main) as progress:
+    with torch_threads_for(backbones), _progress(distributed.context().is_main) as progress:
         task = progress.add_task(label, total=len(todo), fps=0.0)
         try:
             for item, feats in video_features(loader, batcher, cfg.outputs):

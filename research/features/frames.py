@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset
 from research.backbones.spec import IMAGENET_MEAN, IMAGENET_STD
 from research.data.inputs import Entry, load_tensor_file
 from research.features.settings import BackbonePart, FeatureSettings, View, scale_length, view_pixels
-from research.video.decode import SegmentOutOfRange, VideoDecodeError, decode_video, normalize
+from research.video.decode import SegmentOutOfRange, VideoDecodeError, decode_video, normalize, normalize_batch
 
 # ------------------------------------------------------------------- multi-scale
 
@@ -223,15 +223,21 @@ class FrameBatcher:
             yield self.order.popleft()
 
     def _prepare(
-        self, frames: torch.Tensor, normalized: bool, part: BackbonePart, backbone: torch.nn.Module
+        self, chunks: list[torch.Tensor], normalized: bool, part: BackbonePart, backbone: torch.nn.Module
     ) -> torch.Tensor:
-        frames = frames.to(self.device, non_blocking=True)
-        if normalized:  # tensor inputs hold ImageNet-normalised frames (seed 001): restate them in the part's terms
-            x = renormalize(frames.float(), IMAGENET_MEAN, IMAGENET_STD, part.mean, part.std)
-        else:
-            x = normalize(frames, part.mean, part.std)
+        """One CNN input ``[B, 3, H, W]`` from the batch's chunks of frames, in the layout ``backbone`` takes."""
         channels_last = getattr(backbone, "uses_channels_last", True)
-        return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        if not normalized and self.device.type == "cpu":  # numpy: torch's threads would spin between the ops
+            return normalize_batch([c.numpy() for c in chunks], part.mean, part.std, channels_last)
+        xs = []
+        for frames in chunks:
+            frames = frames.to(self.device, non_blocking=True)
+            if normalized:  # tensor inputs hold ImageNet-normalised frames (seed 001): restate them in the part's terms
+                x = renormalize(frames.float(), IMAGENET_MEAN, IMAGENET_STD, part.mean, part.std)
+            else:
+                x = normalize(frames, part.mean, part.std)
+            xs.append(x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format))
+        return torch.cat(xs) if len(xs) > 1 else xs[0]
 
     def _take(self, n: int) -> tuple[list[tuple[PendingVideo, int, int]], list[Frames]]:
         """The next ``n`` queued frames: which rows of which videos, and their frames per size."""
@@ -252,12 +258,9 @@ class FrameBatcher:
     def _run(self, n: int) -> None:
         taken, chunks = self._take(n)
         outputs = []
+        normalized = taken[0][0].item["normalized"]  # one kind per batch: uint8 and float frames never share one
         for part, backbone in zip(self.settings.parts, self.backbones, strict=True):
-            xs = [
-                self._prepare(c[part.view], pending.item["normalized"], part, backbone)
-                for c, (pending, _, _) in zip(chunks, taken, strict=True)
-            ]
-            x = torch.cat(xs) if len(xs) > 1 else xs[0]
+            x = self._prepare([c[part.view] for c in chunks], normalized, part, backbone)
             with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
                 outputs.append(backbone(x).float().cpu())
         out = torch.cat(outputs, dim=1) if len(outputs) > 1 else outputs[0]  # [n, sum of D], parts in order

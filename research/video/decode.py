@@ -32,6 +32,7 @@ from typing import Any
 import av
 import numpy as np
 import torch
+from av.video.reformatter import VideoReformatter
 
 from research.features.settings import SAMPLING_STRATEGIES, CropView, View
 from research.video.plan import PacketIndex, PlanMismatch, decode_segments, make_plan
@@ -154,23 +155,47 @@ INTERPOLATIONS = {
 }
 
 
-def _cropped(frame: av.VideoFrame, view: CropView) -> np.ndarray:
+# swscale threads per conversion: its automatic choice (one per core) starts and joins a pool for every frame,
+# which costs more than scaling a frame to a CNN's size (0.60 against 1.09 ms of CPU per frame on the clips of
+# benchmarks/real, 2 cores; the pixels are the same); a decoding worker is one core's worth of work already
+SWSCALE_THREADS = 1
+Scalers = dict[View, VideoReformatter]  # one swscale context per view, kept for a whole video
+
+
+def _scaled(
+    frame: av.VideoFrame, width: int, height: int, interpolation: str | None, view: View, scalers: Scalers | None
+) -> np.ndarray:
+    """``frame`` as RGB at ``width`` x ``height``, by the view's swscale context in ``scalers`` (made on first use:
+    re-using it spares its set-up on every frame, 0.40 against 0.60 ms of CPU per frame; the same pixels)."""
+    scaler = None if scalers is None else scalers.get(view)
+    if scaler is None:
+        scaler = VideoReformatter()
+        if scalers is not None:
+            scalers[view] = scaler
+    rgb = scaler.reformat(frame, width, height, "rgb24", interpolation=interpolation, threads=SWSCALE_THREADS)
+    return rgb.to_ndarray()
+
+
+def _cropped(frame: av.VideoFrame, view: CropView, scalers: Scalers | None) -> np.ndarray:
     short = round(view.size / view.crop_pct)
     scale = short / min(frame.width, frame.height)
     width, height = max(view.size, round(frame.width * scale)), max(view.size, round(frame.height * scale))
     method = INTERPOLATIONS.get(view.interpolation.lower(), "BILINEAR")
-    rgb = frame.to_ndarray(width=width, height=height, format="rgb24", interpolation=method)
+    rgb = _scaled(frame, width, height, method, view, scalers)
     top, left = (height - view.size) // 2, (width - view.size) // 2
     return np.ascontiguousarray(rgb[top : top + view.size, left : left + view.size])
 
 
-def to_rgb(frame: av.VideoFrame, size: Sizes) -> Any:
-    """RGB at each asked view (swscale), a tuple of them when several are asked for."""
+def to_rgb(frame: av.VideoFrame, size: Sizes, scalers: Scalers | None = None) -> Any:
+    """RGB at each asked view (swscale), a tuple of them when several are asked for.
+
+    ``scalers``: the swscale contexts of the video's earlier frames (filled here), so the frames of one
+    video share them; without it, every call makes its own."""
     if isinstance(size, tuple):
-        return tuple(to_rgb(frame, s) for s in size)
+        return tuple(to_rgb(frame, s, scalers) for s in size)
     if isinstance(size, CropView):
-        return _rotated(frame, _cropped(frame, size))
-    return _rotated(frame, frame.to_ndarray(width=size, height=size, format="rgb24"))
+        return _rotated(frame, _cropped(frame, size, scalers))
+    return _rotated(frame, _scaled(frame, size, size, None, size, scalers))  # None: swscale's bilinear
 
 
 def _rotated(frame: av.VideoFrame, rgb: np.ndarray) -> np.ndarray:
@@ -203,7 +228,8 @@ def _decode_selected(
         try:
             with av.open(str(path)) as container:
                 stream = open_video(container, threads)
-                frames = decode_segments(container, stream, index, segments, lambda f: to_rgb(f, size))
+                scalers: Scalers = {}
+                frames = decode_segments(container, stream, index, segments, lambda f: to_rgb(f, size, scalers))
             return frames, len(index)
         except (PlanMismatch, av.FFmpegError) as err:
             log.debug("%s: the decode plan failed (%s); decoding sequentially", path, err)
@@ -216,12 +242,13 @@ def _decode_sequential(path: str | Path, wanted: np.ndarray, size: Sizes, thread
     last = max(targets)
     out: dict[int, Any] = {}
     count = 0
+    scalers: Scalers = {}
     try:
         with av.open(str(path)) as container:
             stream = open_video(container, threads)
             for count, frame in enumerate(container.decode(stream), start=1):
                 if count - 1 in targets:
-                    out[count - 1] = to_rgb(frame, size)
+                    out[count - 1] = to_rgb(frame, size, scalers)
                 if count - 1 >= last:
                     break
     except av.FFmpegError as err:  # a corrupt tail: keep what decoded, caller decides
@@ -290,9 +317,37 @@ def normalize(frames: torch.Tensor, mean: tuple[float, ...], std: tuple[float, .
     """uint8 ``[B, H, W, 3]`` -> float ``[B, 3, H, W]`` in channels_last memory, ImageNet-normalised.
 
     Runs wherever ``frames`` lives (on the GPU after a non-blocking copy), so the
-    loader ships 4x fewer bytes than float frames would need.
+    loader ships 4x fewer bytes than float frames would need. On the CPU extraction uses
+    ``normalize_batch``, its equal bit for bit.
     """
     x = frames.permute(0, 3, 1, 2).float().div_(255.0)  # a channels_last view, no copy
     m = torch.tensor(mean, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     s = torch.tensor(std, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return x.sub_(m).div_(s)
+
+
+def normalize_batch(
+    chunks: list[np.ndarray], mean: tuple[float, ...], std: tuple[float, ...], channels_last: bool
+) -> torch.Tensor:
+    """``normalize`` of the uint8 ``[B_i, H, W, 3]`` chunks, concatenated, on the CPU in numpy: float32
+    ``[sum B_i, 3, H, W]``, contiguous (``channels_last=False``: what ONNX Runtime takes) or channels_last.
+
+    Equal to ``normalize`` bit for bit (the same float32 operations in the same order: /255, -mean, /std),
+    at a tenth of its CPU: torch runs elementwise ops on its intra-op (OpenMP) threads, whose spin-waiting
+    between ops cost 5-20x the arithmetic itself on this 2-core CPU and took cores from the CNN and the
+    decoding workers (benchmarks/RESULTS.md, issue 50). Here each chunk's channel is written by this thread
+    straight into its place in the batch: no torch.cat, no layout copy.
+    """
+    total = sum(len(c) for c in chunks)
+    height, width = chunks[0].shape[1:3]
+    out = np.empty((total, height, width, 3) if channels_last else (total, 3, height, width), np.float32)
+    batch = out.transpose(0, 3, 1, 2) if channels_last else out  # [B, 3, H, W] either way
+    row = 0
+    for chunk in chunks:
+        for c in range(3):  # one channel at a time: its three passes stay in cache
+            view = batch[row : row + len(chunk), c]
+            np.divide(chunk[..., c], np.float32(255.0), out=view, dtype=np.float32)
+            np.subtract(view, np.float32(mean[c]), out=view)
+            np.divide(view, np.float32(std[c]), out=view)
+        row += len(chunk)
+    return torch.from_numpy(batch)

@@ -20,6 +20,10 @@ packet must be a seek point at or before the planned one, packets must come in t
 order, and frames must come out with exactly the pts ranks the index predicts, one after
 another. Any mismatch raises ``PlanMismatch``; the caller then decodes sequentially, so a
 container whose timestamps cannot be trusted costs time, never a different frame.
+
+Within a segment, an H.264 decoder drops the pictures that are neither wanted nor referenced by
+any other (``SKIPS_NONREF``): the frames it returns are the same, and only those unwanted ranks
+may be missing from its output.
 """
 
 from __future__ import annotations
@@ -29,6 +33,13 @@ from dataclasses import dataclass, field
 
 import av
 import numpy as np
+
+# Decoders whose AVDISCARD_NONREF drops only pictures that no other picture references (H.264: nal_ref_idc 0),
+# so a plan skips the unwanted ones and every other frame decodes as it would have: half the pictures of an
+# x264 stream with B-frames, a quarter of decoding's CPU on the clips of benchmarks/real (2.1 -> 1.55 ms per
+# sampled frame, benchmarks/RESULTS.md, issue 50). Not HEVC: its sub-layer non-reference pictures may be
+# referenced by higher temporal sub-layers.
+SKIPS_NONREF = frozenset({"h264"})
 
 # Seek only when that skips at least this many packets: a seek flushes the decoder, whose frame
 # threads and reorder delay then refill; a few packets are cheaper to decode than to jump over.
@@ -181,7 +192,14 @@ def _run_segment(
     out: dict[int, np.ndarray] = {}
     wanted, last = set(segment.targets), segment.targets[-1]
     expected = first_pts = next_rank = None
+    context = stream.codec_context
+    skipping = context.name in SKIPS_NONREF  # unwanted non-reference pictures are dropped, not decoded
+    discard = None
     for packet in container.demux(stream):
+        if packet.size and skipping:  # set before the packet is sent: the decoder reads it per picture
+            mode = "DEFAULT" if index.ranks.get(-2 if packet.pts is None else int(packet.pts)) in wanted else "NONREF"
+            if mode != discard:
+                context.skip_frame = discard = mode
         if packet.size:
             position = positions.get(-2 if packet.pts is None else int(packet.pts))
             if expected is None:  # demuxed, not yet decoding: wait for the seek point the plan starts at
@@ -202,9 +220,10 @@ def _run_segment(
             if frame.pts < first_pts:  # a leading picture of the keyframe we started at
                 continue
             rank = index.ranks.get(int(frame.pts))
-            if rank != next_rank:
+            skipped = range(next_rank, next_rank if rank is None else rank)  # only unwanted ones may be missing
+            if rank is None or rank < next_rank or (skipped and not (skipping and wanted.isdisjoint(skipped))):
                 raise PlanMismatch(f"decoded frame pts={frame.pts} is frame {rank}, expected frame {next_rank}")
-            next_rank += 1
+            next_rank = rank + 1
             if rank in wanted:
                 out[rank] = convert(frame)
             if rank >= last:
