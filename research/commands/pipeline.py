@@ -310,7 +310,7 @@ def split_once(
     ensemble, and their temperatures, on the validation part; both scored on test."""
     tags: dict[str, str] = {}
     record = None
-    steps = 5 if pool is not None else 3
+    steps = 4 if pool is not None else 3
     step = 1
     if pool is not None:
         step += 1
@@ -322,19 +322,24 @@ def split_once(
     step += 1
     banner(f"{step}/{steps} ensemble members: seeds {cv.seeds} ({plan_line(launch)})")
     jobs = [
-        MemberJob(dataclasses.replace(train_cfg, seed=seed), {}, (), str(Path(train_cfg.out_dir) / f"job_{seed}.json"))
+        MemberJob(
+            dataclasses.replace(train_cfg, seed=seed),
+            score={},  # scored below, on val (the choice) and test (the report), with the probe beside them
+            tta_modes=(),
+            result=str(Path(train_cfg.out_dir) / f"job_{seed}.json"),
+            tags=tags,
+        )
         for seed in cv.seeds
     ]
-    jobs = [dataclasses.replace(job, tags=tags) for job in jobs]
     checkpoints = [Path(r["checkpoint"]) for r in run_member_jobs(jobs, launch, f"{train_cfg.ensemble}-members")]
     probe = "single" in extract_cfg.outputs  # the probe beside the ensemble: it reads the single-scale files
     members_cfg = dataclasses.replace(eval_cfg, checkpoints=[str(p) for p in checkpoints], probe=probe)
     validation, choice = None, None
     if pool is not None and probe:
-        step += 1
-        banner(f"{step}/{steps} probe or ensemble, and their temperatures: on the validation split")
+        banner(f"{steps}/{steps} probe or ensemble and their temperatures on the validation part, then both on test")
         validation, choice = choose_on_validation(members_cfg, extract_cfg, train_cfg, cv)
-    banner(f"{steps}/{steps} evaluation: members, TTA, ensemble, probe on the test part")
+    else:
+        banner(f"{steps}/{steps} evaluation: members, TTA, ensemble{', probe' * probe} on the test part")
     report = evaluate(members_cfg, validation=validation)
     console.print(results_table(report))
     if choice is None:  # a classifier file of an earlier run is not this run's: removed, never left to be applied
