@@ -232,14 +232,14 @@ class CpuSplit:
     def __enter__(self) -> CpuSplit:
         import research.features.extraction as extraction
         import research.features.frames as frames
-        import research.features.hdf5 as hdf5
+        import research.features.writing as writing
         import research.video.decode as decode
 
         self._wrap(frames, "decode_video", "decode")
         self._wrap(decode, "to_rgb", "convert")
         self._wrap(frames.FrameBatcher, "_run", "tensor")
         for name in ("add", "skip", "flush"):
-            self._wrap(hdf5.PartWriter, name, "write")
+            self._wrap(writing.PartWriter, name, "write")
         self._wrap(extraction, "assemble", "write")
         self._undo.append((extraction, "create_backbones", extraction.create_backbones))
         extraction.create_backbones = self._timed("set-up", self._instrumented(extraction.create_backbones))
