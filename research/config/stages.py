@@ -524,7 +524,8 @@ class LaunchConfig:
         choices=LAUNCHERS,
         why="measured on 2 cores: one demo training takes 50 s with 1 torch thread and 51 s with 2, and two 1-thread "
         "trainings side by side still take 50 s each, so a pool of one-thread workers does the CPU's jobs twice as "
-        "fast; one GPU or one core runs one job at a time, where serial is the same work without a process per job",
+        "fast (make demo's whole pipeline: 316 s against 485 s serially, benchmarks/RESULTS.md); one GPU or one "
+        "core runs one job at a time, where serial is the same work without a process per job",
     )
     workers: int | None = opt(
         None,
