@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader, Sampler
 from research import distributed
 from research.config import TrainConfig
 from research.data.dataset import FeatureDataset, split_loader, training_copy_path
+from research.features.joined import own_attrs
 from research.features.writing import create_layout, writing
 
 REAL = Path("features/demo/all_features_multiscale.h5")
@@ -55,7 +56,7 @@ CPU = torch.device("cpu")
 def fabricate(path: Path, clips: int, seed: int = 0) -> None:
     """``clips`` rows of real multi-scale features (noise on the nonzeros), written as extraction writes them."""
     with h5py.File(REAL, "r") as f:
-        real, attrs = f["features"][:], dict(f.attrs)
+        real, attrs = f["features"][:], own_attrs(f.attrs)  # the demo's file may be a join over shards
     rng = np.random.default_rng(seed)
     _, frames, dim = real.shape
     with writing(path) as f:

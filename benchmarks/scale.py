@@ -162,6 +162,7 @@ def group_sizes(clips: int, rng: np.random.Generator, one_per_clip: bool) -> lis
 def fabricate(work: Path, clips: int, frames: int, one_per_clip: bool, seed: int) -> dict[str, Any]:
     """Write ``work/features/all_features.h5`` and ``work/annotations.csv`` (see the module's docstring)."""
     from research.data.inputs import inputs_fingerprint
+    from research.features.joined import own_attrs
     from research.features.settings import fingerprint
     from research.features.writing import create_layout, row_attrs, writing
 
@@ -192,7 +193,8 @@ def fabricate(work: Path, clips: int, frames: int, one_per_clip: bool, seed: int
     ids = [e[0] for e in entries]
     settings = dict(basis.attrs.get("settings", {}))
     settings |= {"frames_per_video": frames, "data_dir": str(work / "videos"), "split": "all"}
-    attrs = {k: v for k, v in basis.attrs.items() if k not in ("num_videos", "max_frames", "feature_dim")}
+    # the basis may be a join over shards (make demo extracts as an array): this file holds its own features
+    attrs = {k: v for k, v in own_attrs(basis.attrs).items() if k not in ("num_videos", "max_frames", "feature_dim")}
     attrs |= {
         "frames_per_video": frames,
         "data_dir": str(work / "videos"),

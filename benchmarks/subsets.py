@@ -32,6 +32,7 @@ from rich.table import Table
 
 from research.features.copying import subset
 from research.features.hdf5 import content_fingerprint
+from research.features.joined import own_attrs
 from research.features.parts import BLOCK_ROWS
 from research.features.writing import ROW_COLUMNS, create_layout, writing
 from research.files import record_path
@@ -42,7 +43,7 @@ REAL = Path("features/demo/all_features_multiscale.h5")
 def fabricate(path: Path, clips: int, pool: int, seed: int = 0) -> None:
     """``clips`` rows cycled from ``pool`` noisy real rows, written as extraction writes them (gzip 4 chunks)."""
     with h5py.File(REAL, "r") as f:
-        real, attrs = f["features"][:], dict(f.attrs)
+        real, attrs = f["features"][:], own_attrs(f.attrs)  # the demo's file may be a join over shards
         labels, lengths = f["labels"][:], f["num_frames"][:]
         ids = [v.decode() for v in f["video_ids"][:]]
     rng = np.random.default_rng(seed)

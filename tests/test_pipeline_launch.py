@@ -35,7 +35,9 @@ def fold_checkpoints(root: Path) -> dict[str, dict[str, torch.Tensor]]:
 def test_serial_a_pool_and_a_slurm_array_give_the_same_report_and_members(
     tmp_path: Path, tracking_uri: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """One thread per job everywhere, so the sums run in the same order: bit-identical members and reports."""
+    """One thread per job everywhere, so the sums run in the same order: bit-identical members and reports. The
+    pool and the array train on the features the serial run extracted (extraction as an array through each
+    launcher equals one process: ``test_launcher.test_extraction_as_an_array_equals_one_process``)."""
     from research.commands.pipeline import run_pipeline
 
     data = tiny_real_collection(tmp_path / "real", sources_per_class=4)
@@ -50,6 +52,8 @@ def test_serial_a_pool_and_a_slurm_array_give_the_same_report_and_members(
         root = tmp_path / name
         root.mkdir()
         (root / "real").symlink_to(tmp_path / "real")
+        if name != "serial":  # the features serial extracted: extraction through each launcher is test_launcher's
+            (root / "features").symlink_to(tmp_path / "serial" / "features")
         config = tiny_demo_config(root, tracking_uri, root / "real" / "videos", relative=True)
         monkeypatch.chdir(root)
         run_pipeline(config, overrides=SMALL | {"launch": launch})
