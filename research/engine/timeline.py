@@ -58,6 +58,7 @@ from rich.table import Table
 
 from research import tracking
 from research.config import EvalConfig, to_flat_dict
+from research.engine.accept import ACCEPT, decide
 from research.engine.familiarity import Familiarity, band_of
 from research.engine.predictions import Video
 from research.engine.smoothing import NONE, Smoothing, smooth, stride_of
@@ -280,13 +281,9 @@ def classify_windows(
 
 
 def accept_flags(probs: np.ndarray, rule: dict[str, Any] | None) -> np.ndarray | None:
-    """``[N]`` True where a window is accepted: its top probability reaches the rule's ``threshold``
-    (``research.engine.accept``'s rule, a plain record); no threshold: none is (every window to review);
-    no rule: None (no flag)."""
-    if rule is None:
-        return None
-    threshold = rule.get("threshold")
-    return np.zeros(len(probs), dtype=bool) if threshold is None else probs.max(1) >= float(threshold)
+    """``[N]`` True where a window is accepted by the classifier's accept rule (``decide``, as ``--predict``
+    decides a file); no rule: None (no flag)."""
+    return None if rule is None else np.array(decide(rule, probs)) == ACCEPT
 
 
 def merge_segments(
