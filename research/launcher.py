@@ -90,6 +90,11 @@ class Where:
     threads: int | None
     gpu: str | None = None  # the GPU behind cuda:0 as CUDA_VISIBLE_DEVICES names it (processes on CUDA)
 
+    def device_for(self, requested: str) -> str:
+        """The device a job puts its work on: the launcher's, or where the launcher leaves the choice to the job
+        (``auto``, serial), the one its own config asks for (``train.device``, ``extract.device``)."""
+        return requested if self.device == "auto" else self.device
+
     def describe(self) -> str:
         """``cpu, 1 thread``, ``GPU 3, 4 threads`` or ``this process`` (serial): the line a user reads."""
         device = f"GPU {self.gpu}" if self.gpu is not None else self.device.replace("auto", "this process")

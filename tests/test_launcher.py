@@ -24,7 +24,7 @@ from research.config import LaunchConfig, load_config
 from research.errors import ConfigError, UserError
 from research.features.array import extract_array
 from research.features.hdf5 import content_fingerprint
-from research.launcher import Job, JobsFailedError, job_key, plan, result_of, run_jobs
+from research.launcher import Job, JobsFailedError, Where, job_key, plan, result_of, run_jobs
 
 from .conftest import ROOT, tiny_extract_config
 from .launched import failing_job, own_result_job, quick_job, train_job, waiting_jobs
@@ -357,3 +357,20 @@ def test_the_array_sbatch_receives_carries_the_page_s_settings_and_its_failures_
     assert "first: ended without a result (FAILED) (log: " in message and "4242_1_0_log.out" in message
     recorded = json.loads((tmp_path / "jobs" / "submitted.json").read_text())
     assert {name: r["job_id"] for name, r in recorded.items()} == {"first": "4242_0", "second": "4242_1"}
+
+
+def test_a_serial_job_runs_on_the_device_its_config_asks_for_and_a_worker_on_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Serially the launcher leaves the device to the job (``train.device=cpu`` on a GPU machine stays on the
+    CPU); a pool's or an array's worker puts its work on the device the launcher gave it."""
+    from research.engine import members
+
+    assert Where("auto", None).device_for("cpu") == "cpu" and Where("auto", None).device_for("auto") == "auto"
+    assert Where("cuda:0", 4, gpu="3").device_for("cpu") == "cuda:0" and Where("cpu", 1).device_for("auto") == "cpu"
+    ran = []
+    monkeypatch.setattr(members, "run_member_job", lambda job, device: ran.append(device))
+    job = members.MemberJob(members.TrainConfig(device="cpu"), {}, (), "result.json")
+    members.member_job(job, Where("auto", None))
+    members.member_job(job, Where("cuda:0", 1, gpu="1"))
+    assert ran == ["cpu", "cuda:0"]

@@ -333,7 +333,7 @@ def test_the_pooled_means_are_computed_once_per_file_content(tiny_features: Path
     np.testing.assert_array_equal(pooled_file(path, float64_bytes=0)[0], changed.astype(np.float32))  # dtype: keyed
 
 
-def test_the_split_probe_reads_its_files_once_and_records_its_fits(tiny_features: Path, tmp_path: Path) -> None:
+def test_the_split_probe_keeps_each_file_s_means_and_records_its_fits(tiny_features: Path, tmp_path: Path) -> None:
     train, val = tmp_path / "train_features.h5", tmp_path / "val_features.h5"
     shutil.copy(tiny_features / "train_features.h5", train)
     shutil.copy(tiny_features / "val_features.h5", val)

@@ -330,7 +330,7 @@ def evaluate(
     ``headline``: a figure measured elsewhere that the report leads with (the pipeline's pooled grouped CV of a
     small collection, ``research.commands.pipeline.headline_record``); the rows are then one split's draw.
     ``held_out``: how the calibration was fitted and how it transfers, measured on held-out predictions
-    (the pipeline's ``research.engine.familiarity.familiarity_calibration``): its ECE per kind of held-out
+    (the pipeline's ``research.engine.temperatures.calibrate_kinds``): its ECE per kind of held-out
     clip and its coverage table go into the report's calibration. ``validation``: the validation split already
     scored and the probe already fitted (``fit_on_validation``, the pipeline's): re-used, not done again."""
     if cfg.classifier:

@@ -30,13 +30,8 @@ pipeline pass the smallest fold's). ``familiarity_bakeoff`` measures every score
 held-out clip (seen sources, held-out sources, unseen families): each pair's AUROC with an interval that
 resamples groups.
 
-The calibration (``familiarity_calibration``) pools cross-fitted held-out predictions of two kinds
-(held-out groups of the split's own grouping, e.g. families, and held-out sources of families that
-stay in training), cuts the familiarity score into bands at its quantiles and fits one temperature
-per band. How well that transfers is measured by cross-fitting again: each group's predictions are
-calibrated by temperatures fitted without it, and the ECE is reported per kind, beside what one
-temperature would give. The coverage table says, per confidence threshold, what share of clips a lab
-would keep and how often those are right.
+The calibration by familiarity band (bands cut at the score's quantiles, one temperature per band, and how
+well that transfers to every kind of held-out clip) is ``research.engine.temperatures``'.
 
 Cost: linear in the scored clips (at most ``MAX_PROTOTYPES`` reference clips, in blocks of ``BLOCK``).
 """
@@ -418,9 +413,6 @@ def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
     ends = np.r_[starts[1:], len(scores)]
     ranks[order] = np.repeat((starts + 1 + ends) / 2, ends - starts)
     return float((ranks[:n_pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-# ------------------------------------------------------------------ the calibration
 
 
 # ------------------------------------------------------------------ the bake-off

@@ -186,8 +186,8 @@ def run_member_job(job: MemberJob, device: str = "auto") -> Path:
     cfg = dataclasses.replace(job.cfg, device=device)
     (checkpoint,) = train_members(cfg, [cfg.seed], parent_run_id=job.parent_run_id, extra_tags=job.tags)
     scores = {}
+    where = device_for(device)
     for name, path in job.score.items():
-        where = device_for(device)
         scored = score_member(checkpoint, Path(path), job.tta_modes, where, calibrated=False)
         scores[name] = {"video_ids": scored["video_ids"], "plain": scored["plain"]["probs"]}
         if job.tta_modes:
@@ -206,21 +206,23 @@ def run_member_job(job: MemberJob, device: str = "auto") -> Path:
 
 
 def member_job(job: MemberJob, where: Where) -> None:
-    """``run_member_job`` on the device the launcher gives it: the function of a member's ``research.launcher.Job``."""
-    run_member_job(job, where.device)
+    """``run_member_job`` on the device the launcher gives it (in this process: the one ``train.device`` asks for):
+    the function of a member's ``research.launcher.Job``."""
+    run_member_job(job, where.device_for(job.cfg.device))
 
 
 def run_member_jobs(jobs: list[MemberJob], launch: LaunchConfig, name: str) -> list[dict[str, Any]]:
     """Every job's result, those not finished run through the launcher (``launch``: in this process, a local pool
     or a Slurm array). A result whose checkpoint has changed since is removed first: that member runs again."""
-    for job in jobs:
-        if Path(job.result).is_file() and finished_member_job(job) is None:
+    keys = [job.key() for job in jobs]  # each fingerprints the files the job reads: once per job
+    for job, key in zip(jobs, keys, strict=True):
+        if Path(job.result).is_file() and finished_member_job(job, key) is None:
             Path(job.result).unlink()
     listed = [
-        Job(re.sub(r"[^A-Za-z0-9._-]", "_", job.name), job.key(), member_job, job, Path(job.result)) for job in jobs
+        Job(_file_name(job.name), key, member_job, job, Path(job.result)) for job, key in zip(jobs, keys, strict=True)
     ]
-    run_jobs(listed, launch, re.sub(r"[^A-Za-z0-9._-]", "_", name))
-    results = [finished_member_job(job) for job in jobs]
+    run_jobs(listed, launch, _file_name(name))
+    results = [finished_member_job(job, key) for job, key in zip(jobs, keys, strict=True)]
     lost = [job.name for job, result in zip(jobs, results, strict=True) if result is None]
     if lost:  # a job's checkpoint replaced while it ran: never a silent mixture
         raise UserError(f"{', '.join(lost)}: the checkpoint changed after the job scored it; run the command again")

@@ -30,7 +30,7 @@ from research.features.hdf5 import feature_filename
 from research.features.settings import FeatureSettings
 from research.features.shards import SHARDS_DIR, join_shards, shard_path
 from research.files import folder_lock
-from research.launcher import Job, Where, job_key, plan, run_jobs
+from research.launcher import Job, Plan, Where, job_key, plan, run_jobs
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +54,16 @@ def extract_task(cfg: ExtractConfig, where: Where) -> dict[str, Any]:
     decoders = cfg.num_workers
     if decoders is None:  # one per core of this task but one (the CNN's), at most DECODERS_MAX
         decoders = max(0, min(DECODERS_MAX, (where.threads or 1) - 1))
-    device = cfg.device if where.device == "auto" else where.device
-    results = extract(dataclasses.replace(cfg, device=device, num_workers=decoders))
+    results = extract(dataclasses.replace(cfg, device=where.device_for(cfg.device), num_workers=decoders))
     keys = ("status", "videos", "skipped", "partial")
     return {split: {k: r[k] for k in keys} for split, r in results["splits"].items()}
 
 
-def task_count(launch: LaunchConfig, videos: int) -> int:
-    """``launch.extract_tasks``, else the jobs that can run at once, at most ``videos`` (the largest split's)."""
+def task_count(how: Plan, launch: LaunchConfig, videos: int) -> int:
+    """``launch.extract_tasks``, else the jobs that can run at once (``how``: the launch's plan), at most ``videos``
+    (the largest split's)."""
     if launch.extract_tasks is not None:
         return launch.extract_tasks
-    how = plan(launch)
     at_once = launch.slurm_array_parallelism if how.launcher == "slurm" else len(how.slots)
     return max(1, min(at_once, videos))
 
@@ -73,7 +72,8 @@ def extract_array(cfg: ExtractConfig, launch: LaunchConfig) -> dict[str, Any]:
     """Every configured split extracted as shard tasks through ``launch`` and joined; ``{file: status}``.
 
     ``extract(cfg)``'s results when it runs as it is (serial, a frame index, a config naming its shard)."""
-    if cfg.frame_index or cfg.shard or plan(launch).launcher == "serial":
+    how = plan(launch)
+    if cfg.frame_index or cfg.shard or how.launcher == "serial":
         return extract(cfg)
     settings = FeatureSettings.from_config(cfg)
     collection = open_collection(cfg)  # a bad annotation row or data root: one line, before any task starts
@@ -90,9 +90,10 @@ def extract_array(cfg: ExtractConfig, launch: LaunchConfig) -> dict[str, Any]:
         log.info("features: %s already extracted from these inputs, re-using", names)
         return {str(path): "re-used" for path, _ in finals.values()}
 
-    count = task_count(launch, max(len(entries) for entries in splits.values()))
+    count = task_count(how, launch, max(len(entries) for entries in splits.values()))
     inputs = {split: inputs_fingerprint(s) for split, s in stamps.items()}
     determining = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in NOT_DETERMINING}
+    records = {f"{split}/{kind}": made_from for (split, kind), (_, made_from) in finals.items()}  # the weights' too
     jobs = []
     for k in range(count):
         shard = Shard(k, count)
@@ -100,7 +101,7 @@ def extract_array(cfg: ExtractConfig, launch: LaunchConfig) -> dict[str, Any]:
         result = out_dir / SHARDS_DIR / f"extract.{shard.tag}.json"
         if cfg.overwrite:  # recompute means every task runs, whatever finished before
             result.unlink(missing_ok=True)
-        key = job_key("extract", determining, shard.tag, inputs)
+        key = job_key("extract", determining, records, shard.tag, inputs)
         jobs.append(Job(f"extract-{shard.tag}", key, extract_task, task_cfg, result))
     joined: dict[str, Any] = {}
     # the folder's final files are this process's to write, as extract's: no plain extraction writes them meanwhile
